@@ -1,0 +1,3 @@
+from ccdflow.cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""`ccdflow plugins`: what is installed, what it provides, and what failed to load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ccdflow.framework.plugins import get_plugin_manager
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def command(ctx: click.Context, as_json: bool) -> None:
+    """List plugins (name, distribution, version), their steps and instruments."""
+    manager = get_plugin_manager(strict=ctx.obj.get("strict_plugins") if ctx.obj else None)
+    if as_json:
+        click.echo(json.dumps({
+            "plugins": [asdict(p) for p in manager.plugins.values()],
+            "failed": [asdict(f) for f in manager.failures],
+            "blocked": manager.blocked,
+        }, indent=2))
+        return
+    table = Table(title="ccdflow plugins")
+    for col in ("plugin", "distribution", "version", "steps", "instruments"):
+        table.add_column(col)
+    for p in manager.plugins.values():
+        table.add_row(p.name, p.distribution or "-", p.version or "-",
+                      ", ".join(p.steps) or "-", ", ".join(p.instruments) or "-")
+    console = Console()
+    console.print(table)
+    for f in manager.failures:
+        console.print(f"[red]failed[/red] {f.name} ({f.distribution or '?'}): {f.error}", highlight=False)
+    for name in manager.blocked:
+        console.print(f"[yellow]blocked[/yellow] {name} (CCDFLOW_DISABLE_PLUGINS)")

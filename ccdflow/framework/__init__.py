@@ -1,0 +1,1 @@
+"""The engine: plugins, steps, configs, frame metadata, FITS I/O and combining."""

@@ -1,0 +1,238 @@
+"""Layered configuration: step default < instrument plugin < instrument file < site/night file
+< command line. Every merged value remembers the layer it came from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ccdflow.framework.errors import ConfigError
+from ccdflow.framework.instrument import Instrument
+from ccdflow.framework.step import StepParams
+
+LAYERS = ("step default", "instrument plugin", "instrument file", "site/night file", "command line")
+
+
+class SiteConfig(BaseModel):
+    """A site or night file: which instrument, and step parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instrument: str | None = Field(None, description="Instrument name for this site or night.")
+    steps: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Step name -> parameter overrides."
+    )
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def describe_validation(source: str, prefix: str, exc: ValidationError) -> str:
+    """One line per problem: where, which key, what was found, what was expected."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{source}: {loc}: unknown key (value {err['input']!r})")
+        else:
+            lines.append(f"{source}: {loc}: {err['msg']}; got {err.get('input')!r}")
+    return "\n".join(lines)
+
+
+def parse_cli_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``step.param=value`` strings to a steps mapping; values are parsed as YAML scalars."""
+    steps: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        step, dot, param = key.strip().partition(".")
+        if not sep or not dot or not step or not param:
+            raise ConfigError(f"command line: -p {item!r}: expected step.param=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        steps.setdefault(step, {})[param] = value
+    return steps
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; lists and scalars in ``update`` replace those in ``base``."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_instrument_file(path: str | Path, registered: Mapping[str, Instrument]) -> Instrument:
+    """An instrument YAML, either complete or ``extends: <name>`` over a registered one."""
+    data = load_yaml(path)
+    base_name = data.pop("extends", None)
+    if base_name is not None:
+        if base_name not in registered:
+            raise ConfigError(
+                f"{path}: extends: unknown instrument {base_name!r}; "
+                f"registered: {', '.join(sorted(registered))}"
+            )
+        data = deep_merge(registered[base_name].model_dump(), data)
+    try:
+        return Instrument.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation(str(path), "", exc)) from None
+
+
+@dataclass
+class Setting:
+    """One merged parameter value and the layer that set it."""
+
+    value: Any
+    layer: str
+    source: str
+
+
+@dataclass
+class ResolvedConfig:
+    """The merged configuration of one run."""
+
+    instrument: Instrument
+    instrument_source: str
+    steps: dict[str, dict[str, Setting]] = field(default_factory=dict)
+    step_classes: dict[str, type] = field(default_factory=dict)
+
+    def params(self, step: str, recipe_params: Mapping[str, Any] | None = None) -> StepParams:
+        """Validated parameters for a step; recipe entry values sit in the instrument layer."""
+        values = {k: s.value for k, s in self.steps.get(step, {}).items()}
+        for key, value in (recipe_params or {}).items():
+            setting = self.steps.get(step, {}).get(key)
+            if setting is None or LAYERS.index(setting.layer) <= LAYERS.index("instrument plugin"):
+                values[key] = value
+        try:
+            return self.step_classes[step].Params.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation("recipe", f"steps.{step}", exc)) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (for config.yaml beside the outputs and for hashing)."""
+        return {
+            "instrument": self.instrument.model_dump(mode="json"),
+            "steps": {s: {k: v.value for k, v in p.items()} for s, p in sorted(self.steps.items())},
+        }
+
+    def config_hash(self) -> str:
+        text = json.dumps(self.as_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resolve(
+    *,
+    steps: Mapping[str, type],
+    instrument: Instrument,
+    instrument_source: str,
+    instrument_file: tuple[str, Mapping[str, Any]] | None = None,
+    site_files: Iterable[tuple[str, Mapping[str, Any]]] = (),
+    cli_params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ResolvedConfig:
+    """Merge every layer, validating each against the step Params models as it goes."""
+    resolved = ResolvedConfig(instrument, instrument_source, step_classes=dict(steps))
+    for name, cls in steps.items():
+        resolved.steps[name] = {
+            key: Setting(f.get_default(call_default_factory=True), "step default", cls.__module__)
+            for key, f in cls.Params.model_fields.items()
+        }
+    layers: list[tuple[str, str, Mapping[str, Any]]] = [
+        ("instrument plugin", instrument_source, instrument.steps)
+    ]
+    if instrument_file is not None:
+        layers.append(("instrument file", instrument_file[0], instrument_file[1]))
+    layers += [("site/night file", src, data) for src, data in site_files]
+    if cli_params:
+        layers.append(("command line", "-p", cli_params))
+    for layer, source, step_values in layers:
+        _apply(resolved, steps, layer, source, step_values)
+    return resolved
+
+
+def _apply(
+    resolved: ResolvedConfig, steps: Mapping[str, type], layer: str, source: str,
+    step_values: Mapping[str, Any],
+) -> None:
+    for step, values in step_values.items():
+        if step not in steps:
+            raise ConfigError(
+                f"{source}: steps.{step}: unknown step; registered steps: {', '.join(sorted(steps))}"
+            )
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: steps.{step}: expected a mapping of parameters, got {values!r}")
+        try:
+            steps[step].Params.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation(source, f"steps.{step}", exc)) from None
+        for key, value in values.items():
+            resolved.steps[step][key] = Setting(value, layer, source)
+
+
+def build(
+    manager: Any,
+    *,
+    instrument: str | None = None,
+    instrument_file: str | Path | None = None,
+    config_files: Iterable[str | Path] = (),
+    params: Iterable[str] = (),
+) -> ResolvedConfig:
+    """Resolve a run's configuration from the plugin manager and the user's files and flags."""
+    site_files = []
+    for path in config_files:
+        data = load_yaml(path)
+        try:
+            site = SiteConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation(str(path), "", exc)) from None
+        site_files.append((str(path), site))
+    name = instrument
+    for _, site in site_files:
+        name = name or site.instrument
+    file_layer = None
+    if instrument_file is not None:
+        inst = load_instrument_file(instrument_file, manager.instruments)
+        raw_steps = load_yaml(instrument_file).get("steps", {})
+        file_layer = (str(instrument_file), raw_steps)
+        base = manager.instruments.get(load_yaml(instrument_file).get("extends", ""))
+        plugin_steps, plugin_source = (base.steps, manager.owner("instrument", base.name)) if base else ({}, "")
+        inst_source = str(instrument_file)
+    else:
+        inst = manager.instrument(name or "generic")
+        plugin_steps, plugin_source = inst.steps, manager.owner("instrument", inst.name)
+        inst_source = plugin_source
+    resolved = resolve(
+        steps=manager.steps,
+        instrument=inst.model_copy(update={"steps": plugin_steps}),
+        instrument_source=plugin_source or inst_source,
+        instrument_file=file_layer,
+        site_files=[(src, site.steps) for src, site in site_files],
+        cli_params=parse_cli_params(params),
+    )
+    resolved.instrument = inst
+    resolved.instrument_source = inst_source
+    return resolved

@@ -1,0 +1,122 @@
+"""FITS I/O at the edges: header-only reads, float32 frames, atomic writes, checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+from astropy.utils.exceptions import AstropyWarning
+
+from ccdflow.framework.errors import UnprocessableInputError
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_headers(path: str | Path) -> dict[int | str, fits.Header]:
+    """Every HDU header by index and EXTNAME, without reading pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, lazy_load_hdus=True, ignore_missing_simple=True) as hdul:
+                out: dict[int | str, fits.Header] = {}
+                for i, hdu in enumerate(hdul):
+                    header = hdu.header.copy()
+                    out[i] = header
+                    name = header.get("EXTNAME")
+                    if isinstance(name, str):
+                        out[name.strip()] = header
+    except FileNotFoundError:
+        raise UnprocessableInputError("file not found", path=str(path)) from None
+    except (OSError, ValueError, IndexError, TypeError) as exc:
+        raise UnprocessableInputError(f"not a readable FITS file ({exc})", path=str(path)) from None
+    if not out:
+        raise UnprocessableInputError("FITS file has no HDUs", path=str(path))
+    return out
+
+
+def read_ccd(path: str | Path, hdu: int | str = 0, unit: str = "adu") -> CCDData:
+    """A raw frame as float32 CCDData; the primary header is merged in for MEF files."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, memmap=False) as hdul:
+                data = hdul[hdu].data
+                if data is None or data.ndim != 2:
+                    raise UnprocessableInputError(
+                        f"HDU {hdu!r} holds no 2-D image", path=str(path)
+                    )
+                data = np.asarray(data, dtype=np.float32)
+                header = hdul[hdu].header.copy()
+                if hdu not in (0, hdul[0].name) and hdul[0].data is None:
+                    for card in hdul[0].header.cards:
+                        if card.keyword not in header and card.keyword not in ("", "COMMENT", "HISTORY"):
+                            header.append(card)
+    except UnprocessableInputError:
+        raise
+    except (OSError, ValueError, IndexError, KeyError, TypeError) as exc:
+        raise UnprocessableInputError(f"cannot read pixels ({exc})", path=str(path)) from None
+    for key in ("BZERO", "BSCALE", "BLANK"):
+        header.remove(key, ignore_missing=True)
+    return CCDData(data, unit=unit, header=header)
+
+
+def atomic_write(hdul: fits.HDUList, path: str | Path) -> None:
+    """Write to a temporary name in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            hdul.writeto(fh, output_verify="silentfix")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ccd_to_hdulist(ccd: CCDData) -> fits.HDUList:
+    """SCI (float32), UNCERT (std dev, float32) and MASK (uint8) extensions."""
+    primary = fits.PrimaryHDU(header=ccd.header.copy())
+    primary.header["BUNIT"] = str(ccd.unit)
+    sci = fits.ImageHDU(np.asarray(ccd.data, dtype=np.float32), name="SCI")
+    sci.header["BUNIT"] = str(ccd.unit)
+    hdus = [primary, sci]
+    if ccd.uncertainty is not None:
+        hdus.append(fits.ImageHDU(np.asarray(ccd.uncertainty.array, dtype=np.float32), name="UNCERT"))
+    if ccd.mask is not None:
+        hdus.append(fits.ImageHDU(np.asarray(ccd.mask, dtype=np.uint8), name="MASK"))
+    return fits.HDUList(hdus)
+
+
+def write_ccd(ccd: CCDData, path: str | Path) -> str:
+    """Write a product atomically and return its SHA-256."""
+    atomic_write(ccd_to_hdulist(ccd), path)
+    return sha256_file(path)
+
+
+def read_product(path: str | Path) -> CCDData:
+    """Read a file written by :func:`write_ccd` back into CCDData."""
+    with fits.open(path, memmap=False) as hdul:
+        header = hdul[0].header.copy()
+        data = np.asarray(hdul["SCI"].data, dtype=np.float32)
+        unit = header.get("BUNIT", "adu")
+        uncert = hdul["UNCERT"].data if "UNCERT" in hdul else None
+        mask = hdul["MASK"].data.astype(bool) if "MASK" in hdul else None
+    return CCDData(
+        data, unit=unit, header=header, mask=mask,
+        uncertainty=None if uncert is None else StdDevUncertainty(np.asarray(uncert, np.float32)),
+    )

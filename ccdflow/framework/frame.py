@@ -1,0 +1,37 @@
+"""Normalised frame metadata: what every other part of ccdflow reads instead of raw headers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Frame types used for imaging reduction. Instruments may classify other types
+#: (``arc``, ``spectrum``, ``spec_flat``...) which are recognised but not reduced.
+IMAGING_TYPES = ("bias", "dark", "flat", "science")
+
+
+class FrameMeta(BaseModel):
+    """Metadata of one raw frame, in ccdflow's units (seconds, UTC, degrees Celsius)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str | None = Field(None, description="File the metadata was read from.")
+    frame_type: str = Field(description="bias, dark, flat, science, or an instrument-specific type.")
+    instrument: str = Field(description="Name of the ccdflow instrument config that read it.")
+    detector: str = Field("default", description="Detector/chip identifier.")
+    exposure_time: float = Field(description="Exposure time in seconds.")
+    filter: str | None = Field(None, description="Filter name, normalised by the instrument.")
+    date_obs: datetime = Field(description="Start of the observation, timezone-aware UTC.")
+    temperature: float | None = Field(None, description="Detector temperature in Celsius.")
+    binning: tuple[int, int] = Field((1, 1), description="Binning (x, y).")
+    readout_mode: str = Field("default", description="Readout mode/speed/port identifier.")
+    shape: tuple[int, int] = Field(description="Raw data shape (ny, nx).")
+    gain: float | None = Field(None, description="Gain in electrons per ADU.")
+    read_noise: float | None = Field(None, description="Read noise in electrons.")
+    note: str | None = Field(None, description="Why the frame got this type, when not obvious.")
+
+    @property
+    def is_imaging(self) -> bool:
+        """True when the frame takes part in imaging reduction."""
+        return self.frame_type in IMAGING_TYPES

@@ -1,0 +1,70 @@
+"""The hooks a ccdflow plugin can implement. Every hook is documented in docs/plugins.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from astropy.io import fits
+    from astropy.nddata import CCDData
+    from pydantic import BaseModel
+
+    from ccdflow.framework.instrument import Instrument
+    from ccdflow.framework.step import Step, StepContext
+
+PROJECT = "ccdflow"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_steps(register: Callable[[type[Step]], None]) -> None:
+    """Register Step classes by calling ``register(StepClass)`` once per step.
+
+    :param register: callback that validates and records one Step subclass.
+    """
+
+
+@hookspec
+def register_instruments(register: Callable[[Instrument], None]) -> None:
+    """Register instrument configurations by calling ``register(instrument)``.
+
+    :param register: callback taking an :class:`~ccdflow.framework.instrument.Instrument`.
+    """
+
+
+@hookspec(firstresult=True)
+def identify_instrument(header: fits.Header, headers: Mapping[int | str, fits.Header]) -> str | None:
+    """Return the name of the instrument that wrote this file, or None to pass.
+
+    Code-based identifiers run first; the built-in declarative identifier (each
+    instrument's ``identify`` rules, most specific match wins) runs last.
+
+    :param header: the primary header.
+    :param headers: every HDU header, by index and by EXTNAME.
+    """
+
+
+@hookspec(firstresult=True)
+def run_step(
+    step: Step,
+    ccd: CCDData,
+    params: BaseModel,
+    calibrations: Mapping[str, Any],
+    context: StepContext,
+) -> CCDData | None:
+    """Run one step on one frame and return the result.
+
+    The built-in implementation calls ``step.run``. Implement it as a wrapper
+    (``@hookimpl(wrapper=True)``) to time, log or annotate every step; the framework's
+    own timing, status keywords and HISTORY are written by such a wrapper.
+
+    :param step: the Step instance to run.
+    :param ccd: the frame, already carrying mask and uncertainty when present.
+    :param params: the validated parameters of this step.
+    :param calibrations: calibration frames by type (``bias``, ``dark``...).
+    :param context: frame metadata, instrument, selection receipts and timings.
+    """

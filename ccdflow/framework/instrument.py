@@ -1,0 +1,226 @@
+"""Instrument configuration models: how to read a camera's headers and reduce its frames.
+
+An instrument is pure data (a pydantic model, usually loaded from YAML) so that an
+observatory can describe a new camera without writing Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Scalar = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeywordSpec(_Strict):
+    """Where one metadata value lives in the header and how to normalise it."""
+
+    keyword: list[str] = Field(
+        default_factory=list,
+        description="Header keywords to try in order; the first one present wins.",
+    )
+    compound: list[str] = Field(
+        default_factory=list,
+        description="Keywords whose values are joined with '|' into one value "
+        "(e.g. ESO DPR CATG|TYPE|TECH); missing ones contribute ''.",
+    )
+    hdu: int | str | None = Field(
+        None, description="HDU to read; None means the data HDU, then the primary HDU."
+    )
+    default: Scalar | None = Field(None, description="Value used when no keyword is present.")
+    required: bool = Field(False, description="Missing value (and no default) is an error.")
+    unit: Literal["s", "ms", "C", "K", "F"] | None = Field(
+        None, description="Unit of the raw value; converted to seconds or Celsius."
+    )
+    values: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="Case-insensitive glob pattern -> normalised value; first match wins.",
+    )
+    strict_values: bool = Field(
+        False, description="When values are given and none matches, the value is an error."
+    )
+
+    @field_validator("keyword", "compound", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class HeaderMap(_Strict):
+    """Keyword map from a camera's headers to :class:`~ccdflow.framework.frame.FrameMeta`."""
+
+    frame_type: KeywordSpec = Field(description="Frame type; values map raw strings to types.")
+    exposure_time: KeywordSpec = Field(description="Exposure time.")
+    date_obs: KeywordSpec = Field(description="Observation start (ISO date or date+time).")
+    time_obs: KeywordSpec | None = Field(
+        None, description="Time of day, for headers whose date_obs holds only the date."
+    )
+    filter: KeywordSpec = Field(default_factory=KeywordSpec, description="Filter name.")
+    temperature: KeywordSpec = Field(default_factory=KeywordSpec, description="CCD temperature.")
+    detector: KeywordSpec = Field(
+        default_factory=lambda: KeywordSpec(default="default"), description="Detector id."
+    )
+    binning: KeywordSpec | None = Field(
+        None, description="Combined binning such as CCDSUM '2 2' or '2x2' (wins over x/y)."
+    )
+    binning_x: KeywordSpec = Field(
+        default_factory=lambda: KeywordSpec(default=1), description="Binning along x."
+    )
+    binning_y: KeywordSpec = Field(
+        default_factory=lambda: KeywordSpec(default=1), description="Binning along y."
+    )
+    readout_mode: KeywordSpec = Field(
+        default_factory=lambda: KeywordSpec(default="default"), description="Readout mode."
+    )
+    gain: KeywordSpec = Field(default_factory=KeywordSpec, description="Gain (e-/ADU).")
+    read_noise: KeywordSpec = Field(default_factory=KeywordSpec, description="Read noise (e-).")
+
+
+class Amplifier(_Strict):
+    """One readout amplifier: its overscan and the part of the frame it illuminates."""
+
+    name: str = Field("A", description="Amplifier name, used in header cards and logs.")
+    overscan: str | None = Field(
+        None, description="Overscan/prescan section in raw pixels; None: the BIASSEC keyword."
+    )
+    trim: str | None = Field(
+        None, description="Useful data section in raw pixels; None: TRIMSEC, then DATASEC."
+    )
+    gain: float | None = Field(None, description="Gain of this amplifier (e-/ADU).")
+    read_noise: float | None = Field(None, description="Read noise of this amplifier (e-).")
+
+
+class Geometry(_Strict):
+    """Detector layout: amplifiers plus the header keywords used when sections are not given."""
+
+    amplifiers: list[Amplifier] = Field(
+        default_factory=lambda: [Amplifier()], description="Readout amplifiers."
+    )
+    overscan_keyword: str | None = Field("BIASSEC", description="Fallback overscan keyword.")
+    trim_keywords: list[str] = Field(
+        default_factory=lambda: ["TRIMSEC", "DATASEC"],
+        description="Fallback trim keywords, first present wins.",
+    )
+
+
+class MatchRule(_Strict):
+    """How the caldb matches one calibration type to a frame."""
+
+    max_age_days: float = Field(description="Largest |observation time difference| in days.")
+    must_match: list[str] = Field(
+        default_factory=lambda: ["instrument", "detector", "binning", "readout_mode", "shape"],
+        description="FrameMeta fields that must be equal.",
+    )
+    temperature_tolerance: float | None = Field(
+        None, description="Largest |temperature difference| in C when both are known."
+    )
+    exposure_rel_tolerance: float = Field(0.01, description="Relative exposure match tolerance.")
+    exposure_abs_tolerance: float = Field(0.1, description="Absolute exposure tolerance in s.")
+    allow_exposure_scaling: bool = Field(True, description="Allow scaling darks by exposure.")
+
+
+def _default_match_rules() -> dict[str, MatchRule]:
+    common = ["instrument", "detector", "binning", "readout_mode", "shape"]
+    return {
+        "bias": MatchRule(max_age_days=30, must_match=common),
+        "dark": MatchRule(max_age_days=30, must_match=common, temperature_tolerance=2.0),
+        "flat": MatchRule(max_age_days=60, must_match=[*common, "filter"]),
+        "bpm": MatchRule(max_age_days=365, must_match=common),
+    }
+
+
+class RecipeEntry(_Strict):
+    """One step of a recipe, with recipe-specific parameters."""
+
+    step: str = Field(description="Registered step name.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters for this step.")
+
+
+def _default_recipes() -> dict[str, list[RecipeEntry]]:
+    names = {
+        "bias": ["overscan", "trim"],
+        "dark": ["overscan", "trim", "bias"],
+        "flat": ["overscan", "trim", "bias", "dark"],
+        "science": ["overscan", "trim", "bias", "dark", "flat"],
+    }
+    return {kind: [RecipeEntry(step=s) for s in steps] for kind, steps in names.items()}
+
+
+class Instrument(_Strict):
+    """Everything ccdflow needs to know about one camera."""
+
+    name: str = Field(description="Unique instrument name used on the command line.")
+    description: str = Field("", description="One line for `ccdflow plugins`.")
+    identify: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Header keyword -> glob patterns; all keywords must match. More keywords "
+        "make the rule more specific, and the most specific match wins. Empty: never "
+        "identified automatically (only by name).",
+    )
+    data_hdu: int | str = Field(0, description="HDU holding the pixels.")
+    header: HeaderMap = Field(description="Keyword map to FrameMeta.")
+    zero_exposure_dark_is_bias: bool = Field(
+        False, description="Classify darks with zero exposure as bias (ESO convention)."
+    )
+    gain: float = Field(1.0, gt=0, description="Default gain in e-/ADU when no keyword has it.")
+    read_noise: float = Field(0.0, ge=0, description="Default read noise in e-.")
+    saturation: float = Field(65535.0, description="Saturation level in raw ADU.")
+    linearity: list[float] = Field(
+        default_factory=list,
+        description="Polynomial coefficients c0, c1, ... mapping raw ADU to linear ADU; "
+        "empty means linear.",
+    )
+    geometry: Geometry = Field(default_factory=Geometry, description="Detector geometry.")
+    recipes: dict[str, list[RecipeEntry]] = Field(
+        default_factory=_default_recipes, description="Ordered steps per frame type."
+    )
+    steps: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Instrument-level parameters per step name."
+    )
+    caldb: dict[str, MatchRule] = Field(
+        default_factory=_default_match_rules, description="Calibration match rules per type."
+    )
+
+    @field_validator("identify", mode="before")
+    @classmethod
+    def _patterns(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("caldb", mode="before")
+    @classmethod
+    def _merge_match_defaults(cls, value: Any) -> Any:
+        """Partial rules (e.g. only dark's tolerance) keep the defaults for the rest."""
+        if not isinstance(value, dict):
+            return value
+        merged = {k: r.model_dump() for k, r in _default_match_rules().items()}
+        for kind, rule in value.items():
+            base = merged.get(kind, {})
+            merged[kind] = {**base, **rule} if isinstance(rule, dict) else rule
+        return merged
+
+    @field_validator("recipes", mode="before")
+    @classmethod
+    def _recipe_shorthand(cls, value: Any) -> Any:
+        """Accept 'step' or {'step': {params}} entries as well as full RecipeEntry dicts."""
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, list[Any]] = {}
+        for kind, entries in value.items():
+            out[kind] = [_entry(e) for e in entries] if isinstance(entries, list) else entries
+        return out
+
+
+def _entry(entry: Any) -> Any:
+    if isinstance(entry, str):
+        return {"step": entry}
+    if isinstance(entry, dict) and len(entry) == 1 and "step" not in entry:
+        (name, params), = entry.items()
+        return {"step": name, "params": params or {}}
+    return entry

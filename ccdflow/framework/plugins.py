@@ -1,0 +1,211 @@
+"""Plugin manager: loads ``ccdflow.plugins`` entry points and collects steps and instruments."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+from astropy.io import fits
+
+from ccdflow.framework import hookspecs
+from ccdflow.framework.errors import ConfigError, PluginError
+from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.instrument import Instrument
+from ccdflow.framework.step import Step, StepRunnerPlugin, validate_step_class
+
+log = logging.getLogger("ccdflow.plugins")
+ENTRY_POINT_GROUP = "ccdflow.plugins"
+
+
+@dataclass
+class PluginInfo:
+    """One loaded plugin and what it contributed."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    steps: list[str] = field(default_factory=list)
+    instruments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PluginFailure:
+    """A plugin that could not be loaded, with the reason."""
+
+    name: str
+    distribution: str | None
+    error: str
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class PluginManager:
+    """Typed face over pluggy: one method per thing ccdflow asks of its plugins."""
+
+    def __init__(self, *, strict: bool | None = None, disabled: set[str] | None = None) -> None:
+        self.strict = _env_flag("CCDFLOW_STRICT_PLUGINS") if strict is None else strict
+        env_disabled = {n.strip() for n in os.environ.get("CCDFLOW_DISABLE_PLUGINS", "").split(",")}
+        self.disabled = (disabled or set()) | {n for n in env_disabled if n}
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.failures: list[PluginFailure] = []
+        self.blocked: list[str] = []
+        self.steps: dict[str, type[Step]] = {}
+        self.instruments: dict[str, Instrument] = {}
+        self._owner: dict[str, str] = {}
+        self.pm.register(StepRunnerPlugin(), name="ccdflow.framework.step")
+        self.pm.register(_DeclarativeIdentifier(self), name="ccdflow.framework.identify")
+
+    # -- loading ---------------------------------------------------------------
+    def load_entry_points(self) -> PluginManager:
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_builtin_first):
+            dist = ep.dist.name if ep.dist else None
+            if ep.name in self.disabled:
+                self.blocked.append(ep.name)
+                log.info("plugin %s blocked by CCDFLOW_DISABLE_PLUGINS", ep.name)
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plugin must not take the host down
+                self._fail(ep.name, dist, f"{type(exc).__name__}: {exc}")
+                continue
+            version = ep.dist.version if ep.dist else None
+            self.register(module, ep.name, dist, version)
+        return self
+
+    def register(
+        self, plugin: Any, name: str, distribution: str | None = None, version: str | None = None
+    ) -> None:
+        """Register one plugin object and collect its steps and instruments."""
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=name)
+            self._fail(name, distribution, f"invalid hook implementation: {exc}")
+            return
+        info = PluginInfo(name, distribution, version)
+        self.plugins[name] = info
+        try:
+            for impl in self.pm.hook.register_steps.get_hookimpls():
+                if impl.plugin_name == name:
+                    impl.function(register=lambda s, i=info: self._add_step(s, i))
+            for impl in self.pm.hook.register_instruments.get_hookimpls():
+                if impl.plugin_name == name:
+                    impl.function(register=lambda x, i=info: self._add_instrument(x, i))
+        except Exception as exc:  # a plugin registering garbage is reported, not fatal
+            self._forget(info)
+            self.pm.unregister(name=name)
+            self._fail(name, distribution, f"{type(exc).__name__}: {exc}")
+
+    def _fail(self, name: str, dist: str | None, error: str) -> None:
+        if self.strict:
+            raise PluginError(f"plugin {name!r} ({dist or 'unknown distribution'}) failed: {error}")
+        log.warning("plugin %s (%s) skipped: %s", name, dist or "unknown distribution", error)
+        self.failures.append(PluginFailure(name, dist, error))
+
+    def _forget(self, info: PluginInfo) -> None:
+        for step in info.steps:
+            self.steps.pop(step, None)
+        for inst in info.instruments:
+            self.instruments.pop(inst, None)
+        self.plugins.pop(info.name, None)
+
+    def _add_step(self, step: type[Step], info: PluginInfo) -> None:
+        validate_step_class(step)
+        if step.name in self.steps:
+            raise PluginError(
+                f"step {step.name!r} is already registered by plugin {self._owner['step:' + step.name]!r}"
+            )
+        self.steps[step.name] = step
+        self._owner["step:" + step.name] = info.name
+        info.steps.append(step.name)
+
+    def _add_instrument(self, instrument: Instrument, info: PluginInfo) -> None:
+        if not isinstance(instrument, Instrument):
+            raise PluginError(f"register_instruments expects an Instrument, got {type(instrument)!r}")
+        if instrument.name in self.instruments:
+            owner = self._owner["instrument:" + instrument.name]
+            raise PluginError(f"instrument {instrument.name!r} is already registered by {owner!r}")
+        self.instruments[instrument.name] = instrument
+        self._owner["instrument:" + instrument.name] = info.name
+        info.instruments.append(instrument.name)
+
+    # -- queries ---------------------------------------------------------------
+    def step(self, name: str) -> type[Step]:
+        try:
+            return self.steps[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown step {name!r}; registered steps: {', '.join(sorted(self.steps))}"
+            ) from None
+
+    def instrument(self, name: str) -> Instrument:
+        try:
+            return self.instruments[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown instrument {name!r}; registered: {', '.join(sorted(self.instruments))}"
+            ) from None
+
+    def owner(self, kind: str, name: str) -> str:
+        return self._owner[f"{kind}:{name}"]
+
+    def identify(self, headers: Mapping[int | str, fits.Header]) -> str | None:
+        """Name of the instrument that claims these headers, or None."""
+        return self.pm.hook.identify_instrument(header=headers[0], headers=headers)
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+
+def _builtin_first(ep: EntryPoint) -> tuple[int, str]:
+    return (0 if ep.value.startswith("ccdflow.") else 1, ep.name)
+
+
+class _DeclarativeIdentifier:
+    """Matches each instrument's ``identify`` glob rules; the most specific match wins."""
+
+    def __init__(self, manager: PluginManager) -> None:
+        self.manager = manager
+
+    @hookimpl(trylast=True)
+    def identify_instrument(self, header: fits.Header, headers: Mapping[int | str, fits.Header]):
+        best: tuple[int, str] | None = None
+        for name, inst in self.manager.instruments.items():
+            if not inst.identify:
+                continue
+            if all(_header_matches(headers, key, pats) for key, pats in inst.identify.items()):
+                score = len(inst.identify)
+                if best is None or score > best[0]:
+                    best = (score, name)
+        return None if best is None else best[1]
+
+
+def _header_matches(headers: Mapping[int | str, fits.Header], key: str, patterns: list[str]) -> bool:
+    for header in headers.values():
+        if key in header:
+            value = str(header[key]).strip().lower()
+            return any(fnmatch.fnmatchcase(value, p.lower()) for p in patterns)
+    return False
+
+
+_MANAGER: PluginManager | None = None
+
+
+def get_plugin_manager(*, reload: bool = False, strict: bool | None = None) -> PluginManager:
+    """The process-wide manager, loaded from entry points on first use."""
+    global _MANAGER
+    if _MANAGER is None or reload or (strict is not None and strict != _MANAGER.strict):
+        _MANAGER = PluginManager(strict=strict).load_entry_points()
+    return _MANAGER

@@ -1,0 +1,124 @@
+"""The Step contract: a named, pure transformation of a CCDData with validated parameters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from astropy.nddata import CCDData
+from pydantic import BaseModel, ConfigDict, Field
+
+from ccdflow.framework.errors import NoWorkError, PluginError, UnprocessableInputError
+from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.instrument import Instrument
+
+log = logging.getLogger("ccdflow.step")
+
+
+class StepParams(BaseModel):
+    """Base of every step's parameters: unknown keys are errors, every field documented."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    skip: bool = Field(False, description="Do not run this step; recorded as SKIPPED.")
+
+
+@dataclass
+class StepContext:
+    """What a step may know about the frame besides its pixels."""
+
+    meta: FrameMeta
+    instrument: Instrument
+    receipts: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+
+
+class Step:
+    """Base class: subclasses set ``name``, ``Params``, ``calibrations`` and implement ``run``."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[StepParams]] = StepParams
+    calibrations: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def status_keyword(cls) -> str:
+        """FITS keyword recording whether the step ran; short enough to avoid HIERARCH."""
+        return f"CF_{cls.name.upper()[:5]}"
+
+    def run(
+        self,
+        ccd: CCDData,
+        params: StepParams,
+        calibrations: Mapping[str, CCDData],
+        context: StepContext,
+    ) -> CCDData:
+        raise NotImplementedError
+
+
+def validate_step_class(step: Any) -> None:
+    """Refuse a registration that cannot honour the contract, naming what is wrong."""
+    where = getattr(step, "__qualname__", repr(step))
+    if not (isinstance(step, type) and issubclass(step, Step)):
+        raise PluginError(f"{where} is not a subclass of ccdflow Step")
+    if not isinstance(getattr(step, "name", None), str) or not step.name.isidentifier():
+        raise PluginError(f"{where}.name must be an identifier string, got {getattr(step, 'name', None)!r}")
+    if not (isinstance(step.Params, type) and issubclass(step.Params, StepParams)):
+        raise PluginError(f"{where}.Params must subclass ccdflow StepParams")
+    if step.Params.model_config.get("extra") != "forbid":
+        raise PluginError(f"{where}.Params must forbid unknown keys (extra='forbid')")
+    undocumented = [n for n, f in step.Params.model_fields.items() if not f.description]
+    if undocumented:
+        raise PluginError(f"{where}.Params fields without a description: {', '.join(undocumented)}")
+
+
+class StepRunnerPlugin:
+    """Built-in implementations of ``run_step``: the call itself and the bookkeeping wrapper."""
+
+    @hookimpl(trylast=True)
+    def run_step(self, step: Step, ccd: CCDData, params: StepParams, calibrations, context):
+        return step.run(ccd, params, calibrations, context)
+
+    @hookimpl(wrapper=True, specname="run_step")
+    def run_step_bookkeeping(self, step: Step, ccd, params, calibrations, context):
+        start = time.perf_counter()
+        result = yield
+        elapsed = time.perf_counter() - start
+        context.timings[step.name] = elapsed
+        context.statuses[step.name] = "DONE"
+        result.header[step.status_keyword()] = ("DONE", f"ccdflow step {step.name}")
+        result.header.add_history(f"ccdflow {step.name}: done in {elapsed:.3f} s")
+        log.debug("%s: %s done in %.3f s", context.meta.path, step.name, elapsed)
+        return result
+
+
+def mark_skipped(ccd: CCDData, step: type[Step], reason: str, context: StepContext) -> CCDData:
+    """Record a skipped step in the header and the context, leaving the pixels alone."""
+    ccd.header[step.status_keyword()] = ("SKIPPED", f"ccdflow step {step.name}")
+    ccd.header.add_history(f"ccdflow {step.name}: skipped ({reason})")
+    context.statuses[step.name] = "SKIPPED"
+    return ccd
+
+
+def missing_calibrations(
+    step: type[Step], calibrations: Mapping[str, Any], context: StepContext
+) -> None:
+    """Raise a clear error when a step needs a calibration that was not provided."""
+    missing = [c for c in step.calibrations if calibrations.get(c) is None]
+    if missing:
+        raise UnprocessableInputError(
+            f"step {step.name!r} needs calibration {', '.join(missing)} and none was provided "
+            f"for {context.meta.frame_type} frame",
+            path=context.meta.path,
+        )
+
+
+__all__ = [
+    "NoWorkError", "Step", "StepContext", "StepParams", "StepRunnerPlugin",
+    "mark_skipped", "missing_calibrations", "validate_step_class",
+]

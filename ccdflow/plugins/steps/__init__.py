@@ -1,0 +1,24 @@
+"""Built-in reduction steps, one module each, registered as a plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.step import Step
+
+
+def builtin_steps() -> list[type[Step]]:
+    from ccdflow.plugins.steps.bias import BiasSubtractor
+    from ccdflow.plugins.steps.dark import DarkSubtractor
+    from ccdflow.plugins.steps.flat import FlatDivider
+    from ccdflow.plugins.steps.overscan import OverscanSubtractor
+    from ccdflow.plugins.steps.trim import Trimmer
+
+    return [OverscanSubtractor, Trimmer, BiasSubtractor, DarkSubtractor, FlatDivider]
+
+
+@hookimpl
+def register_steps(register: Callable[[type[Step]], None]) -> None:
+    for step in builtin_steps():
+        register(step)
