@@ -1,0 +1,39 @@
+"""Flat-field division by the normalised master flat."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.nddata import CCDData
+from pydantic import Field
+
+from ccdflow.framework.arithmetic import divide_by_flat
+from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.step import Step, StepContext, StepParams
+
+
+class FlatParams(StepParams):
+    min_value: float = Field(
+        0.2, ge=0, description="Flat pixels below this (normalised) value are masked, not divided."
+    )
+
+
+class FlatDivider(Step):
+    name = "flat"
+    Params = FlatParams
+    calibrations = ("flat",)
+    description = "Divide by the master flat of the frame's filter."
+
+    def run(self, ccd: CCDData, params: FlatParams, calibrations, context: StepContext) -> CCDData:
+        flat = calibrations["flat"]
+        median = float(np.nanmedian(flat.data))
+        if not np.isfinite(median) or median <= 0:
+            raise UnprocessableInputError(
+                f"master flat median is {median:.4g}; cannot normalise", path=context.meta.path
+            )
+        if abs(median - 1.0) > 0.05:  # accept un-normalised masters by normalising here
+            flat = CCDData(flat.data / median, unit=flat.unit, mask=flat.mask, header=flat.header,
+                           uncertainty=None if flat.uncertainty is None
+                           else flat.uncertainty.__class__(flat.uncertainty.array / median))
+        out, masked = divide_by_flat(ccd, flat, params.min_value, path=context.meta.path)
+        out.header["CF_FLMSK"] = (masked, "pixels masked where the flat is too low")
+        return out

@@ -1,0 +1,88 @@
+"""Overscan subtraction, amplifier by amplifier."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from astropy.nddata import CCDData
+from astropy.stats import sigma_clipped_stats
+from pydantic import Field
+
+from ccdflow.framework.errors import NoWorkError
+from ccdflow.framework.geometry import amplifier_regions
+from ccdflow.framework.step import Step, StepContext, StepParams
+
+
+class OverscanParams(StepParams):
+    method: Literal["median", "mean", "clipped_mean", "line_median", "poly"] = Field(
+        "line_median",
+        description="Level estimate: one number (median, mean, clipped_mean) or one value per "
+        "line along the readout direction (line_median, or a poly fit of it).",
+    )
+    poly_order: int = Field(3, ge=0, le=10, description="Order of the poly fit along lines.")
+    sigma: float = Field(3.0, gt=0, description="Clipping threshold for clipped_mean.")
+
+
+def overscan_model(strip: np.ndarray, method: str, poly_order: int = 3, sigma: float = 3.0) -> np.ndarray:
+    """Overscan level per line of ``strip`` (lines along axis 0), or a 0-d value.
+
+    The strip is oriented so axis 0 runs along the readout direction: for a column
+    overscan at the side of the frame that is one value per row.
+    """
+    if method == "median":
+        return np.asarray(np.median(strip), dtype=np.float32)
+    if method == "mean":
+        return np.asarray(np.mean(strip), dtype=np.float32)
+    if method == "clipped_mean":
+        return np.asarray(sigma_clipped_stats(strip, sigma=sigma)[0], dtype=np.float32)
+    lines = np.median(strip, axis=1)
+    if method == "line_median":
+        return lines.astype(np.float32)
+    x = np.linspace(-1.0, 1.0, lines.size)
+    fit = np.polynomial.Polynomial.fit(x, lines, deg=min(poly_order, lines.size - 1))
+    return fit(x).astype(np.float32)
+
+
+def subtract_overscan(
+    data: np.ndarray, overscan: tuple[slice, slice], target: tuple[slice, slice], **options
+) -> float:
+    """Subtract the overscan model from ``target`` in place; returns the mean level removed."""
+    strip = data[overscan]
+    by_rows = strip.shape[0] >= strip.shape[1]  # side overscan: one value per row
+    oriented = strip if by_rows else strip.T
+    level = overscan_model(oriented, **options)
+    if level.ndim == 0:
+        data[target] -= level
+    elif by_rows:
+        rows = np.arange(data.shape[0])[target[0]]
+        data[target] -= level[np.clip(rows - overscan[0].start, 0, level.size - 1), None]
+    else:
+        cols = np.arange(data.shape[1])[target[1]]
+        data[target] -= level[None, np.clip(cols - overscan[1].start, 0, level.size - 1)]
+    return float(np.mean(level))
+
+
+class OverscanSubtractor(Step):
+    name = "overscan"
+    Params = OverscanParams
+    description = "Subtract the overscan level of each amplifier."
+
+    def run(self, ccd: CCDData, params: OverscanParams, calibrations, context: StepContext) -> CCDData:
+        amps = amplifier_regions(context.instrument, ccd.header, ccd.shape, context.meta.path)
+        if all(a.overscan is None for a in amps):
+            raise NoWorkError("no overscan section for any amplifier")
+        data = np.array(ccd.data, dtype=np.float32, copy=True)
+        whole = (slice(0, data.shape[0]), slice(0, data.shape[1]))
+        out = ccd.copy()
+        for amp in amps:
+            if amp.overscan is None:
+                continue
+            target = whole if len(amps) == 1 else amp.trim
+            level = subtract_overscan(
+                data, amp.overscan, target,
+                method=params.method, poly_order=params.poly_order, sigma=params.sigma,
+            )
+            out.header[f"CF_OS{amp.name[:4]}"] = (round(level, 3), f"mean overscan {amp.overscan_text}")
+        out.data = data
+        return out

@@ -1,0 +1,39 @@
+"""Trim to the data section, assembling amplifiers into one image."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.nddata import CCDData
+
+from ccdflow.framework.geometry import amplifier_regions
+from ccdflow.framework.step import Step, StepContext, StepParams
+
+
+def assemble(array: np.ndarray, regions: list[tuple[slice, slice]]) -> np.ndarray:
+    """Keep the union of the row and column ranges of the regions, in raw order."""
+    rows = sorted({(r.start, r.stop) for r, _ in regions})
+    cols = sorted({(c.start, c.stop) for _, c in regions})
+    row_idx = np.concatenate([np.arange(a, b) for a, b in rows])
+    col_idx = np.concatenate([np.arange(a, b) for a, b in cols])
+    return array[np.ix_(row_idx, col_idx)]
+
+
+class Trimmer(Step):
+    name = "trim"
+    Params = StepParams
+    description = "Cut away overscan/prescan, keeping the data section of every amplifier."
+
+    def run(self, ccd: CCDData, params: StepParams, calibrations, context: StepContext) -> CCDData:
+        amps = amplifier_regions(context.instrument, ccd.header, ccd.shape, context.meta.path)
+        regions = [a.trim for a in amps]
+        data = assemble(np.asarray(ccd.data), regions)
+        mask = None if ccd.mask is None else assemble(ccd.mask, regions)
+        uncertainty = None
+        if ccd.uncertainty is not None:
+            uncertainty = ccd.uncertainty.__class__(assemble(ccd.uncertainty.array, regions))
+        header = ccd.header.copy()
+        header["CF_TSEC"] = (",".join(a.trim_text for a in amps), "raw section(s) kept by trim")
+        for key in ("BIASSEC", "TRIMSEC", "DATASEC"):
+            header.remove(key, ignore_missing=True)
+        return CCDData(np.ascontiguousarray(data), unit=ccd.unit, header=header, mask=mask,
+                       uncertainty=uncertainty, wcs=None)
