@@ -1,0 +1,39 @@
+"""Provenance cards: which inputs, calibrations, parameters and software made a product."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from astropy.io import fits
+
+from ccdflow import __version__
+from ccdflow.framework.config import ResolvedConfig
+from ccdflow.framework.fitsio import sha256_file
+
+
+def stamp_calibration(header: fits.Header, kind: str, path: str | Path, checksum: str | None = None,
+                      caldb_id: int | None = None) -> None:
+    """Record one calibration: file name, SHA-256 and (when known) its caldb id."""
+    tag = kind.upper()[:4]
+    header[f"CF_{tag}F"] = (Path(path).name[:68], f"master {kind} file")
+    header[f"CF_{tag}S"] = (checksum or sha256_file(path), f"master {kind} SHA-256")
+    if caldb_id is not None:
+        header[f"CF_{tag}I"] = (caldb_id, f"master {kind} caldb id")
+
+
+def stamp_product(
+    header: fits.Header,
+    raw_path: str | Path,
+    config: ResolvedConfig,
+    calibrations: Mapping[str, tuple[str | Path, str | None, int | None]],
+    raw_checksum: str | None = None,
+) -> None:
+    """Cards every reduced frame carries; ``calibrations`` maps type -> (path, sha256, caldb id)."""
+    header["CF_RAW"] = (Path(raw_path).name[:68], "raw input file")
+    header["CF_RAWS"] = (raw_checksum or sha256_file(raw_path), "raw input SHA-256")
+    for kind, (path, checksum, caldb_id) in calibrations.items():
+        stamp_calibration(header, kind, path, checksum, caldb_id)
+    header["CF_VERS"] = (__version__, "ccdflow version")
+    header["CF_CHASH"] = (config.config_hash(), "ccdflow config hash")
+    header["CF_INST"] = (config.instrument.name, "ccdflow instrument config")

@@ -1,0 +1,58 @@
+"""Run an instrument's recipe (ordered steps) on one frame, with skip and status handling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from astropy.nddata import CCDData
+
+from ccdflow.framework.config import ResolvedConfig
+from ccdflow.framework.errors import ConfigError, NoWorkError
+from ccdflow.framework.step import StepContext, mark_skipped, missing_calibrations
+
+
+def recipe_steps(config: ResolvedConfig, frame_type: str) -> list[tuple[str, Any]]:
+    """(step name, validated params) for a frame type, in recipe order."""
+    recipe = config.instrument.recipes.get(frame_type)
+    if recipe is None:
+        raise ConfigError(
+            f"instrument {config.instrument.name!r} has no recipe for {frame_type!r} frames; "
+            f"recipes exist for: {', '.join(sorted(config.instrument.recipes))}"
+        )
+    return [(entry.step, config.params(entry.step, entry.params)) for entry in recipe]
+
+
+def needed_calibrations(config: ResolvedConfig, frame_type: str) -> list[str]:
+    """Calibration types the recipe will ask for (skipped steps need nothing)."""
+    out: list[str] = []
+    for name, params in recipe_steps(config, frame_type):
+        if not params.skip:
+            out += [c for c in config.step_classes[name].calibrations if c not in out]
+    return out
+
+
+def run_recipe(
+    manager: Any,
+    ccd: CCDData,
+    config: ResolvedConfig,
+    context: StepContext,
+    calibrations: Mapping[str, CCDData | None],
+) -> CCDData:
+    """Apply every step of the frame type's recipe; the framework owns skip and status."""
+    for name, params in recipe_steps(config, context.meta.frame_type):
+        step_cls = manager.step(name)
+        if params.skip:
+            ccd = mark_skipped(ccd, step_cls, "skip requested in config", context)
+            continue
+        if ccd.header.get(step_cls.status_keyword()) == "DONE":
+            ccd = mark_skipped(ccd, step_cls, "already applied to this frame", context)
+            continue
+        missing_calibrations(step_cls, calibrations, context)
+        try:
+            ccd = manager.hook.run_step(
+                step=step_cls(), ccd=ccd, params=params, calibrations=calibrations, context=context
+            )
+        except NoWorkError as exc:
+            ccd = mark_skipped(ccd, step_cls, str(exc), context)
+    return ccd

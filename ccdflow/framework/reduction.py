@@ -1,0 +1,96 @@
+"""Reduce frames with masters already built: the per-frame work shared by demo and night runs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from astropy.nddata import CCDData
+
+from ccdflow.framework.config import ResolvedConfig
+from ccdflow.framework.fitsio import read_ccd, sha256_file, write_ccd
+from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.provenance import stamp_product
+from ccdflow.framework.recipe import needed_calibrations, run_recipe
+from ccdflow.framework.step import StepContext
+
+
+@dataclass
+class MasterRef:
+    """A master calibration on disk, loaded once and shared by every frame that uses it."""
+
+    kind: str
+    path: Path
+    ccd: CCDData
+    checksum: str
+    exposure_time: float
+    temperature: float | None
+    filter: str | None
+    caldb_id: int | None = None
+
+    @classmethod
+    def load(cls, kind: str, path: str | Path, caldb_id: int | None = None) -> MasterRef:
+        from ccdflow.framework.fitsio import read_product
+
+        ccd = read_product(path)
+        temp = ccd.header.get("CCD-TEMP")
+        return cls(kind, Path(path), ccd, sha256_file(path), float(ccd.header.get("EXPTIME", 0.0)),
+                   None if temp is None else float(temp), ccd.header.get("FILTER"), caldb_id)
+
+
+def group_key(meta: FrameMeta, temperature_step: float = 2.0) -> tuple:
+    """Frames that may be combined into one master share this key."""
+    base = (meta.frame_type, meta.detector, meta.binning, meta.readout_mode, meta.shape)
+    if meta.frame_type == "dark":
+        temp = None if meta.temperature is None else round(meta.temperature / temperature_step)
+        return (*base, round(meta.exposure_time, 1), temp)
+    if meta.frame_type == "flat":
+        return (*base, meta.filter)
+    return base
+
+
+def group_frames(frames: Iterable[FrameMeta]) -> dict[tuple, list[FrameMeta]]:
+    groups: dict[tuple, list[FrameMeta]] = defaultdict(list)
+    for meta in frames:
+        groups[group_key(meta)].append(meta)
+    return dict(groups)
+
+
+def nearest_master(kind: str, meta: FrameMeta, masters: Sequence[MasterRef]) -> MasterRef | None:
+    """Stand-in selection until the caldb decides: same filter for flats, then nearest
+    temperature and exposure for darks."""
+    pool = [m for m in masters if m.kind == kind]
+    if kind == "flat":
+        pool = [m for m in pool if m.filter == meta.filter]
+    if not pool:
+        return None
+
+    def cost(m: MasterRef) -> tuple[float, float]:
+        dt = abs((m.temperature or 0.0) - (meta.temperature or 0.0))
+        return (round(dt, 1), abs(m.exposure_time - meta.exposure_time))
+
+    return min(pool, key=cost) if kind == "dark" else pool[0]
+
+
+def reduce_frame(
+    meta: FrameMeta,
+    manager: Any,
+    config: ResolvedConfig,
+    masters: Mapping[str, MasterRef],
+    out_path: Path,
+) -> CCDData:
+    """Run the frame type's recipe with the given masters and write the product with provenance."""
+    needed = needed_calibrations(config, meta.frame_type)
+    ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
+    context = StepContext(meta, config.instrument)
+    cal_frames = {k: masters[k].ccd if k in masters else None for k in needed}
+    ccd = run_recipe(manager, ccd, config, context, cal_frames)
+    stamp_product(
+        ccd.header, meta.path, config,
+        {k: (m.path, m.checksum, m.caldb_id) for k, m in masters.items() if k in needed},
+    )
+    write_ccd(ccd, out_path)
+    return ccd
