@@ -13,7 +13,6 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ccdflow.cli.simulate_cmd import spec_options, spec_from_options
-from ccdflow.demo import run_demo
 
 
 @click.command("demo")
@@ -24,6 +23,8 @@ from ccdflow.demo import run_demo
 def command(outdir: Path, as_json: bool, **options) -> None:
     """Simulate a night, build master bias/dark/flat, reduce the science frames and
     compare them with the simulator's truth."""
+    from ccdflow.demo import run_demo
+
     spec = spec_from_options(**options)
     outdir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(outdir / "ccdflow.log")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ccdflow.simulator import SimulationSpec, simulate_night
 
 
 def spec_options(func):
@@ -26,7 +25,9 @@ def spec_options(func):
     return func
 
 
-def spec_from_options(size, nights, seed, n_bias, n_dark, n_flat, n_science, filters) -> SimulationSpec:
+def spec_from_options(size, nights, seed, n_bias, n_dark, n_flat, n_science, filters):
+    from ccdflow.simulator import SimulationSpec
+
     values = {"nights": nights, "seed": seed, "n_bias": n_bias, "n_dark": n_dark,
               "n_flat": n_flat, "n_science": n_science}
     values = {k: v for k, v in values.items() if v is not None}
@@ -42,6 +43,8 @@ def spec_from_options(size, nights, seed, n_bias, n_dark, n_flat, n_science, fil
 @spec_options
 def command(outdir: Path, **options) -> None:
     """Simulate a night of raw frames (bias, darks, flats, science) and its truth in OUTDIR."""
+    from ccdflow.simulator import simulate_night
+
     night = simulate_night(outdir, spec_from_options(**options))
     counts: dict[str, int] = {}
     for frame in night.frames:

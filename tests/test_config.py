@@ -1,0 +1,152 @@
+"""Layered configuration: precedence, provenance of each value, and clear errors."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from ccdflow.framework.config import build, parse_cli_params
+from ccdflow.framework.errors import ConfigError
+from ccdflow.framework.plugins import get_plugin_manager
+
+
+@pytest.fixture
+def manager():
+    return get_plugin_manager(reload=True)
+
+
+def write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_step_defaults_when_nothing_is_set(manager):
+    cfg = build(manager, instrument="generic")
+    setting = cfg.steps["overscan"]["method"]
+    assert (setting.value, setting.layer) == ("line_median", "step default")
+    assert cfg.params("overscan").method == "line_median"
+
+
+def test_every_layer_overrides_the_one_below(manager, tmp_path):
+    inst = write(tmp_path / "cam.yaml", """
+        extends: generic
+        name: mycam
+        steps:
+          overscan: {method: mean, poly_order: 2}
+          flat: {min_value: 0.3}
+    """)
+    site = write(tmp_path / "site.yaml", """
+        steps:
+          overscan: {method: poly}
+          flat: {min_value: 0.4}
+    """)
+    night = write(tmp_path / "night.yaml", "steps:\n  flat: {min_value: 0.5}\n")
+    cfg = build(manager, instrument_file=inst, config_files=[site, night],
+                params=["overscan.poly_order=5"])
+    assert cfg.instrument.name == "mycam"
+    o, f = cfg.steps["overscan"], cfg.steps["flat"]
+    assert (o["method"].value, o["method"].layer, o["method"].source) == ("poly", "site/night file", str(site))
+    assert (o["poly_order"].value, o["poly_order"].layer) == (5, "command line")
+    assert (f["min_value"].value, f["min_value"].source) == (0.5, str(night))
+    assert cfg.steps["dark"]["dark_doubling_c"].layer == "step default"
+    params = cfg.params("overscan")
+    assert (params.method, params.poly_order) == ("poly", 5)
+
+
+def test_instrument_plugin_layer_sits_above_defaults(manager, tmp_path):
+    from ccdflow.framework.instrument import Instrument
+
+    base = manager.instrument("generic").model_dump()
+    base.update(name="plugcam", steps={"overscan": {"method": "median"}})
+    manager.instruments["plugcam"] = Instrument.model_validate(base)
+    manager._owner["instrument:plugcam"] = "someplugin"
+    cfg = build(manager, instrument="plugcam", params=["flat.min_value=0.1"])
+    s = cfg.steps["overscan"]["method"]
+    assert (s.value, s.layer, s.source) == ("median", "instrument plugin", "someplugin")
+
+
+def test_recipe_entry_params_apply_below_user_layers(manager, tmp_path):
+    inst = write(tmp_path / "cam.yaml", """
+        extends: generic
+        name: reccam
+        recipes:
+          science: [overscan: {method: mean}, trim]
+    """)
+    cfg = build(manager, instrument_file=inst)
+    assert cfg.params("overscan", {"method": "mean"}).method == "mean"
+    cfg = build(manager, instrument_file=inst, params=["overscan.method=median"])
+    assert cfg.params("overscan", {"method": "mean"}).method == "median"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("steps:\n  overscan: {method: banana}\n", ["site.yaml", "steps.overscan.method", "banana",
+                                                     "median"]),
+        ("steps:\n  overscan: {metod: mean}\n", ["site.yaml", "steps.overscan.metod", "unknown key"]),
+        ("steps:\n  flatten: {x: 1}\n", ["site.yaml", "steps.flatten", "unknown step", "flat"]),
+        ("stepz: {}\n", ["site.yaml", "stepz", "unknown key"]),
+        ("steps:\n  flat: {min_value: -1}\n", ["steps.flat.min_value", "-1", "greater than or equal"]),
+        ("steps: [1, 2\n", ["site.yaml", "not valid YAML"]),
+    ],
+)
+def test_invalid_site_file_names_file_key_value_and_expectation(manager, tmp_path, text, expected):
+    site = tmp_path / "site.yaml"
+    site.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        build(manager, config_files=[site])
+    for fragment in expected:
+        assert fragment in str(err.value)
+
+
+def test_invalid_instrument_file_is_reported_with_the_key(manager, tmp_path):
+    inst = write(tmp_path / "bad.yaml", "extends: generic\nname: bad\ngain: -2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: gain: .*greater than 0.*-2"):
+        build(manager, instrument_file=inst)
+    inst = write(tmp_path / "bad2.yaml", "extends: nosuchcam\nname: bad\n")
+    with pytest.raises(ConfigError, match="unknown instrument 'nosuchcam'"):
+        build(manager, instrument_file=inst)
+
+
+def test_cli_params_parse_yaml_scalars_and_reject_garbage():
+    assert parse_cli_params(["a.b=1", "a.c=true", "d.e=x y"]) == {"a": {"b": 1, "c": True},
+                                                                    "d": {"e": "x y"}}
+    with pytest.raises(ConfigError, match="step.param=value"):
+        parse_cli_params(["nodot=1"])
+    with pytest.raises(ConfigError, match="step.param=value"):
+        parse_cli_params(["a.b"])
+
+
+def test_unknown_instrument_lists_known_ones(manager):
+    with pytest.raises(ConfigError, match="unknown instrument 'nope'.*generic"):
+        build(manager, instrument="nope")
+
+
+def test_config_hash_changes_with_parameters(manager):
+    a = build(manager, instrument="generic").config_hash()
+    b = build(manager, instrument="generic", params=["flat.min_value=0.3"]).config_hash()
+    assert a != b
+    assert a == build(manager, instrument="generic").config_hash()
+
+
+def test_config_show_cli_reports_sources(tmp_path):
+    from ccdflow.cli import _add_commands, cli
+
+    if "config" not in cli.commands:
+        _add_commands()
+    site = write(tmp_path / "night.yaml", "steps:\n  overscan: {method: mean}\n")
+    result = CliRunner().invoke(cli, ["config", "show", "--json", "--config", str(site),
+                                      "-p", "flat.min_value=0.25"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = {(r["step"], r["param"]): r for r in json.loads(result.output)["params"]}
+    assert rows[("overscan", "method")]["source"] == str(site)
+    assert rows[("flat", "min_value")]["layer"] == "command line"
+    assert rows[("dark", "dark_doubling_c")]["layer"] == "step default"
+    table = CliRunner().invoke(cli, ["config", "show", "--config", str(site)])
+    assert table.exit_code == 0 and "site/night file" in table.output
+    bad = CliRunner().invoke(cli, ["config", "show", "-p", "overscan.method=zzz"])
+    assert bad.exit_code != 0
