@@ -4,9 +4,16 @@ through astropy's NDData propagation, ~25x slower per frame on 2048x2048)."""
 from __future__ import annotations
 
 import numpy as np
+from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow.framework.errors import UnprocessableInputError
+
+
+def header_of(ccd: CCDData) -> fits.Header:
+    """A real FITS header copy (CCDData built in memory may carry a plain dict)."""
+    header = ccd.header
+    return header.copy() if isinstance(header, fits.Header) else fits.Header(dict(header))
 
 
 def _check_shapes(ccd: CCDData, cal: CCDData, what: str, path: str | None) -> None:
@@ -43,7 +50,7 @@ def subtract_scaled(
             var = var + np.float32(scale * scale) * s2 * s2
         std = np.sqrt(var)
     return CCDData(
-        data, unit=ccd.unit, header=ccd.header.copy(), mask=_or_masks(ccd.mask, cal.mask),
+        data, unit=ccd.unit, header=header_of(ccd), mask=_or_masks(ccd.mask, cal.mask),
         uncertainty=None if std is None else StdDevUncertainty(std),
     )
 
@@ -77,6 +84,6 @@ def divide_by_flat(
         std = np.where(good, np.abs(data) * np.sqrt(rel), s1 if s1 is not None else 0).astype(np.float32)
     mask = _or_masks(ccd.mask, ~good)
     mask = _or_masks(mask, flat.mask)
-    result = CCDData(data, unit=ccd.unit, header=ccd.header.copy(), mask=mask,
+    result = CCDData(data, unit=ccd.unit, header=header_of(ccd), mask=mask,
                      uncertainty=None if std is None else StdDevUncertainty(std))
     return result, int((~good).sum())

@@ -7,6 +7,7 @@ from typing import Any
 
 from astropy.nddata import CCDData
 
+from ccdflow.framework.arithmetic import header_of
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.errors import ConfigError, NoWorkError
 from ccdflow.framework.step import StepContext, mark_skipped, missing_calibrations
@@ -40,6 +41,7 @@ def run_recipe(
     calibrations: Mapping[str, CCDData | None],
 ) -> CCDData:
     """Apply every step of the frame type's recipe; the framework owns skip and status."""
+    ccd.header = header_of(ccd)
     for name, params in recipe_steps(config, context.meta.frame_type):
         step_cls = manager.step(name)
         if params.skip:

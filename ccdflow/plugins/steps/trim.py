@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from astropy.nddata import CCDData
 
+from ccdflow.framework.arithmetic import header_of
 from ccdflow.framework.geometry import amplifier_regions
 from ccdflow.framework.step import Step, StepContext, StepParams
 
@@ -31,7 +32,7 @@ class Trimmer(Step):
         uncertainty = None
         if ccd.uncertainty is not None:
             uncertainty = ccd.uncertainty.__class__(assemble(ccd.uncertainty.array, regions))
-        header = ccd.header.copy()
+        header = header_of(ccd)
         header["CF_TSEC"] = (",".join(a.trim_text for a in amps), "raw section(s) kept by trim")
         for key in ("BIASSEC", "TRIMSEC", "DATASEC"):
             header.remove(key, ignore_missing=True)

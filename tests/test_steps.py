@@ -1,0 +1,172 @@
+"""Each built-in step against ccdproc's own function on the same input, and the recipe runner."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import ccdproc
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+
+from ccdflow.framework.config import build
+from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.recipe import run_recipe
+from ccdflow.framework.step import StepContext
+from tests.conftest import make_meta
+
+RNG = np.random.default_rng(7)
+
+
+def raw_frame(ny=40, nx=60, oscan=8, level=1000.0) -> CCDData:
+    data = RNG.normal(level, 5.0, (ny, nx + oscan)).astype(np.float32)
+    data += np.linspace(0, 20, ny, dtype=np.float32)[:, None]  # row gradient the overscan must follow
+    data[:, :nx] += 300.0
+    header = fits.Header({"BIASSEC": f"[{nx + 1}:{nx + oscan},1:{ny}]", "TRIMSEC": f"[1:{nx},1:{ny}]",
+                          "EXPTIME": 60.0})
+    return CCDData(data, unit="adu", header=header)
+
+
+def with_error(ccd: CCDData, sigma: float) -> CCDData:
+    out = ccd.copy()
+    out.uncertainty = StdDevUncertainty(np.full(ccd.shape, sigma, np.float32))
+    return out
+
+
+def run(manager, name, ccd, calibrations=None, meta=None, **params):
+    config = build(manager, instrument="generic")
+    step = manager.step(name)
+    context = StepContext(meta or make_meta(shape=ccd.shape), config.instrument)
+    return step().run(ccd, step.Params(**params), calibrations or {}, context)
+
+
+@pytest.mark.parametrize(("method", "median"), [("line_median", True)])
+def test_overscan_matches_ccdproc_per_row(manager, method, median):
+    ccd = raw_frame()
+    ours = run(manager, "overscan", ccd, method=method)
+    ref = ccdproc.subtract_overscan(ccd, fits_section="[61:68,1:40]", median=median, overscan_axis=1)
+    np.testing.assert_allclose(ours.data, ref.data, atol=1e-3)
+
+
+def test_overscan_poly_matches_ccdproc_model(manager):
+    from astropy.modeling import models
+
+    ccd = raw_frame()
+    ours = run(manager, "overscan", ccd, method="poly", poly_order=1)
+    ref = ccdproc.subtract_overscan(ccd, fits_section="[61:68,1:40]", median=True, overscan_axis=1,
+                                    model=models.Polynomial1D(1))
+    np.testing.assert_allclose(ours.data, ref.data, atol=0.05)
+
+
+def test_overscan_constant_methods_remove_the_level(manager):
+    ccd = raw_frame()
+    for method in ("median", "mean", "clipped_mean"):
+        out = run(manager, "overscan", ccd, method=method)
+        assert abs(np.median(out.data[:, 60:])) < 5.0
+
+
+def test_trim_matches_ccdproc(manager):
+    ccd = raw_frame()
+    ours = run(manager, "trim", ccd)
+    ref = ccdproc.trim_image(ccd, fits_section="[1:60,1:40]")
+    np.testing.assert_array_equal(ours.data, ref.data)
+    assert "TRIMSEC" not in ours.header and ours.header["CF_TSEC"] == "[1:60,1:40]"
+
+
+def test_bad_section_is_a_clear_error(manager):
+    ccd = raw_frame()
+    ccd.header["BIASSEC"] = "[61:99,1:40]"
+    with pytest.raises(UnprocessableInputError, match=r"reaches pixel 99 but the axis has 68"):
+        run(manager, "overscan", ccd)
+
+
+def test_bias_subtraction_matches_ccdproc_including_uncertainty(manager):
+    ccd, bias = with_error(raw_frame(), 5.0), with_error(raw_frame(level=990.0), 1.0)
+    ours = run(manager, "bias", ccd, {"bias": bias})
+    ref = ccdproc.subtract_bias(ccd, bias)
+    np.testing.assert_allclose(ours.data, ref.data, rtol=1e-6)
+    np.testing.assert_allclose(ours.uncertainty.array, ref.uncertainty.array, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dark_exptime", [60.0, 300.0])
+def test_dark_scaling_matches_ccdproc(manager, dark_exptime):
+    ccd = with_error(raw_frame(), 5.0)
+    dark = with_error(CCDData(RNG.gamma(2.0, 3.0, ccd.shape).astype(np.float32), unit="adu"), 0.5)
+    dark.header["EXPTIME"] = dark_exptime
+    ours = run(manager, "dark", ccd, {"dark": dark})
+    ref = ccdproc.subtract_dark(ccd, dark, exposure_time="EXPTIME", exposure_unit=u.s, scale=True)
+    np.testing.assert_allclose(ours.data, ref.data, rtol=1e-5)
+    np.testing.assert_allclose(ours.uncertainty.array, ref.uncertainty.array, rtol=1e-5)
+    assert ours.header["CF_DKSCL"] == pytest.approx(60.0 / dark_exptime)
+
+
+def test_dark_temperature_scaling_doubles_every_doubling_temperature(manager):
+    ccd = CCDData(np.zeros((4, 4), np.float32), unit="adu")
+    dark = CCDData(np.full((4, 4), 10.0, np.float32), unit="adu",
+                   header=fits.Header({"EXPTIME": 60.0, "CCD-TEMP": -26.0}))
+    out = run(manager, "dark", ccd, {"dark": dark}, meta=make_meta(shape=(4, 4), temperature=-20.0),
+              scale_temperature=True, dark_doubling_c=6.0)
+    np.testing.assert_allclose(out.data, -20.0)
+    assert out.header["CF_DKDBL"] == 6.0
+
+
+def test_flat_matches_ccdproc_and_masks_low_pixels(manager):
+    ccd = with_error(CCDData(RNG.normal(1000, 30, (30, 30)).astype(np.float32), unit="adu"), 30.0)
+    flat = with_error(CCDData(RNG.normal(1.0, 0.05, (30, 30)).astype(np.float32), unit="adu"), 0.01)
+    flat.data[3, 4] = 0.0
+    flat.data[5, 6] = 0.05
+    ours = run(manager, "flat", ccd, {"flat": flat}, min_value=0.2)
+    ref = ccdproc.flat_correct(ccd, flat, norm_value=1.0)
+    good = flat.data >= 0.2
+    np.testing.assert_allclose(ours.data[good], ref.data[good], rtol=1e-5)
+    np.testing.assert_allclose(ours.uncertainty.array[good], ref.uncertainty.array[good], rtol=1e-4)
+    assert ours.mask[3, 4] and ours.mask[5, 6] and ours.mask.sum() == 2
+    assert ours.data[3, 4] == ccd.data[3, 4]  # masked, not divided
+    assert ours.header["CF_FLMSK"] == 2
+
+
+def test_zero_flat_is_refused(manager):
+    ccd = CCDData(np.ones((5, 5), np.float32), unit="adu")
+    with pytest.raises(UnprocessableInputError, match="median is 0"):
+        run(manager, "flat", ccd, {"flat": CCDData(np.zeros((5, 5), np.float32), unit="adu")})
+
+
+def test_shape_mismatch_is_refused(manager):
+    ccd = raw_frame()
+    with pytest.raises(UnprocessableInputError, match="does not match the frame"):
+        run(manager, "bias", ccd, {"bias": CCDData(np.zeros((3, 3), np.float32), unit="adu")})
+
+
+def test_recipe_writes_status_history_and_timing(manager):
+    config = build(manager, instrument="generic", params=["dark.skip=true"])
+    ccd = raw_frame()
+    bias = run(manager, "trim", run(manager, "overscan", raw_frame(level=1000.0)))
+    context = StepContext(make_meta(shape=ccd.shape), config.instrument)
+    flat = CCDData(np.ones(bias.shape, np.float32), unit="adu")
+    out = run_recipe(manager, ccd, config, context, {"bias": bias, "flat": flat, "dark": None})
+    assert out.shape == (40, 60)
+    for key in ("CF_OVERS", "CF_TRIM", "CF_BIAS", "CF_FLAT"):
+        assert out.header[key] == "DONE"
+    assert out.header["CF_DARK"] == "SKIPPED"
+    assert set(context.timings) == {"overscan", "trim", "bias", "flat"}
+    history = "\n".join(str(h) for h in out.header["HISTORY"])
+    assert "ccdflow dark: skipped (skip requested in config)" in history
+    # running again: everything already applied is skipped, nothing is applied twice
+    again = run_recipe(manager, out, config, StepContext(context.meta, config.instrument),
+                       {"bias": bias, "flat": flat})
+    np.testing.assert_array_equal(again.data, out.data)
+
+
+def test_missing_calibration_is_a_clear_error(manager):
+    config = build(manager, instrument="generic")
+    context = StepContext(make_meta(shape=(40, 68)), config.instrument)
+    with pytest.raises(UnprocessableInputError, match="needs calibration bias"):
+        run_recipe(manager, raw_frame(), config, context, {})
+
+
+def test_frame_without_overscan_skips_overscan(manager):
+    config = build(manager, instrument="generic")
+    ccd = CCDData(np.ones((10, 10), np.float32), unit="adu")
+    context = StepContext(make_meta(frame_type="bias", shape=(10, 10)), config.instrument)
+    out = run_recipe(manager, ccd, config, context, {})
+    assert out.header["CF_OVERS"] == "SKIPPED" and out.header["CF_TRIM"] == "DONE"
