@@ -77,7 +77,7 @@ def combine(
                 value = np.nanmedian(stack, axis=0)
             else:
                 value = np.nanmean(stack, axis=0)
-            err = np.nanstd(stack, axis=0) / np.sqrt(np.maximum(used, 1))
+            err = np.nanstd(stack, axis=0, ddof=1) / np.sqrt(np.maximum(used, 1))
         if method == "median":
             err *= np.float32(1.2533)  # efficiency of the median for Gaussian noise
         out.data[band], out.error[band], out.n_used[band] = value, err, used
