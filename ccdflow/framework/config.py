@@ -86,19 +86,27 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def load_instrument_file(path: str | Path, registered: Mapping[str, Instrument]) -> Instrument:
-    """An instrument YAML, either complete or ``extends: <name>`` over a registered one."""
+def load_instrument_file(
+    path: str | Path, registered: Mapping[str, Instrument]
+) -> tuple[Instrument, Instrument | None, dict[str, Any]]:
+    """An instrument YAML, complete or ``extends: <name>`` over a registered one.
+
+    Returns the merged instrument, the one it extends (if any) and the file's own ``steps``.
+    """
     data = load_yaml(path)
+    own_steps = dict(data.get("steps") or {})
     base_name = data.pop("extends", None)
+    base = None
     if base_name is not None:
         if base_name not in registered:
             raise ConfigError(
                 f"{path}: extends: unknown instrument {base_name!r}; "
                 f"registered: {', '.join(sorted(registered))}"
             )
-        data = deep_merge(registered[base_name].model_dump(), data)
+        base = registered[base_name]
+        data = deep_merge(base.model_dump(), data)
     try:
-        return Instrument.model_validate(data)
+        return Instrument.model_validate(data), base, own_steps
     except ValidationError as exc:
         raise ConfigError(describe_validation(str(path), "", exc)) from None
 
@@ -215,11 +223,10 @@ def build(
         name = name or site.instrument
     file_layer = None
     if instrument_file is not None:
-        inst = load_instrument_file(instrument_file, manager.instruments)
-        raw_steps = load_yaml(instrument_file).get("steps", {})
-        file_layer = (str(instrument_file), raw_steps)
-        base = manager.instruments.get(load_yaml(instrument_file).get("extends", ""))
-        plugin_steps, plugin_source = (base.steps, manager.owner("instrument", base.name)) if base else ({}, "")
+        inst, base, own_steps = load_instrument_file(instrument_file, manager.instruments)
+        file_layer = (str(instrument_file), own_steps)
+        plugin_steps = base.steps if base else {}
+        plugin_source = manager.owner("instrument", base.name) if base else str(instrument_file)
         inst_source = str(instrument_file)
     else:
         inst = manager.instrument(name or "generic")
@@ -228,7 +235,7 @@ def build(
     resolved = resolve(
         steps=manager.steps,
         instrument=inst.model_copy(update={"steps": plugin_steps}),
-        instrument_source=plugin_source or inst_source,
+        instrument_source=plugin_source,
         instrument_file=file_layer,
         site_files=[(src, site.steps) for src, site in site_files],
         cli_params=parse_cli_params(params),
