@@ -6,6 +6,7 @@ import hashlib
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +47,41 @@ def read_headers(path: str | Path) -> dict[int | str, fits.Header]:
     return out
 
 
+#: ``data_hdu`` value meaning "the first HDU holding a 2-D image".
+AUTO_HDU = "auto"
+
+
+def is_image_header(header: fits.Header) -> bool:
+    """True for a primary or IMAGE extension header with a non-empty 2-D array.
+
+    Binary tables also have NAXIS = 2, so the XTENSION check matters (HST WCSCORR).
+    """
+    if header.get("XTENSION", "IMAGE").strip().upper() != "IMAGE":
+        return False
+    naxis = header.get("NAXIS", 0)
+    if not isinstance(naxis, int) or naxis < 2:
+        return False
+    sizes = [header.get(f"NAXIS{i}", 0) for i in range(1, naxis + 1)]
+    # A 3-D cube with one plane is still an image; anything thicker is not ours.
+    return sizes[0] > 0 and sizes[1] > 0 and all(n == 1 for n in sizes[2:])
+
+
+def first_image_hdu(headers: Sequence[fits.Header]) -> int | None:
+    """Index of the first HDU with a 2-D image, or None."""
+    return next((i for i, h in enumerate(headers) if is_image_header(h)), None)
+
+
 def read_ccd(path: str | Path, hdu: int | str = 0, unit: str = "adu") -> CCDData:
     """A raw frame as float32 CCDData; the primary header is merged in for MEF files."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
             with fits.open(path, memmap=False) as hdul:
+                if hdu == AUTO_HDU:
+                    found = first_image_hdu([h.header for h in hdul])
+                    if found is None:
+                        raise UnprocessableInputError("no HDU holds a 2-D image", path=str(path))
+                    hdu = found
                 data = hdul[hdu].data
                 if data is None or data.ndim != 2:
                     raise UnprocessableInputError(

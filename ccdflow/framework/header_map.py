@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ from astropy.io import fits
 from astropy.time import Time
 
 from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.fitsio import AUTO_HDU, first_image_hdu
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.instrument import Instrument, KeywordSpec
 
@@ -25,14 +27,26 @@ def _lookup(headers: Headers, spec: KeywordSpec, data_hdu: int | str) -> tuple[s
         if header is None:
             continue
         if spec.compound:
-            if not any(k in header for k in spec.compound):
+            parts = [_card_value(header, k) for k in spec.compound]
+            if all(p is None for p in parts):
                 continue
-            parts = [str(header.get(k, "")).strip() for k in spec.compound]
-            return "|".join(spec.compound), "|".join(parts)
+            text = "|".join("" if p is None else str(p).strip() for p in parts)
+            return "|".join(spec.compound), text
         for key in spec.keyword:
-            if key in header and header[key] is not None and str(header[key]).strip() != "":
-                return key, header[key]
+            value = _card_value(header, key)
+            if value is not None:
+                return key, value
     return None, None
+
+
+def _card_value(header: fits.Header, key: str) -> Any:
+    """Value of ``key``, or None when absent, undefined (``KEY =``) or blank."""
+    if key not in header:
+        return None
+    value = header[key]
+    if value is None or isinstance(value, fits.card.Undefined) or str(value).strip() == "":
+        return None
+    return value
 
 
 def match_value(value: Any, patterns: Mapping[str, Any]) -> tuple[bool, Any]:
@@ -47,11 +61,18 @@ def match_value(value: Any, patterns: Mapping[str, Any]) -> tuple[bool, Any]:
 class HeaderReader:
     """Applies one instrument's keyword map to the headers of one file."""
 
-    def __init__(self, instrument: Instrument, headers: Headers, path: str | None) -> None:
+    def __init__(
+        self,
+        instrument: Instrument,
+        headers: Headers,
+        path: str | None,
+        data_hdu: int | str | None = None,
+    ) -> None:
         self.instrument, self.headers, self.path = instrument, headers, path
+        self.data_hdu = instrument.data_hdu if data_hdu is None else data_hdu
 
     def raw(self, name: str, spec: KeywordSpec) -> tuple[str | None, Any]:
-        key, value = _lookup(self.headers, spec, self.instrument.data_hdu)
+        key, value = _lookup(self.headers, spec, self.data_hdu)
         if key is None:
             if spec.default is not None:
                 return None, spec.default
@@ -84,10 +105,13 @@ class HeaderReader:
                 f"{name} is not a number", path=self.path, keyword=key, value=value,
                 expected="a number",
             ) from None
-        if number != number:  # NaN
+        if not math.isfinite(number):
             raise UnprocessableInputError(
-                f"{name} is NaN", path=self.path, keyword=key, value=value, expected="a number"
+                f"{name} is not finite", path=self.path, keyword=key, value=value,
+                expected="a finite number",
             )
+        if spec.kelvin_above is not None and number > spec.kelvin_above:
+            return number - 273.15
         return _convert_unit(number, spec.unit)
 
     def text(self, name: str, spec: KeywordSpec) -> str | None:
@@ -111,6 +135,8 @@ def _parse_date(reader: HeaderReader) -> datetime:
     text = str(date).strip()
     if hmap.time_obs is not None and "T" not in text:
         _, tod = reader.raw("time_obs", hmap.time_obs)
+        if isinstance(tod, int | float) and not isinstance(tod, bool) and 0 <= tod < 24:
+            tod = _hours_to_hms(float(tod))
         if tod is not None:
             text = f"{text}T{str(tod).strip()}"
     try:
@@ -124,6 +150,12 @@ def _parse_date(reader: HeaderReader) -> datetime:
             expected="ISO 8601 'YYYY-MM-DDThh:mm:ss[.sss]'",
         ) from None
     return time.to_datetime(timezone=UTC)
+
+
+def _hours_to_hms(hours: float) -> str:
+    """Decimal hours (some TCSs write UT that way) to 'hh:mm:ss.sss'."""
+    seconds = round(hours * 3600.0, 3)
+    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{seconds % 60:06.3f}"
 
 
 def _parse_binning(reader: HeaderReader) -> tuple[int, int]:
@@ -150,29 +182,69 @@ def _parse_binning(reader: HeaderReader) -> tuple[int, int]:
     return int(bx), int(by)
 
 
-def data_shape(headers: Headers, data_hdu: int | str) -> tuple[int, int]:
-    """Raw (ny, nx) from NAXIS cards, so scanning never reads pixels."""
-    header = headers.get(data_hdu)
-    if header is None or header.get("NAXIS", 0) < 2:
+def resolve_data_hdu(headers: Headers, data_hdu: int | str, path: str | None = None) -> int | str:
+    """The concrete HDU key for ``data_hdu``, resolving 'auto' to the first 2-D image."""
+    if data_hdu != AUTO_HDU:
+        return data_hdu
+    ordered = [headers[i] for i in sorted(k for k in headers if isinstance(k, int))]
+    found = first_image_hdu(ordered)
+    if found is None:
+        naxis = {i: h.get("NAXIS") for i, h in enumerate(ordered)}
         raise UnprocessableInputError(
-            f"HDU {data_hdu!r} holds no 2-D image", keyword="NAXIS",
+            "no HDU holds a 2-D image", path=path, keyword="NAXIS", value=naxis,
+            expected="2 in the primary HDU or an IMAGE extension",
+        )
+    return found
+
+
+def data_shape(
+    headers: Headers, data_hdu: int | str, path: str | None = None
+) -> tuple[int, int]:
+    """Raw (ny, nx) from NAXIS cards, so scanning never reads pixels."""
+    hdu = resolve_data_hdu(headers, data_hdu, path)
+    header = headers.get(hdu)
+    if header is None or header.get("NAXIS", 0) < 2:
+        where = "" if header is None else f"; extensions: {_describe_hdus(headers)}"
+        raise UnprocessableInputError(
+            f"HDU {hdu!r} holds no 2-D image{where}", path=path, keyword="NAXIS",
             value=None if header is None else header.get("NAXIS"), expected="2",
         )
     return int(header["NAXIS2"]), int(header["NAXIS1"])
 
 
+def _describe_hdus(headers: Headers) -> str:
+    """'0:NAXIS=0, 1:im1 NAXIS=2' so a user sees where the pixels really are."""
+    parts = []
+    for i in sorted(k for k in headers if isinstance(k, int)):
+        name = str(headers[i].get("EXTNAME", "")).strip()
+        parts.append(f"{i}:{name + ' ' if name else ''}NAXIS={headers[i].get('NAXIS')}")
+    return ", ".join(parts)
+
+
 def frame_type_of(reader: HeaderReader, exposure: float) -> tuple[str, str | None]:
-    spec = reader.instrument.header.frame_type.model_copy(update={"required": True})
-    key, value = reader.raw("frame_type", spec)
-    kind = str(value).strip().lower()
+    """Normalised frame type and, when it was reinterpreted, a note saying why."""
+    spec = reader.instrument.header.frame_type
+    # Read the raw value first so errors and notes quote what the header really says.
+    unmapped = spec.model_copy(update={"required": True, "values": {}, "strict_values": False})
+    key, value = reader.raw("frame_type", unmapped)
+    found, mapped = match_value(value, spec.values)
+    if not found and spec.strict_values:
+        raise UnprocessableInputError(
+            f"unrecognised frame type for instrument {reader.instrument.name!r}",
+            path=reader.path, keyword=key, value=value,
+            expected="one of " + ", ".join(repr(p) for p in spec.values),
+        )
+    kind = str(mapped).strip().lower()
     if kind not in _KNOWN_OUTPUTS:
-        known, mapped = match_value(value, _GENERIC_TYPES)
+        known, generic = match_value(value, _GENERIC_TYPES)
         if not known:
             raise UnprocessableInputError(
-                "unrecognised frame type", path=reader.path, keyword=key, value=value,
-                expected="a value the instrument's frame_type map knows",
+                f"unrecognised frame type for instrument {reader.instrument.name!r}",
+                path=reader.path, keyword=key, value=value,
+                expected="a value the instrument's frame_type map knows "
+                "(bias, dark, flat, light/object...)",
             )
-        kind = str(mapped)
+        kind = str(generic)
     note = None
     if kind == "dark" and exposure == 0 and reader.instrument.zero_exposure_dark_is_bias:
         kind, note = "bias", f"{key}={value!r} with zero exposure: bias"
@@ -193,19 +265,32 @@ def normalise(
     """FrameMeta for a file's headers (index 0 is the primary HDU)."""
     if not isinstance(headers, Mapping):
         headers = _index_headers(headers)
-    reader = HeaderReader(instrument, headers, path)
+    data_hdu = resolve_data_hdu(headers, instrument.data_hdu, path)
+    reader = HeaderReader(instrument, headers, path, data_hdu)
     hmap = instrument.header
     exposure = reader.number("exposure_time", hmap.exposure_time.model_copy(update={"required": True}))
     if exposure is None or exposure < 0:
         raise UnprocessableInputError(
-            "exposure time is negative", path=path, keyword="exposure_time", value=exposure,
-            expected=">= 0 s",
+            "exposure time is negative", path=path, keyword=_keyword(reader, hmap.exposure_time),
+            value=exposure, expected=">= 0 s",
         )
     kind, note = frame_type_of(reader, exposure)
-    try:
-        shape = data_shape(headers, instrument.data_hdu)
-    except UnprocessableInputError as err:
-        raise UnprocessableInputError(str(err), path=path) from None
+    shape = data_shape(headers, data_hdu, path)
+    temperature = reader.number("temperature", hmap.temperature)
+    if temperature is not None and not -273.15 <= temperature <= 100.0:
+        raise UnprocessableInputError(
+            "detector temperature is not plausible (wrong unit?)", path=path,
+            keyword=_keyword(reader, hmap.temperature), value=round(temperature, 2),
+            expected="-273.15 .. 100 C after unit conversion",
+        )
+    gain = reader.number("gain", hmap.gain)
+    read_noise = reader.number("read_noise", hmap.read_noise)
+    for name, value, spec in (("gain", gain, hmap.gain), ("read noise", read_noise, hmap.read_noise)):
+        if value is not None and value < 0:
+            raise UnprocessableInputError(
+                f"{name} is negative", path=path, keyword=_keyword(reader, spec), value=value,
+                expected=">= 0",
+            )
     return FrameMeta(
         path=path,
         frame_type=kind,
@@ -214,14 +299,20 @@ def normalise(
         exposure_time=exposure,
         filter=reader.text("filter", hmap.filter),
         date_obs=_parse_date(reader),
-        temperature=reader.number("temperature", hmap.temperature),
+        temperature=temperature,
         binning=_parse_binning(reader),
         readout_mode=reader.text("readout_mode", hmap.readout_mode) or "default",
         shape=shape,
-        gain=reader.number("gain", hmap.gain) or instrument.gain,
-        read_noise=reader.number("read_noise", hmap.read_noise) or instrument.read_noise,
+        gain=gain or instrument.gain,
+        read_noise=read_noise or instrument.read_noise,
         note=note,
     )
+
+
+def _keyword(reader: HeaderReader, spec: KeywordSpec) -> str:
+    """The keyword that supplied a value, for error messages."""
+    key, _ = _lookup(reader.headers, spec, reader.data_hdu)
+    return key or " or ".join(spec.keyword or spec.compound) or "(default)"
 
 
 def _index_headers(headers: Sequence[fits.Header]) -> dict[int | str, fits.Header]:

@@ -37,6 +37,12 @@ class KeywordSpec(_Strict):
     unit: Literal["s", "ms", "C", "K", "F"] | None = Field(
         None, description="Unit of the raw value; converted to seconds or Celsius."
     )
+    kelvin_above: float | None = Field(
+        None,
+        description="Temperatures only: raw values above this are read as kelvin whatever "
+        "`unit` says (some IRAF-era cameras write K under a Celsius keyword such as CCD-TEMP; "
+        "no detector runs above ~60 C, and cooled ones report 150-200 K).",
+    )
     values: dict[str, Scalar] = Field(
         default_factory=dict,
         description="Case-insensitive glob pattern -> normalised value; first match wins.",
@@ -162,7 +168,11 @@ class Instrument(_Strict):
         "make the rule more specific, and the most specific match wins. Empty: never "
         "identified automatically (only by name).",
     )
-    data_hdu: int | str = Field(0, description="HDU holding the pixels.")
+    data_hdu: int | str = Field(
+        0,
+        description="HDU holding the pixels: index, EXTNAME, or 'auto' for the first HDU "
+        "with a 2-D image (primary-only and MEF files alike).",
+    )
     header: HeaderMap = Field(description="Keyword map to FrameMeta.")
     zero_exposure_dark_is_bias: bool = Field(
         False, description="Classify darks with zero exposure as bias (ESO convention)."
