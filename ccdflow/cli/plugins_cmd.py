@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ccdflow.framework.plugins import get_plugin_manager
@@ -17,7 +18,8 @@ from ccdflow.framework.plugins import get_plugin_manager
 @click.pass_context
 def command(ctx: click.Context, as_json: bool) -> None:
     """List plugins (name, distribution, version), their steps and instruments."""
-    manager = get_plugin_manager(strict=ctx.obj.get("strict_plugins") if ctx.obj else None)
+    strict = (ctx.obj or {}).get("strict_plugins") or None  # None: CCDFLOW_STRICT_PLUGINS
+    manager = get_plugin_manager(strict=strict)
     if as_json:
         click.echo(json.dumps({
             "plugins": [asdict(p) for p in manager.plugins.values()],
@@ -29,11 +31,15 @@ def command(ctx: click.Context, as_json: bool) -> None:
     for col in ("plugin", "distribution", "version", "steps", "instruments"):
         table.add_column(col)
     for p in manager.plugins.values():
-        table.add_row(p.name, p.distribution or "-", p.version or "-",
-                      ", ".join(p.steps) or "-", ", ".join(p.instruments) or "-")
+        # Names and errors come from third parties: escape them so '[...]' is not markup.
+        table.add_row(*(escape(cell) for cell in (
+            p.name, p.distribution or "-", p.version or "-",
+            ", ".join(p.steps) or "-", ", ".join(p.instruments) or "-",
+        )))
     console = Console()
     console.print(table)
     for f in manager.failures:
-        console.print(f"[red]failed[/red] {f.name} ({f.distribution or '?'}): {f.error}", highlight=False)
+        where = escape(f"{f.name} ({f.distribution or '?'})")
+        console.print(f"[red]failed[/red] {where}: {escape(f.error)}", highlight=False)
     for name in manager.blocked:
-        console.print(f"[yellow]blocked[/yellow] {name} (CCDFLOW_DISABLE_PLUGINS)")
+        console.print(f"[yellow]blocked[/yellow] {escape(name)} (CCDFLOW_DISABLE_PLUGINS)")

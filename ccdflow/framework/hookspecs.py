@@ -24,6 +24,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_steps(register: Callable[[type[Step]], None]) -> None:
     """Register Step classes by calling ``register(StepClass)`` once per step.
 
+    Called once per plugin when the plugin manager loads it.
+
     :param register: callback that validates and records one Step subclass.
     """
 
@@ -32,16 +34,21 @@ def register_steps(register: Callable[[type[Step]], None]) -> None:
 def register_instruments(register: Callable[[Instrument], None]) -> None:
     """Register instrument configurations by calling ``register(instrument)``.
 
+    Called once per plugin when the plugin manager loads it.
+
     :param register: callback taking an :class:`~ccdflow.framework.instrument.Instrument`.
     """
 
 
 @hookspec(firstresult=True)
-def identify_instrument(header: fits.Header, headers: Mapping[int | str, fits.Header]) -> str | None:
+def identify_instrument(
+    header: fits.Header, headers: Mapping[int | str, fits.Header]
+) -> str | None:
     """Return the name of the instrument that wrote this file, or None to pass.
 
-    Code-based identifiers run first; the built-in declarative identifier (each
-    instrument's ``identify`` rules, most specific match wins) runs last.
+    Code-based identifiers run first (the first non-None answer wins); the built-in
+    declarative identifier (each instrument's ``identify`` rules, most specific match
+    wins) runs last.
 
     :param header: the primary header.
     :param headers: every HDU header, by index and by EXTNAME.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import logging
 import os
@@ -67,15 +68,21 @@ class PluginManager:
 
     # -- loading ---------------------------------------------------------------
     def load_entry_points(self) -> PluginManager:
+        """Import every ``ccdflow.plugins`` entry point (built-ins first) and register it."""
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_builtin_first):
             dist = ep.dist.name if ep.dist else None
-            if ep.name in self.disabled:
+            if ep.name in self.disabled or (dist is not None and dist in self.disabled):
                 self.blocked.append(ep.name)
-                log.info("plugin %s blocked by CCDFLOW_DISABLE_PLUGINS", ep.name)
+                log.info("plugin %s (%s) blocked by CCDFLOW_DISABLE_PLUGINS", ep.name, dist)
                 continue
+            loaded = self.plugins.get(ep.name)
+            if loaded is not None and loaded.distribution == dist:
+                continue  # loading twice is harmless
             try:
                 module = ep.load()
-            except Exception as exc:  # a broken plugin must not take the host down
+            # A broken plugin must not take the host down; SystemExit too, since a plugin
+            # that calls sys.exit() at import would otherwise end every ccdflow command.
+            except (Exception, SystemExit) as exc:
                 self._fail(ep.name, dist, f"{type(exc).__name__}: {exc}")
                 continue
             version = ep.dist.version if ep.dist else None
@@ -85,10 +92,20 @@ class PluginManager:
     def register(
         self, plugin: Any, name: str, distribution: str | None = None, version: str | None = None
     ) -> None:
-        """Register one plugin object and collect its steps and instruments."""
+        """Register one plugin object and collect its steps and instruments.
+
+        Anything wrong (a misspelt or mistyped hook, an invalid step or instrument, a
+        name already taken) is reported in ``failures`` and leaves no trace of the
+        plugin, or raises :class:`PluginError` in strict mode.
+        """
+        if self.pm.has_plugin(name) or self.pm.is_registered(plugin):
+            owner = self.plugins.get(name) or self._info_of(plugin)
+            by = f" by {owner.distribution or owner.name}" if owner else ""
+            self._fail(name, distribution, f"plugin name or object already registered{by}")
+            return
         try:
             self.pm.register(plugin, name=name)
-            self.pm.check_pending()
+            self._check_hooks(plugin)
         except pluggy.PluginValidationError as exc:
             self.pm.unregister(name=name)
             self._fail(name, distribution, f"invalid hook implementation: {exc}")
@@ -97,42 +114,66 @@ class PluginManager:
         self.plugins[name] = info
         try:
             for impl in self.pm.hook.register_steps.get_hookimpls():
-                if impl.plugin_name == name:
+                if impl.plugin_name == name and not _is_wrapper(impl):
                     impl.function(register=lambda s, i=info: self._add_step(s, i))
             for impl in self.pm.hook.register_instruments.get_hookimpls():
-                if impl.plugin_name == name:
+                if impl.plugin_name == name and not _is_wrapper(impl):
                     impl.function(register=lambda x, i=info: self._add_instrument(x, i))
         except Exception as exc:  # a plugin registering garbage is reported, not fatal
             self._forget(info)
             self.pm.unregister(name=name)
             self._fail(name, distribution, f"{type(exc).__name__}: {exc}")
 
+    def _check_hooks(self, plugin: Any) -> None:
+        """``check_pending`` for one plugin, with a did-you-mean for misspelt hook names."""
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            if caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not impl.optionalhook:
+                    close = difflib.get_close_matches(caller.name, _HOOK_NAMES, n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise pluggy.PluginValidationError(
+                        plugin,
+                        f"unknown hook {caller.name!r}{hint} "
+                        f"(hooks: {', '.join(_HOOK_NAMES)})",
+                    )
+
+    def _info_of(self, plugin: Any) -> PluginInfo | None:
+        name = self.pm.get_name(plugin)
+        return self.plugins.get(name) if name else None
+
     def _fail(self, name: str, dist: str | None, error: str) -> None:
         if self.strict:
-            raise PluginError(f"plugin {name!r} ({dist or 'unknown distribution'}) failed: {error}")
+            raise PluginError(
+                f"plugin {name!r} ({dist or 'unknown distribution'}) failed: {error}"
+            )
         log.warning("plugin %s (%s) skipped: %s", name, dist or "unknown distribution", error)
         self.failures.append(PluginFailure(name, dist, error))
 
     def _forget(self, info: PluginInfo) -> None:
         for step in info.steps:
             self.steps.pop(step, None)
+            self._owner.pop("step:" + step, None)
         for inst in info.instruments:
             self.instruments.pop(inst, None)
+            self._owner.pop("instrument:" + inst, None)
         self.plugins.pop(info.name, None)
 
     def _add_step(self, step: type[Step], info: PluginInfo) -> None:
         validate_step_class(step)
         if step.name in self.steps:
-            raise PluginError(
-                f"step {step.name!r} is already registered by plugin {self._owner['step:' + step.name]!r}"
-            )
+            owner = self._owner["step:" + step.name]
+            raise PluginError(f"step {step.name!r} is already registered by plugin {owner!r}")
         self.steps[step.name] = step
         self._owner["step:" + step.name] = info.name
         info.steps.append(step.name)
 
     def _add_instrument(self, instrument: Instrument, info: PluginInfo) -> None:
         if not isinstance(instrument, Instrument):
-            raise PluginError(f"register_instruments expects an Instrument, got {type(instrument)!r}")
+            raise PluginError(
+                f"register_instruments expects an Instrument, got {type(instrument).__name__}"
+            )
         if instrument.name in self.instruments:
             owner = self._owner["instrument:" + instrument.name]
             raise PluginError(f"instrument {instrument.name!r} is already registered by {owner!r}")
@@ -173,31 +214,54 @@ def _builtin_first(ep: EntryPoint) -> tuple[int, str]:
     return (0 if ep.value.startswith("ccdflow.") else 1, ep.name)
 
 
+def _is_wrapper(impl: pluggy.HookImpl) -> bool:
+    return bool(impl.wrapper or impl.hookwrapper)
+
+
+_HOOK_NAMES = sorted(
+    n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), f"{hookspecs.PROJECT}_spec")
+)
+
+
 class _DeclarativeIdentifier:
-    """Matches each instrument's ``identify`` glob rules; the most specific match wins."""
+    """Matches each instrument's ``identify`` glob rules; the most specific match wins.
+
+    Specificity is the number of keywords in the rule, then the number of literal
+    (non-wildcard) characters in the patterns that matched: ``INSTRUME: 'EXAMPLECAM*'``
+    beats ``IMAGETYP: '*'``. Equal scores go to the instrument registered first.
+    """
 
     def __init__(self, manager: PluginManager) -> None:
         self.manager = manager
 
     @hookimpl(trylast=True)
     def identify_instrument(self, header: fits.Header, headers: Mapping[int | str, fits.Header]):
-        best: tuple[int, str] | None = None
+        best: tuple[tuple[int, int], str] | None = None
         for name, inst in self.manager.instruments.items():
             if not inst.identify:
                 continue
-            if all(_header_matches(headers, key, pats) for key, pats in inst.identify.items()):
-                score = len(inst.identify)
+            literal = 0
+            for key, patterns in inst.identify.items():
+                matched = _matching_pattern(headers, key, patterns)
+                if matched is None:
+                    break
+                literal += len(matched.replace("*", "").replace("?", ""))
+            else:
+                score = (len(inst.identify), literal)
                 if best is None or score > best[0]:
                     best = (score, name)
         return None if best is None else best[1]
 
 
-def _header_matches(headers: Mapping[int | str, fits.Header], key: str, patterns: list[str]) -> bool:
+def _matching_pattern(
+    headers: Mapping[int | str, fits.Header], key: str, patterns: list[str]
+) -> str | None:
+    """The first of ``patterns`` that the first header holding ``key`` matches, or None."""
     for header in headers.values():
         if key in header:
             value = str(header[key]).strip().lower()
-            return any(fnmatch.fnmatchcase(value, p.lower()) for p in patterns)
-    return False
+            return next((p for p in patterns if fnmatch.fnmatchcase(value, p.lower())), None)
+    return None
 
 
 _MANAGER: PluginManager | None = None
