@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
-from astropy.utils.exceptions import AstropyWarning
+from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
 
 from ccdflow.framework.errors import UnprocessableInputError
 
@@ -25,11 +25,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def read_headers(path: str | Path) -> dict[int | str, fits.Header]:
-    """Every HDU header by index and EXTNAME, without reading pixels."""
+def read_headers(path: str | Path, *, complete: bool = False) -> dict[int | str, fits.Header]:
+    """Every HDU header by index and EXTNAME, without reading pixels.
+
+    With ``complete=True`` a file shorter than its headers promise (an interrupted copy)
+    is an error; astropy only warns about it, and only when the pixels are read.
+    """
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("ignore", AstropyWarning)
+            if complete:
+                warnings.filterwarnings("always", ".*truncated.*", AstropyUserWarning)
             with fits.open(path, lazy_load_hdus=True, ignore_missing_simple=True) as hdul:
                 out: dict[int | str, fits.Header] = {}
                 for i, hdu in enumerate(hdul):
@@ -40,8 +46,16 @@ def read_headers(path: str | Path) -> dict[int | str, fits.Header]:
                         out[name.strip()] = header
     except FileNotFoundError:
         raise UnprocessableInputError("file not found", path=str(path)) from None
-    except (OSError, ValueError, IndexError, TypeError) as exc:
+    except (OSError, EOFError, ValueError, IndexError, TypeError) as exc:
         raise UnprocessableInputError(f"not a readable FITS file ({exc})", path=str(path)) from None
+    truncated = [w for w in caught if issubclass(w.category, AstropyUserWarning)]
+    for w in caught:  # record=True swallows everything; give the rest back
+        if w not in truncated:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if truncated:
+        raise UnprocessableInputError(
+            f"FITS file is truncated ({truncated[0].message})", path=str(path)
+        )
     if not out:
         raise UnprocessableInputError("FITS file has no HDUs", path=str(path))
     return out

@@ -74,7 +74,7 @@ def _looks_fits(path: Path) -> bool:
 
 
 def _scan_one(path: str, manager: PluginManager, chosen: Instrument | None) -> FrameMeta:
-    headers = read_headers(path)
+    headers = read_headers(path, complete=True)
     if chosen is None:
         name = manager.identify(headers)
         if name is None:
