@@ -213,11 +213,13 @@ def data_shape(
 
 
 def _describe_hdus(headers: Headers) -> str:
-    """'0:NAXIS=0, 1:im1 NAXIS=2' so a user sees where the pixels really are."""
+    """"0 PRIMARY NAXIS=0, 1 IMAGE 'IM1' NAXIS=2" so a user sees where the pixels really are."""
     parts = []
     for i in sorted(k for k in headers if isinstance(k, int)):
+        kind = str(headers[i].get("XTENSION", "PRIMARY")).strip()
         name = str(headers[i].get("EXTNAME", "")).strip()
-        parts.append(f"{i}:{name + ' ' if name else ''}NAXIS={headers[i].get('NAXIS')}")
+        label = f"{i} {kind}" + (f" {name!r}" if name else "")
+        parts.append(f"{label} NAXIS={headers[i].get('NAXIS')}")
     return ", ".join(parts)
 
 
@@ -268,7 +270,8 @@ def normalise(
     data_hdu = resolve_data_hdu(headers, instrument.data_hdu, path)
     reader = HeaderReader(instrument, headers, path, data_hdu)
     hmap = instrument.header
-    exposure = reader.number("exposure_time", hmap.exposure_time.model_copy(update={"required": True}))
+    required_exposure = hmap.exposure_time.model_copy(update={"required": True})
+    exposure = reader.number("exposure_time", required_exposure)
     if exposure is None or exposure < 0:
         raise UnprocessableInputError(
             "exposure time is negative", path=path, keyword=_keyword(reader, hmap.exposure_time),
@@ -285,7 +288,8 @@ def normalise(
         )
     gain = reader.number("gain", hmap.gain)
     read_noise = reader.number("read_noise", hmap.read_noise)
-    for name, value, spec in (("gain", gain, hmap.gain), ("read noise", read_noise, hmap.read_noise)):
+    checks = (("gain", gain, hmap.gain), ("read noise", read_noise, hmap.read_noise))
+    for name, value, spec in checks:
         if value is not None and value < 0:
             raise UnprocessableInputError(
                 f"{name} is negative", path=path, keyword=_keyword(reader, spec), value=value,

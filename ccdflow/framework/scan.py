@@ -93,7 +93,7 @@ def _scan_one(path: str, manager: PluginManager, chosen: Instrument | None) -> F
 
 
 def describe_identity(headers: Headers, manager: PluginManager) -> str:
-    """The identifying cards of a header, present or absent, e.g. "INSTRUME='X', IMAGETYP absent"."""
+    """Identifying cards, present or absent ("INSTRUME='X'; IMAGETYP absent"), for reasons."""
     keys = ["INSTRUME", "TELESCOP"]
     for inst in manager.instruments.values():
         keys += [k for k in inst.identify if k not in keys]
