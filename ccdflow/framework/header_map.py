@@ -89,7 +89,8 @@ class HeaderReader:
                 return key, mapped
             if spec.strict_values:
                 raise UnprocessableInputError(
-                    f"unrecognised {name}", path=self.path, keyword=key, value=value,
+                    f"unrecognised {name} for instrument {self.instrument.name!r}",
+                    path=self.path, keyword=key, value=value,
                     expected="one of " + ", ".join(repr(p) for p in spec.values),
                 )
         return key, value
@@ -225,17 +226,10 @@ def _describe_hdus(headers: Headers) -> str:
 
 def frame_type_of(reader: HeaderReader, exposure: float) -> tuple[str, str | None]:
     """Normalised frame type and, when it was reinterpreted, a note saying why."""
-    spec = reader.instrument.header.frame_type
-    # Read the raw value first so errors and notes quote what the header really says.
-    unmapped = spec.model_copy(update={"required": True, "values": {}, "strict_values": False})
-    key, value = reader.raw("frame_type", unmapped)
-    found, mapped = match_value(value, spec.values)
-    if not found and spec.strict_values:
-        raise UnprocessableInputError(
-            f"unrecognised frame type for instrument {reader.instrument.name!r}",
-            path=reader.path, keyword=key, value=value,
-            expected="one of " + ", ".join(repr(p) for p in spec.values),
-        )
+    spec = reader.instrument.header.frame_type.model_copy(update={"required": True})
+    key, mapped = reader.raw("frame_type", spec)
+    # Errors and notes quote what the header really says, not the mapped value.
+    value = _lookup(reader.headers, spec, reader.data_hdu)[1] if key else mapped
     kind = str(mapped).strip().lower()
     if kind not in _KNOWN_OUTPUTS:
         known, generic = match_value(value, _GENERIC_TYPES)
