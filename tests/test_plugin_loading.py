@@ -287,12 +287,27 @@ def test_misspelt_hook_is_a_failure(site):
         PluginManager(strict=True).load_entry_points()
 
 
-def test_hook_with_wrong_argument_name_is_a_failure(site):
-    site.install("tp-arg", {"tp_arg": "tp_arg_mod"}, {"tp_arg_mod": WRONG_ARGUMENT})
+WRAPPER_NOT_GENERATOR = """
+from ccdflow.framework.hookspecs import hookimpl
+
+@hookimpl(wrapper=True)
+def run_step(step, ccd, params, calibrations, context):
+    return None
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [(WRONG_ARGUMENT, "{'reg'}"), (WRAPPER_NOT_GENERATOR, "generator function")],
+    ids=["wrong-argument", "wrapper-not-generator"],
+)
+def test_bad_hook_implementation_is_a_failure(site, source, message):
+    site.install("tp-arg", {"tp_arg": "tp_arg_mod"}, {"tp_arg_mod": source})
     manager = PluginManager().load_entry_points()
     [failure] = manager.failures
-    assert failure.name == "tp_arg" and "reg" in failure.error
+    assert failure.name == "tp_arg" and message in failure.error
     assert failure.error.startswith("invalid hook implementation")
+    assert manager.pm.get_plugin("tp_arg") is None
 
 
 @pytest.mark.parametrize(

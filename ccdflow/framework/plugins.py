@@ -106,9 +106,12 @@ class PluginManager:
         try:
             self.pm.register(plugin, name=name)
             self._check_hooks(plugin)
-        except pluggy.PluginValidationError as exc:
-            self.pm.unregister(name=name)
-            self._fail(name, distribution, f"invalid hook implementation: {exc}")
+        except Exception as exc:  # e.g. pluggy.PluginValidationError: a bad hookimpl
+            if self.pm.get_plugin(name) is plugin:
+                self.pm.unregister(name=name)
+            what = "invalid hook implementation" if isinstance(
+                exc, pluggy.PluginValidationError) else type(exc).__name__
+            self._fail(name, distribution, f"{what}: {exc}")
             return
         info = PluginInfo(name, distribution, version)
         self.plugins[name] = info
