@@ -26,7 +26,7 @@ def test_hookspecs_found():
 @pytest.mark.parametrize("name", HOOKS)
 def test_hook_has_docstring(name):
     doc = inspect.getdoc(getattr(hookspecs, name))
-    assert doc and doc.strip(), f"hookspec {name} in ccdflow/framework/hookspecs.py has no docstring"
+    assert doc and doc.strip(), f"hookspec {name} (ccdflow/framework/hookspecs.py) has no docstring"
 
 
 @pytest.mark.parametrize("name", HOOKS)

@@ -374,14 +374,25 @@ def test_duplicate_step_name_is_reported(site):
     assert manager.steps["tp_dup"].__module__ == "tp_first_mod"
 
 
+def test_status_keyword_clash_is_reported(site):
+    site.install("tp-first", {"tp_first": "tp_first_mod"},
+                 {"tp_first_mod": step_module("tp_clip")})
+    site.install("tp-second", {"tp_second": "tp_second_mod"},
+                 {"tp_second_mod": step_module("tp_clipper")})
+    manager = PluginManager().load_entry_points()
+    [failure] = manager.failures
+    assert failure.name == "tp_second" and "status keyword CF_TP_CL" in failure.error
+
+
 def test_duplicate_instrument_name_is_reported(site):
-    clash = GOOD.replace('"tp_scale"', '"tp_scale2"')
+    clash = GOOD.replace('"tp_scale"', '"tp_other"')
     site.install("tp-good", {"tp_good": "tp_good_mod"}, {"tp_good_mod": GOOD})
     site.install("tp-clash", {"tp_zclash": "tp_clash_mod"}, {"tp_clash_mod": clash})
     manager = PluginManager().load_entry_points()
     [failure] = manager.failures
-    assert failure.name == "tp_zclash" and "instrument 'tpcam' is already registered" in failure.error
-    assert "tp_scale2" not in manager.steps  # withdrawn with the plugin
+    assert failure.name == "tp_zclash"
+    assert "instrument 'tpcam' is already registered" in failure.error
+    assert "tp_other" not in manager.steps  # withdrawn with the plugin
 
 
 def test_entry_point_name_clash_is_reported(site):

@@ -168,6 +168,15 @@ class PluginManager:
         if step.name in self.steps:
             owner = self._owner["step:" + step.name]
             raise PluginError(f"step {step.name!r} is already registered by plugin {owner!r}")
+        # The status keyword is how a re-run knows a step was applied: two steps sharing
+        # one would make the second look done and be skipped.
+        keyword = step.status_keyword()
+        for other in self.steps.values():
+            if other.status_keyword() == keyword:
+                raise PluginError(
+                    f"step {step.name!r} has status keyword {keyword}, already used by step "
+                    f"{other.name!r}; its first five letters must differ"
+                )
         self.steps[step.name] = step
         self._owner["step:" + step.name] = info.name
         info.steps.append(step.name)
