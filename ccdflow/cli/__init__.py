@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from ccdflow import __version__
-from ccdflow.framework.errors import CcdflowError, ConfigError
+from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError
 
 err_console = Console(stderr=True)
 
@@ -56,7 +56,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except ConfigError as exc:
+    except (ConfigError, PluginError) as exc:
         err_console.print(f"[red]configuration error:[/red] {exc}", markup=True, highlight=False)
         sys.exit(EXIT_CONFIG)
     except CcdflowError as exc:
