@@ -47,7 +47,8 @@ def test_every_layer_overrides_the_one_below(manager, tmp_path):
                 params=["overscan.poly_order=5"])
     assert cfg.instrument.name == "mycam"
     o, f = cfg.steps["overscan"], cfg.steps["flat"]
-    assert (o["method"].value, o["method"].layer, o["method"].source) == ("poly", "site/night file", str(site))
+    method = o["method"]
+    assert (method.value, method.layer, method.source) == ("poly", "site/night file", str(site))
     assert (o["poly_order"].value, o["poly_order"].layer) == (5, "command line")
     assert (f["min_value"].value, f["min_value"].source) == (0.5, str(night))
     assert cfg.steps["dark"]["dark_doubling_c"].layer == "step default"

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ccdflow.cli.simulate_cmd import spec_options, spec_from_options
+from ccdflow.cli.simulate_cmd import spec_from_options, spec_options
 
 
 @click.command("demo")

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 
-
 def spec_options(func):
     """Options shared by `simulate` and `demo`."""
     for option in reversed([

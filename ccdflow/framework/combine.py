@@ -45,7 +45,8 @@ def combine(
         raise AlgorithmError("nothing to combine: no input frames")
     shape = frames[0].shape
     if any(f.shape != shape for f in frames):
-        raise AlgorithmError(f"cannot combine frames of different shapes: {sorted({f.shape for f in frames})}")
+        shapes = sorted({f.shape for f in frames})
+        raise AlgorithmError(f"cannot combine frames of different shapes: {shapes}")
     n = len(frames)
     if clip == "minmax" and n - n_low - n_high < 1:
         raise AlgorithmError(f"minmax rejection of {n_low}+{n_high} leaves nothing of {n} frames")
@@ -73,10 +74,7 @@ def combine(
             stack[~np.isfinite(stack)] = np.nan
         used = np.sum(~np.isnan(stack), axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            if method == "median":
-                value = np.nanmedian(stack, axis=0)
-            else:
-                value = np.nanmean(stack, axis=0)
+            value = np.nanmedian(stack, axis=0) if method == "median" else np.nanmean(stack, axis=0)
             err = np.nanstd(stack, axis=0, ddof=1) / np.sqrt(np.maximum(used, 1))
         if method == "median":
             err *= np.float32(1.2533)  # efficiency of the median for Gaussian noise

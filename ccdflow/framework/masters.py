@@ -123,10 +123,9 @@ def _master_header(kind, metas, last_header, method, clip, config, calibration_p
     header["EXPTIME"] = (mean(m.exposure_time for m in metas), "mean exposure of inputs (s)")
     if first.filter is not None:
         header["FILTER"] = first.filter
-    header["DATE-OBS"] = (datetime.fromtimestamp(mean(times), UTC).isoformat(timespec="milliseconds")
-                          .replace("+00:00", ""), "mean observation time of inputs")
-    header["CF_TFIRS"] = (datetime.fromtimestamp(min(times), UTC).isoformat(timespec="seconds"), "first input")
-    header["CF_TLAST"] = (datetime.fromtimestamp(max(times), UTC).isoformat(timespec="seconds"), "last input")
+    header["DATE-OBS"] = (_iso(mean(times)), "mean observation time of inputs (UTC)")
+    header["CF_TFIRS"] = (_iso(min(times)), "first input (UTC)")
+    header["CF_TLAST"] = (_iso(max(times)), "last input (UTC)")
     if temps:
         header["CCD-TEMP"] = (round(mean(temps), 3), "mean CCD temperature of inputs (C)")
         header["CF_TSPRD"] = (round(pstdev(temps), 3), "std of input temperatures (C)")
@@ -144,3 +143,8 @@ def _master_header(kind, metas, last_header, method, clip, config, calibration_p
     for cal, path in calibration_paths.items():
         stamp_calibration(header, cal, path)
     return header
+
+
+def _iso(timestamp: float) -> str:
+    """FITS-style UTC time without the offset suffix."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")[:-6]
