@@ -1,0 +1,92 @@
+"""One exposure, electrons first: dark current, flat-fielded light, cosmic rays, then readout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ccdflow.simulator.cosmics import cosmic_rays, expected_events
+from ccdflow.simulator.detector import Detector
+from ccdflow.simulator.readout import bleed, digitise, photon_counts
+from ccdflow.simulator.schedule import SimFrame
+from ccdflow.simulator.seeds import rng_for
+from ccdflow.simulator.sky import StarField, render_stars, sky_rate
+from ccdflow.simulator.spec import SimulationSpec
+
+FLAT_LEVEL_SPREAD = 0.03  # dome lamp stability from frame to frame
+SKY_SPREAD = 0.10  # sky brightness changes through the night
+FWHM_SPREAD = 0.15  # seeing changes through the night
+DITHER = 1.5  # pixels, pointing repeatability
+
+
+@dataclass(frozen=True)
+class NightModel:
+    """Everything an exposure of one night depends on."""
+
+    spec: SimulationSpec
+    detector: Detector
+    bias: np.ndarray  # ADU, this night's level included
+    flats: dict[str, np.ndarray]
+    stars: StarField
+    full_well: float  # float32-exact, so 'at full well' comparisons are exact
+
+
+@dataclass
+class Exposure:
+    """Raw pixels and the per-frame truth maps (None where they do not apply)."""
+
+    raw: np.ndarray
+    cosmics: np.ndarray | None = None  # e- deposited by cosmic rays
+    sky: np.ndarray | None = None  # e-, noiseless sky + stars before the flat
+    saturated: np.ndarray | None = None  # uint8: 1 at full well, 2 received bleed charge
+
+
+def _science_light(frame: SimFrame, model: NightModel, rng: np.random.Generator) -> np.ndarray:
+    """Noiseless sky + stars (e-) as they arrive at the telescope, i.e. before the flat."""
+    spec = model.spec
+    sky = sky_rate(spec, frame.filter) * rng.uniform(1 - SKY_SPREAD, 1 + SKY_SPREAD)
+    fwhm = spec.fwhm * rng.uniform(1 - FWHM_SPREAD, 1 + FWHM_SPREAD)
+    kind = "gaussian" if int(frame.name.rsplit("_", 1)[1]) % 2 else "moffat"
+    beta = rng.uniform(2.5, 4.5)
+    dy, dx = rng.normal(0.0, DITHER, 2)
+    flux = model.stars.rates_in(spec, frame.filter) * frame.exptime
+    light = render_stars(spec.shape, model.stars.y + dy, model.stars.x + dx, flux, kind, fwhm, beta)
+    light += np.float32(sky * frame.exptime)
+    frame.truth.update(sky_rate=round(sky, 4), fwhm=round(fwhm, 4), psf=kind,
+                       moffat_beta=round(beta, 4) if kind == "moffat" else None,
+                       dither_y=round(float(dy), 4), dither_x=round(float(dx), 4))
+    return light
+
+
+def expose(frame: SimFrame, model: NightModel) -> Exposure:
+    """Simulate `frame`; fills `frame.truth` with the per-frame parameters drawn."""
+    spec = model.spec
+    rng = rng_for(spec.seed, frame.name)
+    if frame.frame_type == "bias":
+        raw = digitise(None, model.bias, frame.bias_offset, spec.gain, spec.read_noise_adu,
+                       spec.saturation, model.full_well, rng)
+        return Exposure(raw)
+
+    expected = model.detector.dark_rate_at(spec, frame.temperature) * np.float32(frame.exptime)
+    light = None
+    if frame.frame_type == "flat":
+        level = spec.flat_level * rng.uniform(1 - FLAT_LEVEL_SPREAD, 1 + FLAT_LEVEL_SPREAD)
+        frame.truth["flat_level_e"] = round(level, 3)
+        expected += model.flats[frame.filter] * np.float32(level)
+    elif frame.frame_type == "science":
+        light = _science_light(frame, model, rng)
+        expected += light * model.flats[frame.filter]
+
+    electrons = photon_counts(rng, expected)
+    n_events = int(rng.poisson(expected_events(spec.cosmic_ray_rate, frame.exptime, spec.shape)))
+    cosmics = cosmic_rays(spec.shape, n_events, rng)
+    electrons += cosmics  # after the flat: cosmic rays never passed through the optics
+    frame.truth["n_cosmic_rays"] = n_events
+    bled = bleed(electrons, model.full_well)
+    saturated = (electrons >= model.full_well).astype(np.uint8)
+    saturated[bled] |= 2
+    frame.truth["n_saturated_pixels"] = int((saturated & 1).sum())
+    raw = digitise(electrons, model.bias, frame.bias_offset, spec.gain, spec.read_noise_adu,
+                   spec.saturation, model.full_well, rng)
+    return Exposure(raw, cosmics=cosmics, sky=light, saturated=saturated)

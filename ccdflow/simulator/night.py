@@ -1,0 +1,168 @@
+"""simulate_night: write raw frames for one or more nights and the truth they were made from."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ccdflow.simulator.detector import BAD_COLUMN, DEAD, HOT, Detector, make_detector
+from ccdflow.simulator.exposure import NightModel, expose
+from ccdflow.simulator.optics import flat_field, make_optics
+from ccdflow.simulator.schedule import SimFrame, plan_night
+from ccdflow.simulator.seeds import rng_for
+from ccdflow.simulator.sky import make_star_field
+from ccdflow.simulator.spec import SimulationSpec
+from ccdflow.simulator.writer import check_no_strangers, write_raw, write_truth
+
+
+@dataclass
+class SimulatedNight:
+    """Index of a simulated run: where the files are and the physical truth behind them.
+
+    `raw_dir` is night 1's; `raw_dirs` lists every night's. Scalars are those of night 1
+    (the bias level drifts a little from night to night; see `night_bias_levels`).
+    """
+
+    raw_dir: Path
+    truth_dir: Path
+    frames: list[SimFrame]
+    bias_level: float  # ADU
+    read_noise_adu: float
+    gain: float  # e-/ADU
+    dark_rate_at_ref: float  # e-/s/pixel, median over the data area
+    ref_temperature: float  # C
+    doubling_temperature: float  # C
+    saturation: float  # ADU
+    spec: SimulationSpec
+    raw_dirs: list[Path] = field(default_factory=list)
+    night_bias_levels: list[float] = field(default_factory=list)
+
+    @property
+    def read_noise_e(self) -> float:
+        return self.read_noise_adu * self.gain
+
+    def dark_rate_at(self, temperature: float) -> float:
+        """Median dark current (e-/s) at `temperature`."""
+        exponent = (temperature - self.ref_temperature) / self.doubling_temperature
+        return self.dark_rate_at_ref * 2.0**exponent
+
+    def select(self, frame_type: str, night: int | None = None) -> list[SimFrame]:
+        return [f for f in self.frames
+                if f.frame_type == frame_type and (night is None or f.night == night)]
+
+
+def night_truth_dir(truth_dir: Path, night: int) -> Path:
+    """Night 1's bias and flats sit in the truth root; later nights' in truth/night<k>/."""
+    return truth_dir if night == 1 else truth_dir / f"night{night}"
+
+
+def bias_levels(spec: SimulationSpec) -> list[float]:
+    """Night 1 at `bias_level`, then a random walk of `bias_drift` ADU per night."""
+    steps = rng_for(spec.seed, "bias drift").normal(0.0, spec.bias_drift, spec.nights - 1)
+    return [round(spec.bias_level + s, 4) for s in np.concatenate([[0.0], np.cumsum(steps)])]
+
+
+def _write_detector_truth(truth_dir: Path, detector: Detector) -> None:
+    write_truth(truth_dir / "dark_rate.fits", detector.dark_rate,
+                "dark current at the reference temperature, data area", "electron/s")
+    write_truth(truth_dir / "bpm.fits", detector.bpm,
+                f"bad pixels: {HOT} hot, {DEAD} dead or low, {BAD_COLUMN} bad column", "")
+
+
+def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure) -> None:
+    if exposure.cosmics is not None:
+        write_truth(truth_dir / f"cr_{frame.name}.fits", (exposure.cosmics > 0).astype(np.uint8),
+                    "pixels hit by cosmic rays", "")
+    if exposure.sky is not None:
+        write_truth(truth_dir / f"sky_{frame.name}.fits", exposure.sky,
+                    "noiseless sky + stars before the flat, data area", "electron")
+        write_truth(truth_dir / f"sat_{frame.name}.fits", exposure.saturated,
+                    "1 at full well, 2 received bleed charge", "")
+
+
+def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None) -> SimulatedNight:
+    """Simulate `spec.nights` nights into `outdir`; same spec and seed, same pixels."""
+    spec = spec or SimulationSpec()
+    outdir = Path(outdir)
+    truth_dir = outdir / "truth"
+    detector, optics, stars = make_detector(spec), make_optics(spec), make_star_field(spec)
+    full_well = float(np.float32(spec.full_well))
+    _write_detector_truth(truth_dir, detector)
+
+    levels = bias_levels(spec)
+    frames: list[SimFrame] = []
+    raw_dirs: list[Path] = []
+    nights_json = []
+    for night in range(1, spec.nights + 1):
+        raw_dir = outdir / f"night{night}" / "raw"
+        planned = plan_night(spec, night, raw_dir)
+        check_no_strangers(raw_dir, planned)
+        model = NightModel(spec=spec, detector=detector, bias=detector.bias(levels[night - 1]),
+                           flats={f: flat_field(optics, detector, f, night) for f in spec.filters},
+                           stars=stars, full_well=full_well)
+        here = night_truth_dir(truth_dir, night)
+        write_truth(here / "bias.fits", model.bias, "bias structure incl. overscan, without "
+                    "the per-frame offset", "adu")
+        for name, flat in model.flats.items():
+            write_truth(here / f"flat_{name}.fits", flat, "normalised flat field (median 1)", "")
+        for frame in planned:
+            exposure = expose(frame, model)
+            write_raw(frame, exposure.raw, spec)
+            _write_frame_truth(truth_dir, frame, exposure)
+        frames += planned
+        raw_dirs.append(raw_dir)
+        nights_json.append({
+            "night": night, "raw_dir": str(raw_dir.relative_to(outdir)),
+            "bias_level_adu": levels[night - 1],
+            "bias_file": str((here / "bias.fits").relative_to(truth_dir)),
+            "flat_files": {f: str((here / f"flat_{f}.fits").relative_to(truth_dir))
+                           for f in spec.filters},
+            "dust": [vars(d) for d in optics.window_dust_on(night)],
+        })
+
+    result = SimulatedNight(
+        raw_dir=raw_dirs[0], truth_dir=truth_dir, frames=frames, bias_level=levels[0],
+        read_noise_adu=spec.read_noise_adu, gain=spec.gain,
+        dark_rate_at_ref=float(np.median(detector.dark_rate)),
+        ref_temperature=spec.ref_temperature, doubling_temperature=spec.doubling_temperature,
+        saturation=spec.saturation, spec=spec, raw_dirs=raw_dirs, night_bias_levels=levels)
+    _write_truth_json(outdir, result, detector, stars, nights_json)
+    return result
+
+
+def _write_truth_json(outdir: Path, night: SimulatedNight, detector: Detector, stars,
+                      nights_json: list[dict]) -> None:
+    spec = night.spec
+    truth = {
+        "spec": spec.model_dump(mode="json"),
+        "gain_e_per_adu": night.gain,
+        "read_noise_e": spec.read_noise,
+        "read_noise_adu": night.read_noise_adu,
+        "bias_level_adu": night.bias_level,
+        "saturation_adu": night.saturation,
+        "full_well_e": spec.full_well,
+        "dark": {
+            "model": "rate(T) = rate_ref * 2**((T - T_ref) / T_double), per pixel",
+            "rate_ref_median_e_per_s": night.dark_rate_at_ref,
+            "ref_temperature_c": night.ref_temperature,
+            "doubling_temperature_c": night.doubling_temperature,
+            "n_hot_pixels": int(((detector.bpm & HOT) > 0).sum()),
+        },
+        "bpm_bits": {str(HOT): "hot", str(DEAD): "dead or low", str(BAD_COLUMN): "bad column"},
+        "bad_columns": {
+            "hot": {"x": detector.hot_column[0], "rows": [0, detector.hot_column[1]]},
+            "dead": {"x": detector.dead_column[0], "rows": [detector.dead_column[1],
+                                                            spec.shape[0] - 1]},
+            "indexing": "0-based, rows inclusive",
+        },
+        "stars": {"y": stars.y.round(3).tolist(), "x": stars.x.round(3).tolist(),
+                  "rate_e_per_s": stars.rate.round(3).tolist(),
+                  "saturating": stars.saturating.tolist(),
+                  "note": "0-based positions before each frame's dither; rates before colour"},
+        "nights": nights_json,
+        "frames": [f.summary(outdir) for f in night.frames],
+    }
+    (night.truth_dir / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")

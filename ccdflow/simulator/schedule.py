@@ -1,0 +1,84 @@
+"""The observing plan of a night: which frames, in what order, when, and at what temperature."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ccdflow.simulator.seeds import rng_for
+from ccdflow.simulator.spec import SimulationSpec
+
+TEMPERATURE_JITTER = 0.1  # C: the cooler's regulation, as written into CCD-TEMP
+
+
+@dataclass
+class SimFrame:
+    """One raw frame as written, with the truth that is specific to it."""
+
+    path: Path
+    name: str
+    frame_type: str  # 'bias' | 'dark' | 'flat' | 'science'
+    exptime: float
+    filter: str | None
+    temperature: float  # C, the value in CCD-TEMP and the one the dark current follows
+    date_obs: datetime  # UTC start of exposure, naive
+    night: int  # 1-based
+    object: str
+    bias_offset: float = 0.0  # ADU added to the whole frame (overscan included)
+    truth: dict[str, Any] = field(default_factory=dict)  # flat level, sky, PSF, cosmic rays...
+
+    def summary(self, root: Path) -> dict[str, Any]:
+        """JSON-ready description, with the path relative to the simulation's root."""
+        return {
+            "name": self.name, "path": str(self.path.relative_to(root)),
+            "frame_type": self.frame_type, "exptime": self.exptime, "filter": self.filter,
+            "temperature": self.temperature, "date_obs": iso_ms(self.date_obs),
+            "night": self.night, "object": self.object, "bias_offset_adu": self.bias_offset,
+            **self.truth,
+        }
+
+
+def iso_ms(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]", "_", text)
+
+
+def _requests(spec: SimulationSpec) -> list[tuple[str, str, float, str | None, float, str]]:
+    """(name stem, type, exptime, filter, set point, OBJECT) in observing order: biases, dusk
+    flats, science, then the darks while the cooler is stepped through its set points."""
+    cold = spec.dark_temperatures[0]
+    out = [(f"bias_{i:03d}", "bias", 0.0, None, cold, "bias") for i in range(1, spec.n_bias + 1)]
+    for f in spec.filters:
+        out += [(f"flat_{_safe(f)}_{i:03d}", "flat", spec.flat_exptime, f, cold, "dome flat")
+                for i in range(1, spec.n_flat + 1)]
+    for f in spec.filters:
+        out += [(f"sci_{_safe(f)}_{i:03d}", "science", spec.science_exptime, f, cold, "simfield")
+                for i in range(1, spec.n_science + 1)]
+    for temp in spec.dark_temperatures:
+        for t in spec.dark_exptimes:
+            out += [(f"dark_{t:g}s_{temp:+.0f}C_{i:03d}", "dark", t, None, temp, "dark")
+                    for i in range(1, spec.n_dark + 1)]
+    return out
+
+
+def plan_night(spec: SimulationSpec, night: int, raw_dir: Path) -> list[SimFrame]:
+    """Frames of night `night`, each starting `readout_time` after the previous one ends."""
+    moment = spec.start + timedelta(days=night - 1)
+    frames = []
+    for stem, kind, exptime, filt, set_point, obj in _requests(spec):
+        name = f"n{night}_{stem}"
+        rng = rng_for(spec.seed, name, "plan")
+        temperature = round(set_point + rng.uniform(-TEMPERATURE_JITTER, TEMPERATURE_JITTER), 3)
+        offset = round(float(rng.normal(0.0, spec.bias_offset_sigma)), 4)
+        frames.append(SimFrame(
+            path=raw_dir / f"{name}.fits", name=name, frame_type=kind, exptime=exptime,
+            filter=filt, temperature=temperature, date_obs=moment, night=night, object=obj,
+            bias_offset=offset))
+        moment += timedelta(seconds=exptime + spec.readout_time)
+    return frames

@@ -1,0 +1,120 @@
+"""What to simulate: one validated model holding every knob of a simulated observing run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class SimulationSpec(BaseModel):
+    """Detector, schedule and sky of a simulated run; the defaults give a small, fast night."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # geometry and schedule
+    shape: tuple[int, int] = Field(
+        (256, 256), description="(ny, nx) of the illuminated data area in pixels.")
+    overscan: int = Field(
+        32, ge=0, description="Overscan columns appended on the right of every raw frame.")
+    n_bias: int = Field(5, ge=0, description="Bias frames per night.")
+    n_dark: int = Field(4, ge=0, description="Dark frames per (exposure time, temperature) pair.")
+    dark_exptimes: tuple[float, ...] = Field(
+        (30.0, 120.0), description="Dark exposure times in seconds.")
+    dark_temperatures: tuple[float, ...] = Field(
+        (-20.0, -14.0), min_length=1,
+        description="CCD set points (C) for darks; bias, flats and science use the first one.")
+    n_flat: int = Field(3, ge=0, description="Dome flats per filter per night.")
+    flat_level: float = Field(
+        20000.0, gt=0, description="Median dome-flat signal in electrons (varies ~3% per frame).")
+    flat_exptime: float = Field(5.0, gt=0, description="Dome-flat exposure time in seconds.")
+    filters: tuple[str, ...] = Field(("V", "R"), description="Filters for flats and science.")
+    n_science: int = Field(2, ge=0, description="Science frames per filter per night.")
+    science_exptime: float = Field(60.0, gt=0, description="Science exposure time in seconds.")
+    nights: int = Field(1, ge=1, description="Nights; each gets its own bias/dark/flat/science set.")
+    seed: int = Field(42, ge=0, description="Master seed; the same seed gives identical pixels.")
+    start: datetime = Field(
+        datetime(2026, 3, 1, 20, 0, 0),
+        description="UTC start of night 1 (naive means UTC); night k starts k-1 days later.")
+    readout_time: float = Field(
+        10.0, ge=0, description="Seconds between the end of one exposure and the next start.")
+
+    # detector
+    gain: float = Field(1.5, gt=0, description="Gain in e-/ADU.")
+    read_noise: float = Field(5.0, ge=0, description="Read noise in electrons.")
+    bias_level: float = Field(1000.0, ge=0, description="Bias level of night 1 in ADU.")
+    bias_offset_sigma: float = Field(
+        2.0, ge=0, description="Frame-to-frame bias level jitter (ADU), tracked by the overscan.")
+    bias_drift: float = Field(
+        3.0, ge=0, description="Night-to-night random walk of the bias level (ADU per night).")
+    dark_rate: float = Field(
+        0.05, ge=0, description="Median dark current in e-/s/pixel at ref_temperature.")
+    ref_temperature: float = Field(-20.0, description="Temperature (C) at which dark_rate holds.")
+    doubling_temperature: float = Field(
+        6.0, gt=0, description="Dark current doubles every this many degrees C.")
+    hot_pixel_fraction: float = Field(
+        0.004, ge=0, le=0.1, description="Fraction of pixels that are hot (10-100x dark rate).")
+    dead_pixel_fraction: float = Field(
+        0.001, ge=0, le=0.1, description="Fraction of pixels that are dead or low (response 0-0.3).")
+    saturation: float = Field(
+        60000.0, gt=0, le=65535, description="Raw level (ADU) at which pixels saturate.")
+    prnu: float = Field(0.01, ge=0, description="Pixel response non-uniformity (Gaussian sigma).")
+    vignetting: float = Field(
+        0.15, ge=0, lt=0.9, description="Fractional illumination loss at the corners.")
+
+    # sky
+    sky_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description="Sky e-/s/pixel per filter; missing filters use a built-in table (100-500).")
+    n_stars: int = Field(40, ge=0, description="Unsaturated stars per field.")
+    n_saturated_stars: int = Field(
+        2, ge=0, description="Extra stars bright enough to saturate and bleed.")
+    fwhm: float = Field(3.0, gt=0, description="Median seeing FWHM in pixels.")
+    cosmic_ray_rate: float = Field(
+        2.0, ge=0,
+        description="Cosmic-ray events per megapixel per second of exposure (exaggerated so "
+                    "small frames get several).")
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_big_enough(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 32:
+            raise ValueError(f"shape {value}: both axes must be at least 32 pixels")
+        return value
+
+    @field_validator("dark_exptimes")
+    @classmethod
+    def _exptimes_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(t <= 0 for t in value):
+            raise ValueError(f"dark_exptimes {value}: every exposure time must be > 0 s")
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _start_in_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    @field_validator("filters")
+    @classmethod
+    def _filters_distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value) or any(not f.strip() for f in value):
+            raise ValueError(f"filters {value}: names must be non-empty and distinct")
+        return value
+
+    @model_validator(mode="after")
+    def _saturation_above_bias(self) -> SimulationSpec:
+        if self.saturation <= self.bias_level + 1000:
+            raise ValueError(f"saturation {self.saturation} ADU must exceed bias_level "
+                             f"{self.bias_level} ADU by more than 1000 ADU")
+        return self
+
+    @property
+    def full_well(self) -> float:
+        """Electrons a pixel holds before spilling: the charge that reads as `saturation`."""
+        return (self.saturation - self.bias_level) * self.gain
+
+    @property
+    def read_noise_adu(self) -> float:
+        return self.read_noise / self.gain

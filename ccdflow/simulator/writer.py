@@ -1,0 +1,62 @@
+"""FITS output: raw frames with the generic instrument's keywords, and the truth images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ccdflow.simulator.schedule import SimFrame, iso_ms
+from ccdflow.simulator.spec import SimulationSpec
+
+IMAGETYP = {"bias": "BIAS", "dark": "DARK", "flat": "FLAT", "science": "LIGHT"}
+
+
+def raw_header(frame: SimFrame, spec: SimulationSpec) -> fits.Header:
+    """Header cards a typical acquisition program writes (see instruments/generic.yaml)."""
+    ny, nx = spec.shape
+    header = fits.Header()
+    header["IMAGETYP"] = (IMAGETYP[frame.frame_type], "frame type")
+    header["OBJECT"] = frame.object
+    header["EXPTIME"] = (frame.exptime, "[s] exposure time")
+    if frame.filter is not None:
+        header["FILTER"] = (frame.filter, "filter in the beam")
+    header["DATE-OBS"] = (iso_ms(frame.date_obs), "UTC start of exposure")
+    header["CCD-TEMP"] = (frame.temperature, "[C] CCD temperature")
+    header["XBINNING"] = 1
+    header["YBINNING"] = 1
+    header["INSTRUME"] = "ccdflow-sim"
+    header["DETECTOR"] = "sim0"
+    header["GAIN"] = (spec.gain, "[e-/ADU]")
+    header["RDNOISE"] = (spec.read_noise, "[e-] read noise")
+    header["SATURATE"] = (spec.saturation, "[ADU] saturation level")
+    if spec.overscan:
+        header["BIASSEC"] = (f"[{nx + 1}:{nx + spec.overscan},1:{ny}]", "overscan (x, y)")
+    header["TRIMSEC"] = (f"[1:{nx},1:{ny}]", "illuminated area (x, y)")
+    header["BUNIT"] = "ADU"
+    return header
+
+
+def write_raw(frame: SimFrame, raw: np.ndarray, spec: SimulationSpec) -> None:
+    """uint16 pixels stored the camera way: BITPIX 16 with BZERO 32768."""
+    frame.path.parent.mkdir(parents=True, exist_ok=True)
+    fits.PrimaryHDU(raw, raw_header(frame, spec)).writeto(frame.path, overwrite=True)
+
+
+def write_truth(path: Path, data: np.ndarray, comment: str, unit: str) -> None:
+    header = fits.Header()
+    header["COMMENT"] = comment
+    header["BUNIT"] = unit
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.PrimaryHDU(data, header).writeto(path, overwrite=True)
+
+
+def check_no_strangers(raw_dir: Path, frames: list[SimFrame]) -> None:
+    """Refuse to mix our frames with FITS files a different run or person left behind."""
+    ours = {f.path.name for f in frames}
+    strangers = sorted(p.name for p in raw_dir.glob("*.fits") if p.name not in ours)
+    if strangers:
+        raise FileExistsError(
+            f"{raw_dir} already holds {len(strangers)} FITS file(s) this simulation would not "
+            f"write (e.g. {strangers[0]}); use an empty output directory")
