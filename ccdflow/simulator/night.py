@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,9 +85,20 @@ def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure) -> None:
                     "1 at full well, 2 received bleed charge", "")
 
 
-def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None) -> SimulatedNight:
-    """Simulate `spec.nights` nights into `outdir`; same spec and seed, same pixels."""
+def _default_workers() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
+
+
+def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None,
+                   workers: int | None = None) -> SimulatedNight:
+    """Simulate `spec.nights` nights into `outdir`; same spec and seed, same pixels.
+
+    Frames are simulated on `workers` threads (numpy's generators release the GIL); each frame
+    has its own random stream, so the pixels do not depend on the number of workers.
+    """
     spec = spec or SimulationSpec()
+    workers = workers or _default_workers()
     outdir = Path(outdir)
     truth_dir = outdir / "truth"
     detector, optics, stars = make_detector(spec), make_optics(spec), make_star_field(spec)
@@ -108,10 +121,14 @@ def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None) -> Si
                     "the per-frame offset", "adu")
         for name, flat in model.flats.items():
             write_truth(here / f"flat_{name}.fits", flat, "normalised flat field (median 1)", "")
-        for frame in planned:
+
+        def run(frame: SimFrame, model: NightModel = model) -> None:
             exposure = expose(frame, model)
             write_raw(frame, exposure.raw, spec)
             _write_frame_truth(truth_dir, frame, exposure)
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, planned))
         frames += planned
         raw_dirs.append(raw_dir)
         nights_json.append({
