@@ -16,7 +16,7 @@ from ccdflow.simulator.optics import flat_field, make_optics
 from ccdflow.simulator.schedule import SimFrame, plan_night
 from ccdflow.simulator.seeds import rng_for
 from ccdflow.simulator.sky import make_star_field
-from ccdflow.simulator.spec import SimulationSpec
+from ccdflow.simulator.spec import SimulationSpec, file_safe
 from ccdflow.simulator.writer import check_no_strangers, write_raw, write_truth
 
 
@@ -120,7 +120,8 @@ def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None,
         write_truth(here / "bias.fits", model.bias, "bias structure incl. overscan, without "
                     "the per-frame offset", "adu")
         for name, flat in model.flats.items():
-            write_truth(here / f"flat_{name}.fits", flat, "normalised flat field (median 1)", "")
+            write_truth(here / f"flat_{file_safe(name)}.fits", flat,
+                        "normalised flat field (median 1)", "")
 
         def run(frame: SimFrame, model: NightModel = model) -> None:
             exposure = expose(frame, model)
@@ -135,7 +136,7 @@ def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None,
             "night": night, "raw_dir": str(raw_dir.relative_to(outdir)),
             "bias_level_adu": levels[night - 1],
             "bias_file": str((here / "bias.fits").relative_to(truth_dir)),
-            "flat_files": {f: str((here / f"flat_{f}.fits").relative_to(truth_dir))
+            "flat_files": {f: str((here / f"flat_{file_safe(f)}.fits").relative_to(truth_dir))
                            for f in spec.filters},
             "dust": [vars(d) for d in optics.window_dust_on(night)],
         })

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ccdflow.simulator.seeds import rng_for
-from ccdflow.simulator.spec import SimulationSpec
+from ccdflow.simulator.spec import SimulationSpec, file_safe
 
 TEMPERATURE_JITTER = 0.1  # C: the cooler's regulation, as written into CCD-TEMP
 
@@ -45,21 +44,17 @@ def iso_ms(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]", "_", text)
-
-
 def _requests(spec: SimulationSpec) -> list[tuple[str, str, float, str | None, float, str]]:
     """(name stem, type, exptime, filter, set point, OBJECT) in observing order: biases, dusk
     flats, science, then the darks while the cooler is stepped through its set points."""
     cold = spec.dark_temperatures[0]
     out = [(f"bias_{i:03d}", "bias", 0.0, None, cold, "bias") for i in range(1, spec.n_bias + 1)]
     for f in spec.filters:
-        out += [(f"flat_{_safe(f)}_{i:03d}", "flat", spec.flat_exptime, f, cold, "dome flat")
+        out += [(f"flat_{file_safe(f)}_{i:03d}", "flat", spec.flat_exptime, f, cold, "dome flat")
                 for i in range(1, spec.n_flat + 1)]
     for f in spec.filters:
-        out += [(f"sci_{_safe(f)}_{i:03d}", "science", spec.science_exptime, f, cold, "simfield")
-                for i in range(1, spec.n_science + 1)]
+        out += [(f"sci_{file_safe(f)}_{i:03d}", "science", spec.science_exptime, f, cold,
+                 "simfield") for i in range(1, spec.n_science + 1)]
     for temp in spec.dark_temperatures:
         for t in spec.dark_exptimes:
             out += [(f"dark_{t:g}s_{temp:+.0f}C_{i:03d}", "dark", t, None, temp, "dark")

@@ -1,4 +1,4 @@
-"""Independent, reproducible random streams keyed by name, so adding frames never reshuffles others."""
+"""Reproducible random streams keyed by name, so adding frames never reshuffles the others."""
 
 from __future__ import annotations
 

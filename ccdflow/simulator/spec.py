@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+def file_safe(name: str) -> str:
+    """A filter name as it appears in file names."""
+    return re.sub(r"[^A-Za-z0-9.+-]", "_", name)
 
 
 class SimulationSpec(BaseModel):
@@ -31,7 +37,8 @@ class SimulationSpec(BaseModel):
     filters: tuple[str, ...] = Field(("V", "R"), description="Filters for flats and science.")
     n_science: int = Field(2, ge=0, description="Science frames per filter per night.")
     science_exptime: float = Field(60.0, gt=0, description="Science exposure time in seconds.")
-    nights: int = Field(1, ge=1, description="Nights; each gets its own bias/dark/flat/science set.")
+    nights: int = Field(
+        1, ge=1, description="Nights; each gets its own bias/dark/flat/science set.")
     seed: int = Field(42, ge=0, description="Master seed; the same seed gives identical pixels.")
     start: datetime = Field(
         datetime(2026, 3, 1, 20, 0, 0),
@@ -55,7 +62,8 @@ class SimulationSpec(BaseModel):
     hot_pixel_fraction: float = Field(
         0.004, ge=0, le=0.1, description="Fraction of pixels that are hot (10-100x dark rate).")
     dead_pixel_fraction: float = Field(
-        0.001, ge=0, le=0.1, description="Fraction of pixels that are dead or low (response 0-0.3).")
+        0.001, ge=0, le=0.1,
+        description="Fraction of pixels that are dead or low (response 0-0.3).")
     saturation: float = Field(
         60000.0, gt=0, le=65535, description="Raw level (ADU) at which pixels saturate.")
     prnu: float = Field(0.01, ge=0, description="Pixel response non-uniformity (Gaussian sigma).")
@@ -99,8 +107,10 @@ class SimulationSpec(BaseModel):
     @field_validator("filters")
     @classmethod
     def _filters_distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value) or any(not f.strip() for f in value):
-            raise ValueError(f"filters {value}: names must be non-empty and distinct")
+        safe = {file_safe(f) for f in value}
+        if len(safe) != len(value) or any(not f.strip() for f in value):
+            raise ValueError(f"filters {value}: names must be non-empty and distinct in file "
+                             "names (characters other than A-Z a-z 0-9 . + - become '_')")
         return value
 
     @model_validator(mode="after")
