@@ -127,6 +127,7 @@ def test_refuses_to_mix_with_foreign_frames(tmp_path):
     (tmp_path / "night1" / "raw" / "other.fits").write_bytes(b"")
     with pytest.raises(FileExistsError, match="other.fits"):
         simulate_night(tmp_path, small_spec())
+    assert not (tmp_path / "truth").exists()  # checked before anything was written
 
 
 def test_each_night_has_its_own_set_and_drifts(tmp_path):

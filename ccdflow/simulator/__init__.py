@@ -2,8 +2,16 @@
 
     night = simulate_night(outdir, SimulationSpec(shape=(256, 256), seed=42))
 
-writes `outdir/night<k>/raw/*.fits` (generic-instrument headers, uint16) and `outdir/truth/`
-(bias structure, dark rate, flats, bad-pixel map, per-frame sky and cosmic-ray maps, truth.json).
+Layout written under `outdir`:
+
+- `night<k>/raw/*.fits`: uint16 raw frames (data area + overscan on the right) with the generic
+  instrument's keywords, named `n<k>_bias_001`, `n<k>_dark_120s_-20C_001`, `n<k>_flat_V_001`,
+  `n<k>_sci_V_001`.
+- `truth/`: `bias.fits` (ADU, whole raw frame), `dark_rate.fits` (e-/s at the reference
+  temperature), `flat_<filter>.fits` (median 1), `bpm.fits` (1 hot, 2 dead/low, 4 bad column),
+  per exposed frame `cr_<name>.fits`, per science frame `sky_<name>.fits` (noiseless e- before
+  the flat) and `sat_<name>.fits` (1 at full well, 2 bleed), and `truth.json` with every scalar.
+  Nights after the first keep their own bias and flats in `truth/night<k>/`.
 """
 
 from ccdflow.simulator.night import SimulatedNight, simulate_night

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from ccdflow.simulator.detector import BAD_COLUMN, DEAD, HOT, Detector, make_detector
-from ccdflow.simulator.exposure import NightModel, expose
-from ccdflow.simulator.optics import flat_field, make_optics
+from ccdflow.simulator.exposure import Exposure, NightModel, expose
+from ccdflow.simulator.optics import Optics, flat_field, make_optics
 from ccdflow.simulator.schedule import SimFrame, plan_night
 from ccdflow.simulator.seeds import rng_for
-from ccdflow.simulator.sky import make_star_field
+from ccdflow.simulator.sky import StarField, make_star_field
 from ccdflow.simulator.spec import SimulationSpec, file_safe
 from ccdflow.simulator.writer import check_no_strangers, write_raw, write_truth
 
@@ -74,7 +74,7 @@ def _write_detector_truth(truth_dir: Path, detector: Detector) -> None:
                 f"bad pixels: {HOT} hot, {DEAD} dead or low, {BAD_COLUMN} bad column", "")
 
 
-def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure) -> None:
+def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure: Exposure) -> None:
     if exposure.cosmics is not None:
         write_truth(truth_dir / f"cr_{frame.name}.fits", (exposure.cosmics > 0).astype(np.uint8),
                     "pixels hit by cosmic rays", "")
@@ -86,8 +86,34 @@ def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure) -> None:
 
 
 def _default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, cpus or 1))
+
+
+def _simulate_one_night(model: NightModel, optics: Optics, planned: list[SimFrame], night: int,
+                        levels: list[float], truth_dir: Path, workers: int) -> dict:
+    """Write one night's truth calibrations and raw frames; return its truth.json entry."""
+    spec = model.spec
+    here = night_truth_dir(truth_dir, night)
+    write_truth(here / "bias.fits", model.bias,
+                "bias structure incl. overscan, without the per-frame offset", "adu")
+    flat_files = {f: here / f"flat_{file_safe(f)}.fits" for f in spec.filters}
+    for name, flat in model.flats.items():
+        write_truth(flat_files[name], flat, "normalised flat field (median 1)", "")
+
+    def run(frame: SimFrame) -> None:
+        exposure = expose(frame, model)
+        write_raw(frame, exposure.raw, spec)
+        _write_frame_truth(truth_dir, frame, exposure)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, planned))
+    return {
+        "night": night, "bias_level_adu": levels[night - 1],
+        "bias_file": str((here / "bias.fits").relative_to(truth_dir)),
+        "flat_files": {f: str(path.relative_to(truth_dir)) for f, path in flat_files.items()},
+        "dust": [vars(d) for d in optics.window_dust_on(night)],
+    }
 
 
 def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None,
@@ -101,49 +127,26 @@ def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None,
     workers = workers or _default_workers()
     outdir = Path(outdir)
     truth_dir = outdir / "truth"
+    raw_dirs = [outdir / f"night{k}" / "raw" for k in range(1, spec.nights + 1)]
+    plans = [plan_night(spec, k, raw_dir) for k, raw_dir in enumerate(raw_dirs, start=1)]
+    for raw_dir, planned in zip(raw_dirs, plans, strict=True):
+        check_no_strangers(raw_dir, planned)  # before writing anything
+
     detector, optics, stars = make_detector(spec), make_optics(spec), make_star_field(spec)
     full_well = float(np.float32(spec.full_well))
-    _write_detector_truth(truth_dir, detector)
-
     levels = bias_levels(spec)
-    frames: list[SimFrame] = []
-    raw_dirs: list[Path] = []
+    _write_detector_truth(truth_dir, detector)
     nights_json = []
-    for night in range(1, spec.nights + 1):
-        raw_dir = outdir / f"night{night}" / "raw"
-        planned = plan_night(spec, night, raw_dir)
-        check_no_strangers(raw_dir, planned)
+    for night, planned in enumerate(plans, start=1):
         model = NightModel(spec=spec, detector=detector, bias=detector.bias(levels[night - 1]),
                            flats={f: flat_field(optics, detector, f, night) for f in spec.filters},
                            stars=stars, full_well=full_well)
-        here = night_truth_dir(truth_dir, night)
-        write_truth(here / "bias.fits", model.bias, "bias structure incl. overscan, without "
-                    "the per-frame offset", "adu")
-        for name, flat in model.flats.items():
-            write_truth(here / f"flat_{file_safe(name)}.fits", flat,
-                        "normalised flat field (median 1)", "")
-
-        def run(frame: SimFrame, model: NightModel = model) -> None:
-            exposure = expose(frame, model)
-            write_raw(frame, exposure.raw, spec)
-            _write_frame_truth(truth_dir, frame, exposure)
-
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, planned))
-        frames += planned
-        raw_dirs.append(raw_dir)
-        nights_json.append({
-            "night": night, "raw_dir": str(raw_dir.relative_to(outdir)),
-            "bias_level_adu": levels[night - 1],
-            "bias_file": str((here / "bias.fits").relative_to(truth_dir)),
-            "flat_files": {f: str((here / f"flat_{file_safe(f)}.fits").relative_to(truth_dir))
-                           for f in spec.filters},
-            "dust": [vars(d) for d in optics.window_dust_on(night)],
-        })
+        entry = _simulate_one_night(model, optics, planned, night, levels, truth_dir, workers)
+        nights_json.append({"raw_dir": str(raw_dirs[night - 1].relative_to(outdir)), **entry})
 
     result = SimulatedNight(
-        raw_dir=raw_dirs[0], truth_dir=truth_dir, frames=frames, bias_level=levels[0],
-        read_noise_adu=spec.read_noise_adu, gain=spec.gain,
+        raw_dir=raw_dirs[0], truth_dir=truth_dir, frames=[f for p in plans for f in p],
+        bias_level=levels[0], read_noise_adu=spec.read_noise_adu, gain=spec.gain,
         dark_rate_at_ref=float(np.median(detector.dark_rate)),
         ref_temperature=spec.ref_temperature, doubling_temperature=spec.doubling_temperature,
         saturation=spec.saturation, spec=spec, raw_dirs=raw_dirs, night_bias_levels=levels)
@@ -151,7 +154,7 @@ def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None,
     return result
 
 
-def _write_truth_json(outdir: Path, night: SimulatedNight, detector: Detector, stars,
+def _write_truth_json(outdir: Path, night: SimulatedNight, detector: Detector, stars: StarField,
                       nights_json: list[dict]) -> None:
     spec = night.spec
     truth = {
