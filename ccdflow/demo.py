@@ -83,15 +83,20 @@ def run_demo(
         out_path = outdir / "reduced" / Path(meta.path).name
         ccd = reduce_frame(meta, manager, config, {k: v for k, v in chosen.items() if v}, out_path)
         entry = {"path": str(out_path), **{k: v.path.name for k, v in chosen.items() if v}}
-        entry.update(compare_with_truth(ccd.data, ccd.mask, truth, Path(meta.path).stem, night))
+        entry.update(compare_with_truth(ccd.data, ccd.mask, truth, Path(meta.path).stem, night,
+                                        chosen.get("flat")))
         result.reduced.append(entry)
         advance(f"reduced {out_path.name}")
     result.seconds["science"] = time.perf_counter() - t2
     return result
 
 
-def compare_with_truth(data, mask, truth_dir: Path, stem: str, night) -> dict:
-    """Residual of the reduced frame against the noiseless truth, in units of expected noise."""
+def compare_with_truth(data, mask, truth_dir: Path, stem: str, night, flat: MasterRef | None) -> dict:
+    """Residual of the reduced frame against the noiseless truth, in units of expected noise.
+
+    Expected noise per pixel: Poisson of the sky, read noise, and the master flat's own
+    error (its UNCERT extension) scaled by the signal.
+    """
     from astropy.io import fits
 
     sky_file = truth_dir / f"sky_{stem}.fits"
@@ -100,14 +105,17 @@ def compare_with_truth(data, mask, truth_dir: Path, stem: str, night) -> dict:
     sky_e = fits.getdata(sky_file).astype(np.float32)
     gain, rn_e = night.gain, night.read_noise_adu * night.gain
     good = np.ones(sky_e.shape, bool) if mask is None else ~np.asarray(mask, bool)
-    for name in (f"cr_{stem}.fits", "bpm.fits"):
+    for name in (f"cr_{stem}.fits", f"sat_{stem}.fits", "bpm.fits"):
         if (truth_dir / name).exists():
             good &= fits.getdata(truth_dir / name) == 0
-    good &= sky_e < 0.5 * night.saturation * gain  # leave out saturated stars and their bleeds
+    var = np.maximum(sky_e, 0) + rn_e**2
+    if flat is not None and flat.ccd.uncertainty is not None:
+        var = var + (sky_e * flat.ccd.uncertainty.array / np.maximum(flat.ccd.data, 1e-3)) ** 2
     resid = (data * gain - sky_e)[good]
-    expected = np.sqrt(np.maximum(sky_e[good], 0) + rn_e**2)
+    expected = np.sqrt(var[good])
     z = resid / expected
     return {
         "residual_median_e": float(np.median(resid)),
+        "expected_noise_e": float(np.median(expected)),
         "residual_over_noise_std": float(1.4826 * np.median(np.abs(z - np.median(z)))),
     }

@@ -40,19 +40,23 @@ def command(outdir: Path, as_json: bool, **options) -> None:
     if as_json:
         click.echo(json.dumps(asdict(result), indent=2, default=str))
         return
-    console.print(f"raw frames: {result.raw_dir}", highlight=False)
-    masters = Table("master", "frames", "median", "noise", title="masters")
+    console.print(f"raw frames:     {result.raw_dir}", highlight=False)
+    console.print(f"masters:        {outdir / 'masters'}", highlight=False)
+    console.print(f"reduced frames: {outdir / 'reduced'}", highlight=False)
+    masters = Table("master", "frames", "median (ADU)", "noise (ADU)", title="masters")
     for m in result.masters:
-        masters.add_row(m["path"], str(m["n"]), f"{m['median']:.4g}", f"{m['noise']:.3g}")
+        masters.add_row(Path(m["path"]).name, str(m["n"]), f"{m['median']:.4g}", f"{m['noise']:.3g}")
     console.print(masters)
-    reduced = Table("reduced frame", "bias", "dark", "flat", "resid median (e-)",
-                    "resid / noise (std)", title="science vs. simulator truth")
+    reduced = Table("reduced frame", "bias", "dark", "flat", "resid (e-)", "resid/noise",
+                    title="science vs. simulator truth")
     for r in result.reduced:
-        reduced.add_row(r["path"], r.get("bias", "-"), r.get("dark", "-"), r.get("flat", "-"),
+        reduced.add_row(Path(r["path"]).name, r.get("bias", "-"), r.get("dark", "-"), r.get("flat", "-"),
                         f"{r.get('residual_median_e', float('nan')):.2f}",
                         f"{r.get('residual_over_noise_std', float('nan')):.3f}")
     console.print(reduced)
     for path, reason in result.rejected:
         console.print(f"[yellow]not used[/yellow] {path}: {reason}", highlight=False)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    console.print("resid / noise: robust std of (reduced - truth) / expected noise; 1 means the "
+                  "reduction adds nothing but the calibrations' own noise.", highlight=False)
     console.print(f"done in {timing}; log: {outdir / 'ccdflow.log'}", highlight=False)

@@ -139,7 +139,7 @@ def _master_header(kind, metas, last_header, method, clip, config, calibration_p
     header["CF_CHASH"] = (config.config_hash(), "ccdflow config hash")
     for i, meta in enumerate(metas, 1):
         header[f"CF_I{i:04d}"] = (str(meta.path).rsplit("/", 1)[-1][:68], "input file")
-        header[f"CF_S{i:04d}"] = (sha256_file(meta.path), "input SHA-256")
+        header[f"CF_S{i:04d}"] = sha256_file(meta.path)
     for cal, path in calibration_paths.items():
         stamp_calibration(header, cal, path)
     return header

@@ -17,7 +17,7 @@ def stamp_calibration(header: fits.Header, kind: str, path: str | Path, checksum
     """Record one calibration: file name, SHA-256 and (when known) its caldb id."""
     tag = kind.upper()[:4]
     header[f"CF_{tag}F"] = (Path(path).name[:68], f"master {kind} file")
-    header[f"CF_{tag}S"] = (checksum or sha256_file(path), f"master {kind} SHA-256")
+    header[f"CF_{tag}S"] = checksum or sha256_file(path)
     if caldb_id is not None:
         header[f"CF_{tag}I"] = (caldb_id, f"master {kind} caldb id")
 
@@ -31,7 +31,7 @@ def stamp_product(
 ) -> None:
     """Cards every reduced frame carries; ``calibrations`` maps type -> (path, sha256, caldb id)."""
     header["CF_RAW"] = (Path(raw_path).name[:68], "raw input file")
-    header["CF_RAWS"] = (raw_checksum or sha256_file(raw_path), "raw input SHA-256")
+    header["CF_RAWS"] = raw_checksum or sha256_file(raw_path)
     for kind, (path, checksum, caldb_id) in calibrations.items():
         stamp_calibration(header, kind, path, checksum, caldb_id)
     header["CF_VERS"] = (__version__, "ccdflow version")
