@@ -53,7 +53,7 @@ def test_master_bias_is_trimmed_and_near_zero(efosc):
 def test_master_flat_is_normalised_with_real_structure(efosc):
     *_, flat = efosc
     assert np.median(flat.data) == pytest.approx(1.0, abs=1e-6)
-    assert flat.header["FILTER"] == "g#782" and flat.header["NCOMBINE"] == 3
+    assert flat.header["CF_FILT"] == "g#782" and flat.header["NCOMBINE"] == 3
     centre = flat.data[300:700, 300:700]
     assert 0.005 < np.std(centre) < 0.2  # real vignetting/dust, not flat noise alone
 

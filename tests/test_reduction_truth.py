@@ -81,7 +81,7 @@ def test_master_dark_rate_matches_truth_at_both_temperatures(night, setup):
         if hot.any():
             assert np.median(rate_e[hot] / model[hot]) == pytest.approx(1.0, rel=0.15)
         rates[round(temp)] = np.median(rate_e[good])
-        assert master.header["CF_DKRT"] > 0 and abs(master.header["CCD-TEMP"] - temp) < 0.5
+        assert master.header["CF_DKRT"] > 0 and abs(master.header["CF_TEMP"] - temp) < 0.5
     (t_cold, r_cold), (t_warm, r_warm) = sorted(rates.items())
     assert r_warm / r_cold == pytest.approx(2 ** ((t_warm - t_cold) / night.doubling_temperature),
                                             rel=0.15)

@@ -117,20 +117,23 @@ def _master_header(kind, metas, last_header, method, clip, config, calibration_p
     temps = [m.temperature for m in metas if m.temperature is not None]
     header = last_header.copy()  # keeps CF_<STEP> statuses: the master's pixels had those steps
     header["IMAGETYP"] = (kind.upper(), "ccdflow master calibration")
-    header["CF_MTYPE"] = (kind, "master calibration type")
-    header["INSTRUME"] = (first.instrument, "ccdflow instrument config")
-    header["DETECTOR"] = first.detector
     header["EXPTIME"] = (mean(m.exposure_time for m in metas), "mean exposure of inputs (s)")
-    if first.filter is not None:
-        header["FILTER"] = first.filter
     header["DATE-OBS"] = (_iso(mean(times)), "mean observation time of inputs (UTC)")
+    # Normalised metadata in ccdflow's own cards: the caldb reads these, whatever the
+    # camera's keyword conventions (the raw cards above stay as the camera wrote them).
+    header["CF_MTYPE"] = (kind, "master calibration type")
+    header["CF_INST"] = (first.instrument, "ccdflow instrument config")
+    header["CF_DET"] = (first.detector, "detector")
+    header["CF_EXPT"] = (header["EXPTIME"], "mean exposure of inputs (s)")
+    header["CF_FILT"] = (first.filter or "", "filter ('' when none)")
+    header["CF_DATE"] = (header["DATE-OBS"], "mean observation time of inputs (UTC)")
     header["CF_TFIRS"] = (_iso(min(times)), "first input (UTC)")
     header["CF_TLAST"] = (_iso(max(times)), "last input (UTC)")
     if temps:
-        header["CCD-TEMP"] = (round(mean(temps), 3), "mean CCD temperature of inputs (C)")
+        header["CF_TEMP"] = (round(mean(temps), 3), "mean detector temperature of inputs (C)")
         header["CF_TSPRD"] = (round(pstdev(temps), 3), "std of input temperatures (C)")
-    header["XBINNING"], header["YBINNING"] = first.binning
-    header["READOUTM"] = first.readout_mode
+    header["CF_BIN"] = (f"{first.binning[0]}x{first.binning[1]}", "binning x by y")
+    header["CF_READM"] = (first.readout_mode, "readout mode")
     header["CF_RAWSH"] = (f"{first.shape[0]}x{first.shape[1]}", "raw shape (ny x nx) of inputs")
     header["NCOMBINE"] = (len(metas), "frames combined")
     header["CF_METH"] = (method, "combine method")

@@ -36,9 +36,11 @@ class MasterRef:
         from ccdflow.framework.fitsio import read_product
 
         ccd = read_product(path)
-        temp = ccd.header.get("CCD-TEMP")
-        return cls(kind, Path(path), ccd, sha256_file(path), float(ccd.header.get("EXPTIME", 0.0)),
-                   None if temp is None else float(temp), ccd.header.get("FILTER"), caldb_id)
+        h = ccd.header
+        temp = h.get("CF_TEMP", h.get("CCD-TEMP"))
+        return cls(kind, Path(path), ccd, sha256_file(path), float(h.get("CF_EXPT", h.get("EXPTIME", 0.0))),
+                   None if temp is None else float(temp), h.get("CF_FILT", h.get("FILTER")) or None,
+                   caldb_id)
 
 
 def group_key(meta: FrameMeta, temperature_step: float = 2.0) -> tuple:

@@ -43,13 +43,13 @@ class DarkSubtractor(Step):
 
     def run(self, ccd: CCDData, params: DarkParams, calibrations, context: StepContext) -> CCDData:
         dark = calibrations["dark"]
-        dark_exp = dark.header.get("EXPTIME")
+        dark_exp = dark.header.get("CF_EXPT", dark.header.get("EXPTIME"))
         if dark_exp is None:
             raise UnprocessableInputError(
                 "master dark has no exposure time", keyword="EXPTIME", path=context.meta.path,
                 expected="the master dark's exposure in seconds",
             )
-        dark_temp = dark.header.get("CCD-TEMP")
+        dark_temp = dark.header.get("CF_TEMP", dark.header.get("CCD-TEMP"))
         scale = dark_scale(context.meta.exposure_time, float(dark_exp), context.meta.temperature,
                            None if dark_temp is None else float(dark_temp), params)
         out = subtract_scaled(ccd, dark, scale, what="master dark", path=context.meta.path)

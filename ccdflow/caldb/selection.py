@@ -1,0 +1,276 @@
+"""Choosing the best calibration for a frame: hard gates, exposure policy, cost, tie-break.
+
+Pure logic over :class:`CalRecord` values, so it is tested without a database.
+
+Cost of a surviving candidate (lower is better)::
+
+    cost = |dt| / max_age  +  |dT| / T_tol  +  |ln(t_frame / t_cal)|
+
+- ``dt``: observation time difference; ``max_age``: the type's max age (both in days).
+- ``dT``: temperature difference, counted only when both are known and the rule has a
+  tolerance (darks by default).
+- the exposure term counts only for darks that will be scaled; exact exposure matches are
+  ranked before every scaled dark whatever their cost.
+
+Ties go to the later ingested record, then the higher id.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.instrument import MatchRule
+
+
+@dataclass(frozen=True)
+class CalRecord:
+    """The columns selection needs, detached from the ORM (cheap to build from rows)."""
+
+    id: int
+    type: str
+    instrument: str
+    detector: str
+    binning: str
+    readout_mode: str
+    raw_shape: str
+    filter: str | None
+    exposure_time: float | None
+    temperature: float | None
+    obs_time: datetime
+    valid_from: datetime | None
+    valid_to: datetime | None
+    quality: str
+    ingested_at: datetime
+    path: str
+    quality_reason: str | None = None
+
+
+@dataclass
+class Candidate:
+    """One record as judged for one frame."""
+
+    id: int
+    path: str
+    accepted: bool
+    reasons: list[str] = field(default_factory=list)
+    cost: float | None = None
+    exact_exposure: bool | None = None
+    scale: float | None = None
+    dt_days: float | None = None
+    dtemp: float | None = None
+
+
+@dataclass
+class Receipt:
+    """Why a calibration was chosen: every candidate, the policy, any scaling or waiver."""
+
+    type: str
+    frame: dict[str, Any]
+    policy: dict[str, Any]
+    candidates: list[Candidate]
+    selected_id: int | None = None
+    scaling: float | None = None
+    waiver: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        """The short form stored with products and written in headers."""
+        chosen = next((c for c in self.candidates if c.id == self.selected_id), None)
+        return {
+            "type": self.type, "selected_id": self.selected_id, "scaling": self.scaling,
+            "dt_days": None if chosen is None else chosen.dt_days,
+            "dtemp": None if chosen is None else chosen.dtemp,
+            "cost": None if chosen is None else chosen.cost,
+            "n_candidates": len(self.candidates), "waiver": self.waiver,
+        }
+
+
+class NoCalibrationError(UnprocessableInputError):
+    """No candidate passed the gates; the receipt says why for each."""
+
+    def __init__(self, message: str, receipt: Receipt, path: str | None = None) -> None:
+        super().__init__(message, path=path)
+        self.receipt = receipt
+
+
+def utc(value: datetime) -> datetime:
+    """Naive UTC (as stored) from any datetime."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def binning_text(binning: tuple[int, int]) -> str:
+    return f"{binning[0]}x{binning[1]}"
+
+
+def shape_text(shape: tuple[int, int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+_FRAME_VALUE = {
+    "instrument": lambda m: m.instrument,
+    "detector": lambda m: m.detector,
+    "binning": lambda m: binning_text(m.binning),
+    "readout_mode": lambda m: m.readout_mode,
+    "shape": lambda m: shape_text(m.shape),
+    "filter": lambda m: m.filter,
+}
+_RECORD_FIELD = {"shape": "raw_shape"}
+
+
+def exposure_matches(frame_exp: float, cal_exp: float | None, rule: MatchRule) -> bool:
+    if cal_exp is None:
+        return False
+    tol = max(rule.exposure_abs_tolerance, rule.exposure_rel_tolerance * max(frame_exp, cal_exp))
+    return abs(frame_exp - cal_exp) <= tol
+
+
+def judge(kind: str, meta: FrameMeta, rec: CalRecord, rule: MatchRule) -> Candidate:
+    """Apply every hard gate (all failures are listed, not just the first) and the cost."""
+    reasons: list[str] = []
+    if rec.type != kind:
+        reasons.append(f"type: need {kind}, is {rec.type}")
+    for key in rule.must_match:
+        if key not in _FRAME_VALUE:
+            continue
+        want, have = _FRAME_VALUE[key](meta), getattr(rec, _RECORD_FIELD.get(key, key))
+        if want != have:
+            reasons.append(f"{key}: need {want}, is {have}")
+    if rec.quality == "bad":
+        reasons.append(f"quality: marked bad ({rec.quality_reason or 'no reason given'})")
+    t = utc(meta.date_obs)
+    if rec.valid_from is not None and t < rec.valid_from:
+        reasons.append(f"validity: frame {t:%Y-%m-%dT%H:%M} before valid_from {rec.valid_from:%Y-%m-%dT%H:%M}")
+    if rec.valid_to is not None and t > rec.valid_to:
+        reasons.append(f"validity: frame {t:%Y-%m-%dT%H:%M} after valid_to {rec.valid_to:%Y-%m-%dT%H:%M}")
+    dt_days = (t - rec.obs_time).total_seconds() / 86400.0
+    if abs(dt_days) > rule.max_age_days:
+        reasons.append(f"age: need within {rule.max_age_days:g} d, is {abs(dt_days):.1f} d")
+    dtemp = None
+    if meta.temperature is not None and rec.temperature is not None:
+        dtemp = rec.temperature - meta.temperature
+        tol = rule.temperature_tolerance
+        if tol is not None and abs(dtemp) > tol:
+            reasons.append(
+                f"temperature: need {meta.temperature:.1f} +-{tol:g} C, is {rec.temperature:.1f} C"
+            )
+    exact, scale = None, None
+    if kind == "dark":
+        exact = exposure_matches(meta.exposure_time, rec.exposure_time, rule)
+        if not exact:
+            if not rule.allow_exposure_scaling:
+                reasons.append(
+                    f"exposure: need {meta.exposure_time:g} s (scaling not allowed), "
+                    f"is {rec.exposure_time} s"
+                )
+            elif not rec.exposure_time:
+                reasons.append("exposure: master dark has no exposure time to scale from")
+            else:
+                scale = meta.exposure_time / rec.exposure_time
+    cand = Candidate(rec.id, rec.path, not reasons, reasons, exact_exposure=exact, scale=scale,
+                     dt_days=round(dt_days, 4), dtemp=None if dtemp is None else round(dtemp, 3))
+    if cand.accepted:
+        cost = abs(dt_days) / rule.max_age_days
+        if dtemp is not None and rule.temperature_tolerance:
+            cost += abs(dtemp) / rule.temperature_tolerance
+        if scale is not None and meta.exposure_time > 0:
+            cost += abs(math.log(scale))
+        cand.cost = round(cost, 6)
+    return cand
+
+
+def rank_key(cand: Candidate, rec: CalRecord) -> tuple:
+    """Exact exposures first, then cost, then later ingest, then higher id."""
+    return (cand.exact_exposure is False, cand.cost, -rec.ingested_at.timestamp(), -rec.id)
+
+
+def describe_frame(kind: str, meta: FrameMeta) -> str:
+    parts = [kind, "for", meta.instrument, meta.detector, binning_text(meta.binning)]
+    if kind == "flat" and meta.filter:
+        parts.append(f"filter {meta.filter}")
+    if kind == "dark":
+        parts.append(f"{meta.exposure_time:g} s")
+        if meta.temperature is not None:
+            parts.append(f"at {meta.temperature:.1f} C")
+    return " ".join(parts)
+
+
+def select(
+    kind: str,
+    meta: FrameMeta,
+    records: list[CalRecord],
+    rule: MatchRule,
+    *,
+    pinned: CalRecord | None = None,
+    waive: bool = False,
+    excluded: int = 0,
+) -> tuple[CalRecord, Receipt]:
+    """The best record and its receipt, or :class:`NoCalibrationError` naming what failed.
+
+    ``excluded`` counts records of this type and instrument the caller's query left out
+    (outside the age window), so the receipt can say they exist.
+    """
+    frame = {"path": meta.path, "frame_type": meta.frame_type, "instrument": meta.instrument,
+             "date_obs": meta.date_obs.isoformat(), "temperature": meta.temperature,
+             "exposure_time": meta.exposure_time, "filter": meta.filter}
+    policy = rule.model_dump()
+    policy["exposure_policy"] = "exact match preferred; nearest exposure scaled" if (
+        rule.allow_exposure_scaling) else "exact match only"
+    by_id = {r.id: r for r in records}
+    if pinned is not None:
+        by_id[pinned.id] = pinned
+        cand = judge(kind, meta, pinned, rule)
+        receipt = Receipt(kind, frame, policy, [cand])
+        if not cand.accepted and not waive:
+            raise NoCalibrationError(
+                f"pinned {kind} id {pinned.id} fails the hard gates for this frame: "
+                f"{'; '.join(cand.reasons)} (waive explicitly to use it anyway)", receipt, meta.path,
+            )
+        if not cand.accepted:
+            receipt.waiver = "hard gates waived: " + "; ".join(cand.reasons)
+        receipt.note = "pinned by override"
+        receipt.selected_id, receipt.scaling = pinned.id, cand.scale
+        return pinned, receipt
+    cands = [judge(kind, meta, r, rule) for r in records]
+    receipt = Receipt(kind, frame, policy, cands)
+    if excluded:
+        receipt.note = f"{excluded} more {kind} records outside the {rule.max_age_days:g} d window"
+    good = [c for c in cands if c.accepted]
+    if not good:
+        raise NoCalibrationError(no_match_message(kind, meta, cands, excluded, rule), receipt,
+                                 meta.path)
+    best = min(good, key=lambda c: rank_key(c, by_id[c.id]))
+    receipt.selected_id, receipt.scaling = best.id, best.scale
+    receipts_sorted = sorted(cands, key=lambda c: (not c.accepted, c.cost if c.cost is not None
+                                                   else math.inf, -c.id))
+    receipt.candidates = receipts_sorted
+    return by_id[best.id], receipt
+
+
+def no_match_message(kind: str, meta: FrameMeta, cands: list[Candidate], excluded: int,
+                     rule: MatchRule) -> str:
+    """'dark for EFOSC2 ccd40 2x2 at -25.0 C: 3 candidates, all rejected: 2 temperature ...'"""
+    total = len(cands) + excluded
+    head = describe_frame(kind, meta)
+    if total == 0:
+        return f"{head}: no {kind} calibrations recorded for instrument {meta.instrument}"
+    counts: dict[str, list[str]] = {}
+    for c in cands:
+        first = c.reasons[0]
+        gate = first.split(":", 1)[0]
+        counts.setdefault(gate, []).append(first.split(":", 1)[1].strip())
+    parts = [f"{len(v)} {gate} ({v[0]})" for gate, v in sorted(counts.items(), key=lambda kv: -len(kv[1]))]
+    if excluded:
+        parts.append(f"{excluded} older/newer than {rule.max_age_days:g} d")
+    return f"{head}: {total} candidates, all rejected: " + ", ".join(parts)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
