@@ -1,0 +1,298 @@
+"""The calibration database: ingest, selection, quality and provenance over SQLAlchemy."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ccdflow import __version__
+from ccdflow.caldb import schema
+from ccdflow.caldb.connection import Sessions, resolve_url
+from ccdflow.caldb.ingest import read_master
+from ccdflow.caldb.models import (
+    Calibration, CalibrationEvent, CalibrationInput, Product, ProductCalibration,
+)
+from ccdflow.caldb.selection import CalRecord, NoCalibrationError, Receipt, now_utc, select as choose, utc
+from ccdflow.framework.errors import CcdflowError, UnprocessableInputError
+from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.instrument import MatchRule
+
+_RECORD_COLUMNS = [getattr(Calibration, f) for f in CalRecord.__dataclass_fields__]
+
+
+class CaldbError(CcdflowError):
+    """The caldb itself is unusable (not initialised, too old, unknown id)."""
+
+
+@dataclass
+class AddResult:
+    """Outcome of ingesting one file."""
+
+    path: str
+    id: int | None
+    created: bool
+    error: str | None = None
+
+
+def _who(who: str | None) -> str:
+    if who:
+        return who
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database in some containers
+        return "unknown"
+
+
+def record_dict(cal: Calibration) -> dict[str, Any]:
+    """A calibration as plain JSON-able data."""
+    out = {c.name: getattr(cal, c.name) for c in Calibration.__table__.columns}
+    for key, value in out.items():
+        if isinstance(value, datetime):
+            out[key] = value.isoformat()
+    return out
+
+
+class CalDB:
+    """One calibration database. ``CalDB(url)`` opens it and checks its schema is current."""
+
+    def __init__(self, url: str | None = None, *, check: bool = True) -> None:
+        self.url = resolve_url(url)
+        self.sessions = Sessions(self.url)
+        if check:
+            schema.check_current(self.sessions.writer, self.url)
+
+    @classmethod
+    def create(cls, url: str | None = None) -> CalDB:
+        """Create or upgrade the schema, then open (what `ccdflow caldb init` does)."""
+        db = cls(url, check=False)
+        schema.upgrade(db.sessions.writer)
+        return db
+
+    def close(self) -> None:
+        self.sessions.dispose()
+
+    # -- ingest ------------------------------------------------------------------
+    def add(self, path: str | Path, manager: Any, *, kind: str | None = None,
+            instrument: str | None = None, raw_shape: str | None = None,
+            who: str | None = None) -> AddResult:
+        """Ingest one master file; the same content twice returns the existing id."""
+        fields = read_master(path, manager, kind, instrument, raw_shape)
+        return self.add_fields(fields, who=who)
+
+    def add_many(self, paths: Iterable[str | Path], manager: Any, **options) -> list[AddResult]:
+        """Ingest each file in its own transaction; a bad file is reported, others go in."""
+        results = []
+        for path in paths:
+            try:
+                results.append(self.add(path, manager, **options))
+            except (UnprocessableInputError, OSError) as exc:
+                results.append(AddResult(str(path), None, False, str(exc)))
+        return results
+
+    def add_fields(self, fields: dict[str, Any], *, who: str | None = None) -> AddResult:
+        """Insert one record from prepared fields (used by ingest and bulk loaders)."""
+        fields = dict(fields)
+        inputs = fields.pop("inputs", [])
+
+        def work(session: Session) -> AddResult:
+            existing = session.scalar(select(Calibration.id).where(Calibration.sha256 == fields["sha256"]))
+            if existing is not None:
+                return AddResult(fields["path"], existing, False)
+            now = now_utc()
+            cal = Calibration(**fields, quality="good", ingested_at=now)
+            cal.inputs = [CalibrationInput(name=n, sha256=s) for n, s in inputs]
+            cal.events = [CalibrationEvent(action="ingest", who=_who(who), at=now,
+                                           details={"software_version": __version__})]
+            session.add(cal)
+            session.flush()
+            return AddResult(fields["path"], cal.id, True)
+
+        return self.sessions.write(work)
+
+    # -- queries -----------------------------------------------------------------
+    def get(self, cal_id: int) -> dict[str, Any]:
+        with self.sessions.read() as session:
+            cal = session.get(Calibration, cal_id)
+            if cal is None:
+                raise CaldbError(f"no calibration with id {cal_id} in {self.display_url}")
+            out = record_dict(cal)
+            out["inputs"] = [{"name": i.name, "sha256": i.sha256} for i in cal.inputs]
+            out["events"] = [{"action": e.action, "reason": e.reason, "who": e.who,
+                              "at": e.at.isoformat(), "details": e.details} for e in cal.events]
+            return out
+
+    def list(self, *, kind: str | None = None, instrument: str | None = None,
+             filter: str | None = None, since: datetime | None = None,
+             until: datetime | None = None, include_bad: bool = False) -> list[dict[str, Any]]:
+        query = select(Calibration).order_by(Calibration.obs_time, Calibration.id)
+        if kind:
+            query = query.where(Calibration.type == kind)
+        if instrument:
+            query = query.where(Calibration.instrument == instrument)
+        if filter:
+            query = query.where(Calibration.filter == filter)
+        if since:
+            query = query.where(Calibration.obs_time >= utc(since))
+        if until:
+            query = query.where(Calibration.obs_time <= utc(until))
+        if not include_bad:
+            query = query.where(Calibration.quality != "bad")
+        with self.sessions.read() as session:
+            return [record_dict(c) for c in session.scalars(query)]
+
+    def _records(self, session: Session, kind: str, meta: FrameMeta,
+                 rule: MatchRule) -> tuple[list[CalRecord], int]:
+        """Candidates inside the age window (an indexed range scan), and how many are outside."""
+        t = utc(meta.date_obs)
+        window = timedelta(days=rule.max_age_days)
+        base = (Calibration.type == kind, Calibration.instrument == meta.instrument)
+        rows = session.execute(select(*_RECORD_COLUMNS).where(
+            *base, Calibration.obs_time >= t - window, Calibration.obs_time <= t + window)).all()
+        records = [CalRecord(*row) for row in rows]
+        total = session.scalar(select(func.count()).select_from(Calibration).where(*base))
+        excluded = (total or 0) - len(records)
+        if not records and excluded:  # explain with the nearest ones outside the window
+            nearest = session.execute(select(*_RECORD_COLUMNS).where(*base).order_by(
+                func.abs(func.julianday(Calibration.obs_time) - func.julianday(t))
+                if self.url.startswith("sqlite") else
+                func.abs(func.extract("epoch", Calibration.obs_time - t))).limit(5)).all()
+            records = [CalRecord(*row) for row in nearest]
+            excluded -= len(records)
+        return records, excluded
+
+    def best(self, kind: str, meta: FrameMeta, rule: MatchRule, *, pin: int | str | None = None,
+             waive: bool = False) -> tuple[dict[str, Any], Receipt]:
+        """The chosen record (as a dict) and its receipt; raises NoCalibrationError."""
+        with self.sessions.read() as session:
+            pinned = None
+            if pin is not None:
+                column = Calibration.id if str(pin).isdigit() else Calibration.path
+                value = int(pin) if str(pin).isdigit() else str(Path(pin).resolve())
+                row = session.execute(select(*_RECORD_COLUMNS).where(column == value)).first()
+                if row is None:
+                    raise CaldbError(f"pinned {kind} {pin!r} is not in {self.display_url}")
+                pinned, records, excluded = CalRecord(*row), [], 0
+            else:
+                records, excluded = self._records(session, kind, meta, rule)
+            chosen, receipt = choose(kind, meta, records, rule, pinned=pinned, waive=waive,
+                                     excluded=excluded)
+            return record_dict(session.get(Calibration, chosen.id)), receipt
+
+    # -- quality and validity ----------------------------------------------------------
+    def _event(self, cal_id: int, action: str, reason: str | None, who: str | None,
+               change: Callable[[Calibration], dict[str, Any]]) -> None:
+        def work(session: Session) -> None:
+            cal = session.get(Calibration, cal_id)
+            if cal is None:
+                raise CaldbError(f"no calibration with id {cal_id} in {self.display_url}")
+            details = change(cal)
+            cal.events.append(CalibrationEvent(action=action, reason=reason, who=_who(who),
+                                               at=now_utc(), details=details))
+
+        self.sessions.write(work)
+
+    def mark_bad(self, cal_id: int, reason: str, who: str | None = None) -> None:
+        if not reason.strip():
+            raise CaldbError("mark-bad needs a reason")
+
+        def change(cal: Calibration) -> dict[str, Any]:
+            cal.quality, cal.quality_reason = "bad", reason
+            cal.quality_by, cal.quality_at = _who(who), now_utc()
+            return {}
+
+        self._event(cal_id, "mark-bad", reason, who, change)
+
+    def mark_good(self, cal_id: int, reason: str | None = None, who: str | None = None) -> None:
+        def change(cal: Calibration) -> dict[str, Any]:
+            previous = cal.quality_reason
+            cal.quality, cal.quality_reason = "good", reason
+            cal.quality_by, cal.quality_at = _who(who), now_utc()
+            return {"previous_reason": previous}
+
+        self._event(cal_id, "mark-good", reason, who, change)
+
+    def certify(self, cal_id: int, valid_from: datetime | None, valid_to: datetime | None,
+                reason: str | None = None, who: str | None = None) -> None:
+        if valid_from and valid_to and utc(valid_to) < utc(valid_from):
+            raise CaldbError(f"validity range ends ({valid_to}) before it starts ({valid_from})")
+
+        def change(cal: Calibration) -> dict[str, Any]:
+            old = {"valid_from": cal.valid_from, "valid_to": cal.valid_to}
+            cal.valid_from = None if valid_from is None else utc(valid_from)
+            cal.valid_to = None if valid_to is None else utc(valid_to)
+            return {k: v and v.isoformat() for k, v in old.items()}
+
+        self._event(cal_id, "certify", reason, who, change)
+
+    def decertify(self, cal_id: int, reason: str | None = None, who: str | None = None) -> None:
+        def change(cal: Calibration) -> dict[str, Any]:
+            old = {"valid_from": cal.valid_from, "valid_to": cal.valid_to}
+            cal.valid_from = cal.valid_to = None
+            return {k: v and v.isoformat() for k, v in old.items()}
+
+        self._event(cal_id, "decertify", reason, who, change)
+
+    # -- products -------------------------------------------------------------------
+    def record_product(self, path: str | Path, meta: FrameMeta, used: dict[str, Receipt], *,
+                       sha256: str | None = None, raw_sha256: str | None = None,
+                       config_hash: str | None = None) -> int:
+        """Record a reduced frame and the calibrations (with receipts) that made it."""
+
+        def work(session: Session) -> int:
+            product = Product(
+                path=str(Path(path).resolve()), sha256=sha256, raw_name=Path(meta.path or "").name,
+                raw_sha256=raw_sha256, instrument=meta.instrument, frame_type=meta.frame_type,
+                obs_time=utc(meta.date_obs), config_hash=config_hash, software_version=__version__,
+                created_at=now_utc(), frame_meta=meta.model_dump(mode="json"),
+            )
+            product.calibrations = [
+                ProductCalibration(calibration_id=r.selected_id, type=k, receipt=r.summary())
+                for k, r in used.items() if r.selected_id is not None
+            ]
+            session.add(product)
+            session.flush()
+            return product.id
+
+        return self.sessions.write(work)
+
+    def used_by(self, cal_id: int) -> list[dict[str, Any]]:
+        """Products that used a calibration."""
+        query = (select(Product, ProductCalibration).join(ProductCalibration)
+                 .where(ProductCalibration.calibration_id == cal_id).order_by(Product.id))
+        with self.sessions.read() as session:
+            return [{"product_id": p.id, "path": p.path, "raw_name": p.raw_name, "type": pc.type,
+                     "obs_time": p.obs_time.isoformat(), "receipt": pc.receipt}
+                    for p, pc in session.execute(query)]
+
+    def stale(self, rule_for: Callable[[str, str], MatchRule]) -> list[dict[str, Any]]:
+        """Products whose best calibration today differs from the one they used."""
+        with self.sessions.read() as session:
+            products = session.scalars(select(Product).order_by(Product.id)).all()
+            used = {p.id: [(pc.type, pc.calibration_id) for pc in p.calibrations] for p in products}
+        out = []
+        for product in products:
+            meta = FrameMeta.model_validate(product.frame_meta)
+            for kind, old_id in used[product.id]:
+                try:
+                    record, _ = self.best(kind, meta, rule_for(product.instrument, kind))
+                    new_id, why = record["id"], None
+                except NoCalibrationError as exc:
+                    new_id, why = None, str(exc)
+                if new_id != old_id:
+                    out.append({"product_id": product.id, "path": product.path, "type": kind,
+                                "used": old_id, "best_now": new_id,
+                                "reason": why or f"{kind} {new_id} now ranks before {old_id}"})
+        return out
+
+    @property
+    def display_url(self) -> str:
+        from ccdflow.caldb.connection import display_url
+
+        return display_url(self.url)

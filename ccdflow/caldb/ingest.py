@@ -1,0 +1,142 @@
+"""Master FITS file -> calibration record fields, from ccdflow's CF_ cards or a header map."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from ccdflow.caldb.selection import binning_text, shape_text, utc
+from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.fitsio import read_headers, sha256_file
+from ccdflow.framework.header_map import normalise
+from ccdflow.framework.instrument import KeywordSpec
+
+TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_REQUIRED = ("CF_MTYPE", "CF_INST", "CF_DATE", "CF_BIN", "CF_RAWSH")
+
+
+def _image_hdu(path: Path) -> tuple[fits.Header, np.ndarray]:
+    """The primary header and the pixels (SCI extension when present, else the first image)."""
+    with fits.open(path, memmap=False) as hdul:
+        header = hdul[0].header.copy()
+        for hdu in ([hdul["SCI"]] if "SCI" in hdul else []) + list(hdul):
+            if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
+                return header, np.asarray(hdu.data, dtype=np.float32)
+    raise UnprocessableInputError("no 2-D image in the file", path=str(path))
+
+
+def _time(header: fits.Header, key: str, path: Path) -> datetime | None:
+    if key not in header:
+        return None
+    try:
+        return utc(datetime.fromisoformat(str(header[key]).strip().replace("Z", "")))
+    except ValueError:
+        raise UnprocessableInputError("time cannot be parsed", path=str(path), keyword=key,
+                                      value=header[key], expected="ISO 8601 UTC") from None
+
+
+def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | None) -> dict:
+    finite = data[np.isfinite(data)]
+    if finite.size == 0:
+        return {}
+    median = float(header.get("CF_MED", np.median(finite)))
+    noise = float(header.get("CF_NOISE", 1.4826 * np.median(np.abs(finite - np.median(finite)))))
+    stats: dict[str, float] = {"median": median, "noise": noise}
+    if kind == "dark" and exposure:
+        stats["dark_rate"] = float(header.get("CF_DKRT", median / exposure))
+    if kind == "flat":
+        stats["flat_median"] = median
+    if kind == "bpm":
+        stats["fraction_masked"] = float(np.mean(finite != 0))
+    return stats
+
+
+def fields_from_ccdflow_master(path: Path, header: fits.Header, data: np.ndarray) -> dict[str, Any]:
+    missing = [k for k in _REQUIRED if k not in header]
+    if missing:
+        raise UnprocessableInputError(
+            "ccdflow master lacks metadata cards", path=str(path), keyword=", ".join(missing),
+            expected="cards written by ccdflow's master builder",
+        )
+    kind = str(header["CF_MTYPE"]).strip()
+    exposure = header.get("CF_EXPT")
+    return {
+        "type": kind, "instrument": str(header["CF_INST"]).strip(),
+        "detector": str(header.get("CF_DET", "default")).strip(),
+        "binning": str(header["CF_BIN"]).strip(), "readout_mode": str(header.get("CF_READM", "default")),
+        "raw_shape": str(header["CF_RAWSH"]).strip(), "filter": str(header.get("CF_FILT", "")).strip() or None,
+        "exposure_time": None if exposure is None else float(exposure),
+        "temperature": header.get("CF_TEMP"), "temperature_spread": header.get("CF_TSPRD"),
+        "obs_time": _time(header, "CF_DATE", path), "obs_start": _time(header, "CF_TFIRS", path),
+        "obs_end": _time(header, "CF_TLAST", path), "n_combined": header.get("NCOMBINE"),
+        "software_version": header.get("CF_VERS"), "config_hash": header.get("CF_CHASH"),
+        "stats": _stats(kind, data, header, None if exposure is None else float(exposure)),
+        "inputs": [(str(header[k]), header.get("CF_S" + k[4:])) for k in header
+                   if re.fullmatch(r"CF_I\d{4}", k)],
+    }
+
+
+def fields_from_header_map(path: Path, kind: str, manager: Any, instrument: str | None,
+                           raw_shape: str | None, data: np.ndarray) -> dict[str, Any]:
+    """A master made elsewhere (e.g. ccdproc): metadata through the instrument's header map."""
+    headers = read_headers(path)
+    name = instrument or manager.identify(headers)
+    if name is None:
+        raise UnprocessableInputError(
+            "no instrument recognises this header; name one with --instrument", path=str(path)
+        )
+    inst = manager.instrument(name)
+    # The type was given by the user, so it is not read from IMAGETYP & co.
+    hmap = inst.header.model_copy(update={"frame_type": KeywordSpec(default=kind)})
+    meta = normalise(inst.model_copy(update={"header": hmap}), headers, str(path))
+    shape = shape_text(data.shape)
+    return {
+        "type": kind, "instrument": inst.name, "detector": meta.detector,
+        "binning": binning_text(meta.binning), "readout_mode": meta.readout_mode,
+        "raw_shape": raw_shape or shape, "filter": meta.filter,
+        "exposure_time": meta.exposure_time, "temperature": meta.temperature,
+        "temperature_spread": None, "obs_time": utc(meta.date_obs), "obs_start": None,
+        "obs_end": None, "n_combined": headers[0].get("NCOMBINE"), "software_version": None,
+        "config_hash": None, "stats": _stats(kind, data, headers[0], meta.exposure_time),
+        "inputs": [],
+    }
+
+
+def read_master(path: str | Path, manager: Any, kind: str | None = None,
+                instrument: str | None = None, raw_shape: str | None = None) -> dict[str, Any]:
+    """Every column of a calibration record for one file, or an error saying what is wrong."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise UnprocessableInputError("file not found", path=str(path))
+    header, data = _image_hdu(path)
+    if "CF_MTYPE" in header:
+        fields = fields_from_ccdflow_master(path, header, data)
+        if kind is not None and kind != fields["type"]:
+            raise UnprocessableInputError(
+                f"--type {kind} contradicts the file", path=str(path), keyword="CF_MTYPE",
+                value=fields["type"], expected=kind,
+            )
+    elif kind is None:
+        raise UnprocessableInputError(
+            "not a ccdflow master (no CF_MTYPE card); give its type with --type", path=str(path)
+        )
+    else:
+        fields = fields_from_header_map(path, kind, manager, instrument, raw_shape, data)
+    if not TYPE_NAME.match(fields["type"]):
+        raise UnprocessableInputError("calibration type must be a short lowercase word",
+                                      path=str(path), keyword="type", value=fields["type"])
+    if fields["obs_time"] is None:
+        raise UnprocessableInputError("no observation time", path=str(path), keyword="CF_DATE")
+    for key in ("temperature", "temperature_spread", "exposure_time"):
+        value = fields[key]
+        if value is not None and not np.isfinite(float(value)):
+            raise UnprocessableInputError(f"{key} is not finite", path=str(path), value=value)
+    fields["shape"] = shape_text(data.shape)
+    fields["path"] = str(path)
+    fields["sha256"] = sha256_file(path)
+    return fields
