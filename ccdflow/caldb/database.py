@@ -17,9 +17,14 @@ from ccdflow.caldb import schema
 from ccdflow.caldb.connection import Sessions, resolve_url
 from ccdflow.caldb.ingest import read_master
 from ccdflow.caldb.models import (
-    Calibration, CalibrationEvent, CalibrationInput, Product, ProductCalibration,
+    Calibration,
+    CalibrationEvent,
+    CalibrationInput,
+    Product,
+    ProductCalibration,
 )
-from ccdflow.caldb.selection import CalRecord, NoCalibrationError, Receipt, now_utc, select as choose, utc
+from ccdflow.caldb.selection import CalRecord, NoCalibrationError, Receipt, now_utc, utc
+from ccdflow.caldb.selection import select as choose
 from ccdflow.framework.errors import CcdflowError, UnprocessableInputError
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.instrument import MatchRule

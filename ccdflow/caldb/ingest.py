@@ -68,8 +68,10 @@ def fields_from_ccdflow_master(path: Path, header: fits.Header, data: np.ndarray
     return {
         "type": kind, "instrument": str(header["CF_INST"]).strip(),
         "detector": str(header.get("CF_DET", "default")).strip(),
-        "binning": str(header["CF_BIN"]).strip(), "readout_mode": str(header.get("CF_READM", "default")),
-        "raw_shape": str(header["CF_RAWSH"]).strip(), "filter": str(header.get("CF_FILT", "")).strip() or None,
+        "binning": str(header["CF_BIN"]).strip(),
+        "readout_mode": str(header.get("CF_READM", "default")),
+        "raw_shape": str(header["CF_RAWSH"]).strip(),
+        "filter": str(header.get("CF_FILT", "")).strip() or None,
         "exposure_time": None if exposure is None else float(exposure),
         "temperature": header.get("CF_TEMP"), "temperature_spread": header.get("CF_TSPRD"),
         "obs_time": _time(header, "CF_DATE", path), "obs_start": _time(header, "CF_TFIRS", path),

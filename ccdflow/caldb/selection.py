@@ -146,10 +146,11 @@ def judge(kind: str, meta: FrameMeta, rec: CalRecord, rule: MatchRule) -> Candid
     if rec.quality == "bad":
         reasons.append(f"quality: marked bad ({rec.quality_reason or 'no reason given'})")
     t = utc(meta.date_obs)
+    fmt = "%Y-%m-%dT%H:%M"
     if rec.valid_from is not None and t < rec.valid_from:
-        reasons.append(f"validity: frame {t:%Y-%m-%dT%H:%M} before valid_from {rec.valid_from:%Y-%m-%dT%H:%M}")
+        reasons.append(f"validity: frame {t:{fmt}} before valid_from {rec.valid_from:{fmt}}")
     if rec.valid_to is not None and t > rec.valid_to:
-        reasons.append(f"validity: frame {t:%Y-%m-%dT%H:%M} after valid_to {rec.valid_to:%Y-%m-%dT%H:%M}")
+        reasons.append(f"validity: frame {t:{fmt}} after valid_to {rec.valid_to:{fmt}}")
     dt_days = (t - rec.obs_time).total_seconds() / 86400.0
     if abs(dt_days) > rule.max_age_days:
         reasons.append(f"age: need within {rule.max_age_days:g} d, is {abs(dt_days):.1f} d")
