@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
 
 from ccdflow.caldb.selection import binning_text, shape_text, utc
 from ccdflow.framework.errors import UnprocessableInputError
@@ -22,11 +24,16 @@ _REQUIRED = ("CF_MTYPE", "CF_INST", "CF_DATE", "CF_BIN", "CF_RAWSH")
 
 def _image_hdu(path: Path) -> tuple[fits.Header, np.ndarray]:
     """The primary header and the pixels (SCI extension when present, else the first image)."""
-    with fits.open(path, memmap=False) as hdul:
-        header = hdul[0].header.copy()
-        for hdu in ([hdul["SCI"]] if "SCI" in hdul else []) + list(hdul):
-            if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
-                return header, np.asarray(hdu.data, dtype=np.float32)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, memmap=False) as hdul:
+                header = hdul[0].header.copy()
+                for hdu in ([hdul["SCI"]] if "SCI" in hdul else []) + list(hdul):
+                    if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
+                        return header, np.asarray(hdu.data, dtype=np.float32)
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        raise UnprocessableInputError(f"not a readable FITS file ({exc})", path=str(path)) from None
     raise UnprocessableInputError("no 2-D image in the file", path=str(path))
 
 

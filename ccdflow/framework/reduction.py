@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,16 @@ class MasterRef:
                    caldb_id)
 
 
+def observing_night(meta: FrameMeta) -> str:
+    """The night a frame belongs to: its UTC date 12 h earlier, so one night never splits
+    at midnight UTC for observatories in the Americas or Europe."""
+    return (meta.date_obs - timedelta(hours=12)).date().isoformat()
+
+
 def group_key(meta: FrameMeta, temperature_step: float = 2.0) -> tuple:
-    """Frames that may be combined into one master share this key."""
-    base = (meta.frame_type, meta.detector, meta.binning, meta.readout_mode, meta.shape)
+    """Frames that may be combined into one master share this key (never across nights)."""
+    base = (meta.frame_type, observing_night(meta), meta.detector, meta.binning,
+            meta.readout_mode, meta.shape)
     if meta.frame_type == "dark":
         temp = None if meta.temperature is None else round(meta.temperature / temperature_step)
         return (*base, round(meta.exposure_time, 1), temp)
