@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ccdflow.caldb import CalDB, NoCalibrationError, Receipt
 from ccdflow.framework.config import build
-from ccdflow.framework.fitsio import write_ccd
+from ccdflow.framework.fitsio import sha256_file, write_ccd
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.masters import build_master
 from ccdflow.framework.plugins import get_plugin_manager
 from ccdflow.framework.recipe import needed_calibrations
-from ccdflow.framework.reduction import MasterRef, group_frames, nearest_master, reduce_frame
+from ccdflow.framework.reduction import MasterRef, group_frames, observing_night, reduce_frame
 from ccdflow.framework.scan import scan_paths
 from ccdflow.simulator import SimulationSpec, simulate_night
 
@@ -32,15 +33,18 @@ class DemoResult:
     masters: list[dict] = field(default_factory=list)
     reduced: list[dict] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    caldb: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _master_name(kind: str, meta: FrameMeta) -> str:
+    """One file per night and group, e.g. ``2026-03-01_dark_120s_-20C.fits``."""
+    night = observing_night(meta)
     if kind == "dark":
-        return f"dark_{meta.exposure_time:g}s_{meta.temperature:+.0f}C.fits"
+        return f"{night}_dark_{meta.exposure_time:g}s_{meta.temperature:+.0f}C.fits"
     if kind == "flat":
-        return f"flat_{meta.filter}.fits"
-    return "bias.fits"
+        return f"{night}_flat_{meta.filter}.fits"
+    return f"{night}_bias.fits"
 
 
 def run_demo(
@@ -49,7 +53,7 @@ def run_demo(
     """The whole demo; ``advance`` is told each time one unit of work finishes."""
     t0 = time.perf_counter()
     night = simulate_night(outdir / "simulated", spec)
-    raw_files = sorted(night.raw_dir.glob("*.fits"))
+    raw_files = sorted(p for d in night.raw_dirs for p in d.glob("*.fits"))
     result = DemoResult(outdir, night.raw_dir)
     result.seconds["simulate"] = time.perf_counter() - t0
     advance("simulated")
@@ -57,37 +61,52 @@ def run_demo(
     manager = get_plugin_manager()
     config = build(manager, instrument="generic")
     frames, result.rejected = scan_paths(raw_files, manager)
-    groups = group_frames(frames)
-    masters: list[MasterRef] = []
+    db = CalDB.create(outdir / "caldb.sqlite")
+    result.caldb = db.display_url
+    loaded: dict[int, MasterRef] = {}
+
+    def choose(kind: str, meta: FrameMeta) -> tuple[MasterRef, Receipt]:
+        record, receipt = db.best(kind, meta, config.instrument.caldb[kind])
+        if record["id"] not in loaded:
+            loaded[record["id"]] = MasterRef.load(kind, record["path"], record["id"])
+        return loaded[record["id"]], receipt
+
     t1 = time.perf_counter()
     for kind in ("bias", "dark", "flat"):
-        for metas in (g for g in groups.values() if g[0].frame_type == kind):
-            chosen = {k: nearest_master(k, metas[0], masters) for k in needed_calibrations(config, kind)}
-            cals = {k: v for k, v in chosen.items() if v is not None}
+        for metas in (g for g in group_frames(frames).values() if g[0].frame_type == kind):
+            cals = {k: choose(k, metas[0])[0] for k in needed_calibrations(config, kind)}
             ccd = build_master(kind, metas, manager, config, {k: m.ccd for k, m in cals.items()},
                                calibration_paths={k: str(m.path) for k, m in cals.items()})
             path = outdir / "masters" / _master_name(kind, metas[0])
             write_ccd(ccd, path)
-            masters.append(MasterRef.load(kind, path))
+            added = db.add(path, manager)
             result.masters.append({
-                "type": kind, "path": str(path), "n": len(metas),
+                "type": kind, "path": str(path), "caldb_id": added.id, "n": len(metas),
                 "median": ccd.header["CF_MED"], "noise": ccd.header["CF_NOISE"],
             })
             advance(f"master {path.name}")
     result.seconds["masters"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    truth = night.truth_dir
     for meta in (f for f in frames if f.frame_type == "science"):
-        chosen = {k: nearest_master(k, meta, masters) for k in needed_calibrations(config, "science")}
         out_path = outdir / "reduced" / Path(meta.path).name
-        ccd = reduce_frame(meta, manager, config, {k: v for k, v in chosen.items() if v}, out_path)
-        entry = {"path": str(out_path), **{k: v.path.name for k, v in chosen.items() if v}}
-        entry.update(compare_with_truth(ccd.data, ccd.mask, truth, Path(meta.path).stem, night,
-                                        chosen.get("flat")))
+        try:
+            chosen = {k: choose(k, meta) for k in needed_calibrations(config, "science")}
+        except NoCalibrationError as exc:
+            result.rejected.append((str(meta.path), str(exc)))
+            continue
+        ccd = reduce_frame(meta, manager, config, {k: m for k, (m, _) in chosen.items()}, out_path)
+        db.record_product(out_path, meta, {k: r for k, (_, r) in chosen.items()},
+                          sha256=sha256_file(out_path), raw_sha256=ccd.header["CF_RAWS"],
+                          config_hash=config.config_hash())
+        entry = {"path": str(out_path), **{k: m.path.name for k, (m, _) in chosen.items()}}
+        flat = chosen.get("flat", (None, None))[0]
+        entry.update(compare_with_truth(ccd.data, ccd.mask, night.truth_dir, Path(meta.path).stem,
+                                        night, flat))
         result.reduced.append(entry)
         advance(f"reduced {out_path.name}")
     result.seconds["science"] = time.perf_counter() - t2
+    db.close()
     return result
 
 

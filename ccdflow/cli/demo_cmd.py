@@ -43,6 +43,8 @@ def command(outdir: Path, as_json: bool, **options) -> None:
     console.print(f"raw frames:     {result.raw_dir}", highlight=False)
     console.print(f"masters:        {outdir / 'masters'}", highlight=False)
     console.print(f"reduced frames: {outdir / 'reduced'}", highlight=False)
+    console.print(f"caldb:          {result.caldb}  (try: ccdflow caldb list --caldb "
+                  f"{outdir / 'caldb.sqlite'})", highlight=False)
     masters = Table("master", "frames", "median (ADU)", "noise (ADU)", title="masters")
     for m in result.masters:
         masters.add_row(Path(m["path"]).name, str(m["n"]), f"{m['median']:.4g}", f"{m['noise']:.3g}")

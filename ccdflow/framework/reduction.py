@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -67,22 +67,6 @@ def group_frames(frames: Iterable[FrameMeta]) -> dict[tuple, list[FrameMeta]]:
     for meta in frames:
         groups[group_key(meta)].append(meta)
     return dict(groups)
-
-
-def nearest_master(kind: str, meta: FrameMeta, masters: Sequence[MasterRef]) -> MasterRef | None:
-    """Stand-in selection until the caldb decides: same filter for flats, then nearest
-    temperature and exposure for darks."""
-    pool = [m for m in masters if m.kind == kind]
-    if kind == "flat":
-        pool = [m for m in pool if m.filter == meta.filter]
-    if not pool:
-        return None
-
-    def cost(m: MasterRef) -> tuple[float, float]:
-        dt = abs((m.temperature or 0.0) - (meta.temperature or 0.0))
-        return (round(dt, 1), abs(m.exposure_time - meta.exposure_time))
-
-    return min(pool, key=cost) if kind == "dark" else pool[0]
 
 
 def reduce_frame(
