@@ -55,8 +55,10 @@ def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:
         # Writers take the write lock up front: a deferred transaction that reads and then
-        # writes cannot wait for the lock (SQLITE_BUSY without the busy handler).
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # writes cannot wait for the lock (SQLITE_BUSY without the busy handler). A read on the
+        # writer engine (the schema check) says so with the caldb_read_only execution option.
+        write = immediate and not conn.get_execution_options().get("caldb_read_only", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def make_engines(url: str) -> tuple[Engine, Engine]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from ccdflow import __version__
 from ccdflow.caldb import schema
 from ccdflow.caldb.connection import Sessions, resolve_url
+from ccdflow.caldb.errors import CaldbError
 from ccdflow.caldb.ingest import read_master
 from ccdflow.caldb.models import (
     Calibration,
@@ -25,15 +26,11 @@ from ccdflow.caldb.models import (
 )
 from ccdflow.caldb.selection import CalRecord, NoCalibrationError, Receipt, now_utc, utc
 from ccdflow.caldb.selection import select as choose
-from ccdflow.framework.errors import CcdflowError, UnprocessableInputError
+from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.instrument import MatchRule
 
 _RECORD_COLUMNS = [getattr(Calibration, f) for f in CalRecord.__dataclass_fields__]
-
-
-class CaldbError(CcdflowError):
-    """The caldb itself is unusable (not initialised, too old, unknown id)."""
 
 
 @dataclass

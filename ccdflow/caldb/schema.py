@@ -1,15 +1,118 @@
-"""Schema management. TEMPORARY: replaced by Alembic migrations (being written now)."""
+"""caldb schema versions: Alembic migrations shipped inside the package, run from code.
+
+``upgrade`` is what ``ccdflow caldb init`` does; ``check_current`` is what every ``CalDB`` open
+does, so an old database opened by a newer ccdflow (or the reverse) says what to run.
+Alembic itself is imported only when migrations run or the head revision is first asked for.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ccdflow.caldb.models import Base
+from sqlalchemy import Connection, Engine, inspect, text
+
+from ccdflow.caldb.connection import display_url, with_retry
+from ccdflow.caldb.errors import CaldbError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version"
+#: Any 64-bit number of our own: serialises concurrent upgrades of one PostgreSQL database.
+_PG_LOCK_KEY = 0x63636466_6C6F7701
 
 
-def upgrade(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+class SchemaError(CaldbError):
+    """The database's schema revision is not the one this ccdflow needs."""
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config with no ini file: the migrations are found next to this module."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+@functools.cache
+def _script():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The revision this ccdflow's models correspond to."""
+    return _script().get_current_head()
+
+
+def known_revisions() -> list[str]:
+    """Every revision shipped with this ccdflow, oldest first."""
+    return [s.revision for s in reversed(list(_script().walk_revisions()))]
+
+
+def _read_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's revision, or None when it was never initialised. Takes no write lock."""
+    # caldb_read_only: the SQLite writer engine would otherwise BEGIN IMMEDIATE (connection.py).
+    with engine.connect() as conn:
+        return _read_revision(conn.execution_options(caldb_read_only=True))
+
+
+def _upgrade_in(conn: Connection, target: str) -> None:
+    from alembic import command
+
+    if conn.dialect.name == "postgresql":
+        # Two `caldb init` at once: the second waits here, then finds the schema current.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    # On SQLite the writer engine's BEGIN IMMEDIATE already holds the database's write lock.
+    if _read_revision(conn) is None and inspect(conn).has_table("calibration"):
+        raise SchemaError(
+            f"caldb at {display_url(str(conn.engine.url))} has caldb tables but no schema revision "
+            f"(made by a pre-release ccdflow?): move it aside and run `ccdflow caldb init`"
+        )
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    command.upgrade(config, target)
+
+
+def upgrade(engine: Engine, target: str = "head") -> None:
+    """Create or upgrade the schema to ``target`` in one transaction (the writer engine's).
+
+    Safe when several processes call it at once: they serialise on the database's write lock
+    (SQLite) or an advisory lock (PostgreSQL) and the later ones find nothing to do.
+    """
+
+    def attempt() -> None:
+        with engine.begin() as conn:
+            _upgrade_in(conn, target)
+
+    with_retry(attempt)
 
 
 def check_current(engine: Engine, url: str) -> None:
-    return None
+    """Raise :class:`SchemaError` saying what to run unless the database is at the head revision."""
+    current = with_retry(lambda: current_revision(engine))
+    head = head_revision()
+    if current == head:
+        return
+    shown = display_url(url)
+    init = f"`ccdflow caldb init --caldb {shown}`"
+    if current is None:
+        raise SchemaError(f"caldb at {shown} is not initialised: run {init}")
+    if current in known_revisions():
+        raise SchemaError(f"caldb at {shown} is at schema revision {current}, this ccdflow needs "
+                          f"{head}: run {init} to upgrade")
+    raise SchemaError(f"caldb at {shown} is at schema revision {current}, written by a newer ccdflow "
+                      f"(this one knows revisions up to {head}): upgrade ccdflow to use it")
