@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session
 
 from ccdflow import __version__
 from ccdflow.caldb import schema
+from ccdflow.caldb.bulk import insert_batch
 from ccdflow.caldb.connection import Sessions, resolve_url
 from ccdflow.caldb.errors import CaldbError
 from ccdflow.caldb.ingest import read_master
 from ccdflow.caldb.models import (
     Calibration,
     CalibrationEvent,
-    CalibrationInput,
     Product,
     ProductCalibration,
 )
@@ -100,23 +100,20 @@ class CalDB:
 
     def add_fields(self, fields: dict[str, Any], *, who: str | None = None) -> AddResult:
         """Insert one record from prepared fields (used by ingest and bulk loaders)."""
-        fields = dict(fields)
-        inputs = fields.pop("inputs", [])
+        return self.add_records([fields], who=who)[0]
 
-        def work(session: Session) -> AddResult:
-            existing = session.scalar(select(Calibration.id).where(Calibration.sha256 == fields["sha256"]))
-            if existing is not None:
-                return AddResult(fields["path"], existing, False)
-            now = now_utc()
-            cal = Calibration(**fields, quality="good", ingested_at=now)
-            cal.inputs = [CalibrationInput(name=n, sha256=s) for n, s in inputs]
-            cal.events = [CalibrationEvent(action="ingest", who=_who(who), at=now,
-                                           details={"software_version": __version__})]
-            session.add(cal)
-            session.flush()
-            return AddResult(fields["path"], cal.id, True)
-
-        return self.sessions.write(work)
+    def add_records(self, records: Iterable[dict[str, Any]], *, who: str | None = None,
+                    batch_size: int = 1000) -> list[AddResult]:
+        """Insert prepared records, one transaction per batch; a known SHA-256 is not added again."""
+        records = list(records)
+        who, details = _who(who), {"software_version": __version__}
+        results: list[AddResult] = []
+        for start in range(0, len(records), batch_size):
+            batch = records[start:start + batch_size]
+            done = self.sessions.write(lambda s, b=batch: insert_batch(s, b, who, now_utc(), details))
+            results += [AddResult(f["path"], cal_id, created)
+                        for f, (cal_id, created) in zip(batch, done, strict=True)]
+        return results
 
     # -- queries -----------------------------------------------------------------
     def get(self, cal_id: int) -> dict[str, Any]:
