@@ -39,9 +39,9 @@ def cli(ctx: click.Context, verbose: int, strict_plugins: bool) -> None:
 
 
 def _add_commands() -> None:
-    from ccdflow.cli import config_cmd, demo_cmd, plugins_cmd, simulate_cmd
+    from ccdflow.cli import caldb_cmd, config_cmd, demo_cmd, plugins_cmd, simulate_cmd
 
-    for module in (plugins_cmd, config_cmd, simulate_cmd, demo_cmd):
+    for module in (plugins_cmd, config_cmd, simulate_cmd, demo_cmd, caldb_cmd):
         cli.add_command(module.command)
 
 

@@ -1,0 +1,101 @@
+"""How a master statistic evolves over time: the series, and a PNG plot of it.
+
+Every master carries a ``stats`` dict at ingest: ``median`` (for a bias the level left after
+overscan subtraction), ``noise`` (robust standard deviation of the master, a read-noise proxy),
+``dark_rate`` (darks, ADU/s), ``flat_median`` (median of the master flat: about 1 for ccdflow's
+normalised flats), and whatever else a plugin or ingest stored there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ccdflow.caldb.database import CalDB, CaldbError
+
+#: Other names people use for the standard statistics.
+ALIASES = {"level": "median", "bias_level": "median", "read_noise": "noise", "rate": "dark_rate"}
+#: What "the" statistic of a type is when none is asked for.
+DEFAULT_STAT = {"bias": "median", "dark": "dark_rate", "flat": "flat_median"}
+UNITS = {"median": "ADU", "noise": "ADU", "dark_rate": "ADU/s", "flat_median": "normalised"}
+
+
+def stat_name(kind: str, stat: str | None) -> str:
+    """The stats key for a requested name (alias or None for the type's default)."""
+    if not stat:
+        return DEFAULT_STAT.get(kind, "median")
+    return ALIASES.get(stat, stat)
+
+
+def history(db: CalDB, kind: str, stat: str | None = None, since: datetime | None = None,
+            until: datetime | None = None, instrument: str | None = None, *,
+            include_bad: bool = False) -> list[dict[str, Any]]:
+    """One point per master of ``kind`` holding ``stat``, oldest first.
+
+    Raises :class:`CaldbError` naming the statistics that do exist when none of the
+    masters in range has ``stat``.
+    """
+    key = stat_name(kind, stat)
+    records = db.list(kind=kind, instrument=instrument, since=since, until=until,
+                      include_bad=include_bad)
+    series = []
+    for rec in records:
+        value = (rec.get("stats") or {}).get(key)
+        if value is None:
+            continue
+        series.append({
+            "id": rec["id"], "obs_time": rec["obs_time"], "stat": key, "value": float(value),
+            "quality": rec["quality"], "quality_reason": rec["quality_reason"],
+            "instrument": rec["instrument"], "detector": rec["detector"], "filter": rec["filter"],
+            "exposure_time": rec["exposure_time"], "temperature": rec["temperature"],
+            "n_combined": rec["n_combined"], "path": rec["path"],
+        })
+    if records and not series:
+        present = sorted({k for rec in records for k in (rec.get("stats") or {})})
+        raise CaldbError(
+            f"no {kind} master in range has statistic {key!r}; "
+            f"available: {', '.join(present) or 'none'}"
+        )
+    return series
+
+
+def plot_history(series: list[dict[str, Any]], path: str | Path, title: str) -> Path:
+    """Write ``series`` as a PNG: date on x, value on y, bad masters as red crosses."""
+    if not series:
+        raise CaldbError(f"nothing to plot for {title!r}: the series is empty")
+    # The object-oriented API with the Agg canvas: no display, no pyplot global state.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
+    stat = series[0]["stat"]
+    good = [p for p in series if p["quality"] != "bad"]
+    bad = [p for p in series if p["quality"] == "bad"]
+    fig = Figure(figsize=(8, 4.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if good:
+        ax.plot([_time(p) for p in good], [p["value"] for p in good], "o-", color="tab:blue",
+                markersize=5, linewidth=1, label=f"good ({len(good)})")
+    if bad:
+        ax.plot([_time(p) for p in bad], [p["value"] for p in bad], "x", color="tab:red",
+                markersize=9, markeredgewidth=2, label=f"marked bad ({len(bad)})")
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.set_xlabel("observation time (UTC)")
+    unit = UNITS.get(stat)
+    ax.set_ylabel(f"{stat} ({unit})" if unit else stat)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _time(point: dict[str, Any]) -> datetime:
+    value = point["obs_time"]
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)

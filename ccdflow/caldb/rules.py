@@ -1,0 +1,31 @@
+"""Which match rule applies to a calibration type of an instrument.
+
+An instrument's ``caldb:`` section holds one :class:`MatchRule` per calibration type; bias,
+dark, flat and bpm always have one (the instrument model fills in the defaults). A type the
+instrument does not list, e.g. one a plugin introduces (``fringe``, ``shutter``), gets
+:data:`DEFAULT_RULE`: within 30 days, same instrument, detector, binning, readout mode and raw
+shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ccdflow.framework.errors import ConfigError
+from ccdflow.framework.instrument import MatchRule
+
+DEFAULT_RULE = MatchRule(
+    max_age_days=30, must_match=["instrument", "detector", "binning", "readout_mode", "shape"]
+)
+
+
+def rule_for(manager: Any, instrument: str, kind: str) -> MatchRule:
+    """The instrument's rule for ``kind``, or :data:`DEFAULT_RULE` for unlisted types."""
+    known = getattr(manager, "instruments", {})
+    if instrument not in known:
+        raise ConfigError(
+            f"unknown instrument {instrument!r} for caldb {kind} matching; "
+            f"registered: {', '.join(sorted(known)) or 'none'}"
+        )
+    rules = known[instrument].caldb
+    return rules[kind] if kind in rules else DEFAULT_RULE.model_copy(deep=True)

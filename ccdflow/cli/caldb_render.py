@@ -1,0 +1,152 @@
+"""How `ccdflow caldb` shows records and selection receipts: Rich tables and the JSON shape."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ccdflow.caldb.selection import Candidate, Receipt, describe_frame
+from ccdflow.framework.frame import FrameMeta
+
+#: Keys of each candidate in `caldb best --json` (a stable, documented shape).
+CANDIDATE_KEYS = ("id", "path", "accepted", "reasons", "cost")
+
+
+def _when(value: str | None) -> str:
+    return "-" if not value else value[:16].replace("T", " ")
+
+
+def _num(value: Any, fmt: str = "{:g}") -> str:
+    if value is None:
+        return "-"
+    if not isinstance(value, int | float):
+        return str(value)
+    text = fmt.format(value)
+    return "+" + text[1:] if re.fullmatch(r"-0(\.0*)?", text) else text  # no "-0.00"
+
+
+def table(*columns: str, **options: Any) -> Table:
+    """A table whose text columns fold long values instead of cutting them off."""
+    tab = Table(**options)
+    for name in columns:
+        tab.add_column(name, overflow="fold")
+    return tab
+
+
+def records_table(records: list[dict[str, Any]]) -> Table:
+    tab = table("id", "type", "instrument", "detector", "bin", "filter", "exp (s)", "temp (C)",
+                "observed (UTC)", "n", "quality", "file")
+    for r in records:
+        quality = "[red]bad[/red]" if r["quality"] == "bad" else r["quality"]
+        if r["valid_from"] or r["valid_to"]:
+            quality += " (certified)"
+        tab.add_row(str(r["id"]), escape(r["type"]), escape(r["instrument"]), escape(r["detector"]),
+                    r["binning"], escape(r["filter"] or "-"), _num(r["exposure_time"]),
+                    _num(r["temperature"], "{:.1f}"), _when(r["obs_time"]),
+                    _num(r["n_combined"]), quality, escape(Path(r["path"]).name))
+    return tab
+
+
+def print_record(out: Console, record: dict[str, Any]) -> None:
+    """`caldb show`: fields, statistics, inputs and events."""
+    skip = {"stats", "inputs", "events"}
+    tab = table("field", "value", title=f"calibration {record['id']}", title_justify="left")
+    for key, value in record.items():
+        if key not in skip:
+            tab.add_row(key, escape("-" if value is None else str(value)))
+    for key, value in (record.get("stats") or {}).items():
+        tab.add_row(f"stats.{key}", escape(f"{value:.6g}" if isinstance(value, float) else str(value)))
+    out.print(tab)
+    if record.get("inputs"):
+        inputs = table("input frame", "sha256", title="inputs", title_justify="left")
+        for i in record["inputs"]:
+            inputs.add_row(escape(i["name"]), escape(i["sha256"] or "-"))
+        out.print(inputs)
+    events = table("at (UTC)", "action", "who", "reason", "details", title="events",
+                   title_justify="left")
+    for e in record.get("events", []):
+        details = ", ".join(f"{k}={v}" for k, v in (e["details"] or {}).items())
+        events.add_row(e["at"][:19].replace("T", " "), e["action"], escape(e["who"] or "-"),
+                       escape(e["reason"] or "-"), escape(details or "-"))
+    out.print(events)
+
+
+def _sorted(candidates: list[Candidate]) -> list[Candidate]:
+    """Accepted first, cheapest first; rejected after, by id."""
+    return sorted(candidates, key=lambda c: (not c.accepted, math.inf if c.cost is None else c.cost,
+                                             c.id))
+
+
+def best_json(record: dict[str, Any] | None, receipt: Receipt | None, meta: FrameMeta,
+              error: str | None) -> dict[str, Any]:
+    """The documented shape of `caldb best --json`."""
+    return {
+        "selected": record,
+        "candidates": [{k: getattr(c, k) for k in CANDIDATE_KEYS}
+                       for c in _sorted(receipt.candidates if receipt else [])],
+        "frame": meta.model_dump(mode="json"),
+        "policy": None if receipt is None else receipt.policy,
+        "scaling": None if receipt is None else receipt.scaling,
+        "waiver": None if receipt is None else receipt.waiver,
+        "error": error,
+    }
+
+
+def _policy_line(kind: str, policy: dict[str, Any]) -> str:
+    parts = [f"within {policy['max_age_days']:g} d", "same " + ", ".join(policy["must_match"])]
+    if policy.get("temperature_tolerance") is not None:
+        parts.append(f"temperature +-{policy['temperature_tolerance']:g} C")
+    if kind == "dark":
+        parts.append(policy["exposure_policy"])
+    return "; ".join(parts)
+
+
+def _exposure(c: Candidate) -> str:
+    if c.exact_exposure:
+        return "exact"
+    if c.scale is not None:
+        return f"scaled x{c.scale:.4g}"
+    return "-"
+
+
+def print_receipt(out: Console, kind: str, meta: FrameMeta, record: dict[str, Any] | None,
+                  receipt: Receipt, error: str | None) -> None:
+    """`caldb best` without --json: the frame, the policy, every candidate, one verdict."""
+    out.print(f"[bold]{escape(describe_frame(kind, meta))}[/bold]  frame "
+              f"{escape(Path(meta.path or '-').name)} ({meta.frame_type}, "
+              f"{meta.date_obs:%Y-%m-%d %H:%M} UTC, {meta.exposure_time:g} s"
+              + (f", {escape(meta.filter)}" if meta.filter else "")
+              + (f", {meta.temperature:.1f} C" if meta.temperature is not None else "") + ")")
+    out.print(f"policy: {escape(_policy_line(kind, receipt.policy))}")
+    tab = table("", "id", "cost", "dt (d)", "dT (C)", "exposure", "reasons", "file")
+    for c in _sorted(receipt.candidates):
+        chosen = record is not None and c.id == record["id"]
+        mark = "[green]>>[/green]" if chosen else ("ok" if c.accepted else "[red]x[/red]")
+        reasons = "; ".join(c.reasons) or ("selected" if chosen else "passes all gates")
+        tab.add_row(mark, str(c.id), _num(c.cost, "{:.4g}"), _num(c.dt_days, "{:+.2f}"),
+                    _num(c.dtemp, "{:+.2f}"), _exposure(c) if kind == "dark" else "-",
+                    escape(reasons), escape(Path(c.path).name))
+    out.print(tab)
+    if receipt.note:
+        out.print(f"note: {escape(receipt.note)}")
+    if error is not None:
+        out.print(f"[red]no {escape(kind)}:[/red] {escape(error)}")
+        return
+    chosen = next(c for c in receipt.candidates if c.id == record["id"])
+    verdict = f"[green]selected[/green] {escape(kind)} {record['id']} ({escape(record['path'])})"
+    if receipt.note == "pinned by override":
+        verdict += ", pinned"
+    if chosen.cost is not None:
+        verdict += f", cost {chosen.cost:.4g}"
+    if receipt.scaling is not None:
+        verdict += (f", scaled x{receipt.scaling:.4g} ({record['exposure_time']:g} s -> "
+                    f"{meta.exposure_time:g} s)")
+    out.print(verdict)
+    if receipt.waiver:
+        out.print(f"[yellow]waiver:[/yellow] {escape(receipt.waiver)}")
