@@ -12,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ccdflow.caldb.database import CalDB, CaldbError
+from ccdflow.caldb.database import CalDB
+from ccdflow.caldb.errors import CaldbError
 
 #: Other names people use for the standard statistics.
 ALIASES = {"level": "median", "bias_level": "median", "read_noise": "noise", "rate": "dark_rate"}

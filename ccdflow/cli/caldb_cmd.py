@@ -13,12 +13,10 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy import column, inspect, select
-from sqlalchemy import table as sql_table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from ccdflow.caldb import CalDB, CaldbError, NoCalibrationError
+from ccdflow.caldb import CalDB, CaldbError, NoCalibrationError, schema
 from ccdflow.caldb.connection import ENV_VAR, display_url, resolve_url
 from ccdflow.caldb.history import history, plot_history, stat_name
 from ccdflow.caldb.rules import rule_for
@@ -131,16 +129,6 @@ def _out() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def schema_revision(db: CalDB) -> str:
-    """The Alembic revision stamped in the database, or 'unversioned'."""
-    with db.sessions.reader.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return "unversioned"
-        versions = conn.execute(select(column("version_num")).select_from(
-            sql_table("alembic_version"))).scalars().all()
-    return ", ".join(versions) or "unversioned"
-
-
 @click.group("caldb", cls=_CaldbGroup)
 def command() -> None:
     """The calibration database: which master fits which frame, and why.
@@ -167,7 +155,8 @@ def init(caldb_url: str | None) -> None:
     """
     db = CalDB.create(caldb_url)
     click.get_current_context().call_on_close(db.close)
-    click.echo(f"caldb ready: {db.display_url} (schema revision {schema_revision(db)})")
+    revision = schema.current_revision(db.sessions.writer)
+    click.echo(f"caldb ready: {db.display_url} (schema revision {revision})")
 
 
 @command.command("add")
