@@ -526,3 +526,33 @@ def test_every_command_has_help_with_an_example(runner, name):
     assert "--caldb" in text and "ccdflow caldb " + name in text
     query = name not in {"init", "mark-bad", "mark-good", "certify", "decertify"}
     assert ("--json" in text) == query
+
+
+# -- the same commands on PostgreSQL ---------------------------------------------------------
+
+def test_commands_on_each_backend(caldb_url, night, runner, tmp_path):
+    """init/add/best/history/verify through a URL; skipped for PostgreSQL only when no server answers."""
+    init = run(runner, "init", "--caldb", caldb_url)
+    assert "schema revision" in init.stdout
+    out = run_json(runner, "add", *night["masters"].values(), "--caldb", caldb_url)
+    assert out["added"] == len(night["masters"])
+    again = run_json(runner, "add", *night["masters"].values(), "--caldb", caldb_url)
+    assert again["already_present"] == len(night["masters"])
+    for kind in KINDS:
+        chosen = best(runner, caldb_url, kind, night["science"][2])
+        assert chosen["selected"]["path"] == str(night["masters"][(kind if kind != "dark" else
+                                                                  "dark60", 2)])
+    late = tmp_path / "late.fits"  # months later: every bias is outside the window
+    with fits.open(night["science"][2]) as hdul:
+        hdul[0].header["DATE-OBS"] = "2026-06-01T22:00:00"
+        hdul.writeto(late)
+    failed = best(runner, caldb_url, "bias", late, status=EXIT_FAILURES)
+    assert "2 candidates, all rejected" in failed["error"] and "age" in failed["error"]
+    assert len(run_json(runner, "history", "--type", "dark", "--caldb", caldb_url)["series"]) == 4
+    assert run_json(runner, "verify", "--caldb", caldb_url)["counts"]["ok"] == len(night["masters"])
+
+
+def test_init_hides_the_password(postgres_url, runner):
+    url = postgres_url.replace("@", ":s3cret-pw@", 1)  # trust auth ignores it
+    result = runner.invoke(cli, ["caldb", "init", "--caldb", url])
+    assert "s3cret-pw" not in result.output and "***" in result.output

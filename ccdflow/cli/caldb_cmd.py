@@ -41,11 +41,17 @@ class _CaldbGroup(click.Group):
         except CcdflowError as exc:
             _fail(EXIT_INPUT, "error", exc)
         except SQLAlchemyError as exc:
-            url = (ctx.meta.get("caldb_url") or "the caldb")
-            text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            hint = "; is it initialised? run `ccdflow caldb init`" if re.search(
-                r"no such table|does not exist|undefined", text, re.I) else ""
-            _fail(EXIT_INPUT, "database error", f"{url}: {text}{hint}")
+            url = ctx.meta.get("caldb_url") or "the caldb"
+            text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            _fail(EXIT_INPUT, "database error", f"{url}: {text}{_hint(text)}")
+
+
+def _hint(text: str) -> str:
+    if re.search(r'database ".*" does not exist', text):
+        return "; create the database on the server first (e.g. `createdb caldb`)"
+    if re.search(r"no such table|relation .* does not exist", text):
+        return "; run `ccdflow caldb init` on it"
+    return ""
 
 
 def _fail(status: int, label: str, message: object) -> None:
@@ -102,9 +108,8 @@ def caldb_options(json_output: bool = True) -> Callable:
 
 def open_db(caldb_url: str | None) -> CalDB:
     """Open an existing caldb (closed when the command ends); never create an empty file."""
-    url = resolve_url(caldb_url)
+    url = _remember(caldb_url)
     ctx = click.get_current_context()
-    ctx.find_root().meta["caldb_url"] = display_url(url)
     parsed = make_url(url)
     on_disk = parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:")
     if on_disk and not Path(parsed.database).is_file():
@@ -113,6 +118,13 @@ def open_db(caldb_url: str | None) -> CalDB:
     db = CalDB(url)
     ctx.call_on_close(db.close)
     return db
+
+
+def _remember(caldb_url: str | None) -> str:
+    """The resolved URL, kept (password hidden) for error messages."""
+    url = resolve_url(caldb_url)
+    click.get_current_context().find_root().meta["caldb_url"] = display_url(url)
+    return url
 
 
 def _manager() -> Any:
@@ -153,7 +165,7 @@ def init(caldb_url: str | None) -> None:
       ccdflow caldb init --caldb /data/caldb.sqlite
       ccdflow caldb init --caldb postgresql+psycopg://pipeline@dbhost/caldb
     """
-    db = CalDB.create(caldb_url)
+    db = CalDB.create(_remember(caldb_url))
     click.get_current_context().call_on_close(db.close)
     revision = schema.current_revision(db.sessions.writer)
     click.echo(f"caldb ready: {db.display_url} (schema revision {revision})")
