@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -31,23 +32,36 @@ def _num(value: Any, fmt: str = "{:g}") -> str:
     return "+" + text[1:] if re.fullmatch(r"-0(\.0*)?", text) else text  # no "-0.00"
 
 
+#: Columns whose values may be long: they fold onto more lines; the others never wrap.
+LONG = {"file", "path", "reasons", "reason", "detail", "details", "value", "raw frame", "input frame",
+        "sha256"}
+
+
 def table(*columns: str, **options: Any) -> Table:
-    """A table whose text columns fold long values instead of cutting them off."""
-    tab = Table(**options)
+    """A table whose long text columns fold, so numbers and ids stay on one line."""
+    tab = Table(box=box.SIMPLE_HEAD, pad_edge=False, **options)
     for name in columns:
-        tab.add_column(name, overflow="fold")
+        if name in LONG:
+            tab.add_column(name, overflow="fold", ratio=1, min_width=10)
+        else:
+            tab.add_column(name, no_wrap=True)
     return tab
 
 
 def records_table(records: list[dict[str, Any]]) -> Table:
-    tab = table("id", "type", "instrument", "detector", "bin", "filter", "exp (s)", "temp (C)",
-                "observed (UTC)", "n", "quality", "file")
+    """One row per record; instrument, detector and binning go to the caption when all agree."""
+    shared = {key: records[0][key] for key in ("instrument", "detector", "binning")
+              if records and len({r[key] for r in records}) == 1}
+    names = [k for k in ("instrument", "detector", "binning") if k not in shared]
+    caption = ", ".join(f"{k} {v}" for k, v in shared.items()) if shared else None
+    tab = table("id", "type", *names, "filter", "exp (s)", "temp (C)", "observed (UTC)", "n",
+                "quality", "file", caption=escape(caption or ""), caption_justify="left")
     for r in records:
         quality = "[red]bad[/red]" if r["quality"] == "bad" else r["quality"]
         if r["valid_from"] or r["valid_to"]:
             quality += " (certified)"
-        tab.add_row(str(r["id"]), escape(r["type"]), escape(r["instrument"]), escape(r["detector"]),
-                    r["binning"], escape(r["filter"] or "-"), _num(r["exposure_time"]),
+        tab.add_row(str(r["id"]), escape(r["type"]), *(escape(r[k]) for k in names),
+                    escape(r["filter"] or "-"), _num(r["exposure_time"]),
                     _num(r["temperature"], "{:.1f}"), _when(r["obs_time"]),
                     _num(r["n_combined"]), quality, escape(Path(r["path"]).name))
     return tab
