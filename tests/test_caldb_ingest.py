@@ -1,4 +1,4 @@
-"""caldb on a real SQLite file: ingest of real master files, best(), quality, products, stale."""
+"""caldb on real SQLite files and a real PostgreSQL server: ingest of real master files, best(), quality, products, stale."""
 
 from __future__ import annotations
 
@@ -56,8 +56,9 @@ def built(tmp_path_factory):
 
 
 @pytest.fixture
-def db(tmp_path):
-    db = CalDB.create(tmp_path / "caldb.sqlite")
+def db(caldb_url):
+    """An empty caldb on each backend (SQLite file, PostgreSQL database)."""
+    db = CalDB.create(caldb_url)
     yield db
     db.close()
 
