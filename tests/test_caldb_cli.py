@@ -405,6 +405,9 @@ def test_history_table_json_and_plot(loaded, runner, night, tmp_path):
         assert point["value"] == pytest.approx(fits.getheader(path)["CF_DKRT"])
     default = run_json(runner, "history", "--type", "dark", "--caldb", db)
     assert default["stat"] == "dark_rate"
+    flats = run_json(runner, "history", "--type", "flat", "--filter", "V", "--caldb", db)
+    assert flats["stat"] == "flat_median" and [p["filter"] for p in flats["series"]] == ["V", "V"]
+    assert run_json(runner, "history", "--type", "flat", "--filter", "R", "--caldb", db)["series"] == []
     noise = run_json(runner, "history", "--type", "bias", "--stat", "read_noise", "--caldb", db)
     assert noise["stat"] == "noise" and len(noise["series"]) == 2
 
@@ -518,6 +521,19 @@ def test_rule_for(night):
     assert fringe.must_match == ["instrument", "detector", "binning", "readout_mode", "shape"]
     with pytest.raises(ConfigError, match="registered: .*generic"):
         rule_for(manager, "nope", "bias")
+
+
+def test_plot_lines_group_comparable_masters(tmp_path):
+    from ccdflow.caldb.history import plot_history, setup_label
+
+    assert setup_label({"type": "dark", "temperature": -19.96, "filter": None}) == "-20 C"
+    assert setup_label({"type": "flat", "temperature": -20.0, "filter": "V"}) == "filter V"
+    assert setup_label({"type": "bias", "temperature": -20.0, "filter": None}) == ""
+    series = [{"type": "dark", "obs_time": f"2026-03-0{d}T20:00:00", "stat": "dark_rate",
+               "value": 0.03 * (t / -20), "quality": "bad" if d == 3 and t == -20 else "good",
+               "temperature": t, "filter": None} for d in (1, 2, 3) for t in (-20, -14)]
+    path = plot_history(series, tmp_path / "p.png", "darks")
+    assert path.read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("name", ["init", "add", "list", "show", "best", "history", "mark-bad",

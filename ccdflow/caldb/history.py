@@ -31,14 +31,14 @@ def stat_name(kind: str, stat: str | None) -> str:
 
 def history(db: CalDB, kind: str, stat: str | None = None, since: datetime | None = None,
             until: datetime | None = None, instrument: str | None = None, *,
-            include_bad: bool = False) -> list[dict[str, Any]]:
+            include_bad: bool = False, filter: str | None = None) -> list[dict[str, Any]]:
     """One point per master of ``kind`` holding ``stat``, oldest first.
 
     Raises :class:`CaldbError` naming the statistics that do exist when none of the
     masters in range has ``stat``.
     """
     key = stat_name(kind, stat)
-    records = db.list(kind=kind, instrument=instrument, since=since, until=until,
+    records = db.list(kind=kind, instrument=instrument, filter=filter, since=since, until=until,
                       include_bad=include_bad)
     series = []
     for rec in records:
@@ -46,7 +46,8 @@ def history(db: CalDB, kind: str, stat: str | None = None, since: datetime | Non
         if value is None:
             continue
         series.append({
-            "id": rec["id"], "obs_time": rec["obs_time"], "stat": key, "value": float(value),
+            "id": rec["id"], "type": rec["type"], "obs_time": rec["obs_time"], "stat": key,
+            "value": float(value),
             "quality": rec["quality"], "quality_reason": rec["quality_reason"],
             "instrument": rec["instrument"], "detector": rec["detector"], "filter": rec["filter"],
             "exposure_time": rec["exposure_time"], "temperature": rec["temperature"],
@@ -71,14 +72,17 @@ def plot_history(series: list[dict[str, Any]], path: str | Path, title: str) -> 
     from matplotlib.figure import Figure
 
     stat = series[0]["stat"]
-    good = [p for p in series if p["quality"] != "bad"]
-    bad = [p for p in series if p["quality"] == "bad"]
     fig = Figure(figsize=(8, 4.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    if good:
-        ax.plot([_time(p) for p in good], [p["value"] for p in good], "o-", color="tab:blue",
-                markersize=5, linewidth=1, label=f"good ({len(good)})")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for p in series:
+        if p["quality"] != "bad":
+            groups.setdefault(setup_label(p), []).append(p)
+    for label, points in sorted(groups.items()):
+        ax.plot([_time(p) for p in points], [p["value"] for p in points], "o-", markersize=5,
+                linewidth=1, label=f"{label or 'good'} ({len(points)})")
+    bad = [p for p in series if p["quality"] == "bad"]
     if bad:
         ax.plot([_time(p) for p in bad], [p["value"] for p in bad], "x", color="tab:red",
                 markersize=9, markeredgewidth=2, label=f"marked bad ({len(bad)})")
@@ -95,6 +99,16 @@ def plot_history(series: list[dict[str, Any]], path: str | Path, title: str) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
+
+
+def setup_label(point: dict[str, Any]) -> str:
+    """Masters that are comparable share a line: same filter, and for darks the same set point."""
+    parts = []
+    if point.get("filter"):
+        parts.append(f"filter {point['filter']}")
+    if point.get("type") == "dark" and point.get("temperature") is not None:
+        parts.append(f"{point['temperature']:.0f} C")
+    return ", ".join(parts)
 
 
 def _time(point: dict[str, Any]) -> datetime:

@@ -306,11 +306,13 @@ def best(file: Path, kind: str, instrument: str | None, pin: str | None, waive: 
 @click.option("--since", type=UtcTime(), help="Observed at or after this UTC date/time.")
 @click.option("--until", type=UtcTime(end_of_day=True), help="Observed up to this UTC date/time.")
 @click.option("--instrument", help="Only this instrument.")
+@click.option("--filter", "filter_", metavar="NAME", help="Only this filter (flats).")
 @click.option("--include-bad", is_flag=True, help="Include masters marked bad (plotted as red crosses).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Also write the series as a PNG plot.")
 @caldb_options()
-def history_(kind, stat, since, until, instrument, include_bad, plot, caldb_url, as_json) -> None:
+def history_(kind, stat, since, until, instrument, filter_, include_bad, plot, caldb_url,
+             as_json) -> None:
     """How a master statistic drifted over time, as a table, JSON or a PNG plot.
 
     \b
@@ -319,10 +321,10 @@ def history_(kind, stat, since, until, instrument, include_bad, plot, caldb_url,
       ccdflow caldb history --type dark --stat dark_rate --plot dark_rate.png
     """
     series = history(open_db(caldb_url), kind, stat, since, until, instrument,
-                     include_bad=include_bad)
+                     include_bad=include_bad, filter=filter_)
     key = stat_name(kind, stat)
     if plot is not None:
-        title = f"{kind} {key}" + (f" ({instrument})" if instrument else "")
+        title = f"{kind} masters: {key}" + "".join(f", {v}" for v in (instrument, filter_) if v)
         plot_history(series, plot, title)
     if as_json:
         _echo_json({"type": kind, "stat": key, "series": series,
