@@ -82,9 +82,10 @@ def insert_batch(session: Session, batch: Sequence[dict[str, Any]], who: str, no
                  for sha in todo if sha in created for name, digest in inputs[sha]]
         if links:
             session.execute(core_insert(CalibrationInput.__table__), links)
-        session.execute(core_insert(CalibrationEvent.__table__), [
-            {"calibration_id": created[sha], "action": "ingest", "reason": None, "who": who,
-             "at": now, "details": details} for sha in todo if sha in created])
+        events = [{"calibration_id": created[sha], "action": "ingest", "reason": None, "who": who,
+                   "at": now, "details": details} for sha in todo if sha in created]
+        if events:  # an empty executemany would insert one row of NULLs
+            session.execute(core_insert(CalibrationEvent.__table__), events)
     out, reported = [], set()
     for fields in batch:
         sha = fields["sha256"]
