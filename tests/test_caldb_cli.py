@@ -306,6 +306,25 @@ def test_best_fails_naming_frame_and_gates(loaded, runner, night, tmp_path):
     assert "no bpm calibrations recorded" in nothing["error"]
 
 
+def test_site_instrument_file_sets_the_rules(loaded, runner, night, tmp_path):
+    db, ids = loaded
+    site = tmp_path / "site.yaml"
+    site.write_text("extends: generic\ncaldb:\n  bias: {max_age_days: 0.5}\n")
+    out = best(runner, db, "bias", night["science"][2], "--instrument-config", site)
+    assert out["policy"]["max_age_days"] == 0.5
+    # The night-1 bias is a day older: outside the window, so not even a candidate.
+    assert [c["id"] for c in out["candidates"]] == [ids[("bias", 2)]]
+    text = run(runner, "best", "--type", "bias", night["science"][2], "--instrument-config", site,
+               "--caldb", db).stdout
+    assert "1 more bias records outside the 0.5 d window" in text
+    run(runner, "best", "--type", "bias", night["science"][2], "--instrument-config", site,
+        "--instrument", "efosc2", "--caldb", db, status=2)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: nosuchcam\n")
+    run(runner, "best", "--type", "bias", night["science"][2], "--instrument-config", bad,
+        "--caldb", db, status=EXIT_CONFIG)
+
+
 def test_best_unknown_instrument_is_a_config_error(loaded, runner, night):
     db, _ = loaded
     result = run(runner, "best", "--type", "bias", night["science"][2], "--instrument", "nope",

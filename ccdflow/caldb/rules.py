@@ -9,10 +9,11 @@ shape.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ccdflow.framework.errors import ConfigError
-from ccdflow.framework.instrument import MatchRule
+from ccdflow.framework.instrument import Instrument, MatchRule
 
 DEFAULT_RULE = MatchRule(
     max_age_days=30, must_match=["instrument", "detector", "binning", "readout_mode", "shape"]
@@ -20,8 +21,12 @@ DEFAULT_RULE = MatchRule(
 
 
 def rule_for(manager: Any, instrument: str, kind: str) -> MatchRule:
-    """The instrument's rule for ``kind``, or :data:`DEFAULT_RULE` for unlisted types."""
-    known = getattr(manager, "instruments", {})
+    """The instrument's rule for ``kind``, or :data:`DEFAULT_RULE` for unlisted types.
+
+    ``manager`` is the plugin manager, or any mapping of instrument name to
+    :class:`Instrument` (e.g. the registered ones with a site's instrument file on top).
+    """
+    known: Mapping[str, Instrument] = getattr(manager, "instruments", manager)
     if instrument not in known:
         raise ConfigError(
             f"unknown instrument {instrument!r} for caldb {kind} matching; "

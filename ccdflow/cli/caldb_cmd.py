@@ -23,7 +23,12 @@ from ccdflow.caldb.rules import rule_for
 from ccdflow.caldb.verify import PROBLEMS, verify
 from ccdflow.cli import EXIT_CONFIG, EXIT_FAILURES, EXIT_INPUT, err_console
 from ccdflow.cli.caldb_render import best_json, print_receipt, print_record, records_table, table
-from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError
+from ccdflow.framework.config import load_instrument_file
+from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError, UnprocessableInputError
+from ccdflow.framework.fitsio import read_headers
+from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.header_map import normalise
+from ccdflow.framework.instrument import Instrument
 from ccdflow.framework.plugins import get_plugin_manager
 from ccdflow.framework.scan import iter_fits_files, scan_file
 
@@ -130,6 +135,37 @@ def _remember(caldb_url: str | None) -> str:
 def _manager() -> Any:
     root = click.get_current_context().find_root()
     return get_plugin_manager(strict=(root.obj or {}).get("strict_plugins") or None)
+
+
+instrument_config_option = click.option(
+    "--instrument-config", "instrument_file", type=click.Path(exists=True, dir_okay=False),
+    help="Instrument YAML (complete, or `extends: NAME` with your own `caldb:` match rules); "
+         "used instead of the registered instrument of the same name.")
+
+
+def _instruments(manager: Any, instrument_file: str | None) -> tuple[dict[str, Instrument],
+                                                                    Instrument | None]:
+    """Registered instruments with a site's instrument file over its namesake, and that one."""
+    known = dict(manager.instruments)
+    if instrument_file is None:
+        return known, None
+    site, _, _ = load_instrument_file(instrument_file, manager.instruments)
+    known[site.name] = site
+    return known, site
+
+
+def read_frame(file: Path, manager: Any, instrument: str | None, site: Instrument | None) -> FrameMeta:
+    """FrameMeta of a raw frame, read through the site instrument's header map when one is given."""
+    if site is None:
+        return scan_file(file, manager, instrument)
+    if instrument not in (None, site.name):
+        raise click.UsageError(f"--instrument {instrument} contradicts --instrument-config, "
+                               f"which defines instrument {site.name}")
+    try:
+        return normalise(site, read_headers(file, complete=True), str(file))
+    except (ValueError, TypeError, KeyError) as exc:  # malformed cards, as in framework.scan
+        raise UnprocessableInputError(f"header cannot be read as {site.name!r}: {exc}",
+                                      path=str(file)) from None
 
 
 def _echo_json(data: Any) -> None:
@@ -267,9 +303,10 @@ def show(cal_id: int, caldb_url: str | None, as_json: bool) -> None:
 @click.option("--instrument", help="Read FILE as this instrument (default: identified from its header).")
 @click.option("--pin", metavar="ID|PATH", help="Use this calibration (it must still pass the gates).")
 @click.option("--waive", is_flag=True, help="With --pin: use it even if it fails gates (recorded).")
+@instrument_config_option
 @caldb_options()
 def best(file: Path, kind: str, instrument: str | None, pin: str | None, waive: bool,
-         caldb_url: str | None, as_json: bool) -> None:
+         instrument_file: str | None, caldb_url: str | None, as_json: bool) -> None:
     """The calibration of type T for raw frame FILE, with every candidate and why.
 
     Exit status 1 when no calibration passes the gates.
@@ -278,12 +315,14 @@ def best(file: Path, kind: str, instrument: str | None, pin: str | None, waive: 
     Examples:
       ccdflow caldb best --type dark raw/sci_001.fits
       ccdflow caldb best --type flat raw/sci_001.fits --pin 17 --waive --json
+      ccdflow caldb best --type dark raw/sci_001.fits --instrument-config site-rules.yaml
     """
     if waive and pin is None:
         raise click.UsageError("--waive only applies to a calibration chosen with --pin")
     manager = _manager()
-    meta = scan_file(file.resolve(), manager, instrument)
-    rule = rule_for(manager, meta.instrument, kind)
+    instruments, site = _instruments(manager, instrument_file)
+    meta = read_frame(file.resolve(), manager, instrument, site)
+    rule = rule_for(instruments, meta.instrument, kind)
     db = open_db(caldb_url)
     record, receipt, error = None, None, None
     try:
@@ -441,8 +480,9 @@ def used_by(cal_id: int, caldb_url: str | None, as_json: bool) -> None:
 
 
 @command.command("stale")
+@instrument_config_option
 @caldb_options()
-def stale(caldb_url: str | None, as_json: bool) -> None:
+def stale(instrument_file: str | None, caldb_url: str | None, as_json: bool) -> None:
     """Products whose best calibration today is not the one they used: re-reduce these.
 
     A product goes stale when a better master arrives or the one it used is marked bad.
@@ -451,8 +491,8 @@ def stale(caldb_url: str | None, as_json: bool) -> None:
     Example:
       ccdflow caldb stale --json | jq -r '.[].path' | sort -u
     """
-    manager = _manager()
-    rows = open_db(caldb_url).stale(lambda inst, kind: rule_for(manager, inst, kind))
+    instruments, _ = _instruments(_manager(), instrument_file)
+    rows = open_db(caldb_url).stale(lambda inst, kind: rule_for(instruments, inst, kind))
     if as_json:
         _echo_json(rows)
         return
