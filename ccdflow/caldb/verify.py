@@ -25,7 +25,7 @@ def check_file(path: str, expected: str) -> tuple[str, str | None, str | None]:
     except OSError as exc:
         return "unreadable", None, f"{type(exc).__name__}: {exc.strerror or exc}"
     if actual != expected:
-        return "changed", actual, "checksum differs from the one recorded at ingest"
+        return "changed", actual, "SHA-256 differs from the one recorded at ingest"
     return "ok", actual, None
 
 

@@ -370,10 +370,13 @@ def history_(kind, stat, since, until, instrument, filter_, include_bad, plot, c
                     "plot": None if plot is None else str(plot)})
         return
     out = _out()
-    tab = table("id", "observed (UTC)", key, "quality", "file")
+    tab = table("id", "observed (UTC)", key, "filter", "exp (s)", "temp (C)", "quality", "file")
     for p in series:
+        temp = "-" if p["temperature"] is None else f"{p['temperature']:.1f}"
         tab.add_row(str(p["id"]), p["obs_time"][:16].replace("T", " "), f"{p['value']:.6g}",
-                    p["quality"], escape(Path(p["path"]).name))
+                    escape(p["filter"] or "-"), f"{p['exposure_time'] or 0:g}", temp,
+                    "[red]bad[/red]" if p["quality"] == "bad" else p["quality"],
+                    escape(Path(p["path"]).name))
     if series:
         out.print(tab)
     click.echo(f"{len(series)} {kind} master{'s' * (len(series) != 1)} with {key}")

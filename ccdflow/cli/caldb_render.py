@@ -147,7 +147,7 @@ def print_receipt(out: Console, kind: str, meta: FrameMeta, record: dict[str, An
                     _num(c.dtemp, "{:+.2f}"), _exposure(c) if kind == "dark" else "-",
                     escape(reasons), escape(Path(c.path).name))
     out.print(tab)
-    if receipt.note:
+    if receipt.note and receipt.note != "pinned by override":  # the verdict says "pinned"
         out.print(f"note: {escape(receipt.note)}")
     if error is not None:
         out.print(f"[red]no {escape(kind)}:[/red] {escape(error)}")
