@@ -392,7 +392,9 @@ def _quality_command(name: str, help_text: str) -> Callable:
         func = caldb_options(json_output=False)(func)
         func = click.option("--who", metavar="NAME", help="Recorded as the actor (default: login).")(func)
         func = click.argument("cal_id", metavar="ID", type=int)(func)
-        return command.command(name)(func)
+        cmd = command.command(name)(func)
+        cmd.params.sort(key=lambda p: p.name in ("who", "caldb_url"))  # the command's own first
+        return cmd
 
     return decorate
 
@@ -414,7 +416,7 @@ def mark_bad(cal_id: int, reason: str, who: str | None, caldb_url: str | None) -
                    "re-reduce")
 
 
-@_quality_command("mark-good", """Mark a calibration good again (e.g. after a mistaken mark-bad).
+@_quality_command("mark-good", """Mark a calibration good again, undoing mark-bad.
 
     \b
     Example:
