@@ -592,3 +592,16 @@ def test_init_hides_the_password(postgres_url, runner):
     url = postgres_url.replace("@", ":s3cret-pw@", 1)  # trust auth ignores it
     result = runner.invoke(cli, ["caldb", "init", "--caldb", url])
     assert "s3cret-pw" not in result.output and "***" in result.output
+
+
+def test_other_commands_do_not_pay_for_sqlalchemy():
+    import subprocess
+    import sys
+
+    from ccdflow.caldb.connection import ENV_VAR
+    from ccdflow.cli import caldb_cmd
+
+    assert caldb_cmd.ENV_VAR == ENV_VAR
+    code = "import sys, ccdflow.cli; ccdflow.cli._add_commands(); print('sqlalchemy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
