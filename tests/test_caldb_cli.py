@@ -599,9 +599,9 @@ def test_other_commands_do_not_pay_for_sqlalchemy():
     import sys
 
     from ccdflow.caldb.connection import ENV_VAR
-    from ccdflow.cli import caldb_cmd
+    from ccdflow.cli import caldb_options
 
-    assert caldb_cmd.ENV_VAR == ENV_VAR
+    assert caldb_options.ENV_VAR == ENV_VAR
     code = "import sys, ccdflow.cli; ccdflow.cli._add_commands(); print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
