@@ -325,6 +325,14 @@ def test_site_instrument_file_sets_the_rules(loaded, runner, night, tmp_path):
         "--caldb", db, status=EXIT_CONFIG)
 
 
+def test_best_on_an_unreadable_frame_says_why_in_one_line(loaded, runner, tmp_path):
+    db, _ = loaded
+    junk = tmp_path / "junk.fits"
+    junk.write_bytes(b"not FITS" * 500)
+    result = run(runner, "best", "--type", "bias", junk, "--caldb", db, status=EXIT_INPUT)
+    assert result.stderr.count("\n") == 1 and str(junk) in result.stderr
+
+
 def test_best_unknown_instrument_is_a_config_error(loaded, runner, night):
     db, _ = loaded
     result = run(runner, "best", "--type", "bias", night["science"][2], "--instrument", "nope",
