@@ -433,7 +433,7 @@ def test_history_table_json_and_plot(loaded, runner, night, tmp_path):
     default = run_json(runner, "history", "--type", "dark", "--caldb", db)
     assert default["stat"] == "dark_rate"
     flats = run_json(runner, "history", "--type", "flat", "--filter", "V", "--caldb", db)
-    assert flats["stat"] == "flat_median" and [p["filter"] for p in flats["series"]] == ["V", "V"]
+    assert flats["stat"] == "level" and [p["filter"] for p in flats["series"]] == ["V", "V"]
     assert run_json(runner, "history", "--type", "flat", "--filter", "R", "--caldb", db)["series"] == []
     noise = run_json(runner, "history", "--type", "bias", "--stat", "read_noise", "--caldb", db)
     assert noise["stat"] == "noise" and len(noise["series"]) == 2
@@ -457,7 +457,7 @@ def test_history_table_json_and_plot(loaded, runner, night, tmp_path):
 
     unknown = run(runner, "history", "--type", "bias", "--stat", "bogus", "--caldb", db,
                   status=EXIT_INPUT)
-    assert "available: median, noise" in unknown.stderr
+    assert "available: level, median, noise" in unknown.stderr
     empty = run(runner, "history", "--type", "bias", "--plot", tmp_path / "e.png",
                 "--since", "2027-01-01", "--caldb", db, status=EXIT_INPUT)
     assert "nothing to plot" in empty.stderr

@@ -1,7 +1,9 @@
 """How a master statistic evolves over time: the series, and a PNG plot of it.
 
-Every master carries a ``stats`` dict at ingest: ``median`` (for a bias the level left after
-overscan subtraction), ``noise`` (robust standard deviation of the master, a read-noise proxy),
+Every master carries a ``stats`` dict at ingest: ``level`` (bias: the raw bias level of its
+inputs, overscan included; flat: the mean raw level of its inputs), ``median`` (of the master
+itself: for a bias what is left after overscan subtraction), ``noise`` (clipped standard
+deviation of the master, a read-noise proxy),
 ``dark_rate`` (darks, ADU/s), ``flat_median`` (median of the master flat: about 1 for ccdflow's
 normalised flats), and whatever else a plugin or ingest stored there.
 """
@@ -16,10 +18,11 @@ from ccdflow.caldb.database import CalDB
 from ccdflow.caldb.errors import CaldbError
 
 #: Other names people use for the standard statistics.
-ALIASES = {"level": "median", "bias_level": "median", "read_noise": "noise", "rate": "dark_rate"}
+ALIASES = {"bias_level": "level", "flat_level": "level", "read_noise": "noise", "rate": "dark_rate"}
 #: What "the" statistic of a type is when none is asked for.
-DEFAULT_STAT = {"bias": "median", "dark": "dark_rate", "flat": "flat_median"}
-UNITS = {"median": "ADU", "noise": "ADU", "dark_rate": "ADU/s", "flat_median": "normalised"}
+DEFAULT_STAT = {"bias": "level", "dark": "dark_rate", "flat": "level"}
+UNITS = {"level": "ADU", "median": "ADU", "noise": "ADU", "dark_rate": "ADU/s",
+         "flat_median": "normalised"}
 
 
 def stat_name(kind: str, stat: str | None) -> str:

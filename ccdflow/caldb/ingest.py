@@ -54,6 +54,8 @@ def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | N
     median = float(header.get("CF_MED", np.median(finite)))
     noise = float(header.get("CF_NOISE", 1.4826 * np.median(np.abs(finite - np.median(finite)))))
     stats: dict[str, float] = {"median": median, "noise": noise}
+    if "CF_LEVEL" in header:
+        stats["level"] = float(header["CF_LEVEL"])
     if kind == "dark" and exposure:
         stats["dark_rate"] = float(header.get("CF_DKRT", median / exposure))
     if kind == "flat":
@@ -61,6 +63,26 @@ def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | N
     if kind == "bpm":
         stats["fraction_masked"] = float(np.mean(finite != 0))
     return stats
+
+
+_SHAPE = re.compile(r"^\d+x\d+$")
+
+
+def _checked(header: fits.Header, key: str, path: Path, kind: type, pattern: re.Pattern | None = None,
+             expected: str = "") -> Any:
+    """A card's value converted to ``kind``, or an error naming the card and its value."""
+    if key not in header or header[key] is None or str(header[key]).strip() == "":
+        return None
+    value = header[key]
+    try:
+        out = kind(str(value).strip()) if kind is str else kind(value)
+    except (TypeError, ValueError):
+        out = None
+    if out is None or (pattern is not None and not pattern.match(str(out))) or (
+            isinstance(out, float) and not np.isfinite(out)):
+        raise UnprocessableInputError("nonsense metadata", path=str(path), keyword=key, value=value,
+                                      expected=expected or kind.__name__)
+    return out
 
 
 def fields_from_ccdflow_master(path: Path, header: fits.Header, data: np.ndarray) -> dict[str, Any]:
@@ -71,20 +93,26 @@ def fields_from_ccdflow_master(path: Path, header: fits.Header, data: np.ndarray
             expected="cards written by ccdflow's master builder",
         )
     kind = str(header["CF_MTYPE"]).strip()
-    exposure = header.get("CF_EXPT")
+    exposure = _checked(header, "CF_EXPT", path, float, expected="exposure in seconds")
+    n_combined = _checked(header, "NCOMBINE", path, float, expected="a whole number of frames")
+    if n_combined is not None and (n_combined != int(n_combined) or n_combined < 1):
+        raise UnprocessableInputError("nonsense metadata", path=str(path), keyword="NCOMBINE",
+                                      value=header["NCOMBINE"], expected="a whole number >= 1")
     return {
         "type": kind, "instrument": str(header["CF_INST"]).strip(),
         "detector": str(header.get("CF_DET", "default")).strip(),
-        "binning": str(header["CF_BIN"]).strip(),
+        "binning": _checked(header, "CF_BIN", path, str, _SHAPE, "'BXxBY' such as '2x2'"),
         "readout_mode": str(header.get("CF_READM", "default")),
-        "raw_shape": str(header["CF_RAWSH"]).strip(),
+        "raw_shape": _checked(header, "CF_RAWSH", path, str, _SHAPE, "'NYxNX' such as '1030x1030'"),
         "filter": str(header.get("CF_FILT", "")).strip() or None,
-        "exposure_time": None if exposure is None else float(exposure),
-        "temperature": header.get("CF_TEMP"), "temperature_spread": header.get("CF_TSPRD"),
+        "exposure_time": exposure,
+        "temperature": _checked(header, "CF_TEMP", path, float, expected="Celsius"),
+        "temperature_spread": _checked(header, "CF_TSPRD", path, float, expected="Celsius"),
         "obs_time": _time(header, "CF_DATE", path), "obs_start": _time(header, "CF_TFIRS", path),
-        "obs_end": _time(header, "CF_TLAST", path), "n_combined": header.get("NCOMBINE"),
+        "obs_end": _time(header, "CF_TLAST", path),
+        "n_combined": None if n_combined is None else int(n_combined),
         "software_version": header.get("CF_VERS"), "config_hash": header.get("CF_CHASH"),
-        "stats": _stats(kind, data, header, None if exposure is None else float(exposure)),
+        "stats": _stats(kind, data, header, exposure),
         "inputs": [(str(header[k]), header.get("CF_S" + k[4:])) for k in header
                    if re.fullmatch(r"CF_I\d{4}", k)],
     }
@@ -125,6 +153,11 @@ def read_master(path: str | Path, manager: Any, kind: str | None = None,
     header, data = _image_hdu(path)
     if "CF_MTYPE" in header:
         fields = fields_from_ccdflow_master(path, header, data)
+        if instrument is not None and instrument != fields["instrument"]:
+            raise UnprocessableInputError(
+                f"--instrument {instrument} contradicts the file", path=str(path), keyword="CF_INST",
+                value=fields["instrument"], expected=instrument,
+            )
         if kind is not None and kind != fields["type"]:
             raise UnprocessableInputError(
                 f"--type {kind} contradicts the file", path=str(path), keyword="CF_MTYPE",
@@ -141,10 +174,6 @@ def read_master(path: str | Path, manager: Any, kind: str | None = None,
                                       path=str(path), keyword="type", value=fields["type"])
     if fields["obs_time"] is None:
         raise UnprocessableInputError("no observation time", path=str(path), keyword="CF_DATE")
-    for key in ("temperature", "temperature_spread", "exposure_time"):
-        value = fields[key]
-        if value is not None and not np.isfinite(float(value)):
-            raise UnprocessableInputError(f"{key} is not finite", path=str(path), value=value)
     fields["shape"] = shape_text(data.shape)
     fields["path"] = str(path)
     fields["sha256"] = sha256_file(path)

@@ -229,6 +229,12 @@ def select(
         by_id[pinned.id] = pinned
         cand = judge(kind, meta, pinned, rule)
         receipt = Receipt(kind, frame, policy, [cand])
+        unwaivable = [r for r in cand.reasons if r.startswith(("type:", "instrument:"))]
+        if unwaivable:
+            raise NoCalibrationError(
+                f"pinned {kind} id {pinned.id} cannot be used for this frame, even with a "
+                f"waiver: {'; '.join(unwaivable)}", receipt, meta.path,
+            )
         if not cand.accepted and not waive:
             raise NoCalibrationError(
                 f"pinned {kind} id {pinned.id} fails the hard gates for this frame: "

@@ -49,7 +49,9 @@ def main() -> None:
     """Console-script entry: turns ccdflow errors into one clear line and an exit status."""
     _add_commands()
     try:
-        cli.main(standalone_mode=False)
+        status = cli.main(standalone_mode=False)
+        if isinstance(status, int) and status:  # ctx.exit(n) returns n in this mode
+            sys.exit(status)
     except click.exceptions.Abort:
         err_console.print("aborted")
         sys.exit(130)

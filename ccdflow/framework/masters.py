@@ -66,16 +66,19 @@ def build_master(
     """Preprocess every input (overscan, trim, bias, dark as the recipe says) and combine."""
     check_group(kind, metas, config)
     calibrations = dict(calibrations or {})
-    frames, masks, scales = [], [], []
+    frames, masks, scales, levels = [], [], [], []
     for meta in metas:
         ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
         ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
+        overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS") and k != "CF_OSCAN"]
+        levels.append(float(np.mean(overscan)) if overscan else 0.0)
         if kind == "flat":
             level = float(np.nanmedian(ccd.data))
             if not np.isfinite(level) or level <= 0:
                 raise UnprocessableInputError(f"flat has median {level:.4g} after bias/dark; "
                                               "cannot scale it", path=meta.path)
             scales.append(1.0 / level)
+            levels[-1] = level
         frames.append(ccd.data)
         masks.append(ccd.mask)
     with warnings.catch_warnings():
@@ -86,7 +89,7 @@ def build_master(
         norm = float(np.nanmedian(data))
         data, error = data / norm, error / norm
     header = _master_header(kind, metas, ccd.header, method, clip, config, calibration_paths or {})
-    stats = master_stats(kind, data, metas)
+    stats = master_stats(kind, data, metas, levels)
     for key, (value, comment) in stats.items():
         header[key] = (value, comment)
     mask = result.n_used == 0
@@ -95,15 +98,29 @@ def build_master(
                    mask=mask if mask.any() else None)
 
 
-def master_stats(kind: str, data: np.ndarray, metas: Sequence[FrameMeta]) -> dict[str, tuple]:
-    """Statistics the caldb tracks over time (level, noise, dark rate)."""
-    finite = data[np.isfinite(data)]
+def master_stats(
+    kind: str, data: np.ndarray, metas: Sequence[FrameMeta], input_levels: Sequence[float] = ()
+) -> dict[str, tuple]:
+    """Statistics the caldb tracks over time.
+
+    ``CF_LEVEL`` is the level of the raw inputs: for a bias, the overscan level removed plus
+    what is left in the master (the bias level people watch drift); for a flat, the mean
+    median of its inputs before normalisation (lamp or twilight brightness). ``CF_NOISE`` is
+    a 3-sigma clipped standard deviation (MAD steps on integer data hide real changes).
+    """
+    finite = data[np.isfinite(data)].astype(np.float64)
     median = float(np.median(finite))
-    noise = float(1.4826 * np.median(np.abs(finite - median)))
+    mad = 1.4826 * float(np.median(np.abs(finite - median)))
+    if mad > 0:
+        finite = finite[np.abs(finite - median) < 3 * mad]
     stats: dict[str, tuple] = {
         "CF_MED": (round(median, 5), "median of the master"),
-        "CF_NOISE": (round(noise, 5), "robust std of the master"),
+        "CF_NOISE": (round(float(np.std(finite)), 5), "3-sigma clipped std of the master"),
     }
+    if kind == "bias" and input_levels:
+        stats["CF_LEVEL"] = (round(mean(input_levels) + median, 4), "bias level of inputs (ADU)")
+    if kind == "flat" and input_levels:
+        stats["CF_LEVEL"] = (round(mean(input_levels), 3), "mean input level (ADU)")
     if kind == "dark":
         exptime = mean(m.exposure_time for m in metas)
         if exptime > 0:
