@@ -1,4 +1,4 @@
-"""caldb on real SQLite files and a real PostgreSQL server: ingest of real master files, best(), quality, products, stale."""
+"""caldb on real SQLite files and a real PostgreSQL server: ingest, best(), quality, products, stale."""
 
 from __future__ import annotations
 
@@ -211,3 +211,48 @@ def test_products_used_by_and_stale(db, built):
     stale = db.stale(lambda inst, kind: rules[kind])
     assert [(s["product_id"], s["type"], s["used"]) for s in stale] == [(pid, "bias", bias_id)]
     assert stale[0]["best_now"] not in (None, bias_id)
+
+
+@pytest.mark.parametrize(("card", "value", "expected"), [
+    ("CF_BIN", "banana", "CF_BIN"), ("NCOMBINE", "many", "NCOMBINE"), ("CF_TEMP", "warm", "CF_TEMP"),
+    ("CF_RAWSH", "big", "CF_RAWSH"), ("NCOMBINE", 0, "whole number >= 1"),
+])
+def test_nonsense_metadata_is_refused_naming_the_card(db, built, tmp_path, card, value, expected):
+    manager, _, masters, *_ = built
+    good = next(p for (k, *_), (p, _) in masters.items() if k == "bias")
+    bad = tmp_path / "bad.fits"
+    with fits.open(good) as hdul:
+        hdul[0].header[card] = value
+        hdul.writeto(bad)
+    (result, ok) = db.add_many([bad, good], manager)
+    assert result.id is None and expected in result.error and str(value) in result.error
+    assert ok.created
+
+
+def test_instrument_option_must_agree_with_a_ccdflow_master(db, built):
+    manager, _, masters, *_ = built
+    path = next(p for (k, *_), (p, _) in masters.items() if k == "bias")
+    with pytest.raises(Exception, match="--instrument efosc2 contradicts the file"):
+        db.add(path, manager, instrument="efosc2")
+
+
+def test_stale_says_when_the_used_master_was_marked_bad(db, built):
+    manager, config, masters, science, root = built
+    add_all(db, built)
+    meta, rules = science[0], config.instrument.caldb
+    used = {"bias": db.best("bias", meta, rules["bias"])[1]}
+    db.record_product(root / "p.fits", meta, used)
+    db.mark_bad(used["bias"].selected_id, "striping")
+    (stale,) = db.stale(lambda inst, kind: rules[kind])
+    assert f"bias {used['bias'].selected_id} was marked bad (striping)" in stale["reason"]
+
+
+def test_bias_history_level_tracks_the_simulated_bias_level(db, built):
+    from ccdflow.caldb.history import history
+
+    manager, *_ = built
+    add_all(db, built)
+    series = history(db, "bias")
+    assert len(series) == 2
+    for point in series:  # simulator: 1000 ADU plus a few ADU of nightly drift and offsets
+        assert point["value"] == pytest.approx(1000.0, abs=15.0)

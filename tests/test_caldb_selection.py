@@ -170,3 +170,10 @@ def test_receipt_lists_every_candidate_accepted_first():
     summary = receipt.summary()
     assert summary["selected_id"] == 2 and summary["n_candidates"] == 3
     assert receipt.to_dict()["candidates"][0]["id"] == 2
+
+
+def test_type_and_instrument_can_never_be_waived():
+    with pytest.raises(NoCalibrationError, match="even with a waiver: type: need dark, is flat"):
+        select("dark", frame(), [], RULES["dark"], pinned=rec(5, type="flat"), waive=True)
+    with pytest.raises(NoCalibrationError, match="even with a waiver: instrument"):
+        select("dark", frame(), [], RULES["dark"], pinned=rec(6, instrument="efosc2"), waive=True)
