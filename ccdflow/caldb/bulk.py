@@ -9,13 +9,13 @@ by SHA-256 so concurrent batches take PostgreSQL's unique-index locks in the sam
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import JSON, Table, select
 from sqlalchemy import insert as core_insert
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,8 @@ from ccdflow.caldb.selection import utc
 _TABLE = Calibration.__table__
 _COLUMNS = [c.name for c in _TABLE.columns if c.name not in ("id", "quality", "ingested_at")]
 _OPTIONAL = {c.name for c in _TABLE.columns if c.nullable} | {"stats"}
-_UPSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+_CONVERT = {c.name: c.type.python_type for c in _TABLE.columns
+            if c.name in _COLUMNS and c.type.python_type in (float, int, str)}
 
 
 def _row(fields: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +42,55 @@ def _row(fields: dict[str, Any]) -> dict[str, Any]:
     for key, value in row.items():
         if isinstance(value, datetime):
             row[key] = utc(value)
+        elif value is not None and key in _CONVERT:
+            # Plain Python values: SQLite would store a numpy integer as a blob, and
+            # PostgreSQL's driver refuses an array that mixes int and float.
+            row[key] = _CONVERT[key](value)
     return row
+
+
+def _pg_unnest(session: Session, table: Table, rows: list[dict[str, Any]], suffix: str = ""):
+    """PostgreSQL: ``INSERT ... SELECT FROM unnest(one array per column)``, one short statement.
+
+    Several times faster than a multi-row VALUES of 1,000 x 27 parameters, which the driver
+    has to parse anew every time. Only names and types from the table definition are written
+    into the SQL; every value travels as a bound array parameter.
+    """
+    dialect = session.get_bind().dialect
+    names, arrays, columns = list(rows[0]), {}, []
+    for i, name in enumerate(names):
+        kind = table.c[name].type
+        is_json = isinstance(kind, JSON)
+        arrays[f"a{i}"] = [json.dumps(r[name]) if is_json else r[name] for r in rows]
+        sql_type = "TEXT" if is_json else kind.compile(dialect=dialect)
+        columns.append((f'"{name}"', f"%(a{i})s::{sql_type}[]",
+                        f'u."{name}"' + ("::json" if is_json else "")))
+    into, arrays_sql, values = (", ".join(parts) for parts in zip(*columns, strict=True))
+    sql = (f"INSERT INTO {table.name} ({into}) SELECT {values} "
+           f"FROM unnest({arrays_sql}) AS u({into}) {suffix}")
+    return session.connection().exec_driver_sql(sql, arrays)
+
+
+def _insert_calibrations(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert, skipping SHA-256s already present: {sha256: id} of the rows this call created."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return dict(_pg_unnest(session, _TABLE, rows,
+                               "ON CONFLICT (sha256) DO NOTHING RETURNING sha256, id").all())
+    stmt = core_insert(_TABLE)
+    if dialect == "sqlite":
+        stmt = sqlite_insert(_TABLE).on_conflict_do_nothing(index_elements=["sha256"])
+    # (another backend: no race-proof upsert, but the unique index still refuses duplicates)
+    return dict(session.execute(stmt.returning(_TABLE.c.sha256, _TABLE.c.id), rows).all())
+
+
+def _insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:  # an empty executemany would insert one row of NULLs
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        _pg_unnest(session, table, rows)
+    else:
+        session.execute(core_insert(table), rows)
 
 
 def insert_batch(session: Session, batch: Sequence[dict[str, Any]], who: str, now: datetime,
@@ -63,29 +112,20 @@ def insert_batch(session: Session, batch: Sequence[dict[str, Any]], who: str, no
     todo = [sha for sha in order if sha not in ids]
     created: dict[str, int] = {}
     if todo:
-        upsert = _UPSERT.get(session.get_bind().dialect.name)
-        if upsert is None:  # another backend: no race-proof upsert, the unique index still holds
-            stmt = core_insert(_TABLE)
-        else:
-            stmt = upsert(_TABLE).on_conflict_do_nothing(index_elements=["sha256"])
-        result = session.execute(
-            stmt.returning(_TABLE.c.sha256, _TABLE.c.id),
-            [{**rows[sha], "quality": "good", "ingested_at": now} for sha in todo],
-        )
-        created = dict(result.all())
+        created = _insert_calibrations(
+            session, [{**rows[sha], "quality": "good", "ingested_at": now} for sha in todo])
         lost = [sha for sha in todo if sha not in created]  # another process inserted them first
         if lost:
             ids.update(session.execute(select(Calibration.sha256, Calibration.id)
                                        .where(Calibration.sha256.in_(lost))).all())
         ids.update(created)
-        links = [{"calibration_id": created[sha], "name": str(name), "sha256": digest}
-                 for sha in todo if sha in created for name, digest in inputs[sha]]
-        if links:
-            session.execute(core_insert(CalibrationInput.__table__), links)
-        events = [{"calibration_id": created[sha], "action": "ingest", "reason": None, "who": who,
-                   "at": now, "details": details} for sha in todo if sha in created]
-        if events:  # an empty executemany would insert one row of NULLs
-            session.execute(core_insert(CalibrationEvent.__table__), events)
+        new = [sha for sha in todo if sha in created]
+        _insert(session, CalibrationInput.__table__, [
+            {"calibration_id": created[sha], "name": str(name), "sha256": digest}
+            for sha in new for name, digest in inputs[sha]])
+        _insert(session, CalibrationEvent.__table__, [
+            {"calibration_id": created[sha], "action": "ingest", "reason": None, "who": who,
+             "at": now, "details": details} for sha in new])
     out, reported = [], set()
     for fields in batch:
         sha = fields["sha256"]

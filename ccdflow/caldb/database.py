@@ -24,9 +24,11 @@ from ccdflow.caldb.models import (
     Product,
     ProductCalibration,
 )
-from ccdflow.caldb.selection import CalRecord, NoCalibrationError, Receipt, now_utc, utc
+from ccdflow.caldb.selection import _FRAME_VALUE as FRAME_VALUE
+from ccdflow.caldb.selection import _RECORD_FIELD as RECORD_FIELD
+from ccdflow.caldb.selection import CalRecord, NoCalibrationError, Receipt, judge, now_utc, utc
 from ccdflow.caldb.selection import select as choose
-from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.errors import CcdflowError
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.instrument import MatchRule
 
@@ -94,7 +96,7 @@ class CalDB:
         for path in paths:
             try:
                 results.append(self.add(path, manager, **options))
-            except (UnprocessableInputError, OSError) as exc:
+            except (CcdflowError, OSError, ValueError) as exc:
                 results.append(AddResult(str(path), None, False, str(exc)))
         return results
 
@@ -148,15 +150,25 @@ class CalDB:
 
     def _records(self, session: Session, kind: str, meta: FrameMeta,
                  rule: MatchRule) -> tuple[list[CalRecord], int]:
-        """Candidates inside the age window (an indexed range scan), and how many are outside."""
+        """Candidates for ``best``, and how many records of the kind the query left out.
+
+        First the records that pass the rule's equality gates (detector, binning, filter...)
+        inside the age window: one range scan of ``ix_calibration_setup``, and these are the
+        candidates the receipt lists. Only when none of them passes every gate are all records
+        of the type and instrument read, so that "none found" explains a wrong binning or filter.
+        """
         t = utc(meta.date_obs)
         window = timedelta(days=rule.max_age_days)
-        base = (Calibration.type == kind, Calibration.instrument == meta.instrument)
-        rows = session.execute(select(*_RECORD_COLUMNS).where(
-            *base, Calibration.obs_time >= t - window, Calibration.obs_time <= t + window)).all()
-        records = [CalRecord(*row) for row in rows]
-        total = session.scalar(select(func.count()).select_from(Calibration).where(*base))
-        excluded = (total or 0) - len(records)
+        base = [Calibration.type == kind, Calibration.instrument == meta.instrument]
+        gates = []
+        for key in rule.must_match:
+            if key in FRAME_VALUE and key != "instrument":
+                column, value = getattr(Calibration, RECORD_FIELD.get(key, key)), FRAME_VALUE[key](meta)
+                gates.append(column.is_(None) if value is None else column == value)
+        records, excluded = self._in_window(session, [*base, *gates], t, window)
+        if any(judge(kind, meta, r, rule).accepted for r in records):
+            return records, excluded
+        records, excluded = self._in_window(session, base, t, window)
         if not records and excluded:  # explain with the nearest ones outside the window
             nearest = session.execute(select(*_RECORD_COLUMNS).where(*base).order_by(
                 func.abs(func.julianday(Calibration.obs_time) - func.julianday(t))
@@ -165,6 +177,15 @@ class CalDB:
             records = [CalRecord(*row) for row in nearest]
             excluded -= len(records)
         return records, excluded
+
+    @staticmethod
+    def _in_window(session: Session, where: list, t: datetime,
+                   window: timedelta) -> tuple[list[CalRecord], int]:
+        """Records matching ``where`` within ``window`` of ``t``, and how many match outside it."""
+        rows = session.execute(select(*_RECORD_COLUMNS).where(
+            *where, Calibration.obs_time >= t - window, Calibration.obs_time <= t + window)).all()
+        total = session.scalar(select(func.count()).select_from(Calibration).where(*where))
+        return [CalRecord(*row) for row in rows], (total or 0) - len(rows)
 
     def best(self, kind: str, meta: FrameMeta, rule: MatchRule, *, pin: int | str | None = None,
              waive: bool = False) -> tuple[dict[str, Any], Receipt]:
@@ -285,10 +306,18 @@ class CalDB:
                 except NoCalibrationError as exc:
                     new_id, why = None, str(exc)
                 if new_id != old_id:
+                    if why is None:
+                        why = self._why_replaced(kind, old_id, new_id)
                     out.append({"product_id": product.id, "path": product.path, "type": kind,
-                                "used": old_id, "best_now": new_id,
-                                "reason": why or f"{kind} {new_id} now ranks before {old_id}"})
+                                "used": old_id, "best_now": new_id, "reason": why})
         return out
+
+    def _why_replaced(self, kind: str, old_id: int, new_id: int) -> str:
+        with self.sessions.read() as session:
+            old = session.get(Calibration, old_id)
+        if old is not None and old.quality == "bad":
+            return f"{kind} {old_id} was marked bad ({old.quality_reason}); best now is {new_id}"
+        return f"{kind} {new_id} now ranks before {old_id}"
 
     @property
     def display_url(self) -> str:

@@ -54,7 +54,12 @@ class Calibration(Base):
         back_populates="calibration", cascade="all, delete-orphan", order_by="CalibrationEvent.id"
     )
 
-    __table_args__ = (Index("ix_calibration_match", "type", "instrument", "obs_time"),)
+    __table_args__ = (
+        Index("ix_calibration_match", "type", "instrument", "obs_time"),
+        # best(): equality gates, then the age window; filter last so counting flats is index-only.
+        Index("ix_calibration_setup", "type", "instrument", "detector", "binning", "readout_mode",
+              "raw_shape", "obs_time", "filter"),
+    )
 
 
 class CalibrationInput(Base):
