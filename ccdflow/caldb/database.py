@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ccdflow import __version__
@@ -33,6 +34,22 @@ from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.instrument import MatchRule
 
 _RECORD_COLUMNS = [getattr(Calibration, f) for f in CalRecord.__dataclass_fields__]
+
+
+@functools.cache
+def _setup_queries(keys: tuple[tuple[str, bool], ...]) -> tuple[Select, Select]:
+    """Records of one setup in the age window, and the count of that setup: built once per set
+    of gate keys (``(key, value is None)``), then only executed with new parameters."""
+    c = Calibration.__table__.c
+    where = [c.type == bindparam("kind", type_=c.type.type),
+             c.instrument == bindparam("instrument", type_=c.instrument.type)]
+    for key, is_null in keys:
+        column = c[RECORD_FIELD.get(key, key)]
+        where.append(column.is_(None) if is_null else column == bindparam(f"v_{key}", type_=column.type))
+    time = c.obs_time
+    rows = select(*(c[f] for f in CalRecord.__dataclass_fields__)).where(
+        *where, time >= bindparam("t0", type_=time.type), time <= bindparam("t1", type_=time.type))
+    return rows, select(func.count()).select_from(Calibration.__table__).where(*where)
 
 
 @dataclass
@@ -159,15 +176,17 @@ class CalDB:
         """
         t = utc(meta.date_obs)
         window = timedelta(days=rule.max_age_days)
-        base = [Calibration.type == kind, Calibration.instrument == meta.instrument]
-        gates = []
-        for key in rule.must_match:
-            if key in FRAME_VALUE and key != "instrument":
-                column, value = getattr(Calibration, RECORD_FIELD.get(key, key)), FRAME_VALUE[key](meta)
-                gates.append(column.is_(None) if value is None else column == value)
-        records, excluded = self._in_window(session, [*base, *gates], t, window)
+        values = {key: FRAME_VALUE[key](meta) for key in rule.must_match
+                  if key in FRAME_VALUE and key != "instrument"}
+        rows_sql, count_sql = _setup_queries(tuple((k, v is None) for k, v in values.items()))
+        params = {"kind": kind, "instrument": meta.instrument, "t0": t - window, "t1": t + window,
+                  **{f"v_{k}": v for k, v in values.items() if v is not None}}
+        conn = session.connection()
+        records = [CalRecord(*row) for row in conn.execute(rows_sql, params)]
+        excluded = conn.execute(count_sql, params).scalar_one() - len(records)
         if any(judge(kind, meta, r, rule).accepted for r in records):
             return records, excluded
+        base = [Calibration.type == kind, Calibration.instrument == meta.instrument]
         records, excluded = self._in_window(session, base, t, window)
         if not records and excluded:  # explain with the nearest ones outside the window
             nearest = session.execute(select(*_RECORD_COLUMNS).where(*base).order_by(
