@@ -144,6 +144,13 @@ def test_a_foreign_schema_without_revision_is_not_touched(caldb_url, writer):
         schema.upgrade(writer)
 
 
+def test_the_head_revision_constant_is_the_migrations_head():
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(schema.alembic_config())
+    assert schema.head_revision() == script.get_current_head() == schema.known_revisions()[-1]
+
+
 def test_migrations_need_no_ini_file_and_ship_as_package_data():
     config = schema.alembic_config()
     assert config.config_file_name is None
