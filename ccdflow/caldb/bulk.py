@@ -49,6 +49,23 @@ def _row(fields: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _known(session: Session, shas: list[str]) -> dict[str, int]:
+    """{sha256: id} of the given SHA-256s already in the database."""
+    if not shas:
+        return {}
+    if session.get_bind().dialect.name == "postgresql":
+        # A join with the array, not IN (...): once the driver prepares the statement, PostgreSQL's
+        # generic plan for a 500-item IN list scans the whole table, comparing every item per row.
+        return dict(session.connection().exec_driver_sql(
+            "SELECT c.sha256, c.id FROM unnest(%(shas)s::VARCHAR(64)[]) AS u(sha) "
+            "JOIN calibration c ON c.sha256 = u.sha", {"shas": shas}).all())
+    found: dict[str, int] = {}
+    for start in range(0, len(shas), 500):  # well under SQLite's bound-parameter limit
+        found.update(session.execute(select(Calibration.sha256, Calibration.id)
+                                     .where(Calibration.sha256.in_(shas[start:start + 500]))).all())
+    return found
+
+
 def _pg_unnest(session: Session, table: Table, rows: list[dict[str, Any]], suffix: str = ""):
     """PostgreSQL: ``INSERT ... SELECT FROM unnest(one array per column)``, one short statement.
 
@@ -104,20 +121,14 @@ def insert_batch(session: Session, batch: Sequence[dict[str, Any]], who: str, no
             rows[sha] = _row(fields)
             inputs[sha] = list(fields.get("inputs") or [])
     order = sorted(rows)
-    ids: dict[str, int] = {}
-    for start in range(0, len(order), 500):  # well under SQLite's bound-parameter limit
-        chunk = order[start:start + 500]
-        ids.update(session.execute(select(Calibration.sha256, Calibration.id)
-                                   .where(Calibration.sha256.in_(chunk))).all())
+    ids = _known(session, order)
     todo = [sha for sha in order if sha not in ids]
     created: dict[str, int] = {}
     if todo:
         created = _insert_calibrations(
             session, [{**rows[sha], "quality": "good", "ingested_at": now} for sha in todo])
-        lost = [sha for sha in todo if sha not in created]  # another process inserted them first
-        if lost:
-            ids.update(session.execute(select(Calibration.sha256, Calibration.id)
-                                       .where(Calibration.sha256.in_(lost))).all())
+        # Another process inserted these since _known looked: take the ids of its rows.
+        ids.update(_known(session, [sha for sha in todo if sha not in created]))
         ids.update(created)
         new = [sha for sha in todo if sha in created]
         _insert(session, CalibrationInput.__table__, [
