@@ -37,9 +37,9 @@ _RECORD_COLUMNS = [getattr(Calibration, f) for f in CalRecord.__dataclass_fields
 
 
 @functools.cache
-def _setup_queries(keys: tuple[tuple[str, bool], ...]) -> tuple[Select, Select]:
-    """Records of one setup in the age window, and the count of that setup: built once per set
-    of gate keys (``(key, value is None)``), then only executed with new parameters."""
+def _setup_query(keys: tuple[tuple[str, bool], ...]) -> Select:
+    """Records of one setup in the age window, each with the count of the whole setup: built
+    once per set of gate keys (``(key, value is None)``), then only executed with new values."""
     c = Calibration.__table__.c
     where = [c.type == bindparam("kind", type_=c.type.type),
              c.instrument == bindparam("instrument", type_=c.instrument.type)]
@@ -47,9 +47,10 @@ def _setup_queries(keys: tuple[tuple[str, bool], ...]) -> tuple[Select, Select]:
         column = c[RECORD_FIELD.get(key, key)]
         where.append(column.is_(None) if is_null else column == bindparam(f"v_{key}", type_=column.type))
     time = c.obs_time
-    rows = select(*(c[f] for f in CalRecord.__dataclass_fields__)).where(
+    # The setup's size rides along with every row (computed once): one round trip, not two.
+    total = select(func.count()).select_from(Calibration.__table__).where(*where).scalar_subquery()
+    return select(*(c[f] for f in CalRecord.__dataclass_fields__), total).where(
         *where, time >= bindparam("t0", type_=time.type), time <= bindparam("t1", type_=time.type))
-    return rows, select(func.count()).select_from(Calibration.__table__).where(*where)
 
 
 @dataclass
@@ -178,14 +179,13 @@ class CalDB:
         window = timedelta(days=rule.max_age_days)
         values = {key: FRAME_VALUE[key](meta) for key in rule.must_match
                   if key in FRAME_VALUE and key != "instrument"}
-        rows_sql, count_sql = _setup_queries(tuple((k, v is None) for k, v in values.items()))
+        query = _setup_query(tuple((k, v is None) for k, v in values.items()))
         params = {"kind": kind, "instrument": meta.instrument, "t0": t - window, "t1": t + window,
                   **{f"v_{k}": v for k, v in values.items() if v is not None}}
-        conn = session.connection()
-        records = [CalRecord(*row) for row in conn.execute(rows_sql, params)]
-        excluded = conn.execute(count_sql, params).scalar_one() - len(records)
+        rows = session.connection().execute(query, params).all()
+        records = [CalRecord(*row[:-1]) for row in rows]
         if any(judge(kind, meta, r, rule).accepted for r in records):
-            return records, excluded
+            return records, rows[0][-1] - len(rows)
         base = [Calibration.type == kind, Calibration.instrument == meta.instrument]
         records, excluded = self._in_window(session, base, t, window)
         if not records and excluded:  # explain with the nearest ones outside the window
