@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Index, MetaData, inspect, text
+from sqlalchemy import Index, MetaData, Text, inspect, text
 
 from ccdflow.caldb import CalDB, CaldbError, schema
 from ccdflow.caldb.connection import display_url, make_engines
@@ -161,3 +161,39 @@ def test_migrations_need_no_ini_file_and_ship_as_package_data():
     shipped = [p.relative_to(package).as_posix() for p in (package / "migrations").rglob("*")
                if p.is_file() and "__pycache__" not in p.parts]
     assert shipped and all(any(fnmatch(f, g) for g in package_data) for f in shipped), shipped
+
+
+def _rebuild_calibration_table(config, target) -> None:
+    """What a future migration that alters `calibration` does on SQLite (Alembic batch mode)."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    ops = Operations(MigrationContext.configure(config.attributes["connection"]))
+    with ops.batch_alter_table("calibration", recreate="always") as batch:
+        batch.alter_column("path", existing_type=Text(), nullable=False)
+
+
+@pytest.mark.parametrize("foreign_keys_off", [True, False])
+def test_a_sqlite_table_rebuild_during_upgrade_keeps_the_rows_referring_to_it(
+        tmp_path, monkeypatch, foreign_keys_off):
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'caldb.sqlite'}"
+    db = CalDB.create(url)
+    db.add_fields(fake_calibration_fields("a" * 64))
+    db.close()
+    _, writer = make_engines(url)
+    if foreign_keys_off:  # what schema.upgrade does
+        monkeypatch.setattr(command, "upgrade", _rebuild_calibration_table)
+        schema.upgrade(writer)
+    else:  # the same rebuild with foreign keys on: the reason upgrade turns them off
+        with writer.begin() as conn:
+            config = schema.alembic_config()
+            config.attributes["connection"] = conn
+            _rebuild_calibration_table(config, "head")
+    with writer.connect() as conn:
+        kept = [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                for t in ("calibration", "calibration_input", "calibration_event")]
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    writer.dispose()
+    assert kept == ([1, 3, 1] if foreign_keys_off else [1, 0, 0])

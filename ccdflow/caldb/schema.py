@@ -2,7 +2,12 @@
 
 ``upgrade`` is what ``ccdflow caldb init`` does; ``check_current`` is what every ``CalDB`` open
 does, so an old database opened by a newer ccdflow (or the reverse) says what to run.
-Alembic itself is imported only when migrations run or the head revision is first asked for.
+Alembic itself is imported only when migrations run.
+
+A schema change: edit models.py, add ``migrations/versions/NNNN_what.py`` (``down_revision`` the
+previous head; ``alembic.command.revision(alembic_config(URL), "what", autogenerate=True)``
+drafts one against a database at the current head), set ``HEAD_REVISION``. The tests check that
+the migrated schema equals models.py on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -88,6 +93,11 @@ def _upgrade_in(conn: Connection, target: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = conn
     command.upgrade(config, target)
+    if conn.dialect.name == "sqlite":
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if broken:
+            raise SchemaError(f"upgrade to {target} would break {len(broken)} references, "
+                              f"e.g. {tuple(broken[0])}: nothing was changed")
 
 
 def upgrade(engine: Engine, target: str = "head") -> None:
@@ -98,8 +108,19 @@ def upgrade(engine: Engine, target: str = "head") -> None:
     """
 
     def attempt() -> None:
-        with engine.begin() as conn:
-            _upgrade_in(conn, target)
+        with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite alters a table by copying it and dropping the old one (Alembic batch
+                # mode), and with foreign keys on, DROP TABLE cascades into the rows that
+                # refer to it. The pragma works only outside a transaction, so set it before.
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    _upgrade_in(conn, target)
+            finally:
+                if sqlite:
+                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
     with_retry(attempt)
 
