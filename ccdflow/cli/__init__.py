@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -18,7 +19,38 @@ err_console = Console(stderr=True)
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_INPUT = 0, 1, 2, 3
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Sub-commands: module and one-line help. Modules are imported only when their command runs,
+#: so `ccdflow --help` does not pay for astropy, pydantic or SQLAlchemy.
+COMMANDS = {
+    "caldb": ("ccdflow.cli.caldb_cmd", "The calibration database: add, best, history, quality..."),
+    "config": ("ccdflow.cli.config_cmd", "Inspect the layered configuration."),
+    "demo": ("ccdflow.cli.demo_cmd", "Simulate a night, build masters, reduce it, compare with truth."),
+    "plugins": ("ccdflow.cli.plugins_cmd", "List plugins, their steps and instruments."),
+    "simulate": ("ccdflow.cli.simulate_cmd", "Simulate a night of raw frames and its truth."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a sub-command's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in COMMANDS:
+            command = importlib.import_module(COMMANDS[name][0]).command
+            self.add_command(command, name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1] if name in COMMANDS else
+                 (self.commands[name].get_short_help_str(limit=70))) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ccdflow")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option(
@@ -39,15 +71,13 @@ def cli(ctx: click.Context, verbose: int, strict_plugins: bool) -> None:
 
 
 def _add_commands() -> None:
-    from ccdflow.cli import caldb_cmd, config_cmd, demo_cmd, plugins_cmd, simulate_cmd
-
-    for module in (plugins_cmd, config_cmd, simulate_cmd, demo_cmd, caldb_cmd):
-        cli.add_command(module.command)
+    """Load every sub-command now (tests and tools that inspect ``cli.commands``)."""
+    for name in COMMANDS:
+        cli.get_command(click.Context(cli), name)
 
 
 def main() -> None:
     """Console-script entry: turns ccdflow errors into one clear line and an exit status."""
-    _add_commands()
     try:
         status = cli.main(standalone_mode=False)
         if isinstance(status, int) and status:  # ctx.exit(n) returns n in this mode
