@@ -170,3 +170,30 @@ def test_frame_without_overscan_skips_overscan(manager):
     context = StepContext(make_meta(frame_type="bias", shape=(10, 10)), config.instrument)
     out = run_recipe(manager, ccd, config, context, {})
     assert out.header["CF_OVERS"] == "SKIPPED" and out.header["CF_TRIM"] == "DONE"
+
+
+def test_uncertainty_matches_ccdproc_create_deviation(manager):
+    ccd = CCDData(RNG.normal(200, 40, (30, 30)).astype(np.float32), unit="adu")
+    ccd.data[0, 0] = -50.0  # negative signal: no Poisson term, as ccdproc with disregard_nan
+    meta = make_meta(shape=ccd.shape, gain=1.5, read_noise=6.0)
+    ours = run(manager, "uncertainty", ccd, meta=meta)
+    ref = ccdproc.create_deviation(ccd, gain=1.5 * u.electron / u.adu, readnoise=6.0 * u.electron,
+                                   disregard_nan=True)
+    np.testing.assert_allclose(ours.uncertainty.array, ref.uncertainty.array, rtol=1e-5)
+
+
+def test_uncertainty_adds_to_what_the_frame_already_carries(manager):
+    ccd = with_error(CCDData(np.full((4, 4), 100.0, np.float32), unit="adu"), 3.0)
+    ours = run(manager, "uncertainty", ccd, meta=make_meta(shape=(4, 4), gain=1.0, read_noise=0.0))
+    np.testing.assert_allclose(ours.uncertainty.array, np.sqrt(100.0 + 9.0), rtol=1e-6)
+
+
+def test_gain_matches_ccdproc_gain_correct(manager):
+    ccd = with_error(CCDData(RNG.normal(200, 40, (30, 30)).astype(np.float32), unit="adu"), 2.0)
+    ours = run(manager, "gain", ccd, meta=make_meta(shape=ccd.shape, gain=1.5))
+    ref = ccdproc.gain_correct(ccd, 1.5 * u.electron / u.adu)
+    np.testing.assert_allclose(ours.data, ref.data, rtol=1e-6)
+    np.testing.assert_allclose(ours.uncertainty.array, ref.uncertainty.array, rtol=1e-6)
+    assert str(ours.unit) == "electron" and ours.header["CF_GAINV"] == 1.5
+    with pytest.raises(UnprocessableInputError, match="gain expects ADU data"):
+        run(manager, "gain", ours, meta=make_meta(shape=ccd.shape, gain=1.5))

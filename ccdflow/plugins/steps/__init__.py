@@ -12,10 +12,13 @@ def builtin_steps() -> list[type[Step]]:
     from ccdflow.plugins.steps.bias import BiasSubtractor
     from ccdflow.plugins.steps.dark import DarkSubtractor
     from ccdflow.plugins.steps.flat import FlatDivider
+    from ccdflow.plugins.steps.gain import GainCorrector
     from ccdflow.plugins.steps.overscan import OverscanSubtractor
     from ccdflow.plugins.steps.trim import Trimmer
+    from ccdflow.plugins.steps.uncertainty import UncertaintyEstimator
 
-    return [OverscanSubtractor, Trimmer, BiasSubtractor, DarkSubtractor, FlatDivider]
+    return [OverscanSubtractor, Trimmer, BiasSubtractor, DarkSubtractor, FlatDivider,
+            UncertaintyEstimator, GainCorrector]
 
 
 @hookimpl

@@ -1,0 +1,28 @@
+"""ADU to electrons."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.nddata import CCDData
+
+from ccdflow.framework.arithmetic import header_of
+from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.step import Step, StepContext, StepParams
+
+
+class GainCorrector(Step):
+    name = "gain"
+    Params = StepParams
+    description = "Multiply by the gain (e-/ADU): data and uncertainty in electrons."
+
+    def run(self, ccd: CCDData, params: StepParams, calibrations, context: StepContext) -> CCDData:
+        if str(ccd.unit) not in ("adu", "ct"):
+            raise UnprocessableInputError(f"gain expects ADU data, got unit {ccd.unit}",
+                                          path=context.meta.path)
+        gain = np.float32(context.meta.gain or context.instrument.gain)
+        unc = None if ccd.uncertainty is None else ccd.uncertainty.__class__(
+            np.asarray(ccd.uncertainty.array, np.float32) * gain)
+        header = header_of(ccd)
+        header["CF_GAINV"] = (float(gain), "gain applied (e-/ADU)")
+        return CCDData(np.asarray(ccd.data, np.float32) * gain, unit="electron", header=header,
+                       mask=ccd.mask, uncertainty=unc)
