@@ -12,7 +12,7 @@ import numpy as np
 
 from ccdflow.caldb import CalDB, NoCalibrationError, Receipt
 from ccdflow.framework.config import build
-from ccdflow.framework.fitsio import sha256_file, write_ccd
+from ccdflow.framework.fitsio import write_ccd
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.masters import build_master
 from ccdflow.framework.plugins import get_plugin_manager
@@ -68,7 +68,7 @@ def run_demo(
     def choose(kind: str, meta: FrameMeta) -> tuple[MasterRef, Receipt]:
         record, receipt = db.best(kind, meta, config.instrument.caldb[kind])
         if record["id"] not in loaded:
-            loaded[record["id"]] = MasterRef.load(kind, record["path"], record["id"])
+            loaded[record["id"]] = MasterRef.load(kind, record["path"], record["id"], record["sha256"])
         return loaded[record["id"]], receipt
 
     t1 = time.perf_counter()
@@ -95,9 +95,10 @@ def run_demo(
         except NoCalibrationError as exc:
             result.rejected.append((str(meta.path), str(exc)))
             continue
-        ccd = reduce_frame(meta, manager, config, {k: m for k, (m, _) in chosen.items()}, out_path)
+        ccd, checksum = reduce_frame(meta, manager, config, {k: m for k, (m, _) in chosen.items()},
+                                     out_path)
         db.record_product(out_path, meta, {k: r for k, (_, r) in chosen.items()},
-                          sha256=sha256_file(out_path), raw_sha256=ccd.header["CF_RAWS"],
+                          sha256=checksum, raw_sha256=ccd.header["CF_RAWS"],
                           config_hash=config.config_hash())
         entry = {"path": str(out_path), **{k: m.path.name for k, (m, _) in chosen.items()}}
         flat = chosen.get("flat", (None, None))[0]

@@ -158,6 +158,7 @@ def resolve(
     steps: Mapping[str, type],
     instrument: Instrument,
     instrument_source: str,
+    plugin_layer: tuple[str, Mapping[str, Any]],
     instrument_file: tuple[str, Mapping[str, Any]] | None = None,
     site_files: Iterable[tuple[str, Mapping[str, Any]]] = (),
     cli_params: Mapping[str, Mapping[str, Any]] | None = None,
@@ -169,9 +170,7 @@ def resolve(
             key: Setting(f.get_default(call_default_factory=True), "step default", cls.__module__)
             for key, f in cls.Params.model_fields.items()
         }
-    layers: list[tuple[str, str, Mapping[str, Any]]] = [
-        ("instrument plugin", instrument_source, instrument.steps)
-    ]
+    layers: list[tuple[str, str, Mapping[str, Any]]] = [("instrument plugin", *plugin_layer)]
     if instrument_file is not None:
         layers.append(("instrument file", instrument_file[0], instrument_file[1]))
     layers += [("site/night file", src, data) for src, data in site_files]
@@ -232,14 +231,12 @@ def build(
         inst = manager.instrument(name or "generic")
         plugin_steps, plugin_source = inst.steps, manager.owner("instrument", inst.name)
         inst_source = plugin_source
-    resolved = resolve(
+    return resolve(
         steps=manager.steps,
-        instrument=inst.model_copy(update={"steps": plugin_steps}),
-        instrument_source=plugin_source,
+        instrument=inst,
+        instrument_source=inst_source,
+        plugin_layer=(plugin_source, plugin_steps),
         instrument_file=file_layer,
         site_files=[(src, site.steps) for src, site in site_files],
         cli_params=parse_cli_params(params),
     )
-    resolved.instrument = inst
-    resolved.instrument_source = inst_source
-    return resolved

@@ -70,7 +70,7 @@ def build_master(
     for meta in metas:
         ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
         ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
-        overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS") and k != "CF_OSCAN"]
+        overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
         levels.append(float(np.mean(overscan)) if overscan else 0.0)
         if kind == "flat":
             level = float(np.nanmedian(ccd.data))

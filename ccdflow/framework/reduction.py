@@ -12,7 +12,7 @@ from typing import Any
 from astropy.nddata import CCDData
 
 from ccdflow.framework.config import ResolvedConfig
-from ccdflow.framework.fitsio import read_ccd, sha256_file, write_ccd
+from ccdflow.framework.fitsio import read_ccd, read_product, sha256_file, write_ccd
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.provenance import stamp_product
 from ccdflow.framework.recipe import needed_calibrations, run_recipe
@@ -33,13 +33,14 @@ class MasterRef:
     caldb_id: int | None = None
 
     @classmethod
-    def load(cls, kind: str, path: str | Path, caldb_id: int | None = None) -> MasterRef:
-        from ccdflow.framework.fitsio import read_product
-
+    def load(cls, kind: str, path: str | Path, caldb_id: int | None = None,
+             checksum: str | None = None) -> MasterRef:
+        """Read a master; pass ``checksum`` when it is already known (the caldb has it)."""
         ccd = read_product(path)
         h = ccd.header
         temp = h.get("CF_TEMP", h.get("CCD-TEMP"))
-        return cls(kind, Path(path), ccd, sha256_file(path), float(h.get("CF_EXPT", h.get("EXPTIME", 0.0))),
+        exposure = float(h.get("CF_EXPT", h.get("EXPTIME", 0.0)))
+        return cls(kind, Path(path), ccd, checksum or sha256_file(path), exposure,
                    None if temp is None else float(temp), h.get("CF_FILT", h.get("FILTER")) or None,
                    caldb_id)
 
@@ -75,8 +76,11 @@ def reduce_frame(
     config: ResolvedConfig,
     masters: Mapping[str, MasterRef],
     out_path: Path,
-) -> CCDData:
-    """Run the frame type's recipe with the given masters and write the product with provenance."""
+) -> tuple[CCDData, str]:
+    """Run the frame type's recipe with the given masters and write the product with provenance.
+
+    Returns the product and the SHA-256 of the file written.
+    """
     needed = needed_calibrations(config, meta.frame_type)
     ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
     context = StepContext(meta, config.instrument)
@@ -86,5 +90,4 @@ def reduce_frame(
         ccd.header, meta.path, config,
         {k: (m.path, m.checksum, m.caldb_id) for k, m in masters.items() if k in needed},
     )
-    write_ccd(ccd, out_path)
-    return ccd
+    return ccd, write_ccd(ccd, out_path)
