@@ -72,7 +72,7 @@ class CalibrationInput(Base):
         ForeignKey("calibration.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[str | None] = mapped_column(String(64))
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     calibration: Mapped[Calibration] = relationship(back_populates="inputs")
 
 
