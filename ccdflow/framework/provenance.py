@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from astropy.io import fits
 
@@ -22,18 +23,35 @@ def stamp_calibration(header: fits.Header, kind: str, path: str | Path, checksum
         header[f"CF_{tag}I"] = (caldb_id, f"master {kind} caldb id")
 
 
+def stamp_receipt(header: fits.Header, kind: str, summary: Mapping[str, Any]) -> None:
+    """Why a calibration was chosen: its time and temperature distance and any scaling."""
+    tag = kind.upper()[:4]
+    if summary.get("dt_days") is not None:
+        header[f"CF_{tag}DT"] = (round(float(summary["dt_days"]), 4), f"{kind}: days from frame")
+    if summary.get("dtemp") is not None:
+        header[f"CF_{tag}DK"] = (round(float(summary["dtemp"]), 3), f"{kind}: temperature diff (C)")
+    if summary.get("scaling") is not None:
+        header[f"CF_{tag}SC"] = (round(float(summary["scaling"]), 6), f"{kind}: exposure scale factor")
+    if summary.get("waiver"):
+        header[f"CF_{tag}WV"] = (str(summary["waiver"])[:68], f"{kind}: gates waived")
+
+
 def stamp_product(
     header: fits.Header,
     raw_path: str | Path,
     config: ResolvedConfig,
     calibrations: Mapping[str, tuple[str | Path, str | None, int | None]],
     raw_checksum: str | None = None,
+    receipts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Cards every reduced frame carries; ``calibrations`` maps type -> (path, sha256, caldb id)."""
+    """Cards every reduced frame carries; ``calibrations`` maps type -> (path, sha256, caldb id),
+    ``receipts`` type -> caldb receipt summary (why that master was chosen)."""
     header["CF_RAW"] = (Path(raw_path).name[:68], "raw input file")
     header["CF_RAWS"] = raw_checksum or sha256_file(raw_path)
     for kind, (path, checksum, caldb_id) in calibrations.items():
         stamp_calibration(header, kind, path, checksum, caldb_id)
+    for kind, summary in (receipts or {}).items():
+        stamp_receipt(header, kind, summary)
     header["CF_VERS"] = (__version__, "ccdflow version")
     header["CF_CHASH"] = (config.config_hash(), "ccdflow config hash")
     header["CF_INST"] = (config.instrument.name, "ccdflow instrument config")

@@ -76,10 +76,15 @@ def reduce_frame(
     config: ResolvedConfig,
     masters: Mapping[str, MasterRef],
     out_path: Path,
+    *,
+    receipts: Mapping[str, Any] | None = None,
+    raw_checksum: str | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[CCDData, str]:
     """Run the frame type's recipe with the given masters and write the product with provenance.
 
-    Returns the product and the SHA-256 of the file written.
+    ``receipts`` (caldb selection receipts) are summarised in the header; ``timings`` receives
+    each step's seconds. Returns the product and the SHA-256 of the file written.
     """
     needed = needed_calibrations(config, meta.frame_type)
     ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
@@ -89,5 +94,9 @@ def reduce_frame(
     stamp_product(
         ccd.header, meta.path, config,
         {k: (m.path, m.checksum, m.caldb_id) for k, m in masters.items() if k in needed},
+        raw_checksum=raw_checksum,
+        receipts={k: r.summary() for k, r in (receipts or {}).items() if k in needed},
     )
+    if timings is not None:
+        timings.update(context.timings)
     return ccd, write_ccd(ccd, out_path)
