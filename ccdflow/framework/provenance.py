@@ -24,8 +24,11 @@ def stamp_calibration(header: fits.Header, kind: str, path: str | Path, checksum
 
 
 def stamp_receipt(header: fits.Header, kind: str, summary: Mapping[str, Any]) -> None:
-    """Why a calibration was chosen: its time and temperature distance and any scaling."""
-    tag = kind.upper()[:4]
+    """Why a calibration was chosen: its time and temperature distance and any scaling.
+
+    Keywords are CF_ + three letters of the type + two of the quantity (8 characters, no HIERARCH).
+    """
+    tag = kind.upper()[:3]
     if summary.get("dt_days") is not None:
         header[f"CF_{tag}DT"] = (round(float(summary["dt_days"]), 4), f"{kind}: days from frame")
     if summary.get("dtemp") is not None:
