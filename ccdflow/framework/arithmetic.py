@@ -76,12 +76,14 @@ def divide_by_flat(
     s1, s2 = _std(ccd), _std(flat)
     std = None
     if s1 is not None or s2 is not None:
-        rel = np.zeros_like(data)
-        if s1 is not None:
-            rel = rel + (s1 / np.where(x == 0, np.float32(1), x)) ** 2
+        # (s1/f)^2 + (x*s2/f^2)^2, astropy's form of "relative errors add": unlike
+        # |x/f| * sqrt((s1/x)^2 + (s2/f)^2) it stays right where x == 0.
+        var = np.zeros_like(data) if s1 is None else np.square(s1 / safe)
         if s2 is not None:
-            rel = rel + (s2 / safe) ** 2
-        std = np.where(good, np.abs(data) * np.sqrt(rel), s1 if s1 is not None else 0).astype(np.float32)
+            var += np.square(data * (s2 / safe))
+        std = np.sqrt(var, out=var)
+        if s1 is not None:
+            np.copyto(std, s1, where=~good)
     mask = _or_masks(ccd.mask, ~good)
     mask = _or_masks(mask, flat.mask)
     result = CCDData(data, unit=ccd.unit, header=header_of(ccd), mask=mask,
