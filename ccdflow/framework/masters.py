@@ -3,53 +3,89 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from statistics import mean, pstdev
 from typing import Any, Literal
 
 import numpy as np
+from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow import __version__
-from ccdflow.framework.combine import combine
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import read_ccd, sha256_file
+from ccdflow.framework.fitsio import atomic_write, ccd_to_hdulist, read_ccd, sha256_file
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.provenance import stamp_calibration
 from ccdflow.framework.recipe import run_recipe
+from ccdflow.framework.spool import Spool, combine_frames
 from ccdflow.framework.step import StepContext
 
 MASTER_TYPES = ("bias", "dark", "flat")
 
 
 def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -> None:
-    """Refuse inputs that must not be mixed, naming the offending files."""
+    """Refuse inputs that must not be mixed, naming the offending files and values."""
     if not metas:
         raise UnprocessableInputError(f"no {kind} frames to combine")
-    wrong = [m.path for m in metas if m.frame_type != kind]
+    wrong = [f"{m.path} ({m.frame_type})" for m in metas if m.frame_type != kind]
     if wrong:
-        raise UnprocessableInputError(f"not {kind} frames: {', '.join(map(str, wrong))}")
-    keys = ["shape", "binning", "readout_mode", "detector"] + (["filter"] if kind == "flat" else [])
+        raise UnprocessableInputError(f"not {kind} frames: {', '.join(wrong)}")
+    keys = ["instrument", "shape", "binning", "readout_mode", "detector"]
+    keys += ["filter"] if kind == "flat" else []
     for key in keys:
-        values = {getattr(m, key) for m in metas}
-        if len(values) > 1:
+        by_value: dict[str, str] = {}
+        for m in metas:
+            by_value.setdefault(str(getattr(m, key)), str(m.path))
+        if len(by_value) > 1:
+            examples = "; ".join(f"{v} in {p}" for v, p in by_value.items())
             raise UnprocessableInputError(
-                f"{kind} inputs disagree on {key}: {sorted(map(str, values))}; build one master per value"
-            )
+                f"{kind} inputs disagree on {key}: {examples}; build one master per value")
+    rule = config.instrument.caldb.get(kind)
     if kind == "dark":
-        rule = config.instrument.caldb["dark"]
         exps = [m.exposure_time for m in metas]
-        if max(exps) - min(exps) > max(rule.exposure_abs_tolerance, rule.exposure_rel_tolerance * max(exps)):
-            raise UnprocessableInputError(f"dark inputs have different exposure times: {sorted(set(exps))} s")
-        temps = [m.temperature for m in metas if m.temperature is not None]
-        tol = rule.temperature_tolerance
-        if temps and tol is not None and max(temps) - min(temps) > 2 * tol:
+        tol = max(rule.exposure_abs_tolerance, rule.exposure_rel_tolerance * max(exps))
+        if max(exps) - min(exps) > tol:
+            shortest, longest = min(metas, key=lambda m: m.exposure_time), max(
+                metas, key=lambda m: m.exposure_time)
             raise UnprocessableInputError(
-                f"dark inputs span {min(temps):.2f}..{max(temps):.2f} C, more than 2x the "
-                f"{tol} C tolerance"
-            )
+                f"dark inputs have different exposure times: {shortest.exposure_time:g} s "
+                f"({shortest.path}) and {longest.exposure_time:g} s ({longest.path}), more than the "
+                f"{tol:g} s tolerance; build one master dark per exposure time")
+    temps = [m for m in metas if m.temperature is not None]
+    tol = rule.temperature_tolerance if rule is not None else None
+    if temps and tol is not None:
+        cold, warm = min(temps, key=lambda m: m.temperature), max(temps, key=lambda m: m.temperature)
+        if warm.temperature - cold.temperature > 2 * tol:
+            raise UnprocessableInputError(
+                f"{kind} inputs span {cold.temperature:.2f} C ({cold.path}) to {warm.temperature:.2f} C "
+                f"({warm.path}), more than 2x the {tol} C tolerance of the {kind} match rule")
+
+
+Fallback = Literal["refuse", "none", "minmax"]
+
+
+def choose_rejection(clip: str, n: int, fallback: Fallback) -> tuple[str, dict[str, int], str | None]:
+    """The rejection actually used for ``n`` frames: (clip, minmax counts, fallback note).
+
+    A sigma clip needs at least 3 values per pixel to estimate a spread; with fewer, the
+    caller's ``fallback`` decides: refuse, combine without rejection, or drop each pixel's
+    highest value (cosmic rays are positive).
+    """
+    if clip == "minmax" and n < 3:
+        raise UnprocessableInputError(f"minmax rejection of the lowest and highest value needs >= 3 "
+                                      f"frames, got {n}")
+    if clip != "sigma" or n >= 3:
+        return clip, {}, None
+    if fallback == "refuse":
+        raise UnprocessableInputError(
+            f"sigma clipping needs at least 3 frames, got {n}; add frames, choose clip='none' or "
+            "'minmax', or allow a fallback (fallback='none' or 'minmax')")
+    if fallback == "minmax" and n >= 2:
+        return "minmax", {"n_low": 0, "n_high": 1}, f"minmax(0,1): only {n} frames for sigma clip"
+    return "none", {}, f"none: only {n} frame(s) for sigma clip"
 
 
 def build_master(
@@ -62,40 +98,90 @@ def build_master(
     method: Literal["median", "mean"] = "median",
     clip: Literal["sigma", "minmax", "none"] = "sigma",
     calibration_paths: Mapping[str, str] | None = None,
+    memory_limit: int | None = None,
+    fallback: Fallback = "refuse",
+    scratch_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> CCDData:
-    """Preprocess every input (overscan, trim, bias, dark as the recipe says) and combine."""
+    """Preprocess every input once (overscan, trim, bias, dark as the recipe says) into a disk
+    spool, then combine it in row bands within ``memory_limit`` bytes.
+
+    ``scratch_dir`` holds the spool (default: the system temporary folder; the CLI passes the
+    output's folder). NaN/inf input pixels are masked and never reach the master.
+    """
     check_group(kind, metas, config)
+    used_clip, counts, fallback_note = choose_rejection(clip, len(metas), fallback)
     calibrations = dict(calibrations or {})
-    frames, masks, scales, levels = [], [], [], []
-    for meta in metas:
-        ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
-        ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
-        overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
-        levels.append(float(np.mean(overscan)) if overscan else 0.0)
-        if kind == "flat":
-            level = float(np.nanmedian(ccd.data))
-            if not np.isfinite(level) or level <= 0:
-                raise UnprocessableInputError(f"flat has median {level:.4g} after bias/dark; "
-                                              "cannot scale it", path=meta.path)
-            scales.append(1.0 / level)
-            levels[-1] = level
-        frames.append(ccd.data)
-        masks.append(ccd.mask)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = combine(frames, method=method, clip=clip, scales=scales or None, masks=masks)
+    levels, scales, n_nonfinite = [], [], 0
+    with Spool(len(metas), scratch_dir) as spool:
+        for i, meta in enumerate(metas):
+            ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
+            ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
+            overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
+            levels.append(float(np.mean(overscan)) if overscan else 0.0)
+            if kind == "flat":
+                level = _flat_level(ccd, meta)
+                scales.append(1.0 / level)
+                levels[-1] = level
+            n_nonfinite += spool.put(i, ccd.data, ccd.mask, str(meta.path))
+            header = ccd.header
+            del ccd
+            if progress is not None:
+                progress(str(meta.path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = combine_frames(spool.frames, spool.masks, memory_limit, method=method,
+                                    clip=used_clip, scales=scales or None, **counts)
     data, error = result.data, result.error
+    mask = result.n_used == 0
     if kind == "flat":
-        norm = float(np.nanmedian(data))
-        data, error = data / norm, error / norm
-    header = _master_header(kind, metas, ccd.header, method, clip, config, calibration_paths or {})
-    stats = master_stats(kind, data, metas, levels)
+        norm = float(np.nanmedian(data[~mask])) if (~mask).any() else float("nan")
+        if not np.isfinite(norm) or norm <= 0:
+            raise UnprocessableInputError(f"combined flat has median {norm:.4g}; cannot normalise "
+                                          f"(inputs {', '.join(map(str, spool.paths))})")
+        data, error = data / np.float32(norm), error / np.float32(norm)
+    header = _master_header(kind, metas, header, method, used_clip, config, calibration_paths or {})
+    if fallback_note:
+        header["CF_FALLB"] = (fallback_note[:68], "rejection fallback used")
+    header["CF_NNAN"] = (n_nonfinite, "NaN/inf input pixels masked")
+    data = np.where(mask, np.float32(0), data).astype(np.float32, copy=False)
+    stats = master_stats(kind, data[~mask] if mask.any() else data, metas, levels)
+    stats["CF_MASKF"] = (round(float(mask.mean()), 7), "fraction of pixels masked (no input)")
     for key, (value, comment) in stats.items():
         header[key] = (value, comment)
-    mask = result.n_used == 0
-    return CCDData(np.nan_to_num(data).astype(np.float32), unit="adu", header=header,
+    return CCDData(data, unit="adu", header=header,
                    uncertainty=StdDevUncertainty(np.nan_to_num(error).astype(np.float32)),
                    mask=mask if mask.any() else None)
+
+
+def _flat_level(ccd: CCDData, meta: FrameMeta) -> float:
+    """Median of a preprocessed flat over its good pixels; zero or negative is refused."""
+    good = np.isfinite(ccd.data)
+    if ccd.mask is not None:
+        good &= ~np.asarray(ccd.mask, bool)
+    level = float(np.median(ccd.data[good])) if good.any() else float("nan")
+    if not np.isfinite(level) or level <= 0:
+        raise UnprocessableInputError(
+            f"flat has median {level:.4g} ADU after bias/dark subtraction; a flat needs a positive "
+            "level to be scaled (shutter closed or lamp off?)", path=str(meta.path))
+    return level
+
+
+def write_master(ccd: CCDData, path: str | Path) -> str:
+    """Write a master atomically (SCI, UNCERT, MASK) and return its SHA-256.
+
+    A dark also gets a ``RATE`` image: SCI / CF_EXPT in ADU/s, so users and the dark step
+    have the master both at its exposure time and as a rate.
+    """
+    hdul = ccd_to_hdulist(ccd)
+    exptime = float(ccd.header.get("CF_EXPT", 0.0))
+    if ccd.header.get("CF_MTYPE") == "dark" and exptime > 0:
+        rate = fits.ImageHDU(np.asarray(ccd.data, np.float32) / np.float32(exptime), name="RATE")
+        rate.header["BUNIT"] = ("adu/s", "dark current rate")
+        rate.header["CF_EXPT"] = (exptime, "SCI = RATE * CF_EXPT")
+        hdul.append(rate)
+    atomic_write(hdul, path)
+    return sha256_file(path)
 
 
 def master_stats(

@@ -1,0 +1,90 @@
+"""Scratch spool: preprocessed frames parked on disk as float32 memmaps so a combine of many
+large frames holds only its row bands in RAM, not every frame."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ccdflow.framework.combine import Combined, combine
+from ccdflow.framework.errors import UnprocessableInputError
+
+#: Band budget when neither the caller nor the combine engine chooses one.
+DEFAULT_MEMORY_LIMIT = 512 * 2**20
+
+
+class Spool:
+    """``n`` frames of one shape: float32 data and a bool mask each, in a temporary folder.
+
+    The folder sits next to the output (same filesystem, so no surprise on a small /tmp) and is
+    removed on :meth:`close`, which the context manager calls even when building fails.
+    """
+
+    def __init__(self, n: int, directory: str | Path | None = None) -> None:
+        self.n = n
+        self.directory = Path(tempfile.mkdtemp(prefix=".ccdflow-spool-", dir=directory))
+        self.data: np.memmap | None = None
+        self.mask: np.memmap | None = None
+        self.paths: list[str] = [""] * n
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def put(self, i: int, data: np.ndarray, mask: np.ndarray | None, path: str | None = None) -> int:
+        """Store frame ``i``; NaN and inf pixels are masked (and zeroed). Returns how many were."""
+        if self.data is None:
+            shape = (self.n, *data.shape)
+            self.data = np.memmap(self.directory / "data.f32", np.float32, "w+", shape=shape)
+            self.mask = np.memmap(self.directory / "mask.u8", np.bool_, "w+", shape=shape)
+        if data.shape != self.data.shape[1:]:
+            raise UnprocessableInputError(
+                f"preprocessed shape {data.shape} differs from the first input's "
+                f"{self.data.shape[1:]} ({self.paths[0]})", path=path)
+        self.paths[i] = path or ""
+        bad = ~np.isfinite(data)
+        if mask is not None:
+            bad |= np.asarray(mask, bool)
+        self.data[i] = np.where(bad, np.float32(0), data)
+        self.mask[i] = bad
+        return int(np.count_nonzero(~np.isfinite(data)))
+
+    @property
+    def frames(self) -> list[np.ndarray]:
+        return [self.data[i] for i in range(self.n)]
+
+    @property
+    def masks(self) -> list[np.ndarray]:
+        return [self.mask[i] for i in range(self.n)]
+
+    def close(self) -> None:
+        self.data = self.mask = None  # drop the maps before removing their files
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def combine_frames(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray | None],
+                   memory_limit: int | None = None, **options: Any) -> Combined:
+    """Call the combine engine with the options it knows.
+
+    The engine gains keywords over time (``memory_limit``, ``rejected_out``, ``threads``...);
+    an older engine gets the band size it understands instead of ``memory_limit``, and an
+    option it cannot honour is an error rather than silently ignored.
+    """
+    known = inspect.signature(combine).parameters
+    limit = memory_limit or DEFAULT_MEMORY_LIMIT
+    if "memory_limit" in known:
+        options["memory_limit"] = limit
+    elif "band_bytes" in known:
+        options["band_bytes"] = max(2**20, limit // 4)  # the numpy engine holds ~3 copies of a band
+    unknown = [k for k, v in options.items() if k not in known and v is not None]
+    if unknown:
+        raise NotImplementedError(f"this combine engine has no {', '.join(unknown)} option")
+    return combine(frames, masks=masks, **{k: v for k, v in options.items() if k in known})
