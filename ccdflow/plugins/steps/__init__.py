@@ -10,6 +10,7 @@ from ccdflow.framework.step import Step
 
 def builtin_steps() -> list[type[Step]]:
     from ccdflow.plugins.steps.bias import BiasSubtractor
+    from ccdflow.plugins.steps.cosmicray import CosmicRayDetector
     from ccdflow.plugins.steps.dark import DarkSubtractor
     from ccdflow.plugins.steps.flat import FlatDivider
     from ccdflow.plugins.steps.gain import GainCorrector
@@ -18,7 +19,7 @@ def builtin_steps() -> list[type[Step]]:
     from ccdflow.plugins.steps.uncertainty import UncertaintyEstimator
 
     return [OverscanSubtractor, Trimmer, BiasSubtractor, DarkSubtractor, FlatDivider,
-            UncertaintyEstimator, GainCorrector]
+            UncertaintyEstimator, GainCorrector, CosmicRayDetector]
 
 
 @hookimpl

@@ -1,0 +1,152 @@
+"""Cosmic-ray step: same masks as ccdproc.cosmicray_lacosmic, the GMOS cutout's two known hits,
+simulated cosmic rays found (detection quality
+against truth is measured separately, in bench/), and clear errors when the noise model is unknown."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import ccdproc
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+
+from ccdflow.framework.config import build
+from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.instrument import Instrument
+from ccdflow.framework.step import StepContext
+from ccdflow.plugins.steps.cosmicray import CosmicRayDetector, CosmicRayParams
+from tests.conftest import make_meta
+
+GMOS = "cosmic-ray-frames/gmos-s-S20190808S0048-cutout.fits"
+
+
+def star_field_with_hits(shape=(128, 128), sky=200.0, gain=1.5, rn=6.0, seed=3):
+    """ADU frame: sky, a few Gaussian stars (FWHM 3 px), and sharp one-to-three-pixel hits."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    electrons = np.full(shape, sky * gain)
+    for y, x, flux in [(30, 40, 2e5), (90, 70, 5e4), (60, 100, 1e5), (100, 20, 3e4)]:
+        electrons += flux / (2 * np.pi * 1.27**2) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.27**2))
+    data = (rng.poisson(electrons) + rng.normal(0, rn, shape)) / gain
+    hits = [(10, 10), (50, 50), (70, 20), (115, 110), (20, 90)]
+    for i, (y, x) in enumerate(hits):
+        data[y, x : x + 1 + i % 3] += 3000.0
+    return data.astype(np.float32), hits
+
+
+def run_step(ccd, meta, instrument=None, **params):
+    context = StepContext(meta, instrument or build_generic())
+    return CosmicRayDetector().run(ccd, CosmicRayParams(**params), {}, context)
+
+
+def build_generic():
+    from ccdflow.framework.plugins import get_plugin_manager
+
+    return build(get_plugin_manager(), instrument="generic").instrument
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_mask_identical_to_ccdproc_in_adu(with_mask):
+    data, hits = star_field_with_hits()
+    mask = None
+    if with_mask:
+        mask = np.zeros(data.shape, bool)
+        mask[50, 50] = mask[5:8, 60:62] = True  # one hit already masked: must stay masked, not counted
+    ccd = CCDData(data, unit="adu", mask=mask)
+    ours = run_step(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), sigclip=5.0, niter=2,
+                    satlevel=60000.0)
+    ref = ccdproc.cosmicray_lacosmic(ccd, sigclip=5.0, niter=2, gain=1.5 * u.electron / u.adu,
+                                     readnoise=6.0 * u.electron, satlevel=60000.0 * 1.5)
+    np.testing.assert_array_equal(ours.mask, ref.mask)
+    np.testing.assert_array_equal(ours.data, data)  # mask only by default
+    for y, x in hits:
+        assert ours.mask[y, x]
+    new = ours.mask if mask is None else ours.mask & ~mask
+    assert ours.header["CF_NCR"] == int(new.sum()) > 0
+    assert not ours.mask[28:33, 38:43].any()  # the brightest star's core is left alone
+
+
+def test_data_in_electrons_use_gain_one_like_ccdproc():
+    data, _ = star_field_with_hits()
+    ccd = CCDData(data * np.float32(1.5), unit="electron")
+    ours = run_step(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), fsmode="convolve",
+                    sepmed=False)
+    ref = ccdproc.cosmicray_lacosmic(ccd, gain=1.0, readnoise=6.0, fsmode="convolve", sepmed=False,
+                                     satlevel=65535.0 * 1.5)
+    np.testing.assert_array_equal(ours.mask, ref.mask)
+    assert ours.header["CF_CRGN"] == 1.0 and ours.header["CF_CRRN"] == 6.0
+
+
+def test_clean_replaces_only_flagged_pixels_and_keeps_adu():
+    data, hits = star_field_with_hits()
+    ccd = CCDData(data, unit="adu")
+    out = run_step(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), clean=True)
+    np.testing.assert_array_equal(out.data[~out.mask], data[~out.mask])
+    y, x = hits[0]
+    assert abs(out.data[y, x] - 200.0) < 50.0  # back near the sky level, in ADU
+    assert out.header["CF_CRCLN"] is True
+
+
+def test_uncertainty_carried_and_used_as_variance_when_asked():
+    data, _ = star_field_with_hits()
+    std = np.sqrt(np.maximum(data * 1.5, 0) + 36.0) / 1.5
+    ccd = CCDData(data, unit="adu", uncertainty=StdDevUncertainty(std.astype(np.float32)))
+    out = run_step(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), use_variance=True)
+    np.testing.assert_array_equal(out.uncertainty.array, std.astype(np.float32))
+    ref = ccdproc.cosmicray_lacosmic(ccd, gain=1.5 * u.electron / u.adu, readnoise=6.0 * u.electron,
+                                     invar=(std**2).astype(np.float32), satlevel=65535.0 * 1.5)
+    np.testing.assert_array_equal(out.mask, ref.mask)
+
+
+def test_gmos_cutout_has_exactly_its_two_known_cosmic_rays(real_data):
+    path = real_data / GMOS
+    with fits.open(path) as hdul:
+        sci = hdul["SCI"].data.astype(np.float32)
+        var = hdul["VAR"].data.astype(np.float32)
+    # DRAGONS already converted to electrons: gain 1, read noise 4.24 e- (astroscrappy's test).
+    meta = make_meta(path=str(path), shape=sci.shape, gain=1.933, read_noise=4.24)
+    for ccd, params in [
+        (CCDData(sci, unit="electron"), {}),
+        (CCDData(sci, unit="electron", uncertainty=StdDevUncertainty(np.sqrt(var))), {"use_variance": True}),
+    ]:
+        out = run_step(ccd, meta, **params)
+        labels, n = ndi.label(out.mask)
+        assert n == 2, params
+        known = [(slice(41, 72), slice(142, 161)), (slice(117, 147), slice(35, 43))]
+        assert ndi.find_objects(labels) == known
+
+
+def test_simulated_cosmic_rays_are_found(tmp_path):
+    from ccdflow.simulator import SimulationSpec, simulate_night
+
+    spec = SimulationSpec(shape=(128, 128), overscan=0, n_bias=0, n_dark=0, n_flat=0, filters=("V",),
+                          n_science=1, n_stars=150, n_saturated_stars=0, cosmic_ray_rate=40.0,
+                          seed=11)
+    night = simulate_night(tmp_path, spec)
+    (raw,) = sorted(night.raw_dir.glob("*sci*.fits"))
+    ccd = CCDData(fits.getdata(raw).astype(np.float32) - np.float32(spec.bias_level), unit="adu")
+    out = run_step(ccd, make_meta(shape=ccd.shape, gain=spec.gain, read_noise=spec.read_noise))
+    cr = fits.getdata(night.truth_dir / f"cr_{raw.stem}.fits") > 0
+    sky = fits.getdata(night.truth_dir / f"sky_{raw.stem}.fits")
+    excess = ccd.data * spec.gain - sky  # e- the hit added (flat ~1)
+    bright = cr & (excess > 5 * np.sqrt(np.maximum(sky, 0) + spec.read_noise**2))
+    assert bright.sum() > 50
+    assert out.mask[bright].mean() >= 0.9
+    assert out.header["CF_NCR"] == int(out.mask.sum())
+
+
+def test_missing_gain_names_the_keyword():
+    data = np.random.default_rng(1).normal(100.0, 5.0, (32, 32)).astype(np.float32)
+    inst = Instrument.model_validate({
+        "name": "nogain", "header": {"frame_type": {"keyword": "IMAGETYP"}, "exposure_time": {},
+                                     "date_obs": {}, "gain": {"keyword": ["EGAIN"]}},
+    })
+    with pytest.raises(UnprocessableInputError, match=r"needs the gain.*keyword EGAIN, not present"):
+        run_step(CCDData(data, unit="adu"), make_meta(shape=data.shape, read_noise=5.0), inst)
+    with pytest.raises(UnprocessableInputError, match=r"read noise.*keyword RDNOISE"):
+        run_step(CCDData(data, unit="adu"), make_meta(shape=data.shape, gain=1.0), inst)
+    with_default = inst.model_copy(update={"gain": 2.0, "read_noise": 5.0})
+    out = run_step(CCDData(data, unit="adu"), make_meta(shape=data.shape), with_default)
+    assert out.header["CF_CRGN"] == 2.0
