@@ -25,6 +25,7 @@ COMMANDS = {
     "caldb": ("ccdflow.cli.caldb_cmd", "The calibration database: add, best, history, quality..."),
     "config": ("ccdflow.cli.config_cmd", "Inspect the layered configuration."),
     "demo": ("ccdflow.cli.demo_cmd", "Simulate a night, build masters, reduce it, compare with truth."),
+    "night": ("ccdflow.cli.night_cmd", "Reduce a night: masters, science frames, provenance, report."),
     "plugins": ("ccdflow.cli.plugins_cmd", "List plugins, their steps and instruments."),
     "simulate": ("ccdflow.cli.simulate_cmd", "Simulate a night of raw frames and its truth."),
 }

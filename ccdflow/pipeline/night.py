@@ -1,0 +1,200 @@
+"""`ccdflow night`: one raw folder in; masters, reduced frames, provenance and a report out.
+
+Stages run in order (bias masters before darks, darks before flats, flats before science, so
+each stage can choose the previous one's masters from the caldb); inside a stage every task is
+independent and runs wherever the executor puts it. Masters are registered in the caldb by
+this process as they finish; science products are recorded by the worker, one row per frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.reduction import group_frames, observing_night
+from ccdflow.framework.scan import iter_fits_files
+from ccdflow.pipeline.executor import SerialExecutor
+from ccdflow.pipeline.outputs import write_text_atomic
+from ccdflow.pipeline.spec import RunSpec, environment
+from ccdflow.pipeline.tasks import master_task, scan_chunk, science_task
+
+log = logging.getLogger("ccdflow.night")
+
+MASTER_ORDER = ("bias", "dark", "flat")
+CALIBRATION_TYPES = (*MASTER_ORDER, "bpm")
+
+#: What the frame-type classes mean for a night (anything else is reported and left alone).
+SKIPPED_TYPES = {"other": "not a calibration or imaging frame (e.g. arc, spectrum, test)"}
+
+
+@dataclass
+class NightResult:
+    """Everything the report needs."""
+
+    rawdir: str
+    outdir: str
+    executor: str
+    caldb: str
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    unknown: list[dict[str, str]] = field(default_factory=list)
+    masters: list[dict[str, Any]] = field(default_factory=list)
+    science: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [s for s in self.science if s["status"] == "failed"]
+
+    def counts(self) -> dict[str, Any]:
+        def by_status(items: list[dict[str, Any]]) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for item in items:
+                out[item["status"]] = out.get(item["status"], 0) + 1
+            return out
+
+        types: dict[str, int] = {}
+        for frame in self.frames:
+            types[frame["type"]] = types.get(frame["type"], 0) + 1
+        return {"files": len(self.frames) + len(self.unknown), "unreadable_or_unknown": len(self.unknown),
+                "frame_types": types, "masters": by_status(self.masters),
+                "science": by_status(self.science)}
+
+
+def master_filename(kind: str, metas: list[FrameMeta]) -> str:
+    """Readable and unique per group, e.g. ``2026-03-01_dark_120s_-20C_1x1.fits``."""
+    meta = metas[0]
+    parts = [observing_night(meta), kind]
+    if kind == "dark":
+        parts.append(f"{meta.exposure_time:g}s")
+        if meta.temperature is not None:
+            parts.append(f"{meta.temperature:+.0f}C")
+    if kind == "flat":
+        parts.append(str(meta.filter or "nofilter").replace("/", "-").replace(" ", ""))
+    parts.append(f"{meta.binning[0]}x{meta.binning[1]}")
+    if meta.detector not in ("", "default", None):
+        parts.append(str(meta.detector))
+    if meta.readout_mode not in ("", "default", None):
+        parts.append(str(meta.readout_mode))
+    return "_".join(p.replace("_", "-") for p in parts)
+
+
+def plan_masters(frames: Iterable[FrameMeta]) -> list[tuple[str, str, list[FrameMeta]]]:
+    """(kind, file name, frames) per calibration group, names made unique deterministically."""
+    groups = sorted(
+        ((metas[0].frame_type, master_filename(metas[0].frame_type, metas), metas)
+         for metas in group_frames(f for f in frames if f.frame_type in MASTER_ORDER).values()),
+        key=lambda g: (MASTER_ORDER.index(g[0]), g[1], str(g[2][0].path)),
+    )
+    seen: dict[str, int] = {}
+    out = []
+    for kind, name, metas in groups:
+        seen[name] = seen.get(name, 0) + 1
+        suffix = "" if seen[name] == 1 else f"-{seen[name]}"
+        out.append((kind, f"{name}{suffix}.fits", sorted(metas, key=lambda m: str(m.path))))
+    return out
+
+
+def run_night(
+    rawdir: str | Path,
+    spec: RunSpec,
+    executor: Any = None,
+    progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
+    *,
+    redo_stale: bool = False,
+) -> NightResult:
+    """Scan, build masters, reduce science frames; ``progress(stage, done, total)`` is told as
+    each task finishes. Never raises for a bad frame (see the result's failures)."""
+    executor = executor or SerialExecutor()
+    env = environment(spec)
+    db = env.db
+    result = NightResult(str(rawdir), spec.outdir, executor.description, db.display_url)
+    outdir = Path(spec.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    frames = _scan(rawdir, spec, executor, result, progress)
+    result.seconds["scan"] = time.perf_counter() - start
+
+    _save_config(outdir / "config.yaml", env, frames)
+
+    start = time.perf_counter()
+    if not redo_stale:
+        for kind in MASTER_ORDER:
+            groups = [g for g in plan_masters(frames) if g[0] == kind]
+            for done, entry in enumerate(executor.map_unordered(
+                    master_task, [(spec, k, name, metas) for k, name, metas in groups]), 1):
+                if entry["status"] == "built":
+                    added = db.add(entry["path"], env.manager)
+                    entry["caldb_id"] = added.id
+                result.masters.append(entry)
+                progress(f"{kind} masters", done, len(groups))
+    result.seconds["masters"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    science = [f for f in frames if f.frame_type == "science"]
+    if redo_stale:
+        stale_raw = {Path(s["raw"]).name for s in stale_products(db, env)}
+        science = [f for f in science if Path(f.path).name in stale_raw]
+    for done, entry in enumerate(executor.map_unordered(science_task, [(spec, m) for m in science]), 1):
+        result.science.append(entry)
+        progress("science", done, len(science))
+    result.science.sort(key=lambda e: e["raw"])
+    result.masters.sort(key=lambda e: (MASTER_ORDER.index(e["type"]), e["name"]))
+    result.seconds["science"] = time.perf_counter() - start
+    return result
+
+
+def stale_products(db: Any, env: Any) -> list[dict[str, Any]]:
+    """Products whose best calibration today differs from the one they used."""
+    from ccdflow.caldb.rules import rule_for
+
+    out = []
+    for item in db.stale(lambda inst, kind: rule_for({inst: env.config(inst).instrument}, inst, kind)):
+        meta = db_product_meta(db, item["product_id"])
+        out.append({**item, "raw": meta.get("path", "")})
+    return out
+
+
+def db_product_meta(db: Any, product_id: int) -> dict[str, Any]:
+    from ccdflow.caldb.models import Product
+
+    with db.sessions.read() as session:
+        product = session.get(Product, product_id)
+        return dict(product.frame_meta) if product is not None else {}
+
+
+def _scan(rawdir: str | Path, spec: RunSpec, executor: Any, result: NightResult,
+          progress: Callable[[str, int, int], None]) -> list[FrameMeta]:
+    paths = list(iter_fits_files([rawdir]))
+    size = max(1, min(50, len(paths) // 8 or 1))
+    chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+    frames: list[FrameMeta] = []
+    for done, part in enumerate(executor.map_unordered(scan_chunk, [(spec, c) for c in chunks]), 1):
+        frames += part["frames"]
+        result.unknown += [{"path": p, "reason": r} for p, r in part["unknown"]]
+        progress("scan", done, len(chunks))
+    frames.sort(key=lambda m: str(m.path))
+    result.unknown.sort(key=lambda u: u["path"])
+    for meta in frames:
+        result.frames.append({
+            "path": str(meta.path), "type": meta.frame_type, "instrument": meta.instrument,
+            "filter": meta.filter, "exposure_time": meta.exposure_time,
+            "date_obs": meta.date_obs.isoformat(), "temperature": meta.temperature,
+            "note": SKIPPED_TYPES.get(meta.frame_type),
+        })
+    return frames
+
+
+def _save_config(path: Path, env: Any, frames: list[FrameMeta]) -> None:
+    """The merged config of every instrument seen, beside the outputs."""
+    names = sorted({f.instrument for f in frames}) or [None]
+    data = {"configs": {str(n): {**env.config(n).as_dict(), "config_hash": env.config(n).config_hash()}
+                        for n in names}}
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
