@@ -35,8 +35,14 @@ class DaskExecutor:
     """
 
     def __init__(self, workers: int | None = None, scheduler: str | None = None) -> None:
+        import logging
+
         from distributed import Client, LocalCluster
 
+        # Dask's own INFO chatter would drown the progress bar; warnings still show.
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
+                     "distributed.core", "distributed.http.proxy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         if scheduler:
             self.cluster = None
             self.client = Client(scheduler, timeout="30s")
@@ -44,7 +50,7 @@ class DaskExecutor:
         else:
             n = workers or os.cpu_count() or 1
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, silence_logs=40)
+                                        dashboard_address=":0", silence_logs=logging.WARNING)
             self.client = Client(self.cluster)
             self.description = f"dask LocalCluster, {n} worker process(es)"
 

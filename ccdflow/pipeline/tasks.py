@@ -54,8 +54,8 @@ def choose_calibrations(env: Any, config: Any, kind_needed: Sequence[str], meta:
 def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta]) -> dict[str, Any]:
     """Build one master (or find it already built from the same inputs and config)."""
     from ccdflow.caldb.ledger import find_master
-    from ccdflow.framework.fitsio import sha256_file, write_ccd
-    from ccdflow.framework.masters import build_master
+    from ccdflow.framework.fitsio import sha256_file
+    from ccdflow.framework.masters import build_master, write_master
     from ccdflow.framework.recipe import needed_calibrations
 
     start = time.perf_counter()
@@ -72,15 +72,14 @@ def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta])
                         "seconds": time.perf_counter() - start}
         needed = needed_calibrations(config, kind)
         chosen = choose_calibrations(env, config, needed, metas[0], optional=_optional(config, kind))
+        spec.masters_dir.mkdir(parents=True, exist_ok=True)
         cals = {k: env.master(k, record) for k, (record, _) in chosen.items()}
-        clip, warnings = "sigma", []
-        if len(metas) < 3:
-            clip = "none"
-            warnings.append(f"{len(metas)} frame(s): too few for sigma clipping, plain median used")
         ccd = build_master(kind, list(metas), env.manager, config, {k: m.ccd for k, m in cals.items()},
-                           clip=clip, calibration_paths={k: str(m.path) for k, m in cals.items()})
-        write_ccd(ccd, out)
-        return {**entry, "status": "built", "clip": clip, "warnings": warnings,
+                           clip="sigma", fallback="none", scratch_dir=spec.masters_dir,
+                           calibration_paths={k: str(m.path) for k, m in cals.items()})
+        warnings = [str(ccd.header["CF_FALLB"])] if "CF_FALLB" in ccd.header else []
+        write_master(ccd, out)
+        return {**entry, "status": "built", "clip": ccd.header.get("CF_CLIP"), "warnings": warnings,
                 "calibrations": {k: {"id": r["id"], "name": Path(r["path"]).name, **rc.summary()}
                                  for k, (r, rc) in chosen.items()},
                 "median": ccd.header.get("CF_MED"), "noise": ccd.header.get("CF_NOISE"),
