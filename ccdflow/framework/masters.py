@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import mean, pstdev
@@ -111,27 +112,12 @@ def build_master(
     """
     check_group(kind, metas, config)
     used_clip, counts, fallback_note = choose_rejection(clip, len(metas), fallback)
-    calibrations = dict(calibrations or {})
-    levels, scales, n_nonfinite = [], [], 0
     with Spool(len(metas), scratch_dir) as spool:
-        for i, meta in enumerate(metas):
-            ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
-            ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
-            overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
-            levels.append(float(np.mean(overscan)) if overscan else 0.0)
-            if kind == "flat":
-                level = _flat_level(ccd, meta)
-                scales.append(1.0 / level)
-                levels[-1] = level
-            n_nonfinite += spool.put(i, ccd.data, ccd.mask, str(meta.path))
-            header = ccd.header
-            del ccd
-            if progress is not None:
-                progress(str(meta.path))
+        pre = preprocess_into(spool, kind, metas, manager, config, calibrations, progress)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             result = combine_frames(spool.frames, spool.masks, memory_limit, method=method,
-                                    clip=used_clip, scales=scales or None, **counts)
+                                    clip=used_clip, scales=pre.scales or None, **counts)
     data, error = result.data, result.error
     mask = result.n_used == 0
     if kind == "flat":
@@ -140,18 +126,52 @@ def build_master(
             raise UnprocessableInputError(f"combined flat has median {norm:.4g}; cannot normalise "
                                           f"(inputs {', '.join(map(str, spool.paths))})")
         data, error = data / np.float32(norm), error / np.float32(norm)
-    header = _master_header(kind, metas, header, method, used_clip, config, calibration_paths or {})
+    header = _master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {})
     if fallback_note:
         header["CF_FALLB"] = (fallback_note[:68], "rejection fallback used")
-    header["CF_NNAN"] = (n_nonfinite, "NaN/inf input pixels masked")
+    header["CF_NNAN"] = (pre.n_nonfinite, "NaN/inf input pixels masked")
     data = np.where(mask, np.float32(0), data).astype(np.float32, copy=False)
-    stats = master_stats(kind, data[~mask] if mask.any() else data, metas, levels)
+    stats = master_stats(kind, data[~mask] if mask.any() else data, metas, pre.levels)
     stats["CF_MASKF"] = (round(float(mask.mean()), 7), "fraction of pixels masked (no input)")
     for key, (value, comment) in stats.items():
         header[key] = (value, comment)
     return CCDData(data, unit="adu", header=header,
                    uncertainty=StdDevUncertainty(np.nan_to_num(error).astype(np.float32)),
                    mask=mask if mask.any() else None)
+
+
+@dataclass
+class Preprocessed:
+    """What preprocessing learnt on the way: raw levels, flat scales, the last header."""
+
+    levels: list[float] = field(default_factory=list)
+    scales: list[float] = field(default_factory=list)
+    n_nonfinite: int = 0
+    header: fits.Header = field(default_factory=fits.Header)
+
+
+def preprocess_into(
+    spool: Spool, kind: str, metas: Sequence[FrameMeta], manager: Any, config: ResolvedConfig,
+    calibrations: Mapping[str, CCDData | None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Preprocessed:
+    """Read each input once, run its recipe and park the result in ``spool``; one frame in RAM."""
+    out = Preprocessed()
+    calibrations = dict(calibrations or {})
+    for i, meta in enumerate(metas):
+        ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
+        ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
+        overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
+        out.levels.append(float(np.mean(overscan)) if overscan else 0.0)
+        if kind == "flat":
+            level = _flat_level(ccd, meta)
+            out.scales.append(1.0 / level)
+            out.levels[-1] = level
+        out.n_nonfinite += spool.put(i, ccd.data, ccd.mask, str(meta.path))
+        out.header = ccd.header
+        if progress is not None:
+            progress(str(meta.path))
+    return out
 
 
 def _flat_level(ccd: CCDData, meta: FrameMeta) -> float:
