@@ -16,7 +16,7 @@ from ccdflow.framework.fitsio import write_ccd
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.masters import build_master
 from ccdflow.framework.plugins import get_plugin_manager
-from ccdflow.framework.recipe import needed_calibrations
+from ccdflow.framework.recipe import needed_calibrations, optional_calibrations
 from ccdflow.framework.reduction import MasterRef, group_frames, observing_night, reduce_frame
 from ccdflow.framework.scan import scan_paths
 from ccdflow.simulator import SimulationSpec, simulate_night
@@ -71,10 +71,22 @@ def run_demo(
             loaded[record["id"]] = MasterRef.load(kind, record["path"], record["id"], record["sha256"])
         return loaded[record["id"]], receipt
 
+    def choose_all(frame_type: str, meta: FrameMeta) -> dict[str, tuple[MasterRef, Receipt]]:
+        """Every calibration the recipe asks for; an optional one (bpm) may be absent."""
+        optional = optional_calibrations(config, frame_type)
+        chosen = {}
+        for kind in needed_calibrations(config, frame_type):
+            try:
+                chosen[kind] = choose(kind, meta)
+            except NoCalibrationError:
+                if kind not in optional:
+                    raise
+        return chosen
+
     t1 = time.perf_counter()
     for kind in ("bias", "dark", "flat"):
         for metas in (g for g in group_frames(frames).values() if g[0].frame_type == kind):
-            cals = {k: choose(k, metas[0])[0] for k in needed_calibrations(config, kind)}
+            cals = {k: m for k, (m, _) in choose_all(kind, metas[0]).items()}
             ccd = build_master(kind, metas, manager, config, {k: m.ccd for k, m in cals.items()},
                                calibration_paths={k: str(m.path) for k, m in cals.items()})
             path = outdir / "masters" / _master_name(kind, metas[0])
@@ -91,7 +103,7 @@ def run_demo(
     for meta in (f for f in frames if f.frame_type == "science"):
         out_path = outdir / "reduced" / Path(meta.path).name
         try:
-            chosen = {k: choose(k, meta) for k in needed_calibrations(config, "science")}
+            chosen = choose_all("science", meta)
         except NoCalibrationError as exc:
             result.rejected.append((str(meta.path), str(exc)))
             continue
@@ -102,7 +114,8 @@ def run_demo(
                           config_hash=config.config_hash())
         entry = {"path": str(out_path), **{k: m.path.name for k, (m, _) in chosen.items()}}
         flat = chosen.get("flat", (None, None))[0]
-        entry.update(compare_with_truth(ccd.data, ccd.mask, night.truth_dir, Path(meta.path).stem,
+        in_adu = ccd.data if str(ccd.unit) == "adu" else ccd.data / np.float32(night.gain)
+        entry.update(compare_with_truth(in_adu, ccd.mask, night.truth_dir, Path(meta.path).stem,
                                         night, flat))
         result.reduced.append(entry)
         advance(f"reduced {out_path.name}")

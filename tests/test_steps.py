@@ -148,9 +148,13 @@ def test_recipe_writes_status_history_and_timing(manager):
     for key in ("CF_OVERS", "CF_TRIM", "CF_BIAS", "CF_FLAT"):
         assert out.header[key] == "DONE"
     assert out.header["CF_DARK"] == "SKIPPED"
-    assert set(context.timings) == {"overscan", "trim", "bias", "flat"}
+    assert set(context.timings) == {"saturation", "overscan", "trim", "uncertainty", "bias", "flat", "gain",
+                                    "cosmicray"}
+    assert out.header["CF_LINEA"] == "SKIPPED" and out.header["CF_BPM"] == "SKIPPED"
     history = "\n".join(str(h) for h in out.header["HISTORY"])
     assert "ccdflow dark: skipped (skip requested in config)" in history
+    assert "ccdflow bpm: skipped (no bpm available)" in history
+    assert "ccdflow linearity: skipped (no linearity correction configured" in history
     # running again: everything already applied is skipped, nothing is applied twice
     again = run_recipe(manager, out, config, StepContext(context.meta, config.instrument),
                        {"bias": bias, "flat": flat})

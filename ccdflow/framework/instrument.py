@@ -148,11 +148,14 @@ class RecipeEntry(_Strict):
 
 
 def _default_recipes() -> dict[str, list[RecipeEntry]]:
+    """Saturation first (it needs raw ADU), linearity after overscan and before gain, the
+    uncertainty plane before bias so later steps propagate it, cosmic rays last (in e-)."""
     names = {
         "bias": ["overscan", "trim"],
         "dark": ["overscan", "trim", "bias"],
-        "flat": ["overscan", "trim", "bias", "dark"],
-        "science": ["overscan", "trim", "bias", "dark", "flat"],
+        "flat": ["saturation", "overscan", "trim", "linearity", "bias", "dark"],
+        "science": ["saturation", "overscan", "trim", "linearity", "uncertainty", "bias", "dark",
+                    "flat", "bpm", "gain", "cosmicray"],
     }
     return {kind: [RecipeEntry(step=s) for s in steps] for kind, steps in names.items()}
 

@@ -25,12 +25,22 @@ def recipe_steps(config: ResolvedConfig, frame_type: str) -> list[tuple[str, Any
 
 
 def needed_calibrations(config: ResolvedConfig, frame_type: str) -> list[str]:
-    """Calibration types the recipe will ask for (skipped steps need nothing)."""
+    """Calibration types the recipe will ask for, required and optional (skipped steps need nothing)."""
     out: list[str] = []
     for name, params in recipe_steps(config, frame_type):
         if not params.skip:
-            out += [c for c in config.step_classes[name].calibrations if c not in out]
+            step = config.step_classes[name]
+            out += [c for c in (*step.calibrations, *step.optional_calibrations) if c not in out]
     return out
+
+
+def optional_calibrations(config: ResolvedConfig, frame_type: str) -> set[str]:
+    """Calibration types the recipe can do without: no step that runs requires them."""
+    required: set[str] = set()
+    for name, params in recipe_steps(config, frame_type):
+        if not params.skip:
+            required.update(config.step_classes[name].calibrations)
+    return set(needed_calibrations(config, frame_type)) - required
 
 
 def run_recipe(

@@ -39,11 +39,17 @@ class StepContext:
 
 
 class Step:
-    """Base class: subclasses set ``name``, ``Params``, ``calibrations`` and implement ``run``."""
+    """Base class: subclasses set ``name``, ``Params``, ``calibrations`` and implement ``run``.
+
+    ``calibrations`` are required (missing: an error before the step runs);
+    ``optional_calibrations`` are asked for too, but the step copes without them
+    (typically by raising NoWorkError, which records it as SKIPPED).
+    """
 
     name: ClassVar[str]
     Params: ClassVar[type[StepParams]] = StepParams
     calibrations: ClassVar[tuple[str, ...]] = ()
+    optional_calibrations: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
 
     @classmethod
@@ -108,7 +114,7 @@ def mark_skipped(ccd: CCDData, step: type[Step], reason: str, context: StepConte
 def missing_calibrations(
     step: type[Step], calibrations: Mapping[str, Any], context: StepContext
 ) -> None:
-    """Raise a clear error when a step needs a calibration that was not provided."""
+    """Raise a clear error when a step needs a required calibration that was not provided."""
     missing = [c for c in step.calibrations if calibrations.get(c) is None]
     if missing:
         raise UnprocessableInputError(

@@ -1,0 +1,61 @@
+"""OR the master bad-pixel mask into the frame's mask."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.nddata import CCDData
+from pydantic import Field
+
+from ccdflow.framework.arithmetic import header_of
+from ccdflow.framework.errors import NoWorkError, UnprocessableInputError
+from ccdflow.framework.step import Step, StepContext, StepParams
+
+#: Bits of a ccdflow master BPM (written by ccdflow.framework.badpixels).
+HOT, DEAD, UNSTABLE = 1, 2, 4
+
+
+class BpmParams(StepParams):
+    bits: int = Field(
+        HOT | DEAD | UNSTABLE, ge=1, le=0x7FFF,
+        description="Which BPM bits mask a pixel: 1 hot, 2 dead/low, 4 bad column/unstable.",
+    )
+
+
+def bad_pixels(bpm: np.ndarray, bits: int) -> np.ndarray:
+    """Pixels with any of ``bits`` set in the integer bit mask."""
+    return (np.asarray(bpm).astype(np.int32, copy=False) & bits) != 0
+
+
+class BadPixelMasker(Step):
+    """The BPM is optional: without one the step is SKIPPED, not an error."""
+
+    name = "bpm"
+    Params = BpmParams
+    optional_calibrations = ("bpm",)
+    description = "OR the master bad-pixel mask (selected bits) into the frame's mask."
+
+    def run(self, ccd: CCDData, params: BpmParams, calibrations, context: StepContext) -> CCDData:
+        bpm = calibrations.get("bpm")
+        if bpm is None:
+            raise NoWorkError("no bpm available")
+        kind = bpm.header.get("CF_MTYPE")
+        if kind is not None and kind != "bpm":
+            raise UnprocessableInputError("the bpm calibration is not a bad-pixel mask",
+                                          path=context.meta.path, keyword="CF_MTYPE", value=kind,
+                                          expected="'bpm'")
+        if bpm.shape != ccd.shape:
+            raise UnprocessableInputError(
+                f"master BPM shape {bpm.shape} does not match the frame {ccd.shape} "
+                "(was the frame trimmed like the BPM?)", path=context.meta.path,
+            )
+        data = np.asarray(bpm.data)
+        if not np.issubdtype(data.dtype, np.integer) and not np.array_equal(data, np.round(data)):
+            raise UnprocessableInputError(
+                f"master BPM holds non-integer values (dtype {data.dtype})", path=context.meta.path)
+        bad = bad_pixels(data, params.bits)
+        before = None if ccd.mask is None else np.asarray(ccd.mask, bool)
+        mask = bad if before is None else (before | bad)
+        header = header_of(ccd)
+        header["CF_BPMBT"] = (params.bits, "BPM bits applied (1 hot, 2 dead, 4 unstable)")
+        header["CF_NBPM"] = (int(bad.sum()), "pixels flagged by the BPM")
+        return CCDData(ccd.data, unit=ccd.unit, header=header, mask=mask, uncertainty=ccd.uncertainty)
