@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
@@ -32,6 +34,7 @@ def source_mask(
     from astropy.stats import sigma_clipped_stats
     from photutils.background import Background2D, MedianBackground
     from photutils.segmentation import detect_sources
+    from photutils.utils import NoDetectionsWarning
     from scipy.ndimage import binary_dilation
 
     data = np.asarray(data, np.float32)
@@ -43,13 +46,15 @@ def source_mask(
         residual, threshold = data - bkg.background, nsigma * bkg.background_rms
     if not np.isfinite(np.max(threshold)):
         raise AlgorithmError("source mask: the background noise is not finite (all pixels masked?)")
-    segments = detect_sources(residual, threshold, npixels=npixels, mask=mask)
+    with warnings.catch_warnings():  # an empty field is an answer, not a warning
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        segments = detect_sources(residual, threshold, npixels=npixels, mask=mask)
     if segments is None:
         return np.zeros(data.shape, bool), 0
     found = segments.data > 0
     if dilate:
         found = binary_dilation(found, iterations=dilate)
-    return found, int(segments.nlabels)
+    return found, int(segments.n_labels)
 
 
 class SourceMasker(Step):
