@@ -77,14 +77,17 @@ def replace_product(db: Any, path: str | Path, meta: FrameMeta, used: Mapping[st
 
 def find_master(db: Any, kind: str, input_sha256s: Sequence[str],
                 config_hash: str) -> dict[str, Any] | None:
-    """A good master built from exactly these inputs with this config, whose file is intact."""
+    """A master built from exactly these inputs with this config, whose file is intact.
+
+    Bad masters count too: rebuilding the same inputs would only make the same bad master
+    again (and hide the operator's verdict behind a fresh, "good" copy)."""
     wanted = sorted(input_sha256s)
     with db.sessions.read() as session:
         candidates = session.scalars(
             select(CalibrationInput.calibration_id)
             .join(Calibration, Calibration.id == CalibrationInput.calibration_id)
             .where(CalibrationInput.sha256 == wanted[0], Calibration.type == kind,
-                   Calibration.config_hash == config_hash, Calibration.quality == "good")
+                   Calibration.config_hash == config_hash)
         ).all()
         for cal_id in sorted(set(candidates), reverse=True):
             shas = sorted(session.scalars(
@@ -92,7 +95,7 @@ def find_master(db: Any, kind: str, input_sha256s: Sequence[str],
             ).all())
             cal = session.get(Calibration, cal_id)
             if shas == wanted and file_matches(cal.path, cal.sha256):
-                return {"id": cal.id, "path": cal.path, "sha256": cal.sha256}
+                return {"id": cal.id, "path": cal.path, "sha256": cal.sha256, "quality": cal.quality}
     return None
 
 

@@ -68,8 +68,10 @@ def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta])
         if not spec.force:
             done = find_master(env.db, kind, [sha256_file(m.path) for m in metas], config.config_hash())
             if done is not None:
+                bad = done["quality"] != "good"
+                notes = [f"caldb {done['id']} is marked {done['quality']}"] if bad else []
                 return {**entry, "status": "up-to-date", "path": done["path"], "caldb_id": done["id"],
-                        "seconds": time.perf_counter() - start}
+                        "warnings": notes, "seconds": time.perf_counter() - start}
         needed = needed_calibrations(config, kind)
         chosen = choose_calibrations(env, config, needed, metas[0], optional=_optional(config, kind))
         spec.masters_dir.mkdir(parents=True, exist_ok=True)
