@@ -15,9 +15,9 @@ def deviation(data: np.ndarray, gain: float, read_noise_e: float) -> np.ndarray:
 
 
 class UncertaintyEstimator(Step):
-    """Place it after bias subtraction: the Poisson term must see signal, not the bias level.
-
-    Any uncertainty already carried (e.g. the master bias's) is kept: variances add.
+    """Place it after overscan (the Poisson term must see signal, not the bias level) and
+    before bias, so the master bias's error adds to it. Any uncertainty already carried is
+    kept: variances add.
     """
 
     name = "uncertainty"
