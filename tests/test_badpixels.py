@@ -140,5 +140,5 @@ def test_refusals(sim):
     other["CF_BIN"] = "2x2"
     with pytest.raises(UnprocessableInputError, match="disagree on CF_BIN"):
         build_bpm(dark.header, dark.data, other, flat.data)
-    with pytest.raises(UnprocessableInputError, match="at least 4 frames"):
-        unstable_pixels([dark.data] * 3)
+    with pytest.raises(UnprocessableInputError, match="at least 6 frames"):
+        unstable_pixels([dark.data] * 5)

@@ -26,8 +26,10 @@ COMMANDS = {
     "config": ("ccdflow.cli.config_cmd", "Inspect the layered configuration."),
     "demo": ("ccdflow.cli.demo_cmd", "Simulate a night, build masters, reduce it, compare with truth."),
     "night": ("ccdflow.cli.night_cmd", "Reduce a night: masters, science frames, provenance, report."),
+    "master": ("ccdflow.cli.master_cmd", "Build master bias/dark/flat frames and bad-pixel masks."),
     "plugins": ("ccdflow.cli.plugins_cmd", "List plugins, their steps and instruments."),
     "simulate": ("ccdflow.cli.simulate_cmd", "Simulate a night of raw frames and its truth."),
+    "stack": ("ccdflow.cli.stack_cmd", "Combine reduced exposures on one pixel grid; cosmic-ray masks."),
 }
 
 

@@ -30,6 +30,7 @@ from ccdflow.framework.provenance import stamp_calibration
 
 HOT, LOW, UNSTABLE = 1, 2, 4
 BIT_NAMES = {HOT: "hot (dark rate)", LOW: "dead or low (flat)", UNSTABLE: "unstable (temporal scatter)"}
+MIN_UNSTABLE_FRAMES = 6
 COUNT_CARDS = {HOT: "CF_NHOT", LOW: "CF_NLOW", UNSTABLE: "CF_NUNST"}
 #: Cards a BPM copies from its source master: what the caldb matches on.
 _SETUP_CARDS = ("CF_INST", "CF_DET", "CF_BIN", "CF_READM", "CF_RAWSH", "CF_DATE", "CF_TFIRS",
@@ -82,8 +83,9 @@ def unstable_pixels(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray | N
     bands, so memmapped stacks stay on disk.
     """
     n = len(frames)
-    if n < 4:
-        raise UnprocessableInputError(f"the unstable-pixel test needs at least 4 frames, got {n}")
+    if n < MIN_UNSTABLE_FRAMES:  # 4 values left after trimming: fewer make the std too noisy
+        raise UnprocessableInputError(
+            f"the unstable-pixel test needs at least {MIN_UNSTABLE_FRAMES} frames, got {n}")
     shape = frames[0].shape
     scale = np.ones(n, np.float32) if scales is None else np.asarray(scales, np.float32)
     mean, std = np.empty(shape, np.float32), np.empty(shape, np.float32)

@@ -28,6 +28,8 @@ class Spool:
 
     def __init__(self, n: int, directory: str | Path | None = None) -> None:
         self.n = n
+        if directory is not None:
+            Path(directory).mkdir(parents=True, exist_ok=True)
         self.directory = Path(tempfile.mkdtemp(prefix=".ccdflow-spool-", dir=directory))
         self.data: np.memmap | None = None
         self.mask: np.memmap | None = None
