@@ -30,8 +30,8 @@ log = logging.getLogger("ccdflow.night")
 MASTER_ORDER = ("bias", "dark", "flat")
 CALIBRATION_TYPES = (*MASTER_ORDER, "bpm")
 
-#: What the frame-type classes mean for a night (anything else is reported and left alone).
-SKIPPED_TYPES = {"other": "not a calibration or imaging frame (e.g. arc, spectrum, test)"}
+#: Frame types the imaging pipeline reduces; anything else (arcs, spectra...) is listed and left alone.
+REDUCED_TYPES = (*MASTER_ORDER, "science")
 
 
 @dataclass
@@ -187,7 +187,8 @@ def _scan(rawdir: str | Path, spec: RunSpec, executor: Any, result: NightResult,
             "path": str(meta.path), "type": meta.frame_type, "instrument": meta.instrument,
             "filter": meta.filter, "exposure_time": meta.exposure_time,
             "date_obs": meta.date_obs.isoformat(), "temperature": meta.temperature,
-            "note": SKIPPED_TYPES.get(meta.frame_type),
+            "note": None if meta.frame_type in REDUCED_TYPES else
+            f"{meta.frame_type} frames are not part of the imaging reduction; left alone",
         })
     return frames
 

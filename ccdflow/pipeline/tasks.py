@@ -73,7 +73,7 @@ def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta])
                 return {**entry, "status": "up-to-date", "path": done["path"], "caldb_id": done["id"],
                         "warnings": notes, "seconds": time.perf_counter() - start}
         needed = needed_calibrations(config, kind)
-        chosen = choose_calibrations(env, config, needed, metas[0], optional=_optional(config, kind))
+        chosen = choose_calibrations(env, config, needed, group_meta(metas), optional=_optional(config, kind))
         spec.masters_dir.mkdir(parents=True, exist_ok=True)
         cals = {k: env.master(k, record) for k, (record, _) in chosen.items()}
         ccd = build_master(kind, list(metas), env.manager, config, {k: m.ccd for k, m in cals.items()},
@@ -89,6 +89,18 @@ def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta])
     except Exception as exc:  # one bad group never stops the night
         return {**entry, "status": "failed", "reason": _failure(exc),
                 "seconds": time.perf_counter() - start}
+
+
+def group_meta(metas: Sequence[FrameMeta]) -> FrameMeta:
+    """The group as the master will describe itself: mean time and mean temperature. Calibrations
+    for the whole group are chosen for it, so a set of flats taken while the cooler settles gets
+    the dark that suits the set, not the one that suits its first frame."""
+    from datetime import UTC, datetime
+    from statistics import mean
+
+    temps = [m.temperature for m in metas if m.temperature is not None]
+    when = datetime.fromtimestamp(mean(m.date_obs.timestamp() for m in metas), UTC)
+    return metas[0].model_copy(update={"date_obs": when, "temperature": mean(temps) if temps else None})
 
 
 def _optional(config: Any, frame_type: str) -> tuple[str, ...]:
