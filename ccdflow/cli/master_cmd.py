@@ -18,9 +18,11 @@ from typing import Any
 import click
 
 from ccdflow.cli import EXIT_CONFIG, EXIT_INPUT
-from ccdflow.cli.caldb_options import ENV_VAR, fail
-from ccdflow.cli.config_cmd import config_options, resolve_from_options
 from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError, UnprocessableInputError
+
+# caldb_options and config_cmd import astropy and pydantic at module level: taken inside the
+# functions, so `ccdflow master --help` stays as fast as `ccdflow --help`.
+ENV_VAR = "CCDFLOW_CALDB"  # ccdflow.caldb.connection.ENV_VAR
 
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -41,6 +43,34 @@ class ByteSize(click.ParamType):
         if size < 2**20:
             self.fail(f"{value!r}: a memory limit below 1 MiB cannot hold a row band", param, ctx)
         return size
+
+
+def fail(status: int, label: str, message: object) -> None:
+    from ccdflow.cli.caldb_options import fail as fail_line
+
+    fail_line(status, label, message)
+
+
+def resolve_from_options(*args: Any) -> tuple[Any, Any]:
+    from ccdflow.cli.config_cmd import resolve_from_options as resolve
+
+    return resolve(*args)
+
+
+def config_options(func: Callable) -> Callable:
+    """The options of `ccdflow config show` (ccdflow.cli.config_cmd.config_options), declared
+    here without importing that module."""
+    for option in reversed([
+        click.option("--instrument", "instrument", help="Instrument name (see `ccdflow plugins`)."),
+        click.option("--instrument-config", "instrument_file", type=click.Path(dir_okay=False),
+                     help="Instrument YAML (complete, or `extends: NAME` with overrides)."),
+        click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
+                     help="Site/night YAML file(s) with `instrument:` and `steps:`; later wins."),
+        click.option("-p", "--param", "params", multiple=True, metavar="STEP.PARAM=VALUE",
+                     help="Override a step parameter, e.g. -p overscan.method=median."),
+    ]):
+        func = option(func)
+    return func
 
 
 class ErrorsToExitGroup(click.Group):
