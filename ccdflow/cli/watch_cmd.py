@@ -1,0 +1,65 @@
+"""`ccdflow watch`: real-time reduction of a folder the camera writes into."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ccdflow.cli.caldb_options import caldb_options
+from ccdflow.cli.config_cmd import config_options
+from ccdflow.cli.night_cmd import night_options, spec_from
+
+
+@click.command("watch")
+@click.argument("rawdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@night_options
+@click.option("--interval", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+              help="Seconds between looks at RAWDIR.")
+@click.option("--settle", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="A file is complete once its size has not changed for this many seconds.")
+@click.option("--calibration-quiet", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Build a master once its calibration set has had no new frame for this long "
+                   "(or at once when a science frame follows it).")
+@config_options
+@caldb_options()
+def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | None, force: bool,
+            interval: float, settle: float, calibration_quiet: float, instrument, instrument_file,
+            config_files, params, caldb_url, as_json: bool) -> None:
+    """Reduce each new science frame in RAWDIR as it lands, with the best masters in the caldb,
+    and build masters when a calibration set is complete. Stop with Ctrl-C or SIGTERM: the frame
+    in hand is finished and a report is written."""
+    from rich.console import Console
+
+    from ccdflow.pipeline.executor import make_executor
+    from ccdflow.pipeline.report import write_report
+    from ccdflow.pipeline.spec import environment, forget_environments
+    from ccdflow.pipeline.watch import Watcher, stop_on_signals
+
+    spec = spec_from(outdir, caldb_url, instrument, instrument_file, config_files, params, force)
+    console = Console(stderr=True)
+    Path(spec.outdir).mkdir(parents=True, exist_ok=True)
+    with make_executor(workers or 1, scheduler) as executor:
+        watcher = Watcher(rawdir, spec, executor, settle=settle, calibration_quiet=calibration_quiet)
+        stop_on_signals(watcher)
+        if not as_json:
+            console.print(f"watching {rawdir} (every {interval:g} s); Ctrl-C to stop", highlight=False)
+        shown = [0]
+
+        def report_progress(w: Watcher) -> None:
+            for entry in w.result.science[shown[0]:]:
+                if not as_json:
+                    colour = "red" if entry["status"] == "failed" else "green"
+                    console.print(f"[{colour}]{entry['status']}[/{colour}] {Path(entry['raw']).name} "
+                                  f"{entry.get('reason', '')}", highlight=False)
+            shown[0] = len(w.result.science)
+
+        result = watcher.run(interval, report_progress)
+        paths = write_report(result, environment(spec).db)
+    forget_environments()
+    if as_json:
+        click.echo(json.dumps({"counts": result.counts(), "report": str(paths["json"]),
+                               "failed": result.failed, "unknown": result.unknown}, indent=2, default=str))
+    else:
+        console.print(f"stopped; report: {paths['html']}", highlight=False)

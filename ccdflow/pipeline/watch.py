@@ -1,0 +1,132 @@
+"""`ccdflow watch`: reduce science frames as they land, rebuild masters as calibration sets complete.
+
+A file is taken once it is complete: its size and modification time have not changed for
+``settle`` seconds (the camera or rsync has stopped writing) and its headers promise no more
+bytes than it has. A calibration group is built into a master once it has been quiet for
+``calibration_quiet`` seconds, or as soon as a science frame arrives after it (observers take
+calibrations in blocks). Each science frame uses the best masters the caldb has at that moment.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.scan import iter_fits_files, scan_file
+from ccdflow.pipeline.night import MASTER_ORDER, NightResult, plan_masters
+from ccdflow.pipeline.spec import RunSpec, environment
+from ccdflow.pipeline.tasks import master_task, science_task
+
+log = logging.getLogger("ccdflow.watch")
+
+
+@dataclass
+class Watcher:
+    """State of a watch: what was seen, what is waiting, what was done."""
+
+    rawdir: Path
+    spec: RunSpec
+    executor: Any
+    settle: float = 2.0
+    calibration_quiet: float = 60.0
+    result: NightResult = field(init=False)
+    sizes: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # path -> size, mtime, since
+    taken: set[str] = field(default_factory=set)
+    calibrations: list[FrameMeta] = field(default_factory=list)
+    built_inputs: set[frozenset[str]] = field(default_factory=set)
+    last_calibration: float = 0.0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        env = environment(self.spec)
+        self.result = NightResult(str(self.rawdir), self.spec.outdir, self.executor.description,
+                                  env.db.display_url)
+
+    def ready_files(self, now: float) -> list[str]:
+        """Files whose size and mtime have been stable for ``settle`` seconds."""
+        ready = []
+        for path in iter_fits_files([self.rawdir]):
+            if path in self.taken:
+                continue
+            try:
+                stat = Path(path).stat()
+            except FileNotFoundError:
+                continue
+            key = (stat.st_size, stat.st_mtime_ns)
+            seen = self.sizes.get(path)
+            if seen is None or seen[:2] != key:
+                self.sizes[path] = (*key, now)
+            elif now - seen[2] >= self.settle:
+                ready.append(path)
+        return sorted(ready)
+
+    def poll(self, now: float | None = None) -> int:
+        """One pass: take complete files, build due masters, reduce new science. Returns work done."""
+        now = time.monotonic() if now is None else now
+        env = environment(self.spec)
+        science: list[FrameMeta] = []
+        for path in self.ready_files(now):
+            self.taken.add(path)
+            try:
+                meta = scan_file(path, env.manager, instrument=self.spec.instrument)
+            except UnprocessableInputError as exc:
+                self.result.unknown.append({"path": path, "reason": str(exc)})
+                log.warning("not used: %s", exc)
+                continue
+            self.result.frames.append({"path": path, "type": meta.frame_type, "filter": meta.filter,
+                                       "exposure_time": meta.exposure_time, "note": None})
+            if meta.frame_type in MASTER_ORDER:
+                self.calibrations.append(meta)
+                self.last_calibration = now
+            elif meta.frame_type == "science":
+                science.append(meta)
+        work = 0
+        if self.calibrations and (science or now - self.last_calibration >= self.calibration_quiet):
+            work += self.build_masters()
+        for entry in self.executor.map_unordered(science_task, [(self.spec, m) for m in science]):
+            self.result.science.append(entry)
+            log.info("%s: %s %s", Path(entry["raw"]).name, entry["status"], entry.get("reason", ""))
+            work += 1
+        return work
+
+    def build_masters(self) -> int:
+        """Build every calibration group not yet built with exactly its current inputs."""
+        env = environment(self.spec)
+        built = 0
+        for kind in MASTER_ORDER:
+            todo = [g for g in plan_masters(self.calibrations) if g[0] == kind
+                    and frozenset(str(m.path) for m in g[2]) not in self.built_inputs]
+            for entry in self.executor.map_unordered(master_task, [(self.spec, *g) for g in todo]):
+                if entry["status"] == "built":
+                    entry["caldb_id"] = env.db.add(entry["path"], env.manager).id
+                self.result.masters.append(entry)
+                log.info("master %s: %s %s", entry["name"], entry["status"], entry.get("reason", ""))
+                built += 1
+            self.built_inputs |= {frozenset(str(m.path) for m in g[2]) for g in todo}
+        return built
+
+    def run(self, interval: float = 1.0, on_poll: Callable[[Watcher], None] = lambda w: None) -> NightResult:
+        """Poll until stopped (SIGINT/SIGTERM or ``stop.set()``); finishes the task in hand first."""
+        while not self.stop.is_set():
+            self.poll()
+            on_poll(self)
+            self.stop.wait(interval)
+        return self.result
+
+
+def stop_on_signals(watcher: Watcher) -> None:
+    """SIGINT and SIGTERM end the watch cleanly after the current poll."""
+    def handler(signum: int, _frame: Any) -> None:
+        log.warning("%s received: stopping after the current work", signal.Signals(signum).name)
+        watcher.stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
