@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -87,7 +88,9 @@ def reduce_frame(
     each step's seconds. Returns the product and the SHA-256 of the file written.
     """
     needed = needed_calibrations(config, meta.frame_type)
+    start = time.perf_counter()
     ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
+    read_seconds = time.perf_counter() - start
     context = StepContext(meta, config.instrument)
     cal_frames = {k: masters[k].ccd if k in masters else None for k in needed}
     ccd = run_recipe(manager, ccd, config, context, cal_frames)
@@ -97,6 +100,8 @@ def reduce_frame(
         raw_checksum=raw_checksum,
         receipts={k: r.summary() for k, r in (receipts or {}).items() if k in needed},
     )
+    start = time.perf_counter()
+    checksum = write_ccd(ccd, out_path)
     if timings is not None:
-        timings.update(context.timings)
-    return ccd, write_ccd(ccd, out_path)
+        timings.update(context.timings, read=read_seconds, write=time.perf_counter() - start)
+    return ccd, checksum
