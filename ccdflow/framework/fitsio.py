@@ -109,10 +109,23 @@ def read_ccd(path: str | Path, hdu: int | str = 0, unit: str = "adu") -> CCDData
                             header.append(card)
     except UnprocessableInputError:
         raise
-    except (OSError, ValueError, IndexError, KeyError, TypeError) as exc:
+    except ValueError as exc:
+        if "reshape" in str(exc):  # numpy's words for "fewer bytes than NAXIS promises"
+            raise UnprocessableInputError(
+                f"FITS file is truncated: HDU {hdu!r} has fewer pixels than its header's NAXIS "
+                f"promise ({exc})", path=str(path)) from None
+        raise UnprocessableInputError(f"cannot read pixels ({exc})", path=str(path)) from None
+    except (OSError, EOFError, IndexError, KeyError, TypeError) as exc:
         raise UnprocessableInputError(f"cannot read pixels ({exc})", path=str(path)) from None
     for key in ("BZERO", "BSCALE", "BLANK"):
         header.remove(key, ignore_missing=True)
+    # NaN/inf (and BLANK, which astropy turns into NaN) are masked here, once, so every step
+    # and every combine leaves them out; the values stay NaN so nothing mistakes them for data.
+    bad = ~np.isfinite(data)
+    if bad.any():
+        data[bad] = np.nan
+        header["CF_NBAD"] = (int(bad.sum()), "non-finite raw pixels, masked")
+        return CCDData(data, unit=unit, header=header, mask=bad)
     return CCDData(data, unit=unit, header=header)
 
 
