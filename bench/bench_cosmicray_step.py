@@ -1,0 +1,73 @@
+"""What the cosmicray step adds to astroscrappy's own time, and to ccdproc's wrapper.
+
+    flock /tmp/ccdflow-bench.lock python bench/bench_cosmicray_step.py [--size 2048] [--repeat 5]
+
+Times are interleaved (astroscrappy, ccdflow step, ccdproc.cosmicray_lacosmic) on the same
+float32 frame with a mask, so machine noise hits all three alike; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import astropy.units as u
+import astroscrappy
+import ccdproc
+import numpy as np
+from astropy.nddata import CCDData
+
+from ccdflow.framework.config import build
+from ccdflow.framework.plugins import get_plugin_manager
+from ccdflow.framework.step import StepContext
+from ccdflow.plugins.steps.cosmicray import CosmicRayDetector, CosmicRayParams
+
+
+def frame(size: int) -> CCDData:
+    rng = np.random.default_rng(0)
+    data = rng.normal(500.0, 12.0, (size, size)).astype(np.float32)
+    n = size * size // 1000
+    data[rng.integers(0, size, n), rng.integers(0, size, n)] += 3000.0
+    mask = np.zeros(data.shape, bool)
+    mask[:, size // 3] = True
+    return CCDData(data, unit="adu", mask=mask)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    from tests.conftest import make_meta
+
+    ccd = frame(args.size)
+    config = build(get_plugin_manager(), instrument="generic")
+    context = StepContext(make_meta(shape=ccd.shape, gain=1.5, read_noise=6.0), config.instrument)
+    step, params = CosmicRayDetector(), CosmicRayParams()
+    sat = 65535.0 * 1.5
+    runs = {
+        "astroscrappy.detect_cosmics": lambda: astroscrappy.detect_cosmics(
+            ccd.data, inmask=ccd.mask, gain=1.5, readnoise=6.0, satlevel=sat),
+        "ccdflow cosmicray step": lambda: step.run(ccd, params, {}, context),
+        "ccdproc.cosmicray_lacosmic": lambda: ccdproc.cosmicray_lacosmic(
+            ccd, gain=1.5 * u.electron / u.adu, readnoise=6.0 * u.electron, satlevel=sat),
+    }
+    masks = {name: fn() for name, fn in runs.items()}  # warm-up, and the masks to compare
+    same = np.array_equal(masks["ccdflow cosmicray step"].mask, masks["ccdproc.cosmicray_lacosmic"].mask)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeat):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["astroscrappy.detect_cosmics"])
+    print(f"{args.size}x{args.size} float32, niter=4, {args.repeat} interleaved runs, medians")
+    print(f"{'what':32s} {'median s':>9s} {'min s':>7s} {'vs astroscrappy':>16s}")
+    for name, t in times.items():
+        print(f"{name:32s} {statistics.median(t):9.3f} {min(t):7.3f} {statistics.median(t) / base:15.3f}x")
+    print(f"step mask identical to ccdproc's: {same}")
+
+
+if __name__ == "__main__":
+    main()
