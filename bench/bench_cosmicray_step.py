@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from datetime import UTC, datetime
 
 import astropy.units as u
 import astroscrappy
@@ -19,6 +20,7 @@ import numpy as np
 from astropy.nddata import CCDData
 
 from ccdflow.framework.config import build
+from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.plugins import get_plugin_manager
 from ccdflow.framework.step import StepContext
 from ccdflow.plugins.steps.cosmicray import CosmicRayDetector, CosmicRayParams
@@ -39,11 +41,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from tests.conftest import make_meta
-
     ccd = frame(args.size)
     config = build(get_plugin_manager(), instrument="generic")
-    context = StepContext(make_meta(shape=ccd.shape, gain=1.5, read_noise=6.0), config.instrument)
+    meta = FrameMeta(frame_type="science", instrument="generic", exposure_time=60.0, shape=ccd.shape,
+                     date_obs=datetime(2026, 3, 1, 22, tzinfo=UTC), gain=1.5, read_noise=6.0)
+    context = StepContext(meta, config.instrument)
     step, params = CosmicRayDetector(), CosmicRayParams()
     sat = 65535.0 * 1.5
     runs = {
