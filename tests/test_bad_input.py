@@ -176,9 +176,6 @@ def test_master_of_another_shape_is_refused(night, env, tmp_path):
     assert not (tmp_path / "red.fits").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reduction.reduce_frame/MasterRef never compare a master's metadata (CF_FILT, CF_BIN, CF_RAWSH, "
-    "CF_DET, CF_READM) with the frame's: a flat of another filter is applied silently"))
 def test_flat_of_another_filter_is_refused(night, env, tmp_path):
     manager, config, by, out = env
     (meta,) = by["science_V"]
@@ -186,8 +183,6 @@ def test_flat_of_another_filter_is_refused(night, env, tmp_path):
         reduce_frame(meta, manager, config, masters_for(out, flat="flat_R.fits"), tmp_path / "r.fits")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reduction.reduce_frame/MasterRef never compare a master's binning or raw shape with the frame's"))
 def test_master_of_another_binning_is_refused(night, env, tmp_path):
     manager, config, by, out = env
     bias = read_product(out / "bias.fits")

@@ -13,6 +13,7 @@ from typing import Any
 from astropy.nddata import CCDData
 
 from ccdflow.framework.config import ResolvedConfig
+from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.fitsio import read_ccd, read_product, sha256_file, write_ccd
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.provenance import stamp_product
@@ -44,6 +45,41 @@ class MasterRef:
         return cls(kind, Path(path), ccd, checksum or sha256_file(path), exposure,
                    None if temp is None else float(temp), h.get("CF_FILT", h.get("FILTER")) or None,
                    caldb_id)
+
+
+#: Master header card -> (FrameMeta attribute, text), compared before a master is applied.
+_MATCH_CARDS = {
+    "CF_INST": ("instrument", "instrument"), "CF_DET": ("detector", "detector"),
+    "CF_BIN": ("binning", "binning"), "CF_READM": ("readout_mode", "readout mode"),
+    "CF_RAWSH": ("shape", "raw shape"),
+}
+
+
+def check_master(kind: str, master: MasterRef, meta: FrameMeta) -> None:
+    """Refuse a master made for another setup (a flat of another filter, another binning...).
+
+    Compares the master's normalised CF_ cards with the frame; a foreign master without them is
+    checked by pixel shape only (in the steps)."""
+    header = master.ccd.header
+    cards = dict(_MATCH_CARDS)
+    if kind == "flat":
+        cards["CF_FILT"] = ("filter", "filter")
+    frame_values = {
+        "binning": f"{meta.binning[0]}x{meta.binning[1]}", "shape": f"{meta.shape[0]}x{meta.shape[1]}",
+    }
+    problems = []
+    for card, (attr, text) in cards.items():
+        if card not in header:
+            continue
+        want = frame_values.get(attr, getattr(meta, attr))
+        have = header[card]
+        if str(have or "") != str(want or ""):
+            problems.append(f"{text} is {have!r}, the frame's is {want!r}")
+    if problems:
+        raise UnprocessableInputError(
+            f"master {kind} {master.path.name} does not match the frame: {'; '.join(problems)}",
+            path=str(meta.path),
+        )
 
 
 def observing_night(meta: FrameMeta) -> str:
@@ -92,6 +128,9 @@ def reduce_frame(
     ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
     read_seconds = time.perf_counter() - start
     context = StepContext(meta, config.instrument)
+    for kind in needed:
+        if kind in masters:
+            check_master(kind, masters[kind], meta)
     cal_frames = {k: masters[k].ccd if k in masters else None for k in needed}
     ccd = run_recipe(manager, ccd, config, context, cal_frames)
     stamp_product(
