@@ -56,7 +56,7 @@ def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta])
     from ccdflow.caldb.ledger import find_master
     from ccdflow.framework.fitsio import sha256_file
     from ccdflow.framework.masters import build_master, write_master
-    from ccdflow.framework.recipe import needed_calibrations
+    from ccdflow.framework.recipe import needed_calibrations, optional_calibrations
 
     start = time.perf_counter()
     out = spec.masters_dir / name
@@ -73,7 +73,8 @@ def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta])
                 return {**entry, "status": "up-to-date", "path": done["path"], "caldb_id": done["id"],
                         "warnings": notes, "seconds": time.perf_counter() - start}
         needed = needed_calibrations(config, kind)
-        chosen = choose_calibrations(env, config, needed, group_meta(metas), optional=_optional(config, kind))
+        chosen = choose_calibrations(env, config, needed, group_meta(metas),
+                                     optional=optional_calibrations(config, kind))
         spec.masters_dir.mkdir(parents=True, exist_ok=True)
         cals = {k: env.master(k, record) for k, (record, _) in chosen.items()}
         ccd = build_master(kind, list(metas), env.manager, config, {k: m.ccd for k, m in cals.items()},
@@ -103,22 +104,12 @@ def group_meta(metas: Sequence[FrameMeta]) -> FrameMeta:
     return metas[0].model_copy(update={"date_obs": when, "temperature": mean(temps) if temps else None})
 
 
-def _optional(config: Any, frame_type: str) -> tuple[str, ...]:
-    """Calibrations the recipe can do without (declared by the steps)."""
-    from ccdflow.framework.recipe import recipe_steps
-
-    out: tuple[str, ...] = ()
-    for name, _ in recipe_steps(config, frame_type):
-        out += tuple(getattr(config.step_classes[name], "optional_calibrations", ()))
-    return out
-
-
 def science_task(spec: RunSpec, meta: FrameMeta) -> dict[str, Any]:
     """Reduce one science frame with the caldb's best calibrations, unless the ledger says the
     same product (same raw checksum, config and calibration ids) is already on disk."""
     from ccdflow.caldb.ledger import find_product, replace_product
     from ccdflow.framework.fitsio import sha256_file
-    from ccdflow.framework.recipe import needed_calibrations
+    from ccdflow.framework.recipe import needed_calibrations, optional_calibrations
     from ccdflow.framework.reduction import reduce_frame
 
     start = time.perf_counter()
@@ -130,7 +121,8 @@ def science_task(spec: RunSpec, meta: FrameMeta) -> dict[str, Any]:
         config = env.config(meta.instrument)
         raw_sha = sha256_file(meta.path)
         needed = needed_calibrations(config, "science")
-        chosen = choose_calibrations(env, config, needed, meta, optional=_optional(config, "science"))
+        chosen = choose_calibrations(env, config, needed, meta,
+                                     optional=optional_calibrations(config, "science"))
         entry["calibrations"] = {k: {"id": r["id"], "name": Path(r["path"]).name, **rc.summary()}
                                  for k, (r, rc) in chosen.items()}
         ids = {k: r["id"] for k, (r, _) in chosen.items()}
