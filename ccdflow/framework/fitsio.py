@@ -147,7 +147,9 @@ def atomic_write(hdul: fits.HDUList, path: str | Path) -> None:
 
 def ccd_to_hdulist(ccd: CCDData) -> fits.HDUList:
     """SCI (float32), UNCERT (std dev, float32) and MASK (uint8) extensions."""
-    primary = fits.PrimaryHDU(header=ccd.header.copy())
+    # CCDData built in memory carries a plain dict as its header until someone sets one
+    header = ccd.header.copy() if isinstance(ccd.header, fits.Header) else fits.Header(dict(ccd.header))
+    primary = fits.PrimaryHDU(header=header)
     primary.header["BUNIT"] = str(ccd.unit)
     sci = fits.ImageHDU(np.asarray(ccd.data, dtype=np.float32), name="SCI")
     sci.header["BUNIT"] = str(ccd.unit)
