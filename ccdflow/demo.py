@@ -1,4 +1,4 @@
-"""`ccdflow demo`: simulate a night, build masters, reduce the science frames, check against truth."""
+"""`ccdflow demo`: simulate a night, run the nightly pipeline on it, check against the truth."""
 
 from __future__ import annotations
 
@@ -10,15 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ccdflow.caldb import CalDB, NoCalibrationError, Receipt
-from ccdflow.framework.config import build
-from ccdflow.framework.fitsio import write_ccd
-from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.masters import build_master
-from ccdflow.framework.plugins import get_plugin_manager
-from ccdflow.framework.recipe import needed_calibrations, optional_calibrations
-from ccdflow.framework.reduction import MasterRef, group_frames, observing_night, reduce_frame
-from ccdflow.framework.scan import scan_paths
+from ccdflow.caldb import CalDB
+from ccdflow.framework.fitsio import read_product
+from ccdflow.framework.reduction import MasterRef
+from ccdflow.pipeline.executor import SerialExecutor
+from ccdflow.pipeline.night import run_night
+from ccdflow.pipeline.spec import RunSpec, forget_environments
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 log = logging.getLogger("ccdflow.demo")
@@ -37,91 +34,60 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _master_name(kind: str, meta: FrameMeta) -> str:
-    """One file per night and group, e.g. ``2026-03-01_dark_120s_-20C.fits``."""
-    night = observing_night(meta)
-    if kind == "dark":
-        return f"{night}_dark_{meta.exposure_time:g}s_{meta.temperature:+.0f}C.fits"
-    if kind == "flat":
-        return f"{night}_flat_{meta.filter}.fits"
-    return f"{night}_bias.fits"
-
-
 def run_demo(
     outdir: Path, spec: SimulationSpec, advance: Callable[[str], None] = lambda _: None
 ) -> DemoResult:
-    """The whole demo; ``advance`` is told each time one unit of work finishes."""
+    """Simulate, then run the nightly pipeline on each simulated night in turn (later nights can
+    use earlier nights' masters) and compare every reduced frame with the truth.
+
+    ``advance`` is told each time one unit of work (simulation, a master, a frame) finishes.
+    """
     t0 = time.perf_counter()
     night = simulate_night(outdir / "simulated", spec)
-    raw_files = sorted(p for d in night.raw_dirs for p in d.glob("*.fits"))
     result = DemoResult(outdir, night.raw_dir)
     result.seconds["simulate"] = time.perf_counter() - t0
     advance("simulated")
 
-    manager = get_plugin_manager()
-    config = build(manager, instrument="generic")
-    frames, result.rejected = scan_paths(raw_files, manager)
-    db = CalDB.create(outdir / "caldb.sqlite")
-    result.caldb = db.display_url
-    loaded: dict[int, MasterRef] = {}
+    db_path = outdir / "caldb.sqlite"
+    CalDB.create(db_path).close()
+    run = RunSpec(outdir=str(outdir), caldb_url=f"sqlite:///{db_path.resolve()}", instrument="generic")
 
-    def choose(kind: str, meta: FrameMeta) -> tuple[MasterRef, Receipt]:
-        record, receipt = db.best(kind, meta, config.instrument.caldb[kind])
-        if record["id"] not in loaded:
-            loaded[record["id"]] = MasterRef.load(kind, record["path"], record["id"], record["sha256"])
-        return loaded[record["id"]], receipt
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage != "scan":
+            advance(f"{stage} {done}/{total}")
 
-    def choose_all(frame_type: str, meta: FrameMeta) -> dict[str, tuple[MasterRef, Receipt]]:
-        """Every calibration the recipe asks for; an optional one (bpm) may be absent."""
-        optional = optional_calibrations(config, frame_type)
-        chosen = {}
-        for kind in needed_calibrations(config, frame_type):
-            try:
-                chosen[kind] = choose(kind, meta)
-            except NoCalibrationError:
-                if kind not in optional:
-                    raise
-        return chosen
-
-    t1 = time.perf_counter()
-    for kind in ("bias", "dark", "flat"):
-        for metas in (g for g in group_frames(frames).values() if g[0].frame_type == kind):
-            cals = {k: m for k, (m, _) in choose_all(kind, metas[0]).items()}
-            ccd = build_master(kind, metas, manager, config, {k: m.ccd for k, m in cals.items()},
-                               calibration_paths={k: str(m.path) for k, m in cals.items()})
-            path = outdir / "masters" / _master_name(kind, metas[0])
-            write_ccd(ccd, path)
-            added = db.add(path, manager)
-            result.masters.append({
-                "type": kind, "path": str(path), "caldb_id": added.id, "n": len(metas),
-                "median": ccd.header["CF_MED"], "noise": ccd.header["CF_NOISE"],
-            })
-            advance(f"master {path.name}")
-    result.seconds["masters"] = time.perf_counter() - t1
-
-    t2 = time.perf_counter()
-    for meta in (f for f in frames if f.frame_type == "science"):
-        out_path = outdir / "reduced" / Path(meta.path).name
-        try:
-            chosen = choose_all("science", meta)
-        except NoCalibrationError as exc:
-            result.rejected.append((str(meta.path), str(exc)))
-            continue
-        ccd, checksum = reduce_frame(meta, manager, config, {k: m for k, (m, _) in chosen.items()},
-                                     out_path)
-        db.record_product(out_path, meta, {k: r for k, (_, r) in chosen.items()},
-                          sha256=checksum, raw_sha256=ccd.header["CF_RAWS"],
-                          config_hash=config.config_hash())
-        entry = {"path": str(out_path), **{k: m.path.name for k, (m, _) in chosen.items()}}
-        flat = chosen.get("flat", (None, None))[0]
-        in_adu = ccd.data if str(ccd.unit) == "adu" else ccd.data / np.float32(night.gain)
-        entry.update(compare_with_truth(in_adu, ccd.mask, night.truth_dir, Path(meta.path).stem,
-                                        night, flat))
-        result.reduced.append(entry)
-        advance(f"reduced {out_path.name}")
-    result.seconds["science"] = time.perf_counter() - t2
-    db.close()
+    with SerialExecutor() as executor:
+        for raw_dir in night.raw_dirs:
+            nightly = run_night(raw_dir, run, executor, progress)
+            result.caldb = nightly.caldb
+            result.rejected += [(u["path"], u["reason"]) for u in nightly.unknown]
+            for key in ("scan", "masters", "science"):
+                result.seconds[key] = result.seconds.get(key, 0.0) + nightly.seconds[key]
+            result.masters += [
+                {"type": m["type"], "path": m["path"], "caldb_id": m.get("caldb_id"), "n": m["n"],
+                 "median": m.get("median"), "noise": m.get("noise"), "status": m["status"]}
+                for m in nightly.masters
+            ]
+            for entry in nightly.science:
+                if entry["status"] == "failed":
+                    result.rejected.append((entry["raw"], entry["reason"]))
+                    continue
+                result.reduced.append(_against_truth(entry, night))
+    forget_environments()
     return result
+
+
+def _against_truth(entry: dict, night) -> dict:
+    """The report entry of a reduced frame, with its residual against the simulator's truth."""
+    ccd = read_product(entry["path"])
+    cals = entry.get("calibrations", {})
+    out = {"path": entry["path"], **{k: c["name"] for k, c in cals.items()}}
+    flat = None
+    if "flat" in cals:
+        flat = MasterRef.load("flat", Path(entry["path"]).parent.parent / "masters" / cals["flat"]["name"])
+    in_adu = ccd.data if str(ccd.unit) == "adu" else ccd.data / np.float32(night.gain)
+    out.update(compare_with_truth(in_adu, ccd.mask, night.truth_dir, Path(entry["raw"]).stem, night, flat))
+    return out
 
 
 def compare_with_truth(data, mask, truth_dir: Path, stem: str, night, flat: MasterRef | None) -> dict:
