@@ -49,7 +49,7 @@ def test_night_writes_masters_products_provenance_and_report(raw, tmp_path):
     out, caldb = tmp_path / "out", tmp_path / "caldb.sqlite"
     result = summary(night(str(raw), "--out", str(out), "--caldb", str(caldb), "--workers", "1", "--json"))
     assert result["counts"]["science"] == {"reduced": 6}
-    assert result["counts"]["masters"] == {"built": 7}  # 1 bias, 2x2 darks, 2 flats
+    assert result["counts"]["masters"] == {"built": 8}  # 1 bias, 2x2 darks, 2 flats, 1 bpm
     reduced = sorted((out / "reduced").glob("*.fits"))
     assert len(reduced) == 6
     header = fits.getheader(reduced[0])
@@ -60,7 +60,8 @@ def test_night_writes_masters_products_provenance_and_report(raw, tmp_path):
     assert header["CF_FLAT"] == "DONE"
     db = CalDB(str(caldb))
     assert product_count(db) == 6
-    assert {r["type"] for r in db.list()} == {"bias", "dark", "flat"}
+    assert {r["type"] for r in db.list()} == {"bias", "dark", "flat", "bpm"}
+    assert header["CF_BPM"] == "DONE" and "CF_BPMI" in header
     db.close()
     report = json.loads((out / "report.json").read_text())
     assert len(report["science"]) == 6 and all(s["calibrations"]["flat"]["name"] for s in report["science"])
@@ -76,7 +77,7 @@ def test_rerun_does_no_work_and_a_new_parameter_redoes_every_frame(raw, tmp_path
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "reduced").glob("*.fits")}
     again = summary(night(str(raw), "--out", str(out), "--caldb", caldb, "--workers", "1", "--json"))
     assert again["counts"]["science"] == {"up-to-date": 6}
-    assert again["counts"]["masters"] == {"up-to-date": 7}
+    assert again["counts"]["masters"] == {"up-to-date": 8}
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     changed = summary(night(str(raw), "--out", str(out), "--caldb", caldb, "--workers", "1", "--json",
                             "-p", "flat.min_value=0.3"))

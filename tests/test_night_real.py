@@ -37,7 +37,10 @@ def test_efosc_night_reduces_imaging_and_leaves_spectroscopy_alone(real_data, tm
 def test_feder_night_matches_darks_by_exposure_and_flats_by_filter(real_data, tmp_path):
     report, out = run_night(real_data / "feder-apogee-mini", tmp_path)
     masters = {m["name"]: m for m in report["masters"]}
-    assert report["counts"]["masters"] == {"built": 10}  # bias, darks at 5 exposure times, 4 flats
+    # bias, darks at 5 exposure times, 4 flats, and a bad-pixel mask from the 120 s dark
+    assert report["counts"]["masters"] == {"built": 11}
+    (bpm,) = [m for m in report["masters"] if m["type"] == "bpm"]
+    assert "_dark_120s_" in bpm["inputs"][0]
     assert sum("_dark_" in n for n in masters) == 5 and sum("_flat_" in n for n in masters) == 4
     assert report["counts"]["science"] == {"reduced": 40}
     for frame in report["science"]:

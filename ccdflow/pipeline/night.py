@@ -23,7 +23,7 @@ from ccdflow.framework.scan import iter_fits_files
 from ccdflow.pipeline.executor import SerialExecutor
 from ccdflow.pipeline.outputs import write_text_atomic
 from ccdflow.pipeline.spec import RunSpec, environment
-from ccdflow.pipeline.tasks import master_task, scan_chunk, science_task
+from ccdflow.pipeline.tasks import bpm_task, master_task, scan_chunk, science_task
 
 log = logging.getLogger("ccdflow.night")
 
@@ -135,6 +135,7 @@ def run_night(
                     entry["caldb_id"] = added.id
                 result.masters.append(entry)
                 progress(f"{kind} masters", done, len(groups))
+        _bpm_stage(spec, executor, result, progress)
     result.seconds["masters"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -146,9 +147,53 @@ def run_night(
         result.science.append(entry)
         progress("science", done, len(science))
     result.science.sort(key=lambda e: e["raw"])
-    result.masters.sort(key=lambda e: (MASTER_ORDER.index(e["type"]), e["name"]))
+    result.masters.sort(key=lambda e: (CALIBRATION_TYPES.index(e["type"]), e["name"]))
     result.seconds["science"] = time.perf_counter() - start
     return result
+
+
+def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(file name, dark, flat) per setup of this night that has both: the longest-exposure
+    master dark (hot pixels stand out most) and the first master flat by name."""
+    from astropy.io import fits
+
+    setups: dict[tuple, dict[str, list[tuple[dict[str, Any], Any]]]] = {}
+    for entry in masters:
+        if entry["status"] not in ("built", "up-to-date") or entry["type"] not in ("dark", "flat"):
+            continue
+        header = fits.getheader(entry["path"])
+        key = tuple(str(header.get(k)) for k in ("CF_INST", "CF_DET", "CF_BIN", "CF_READM", "CF_RAWSH"))
+        setups.setdefault(key, {"dark": [], "flat": []})[entry["type"]].append((entry, header))
+    out = []
+    for key, found in sorted(setups.items()):
+        if found["dark"] and found["flat"]:
+            # longest exposure, then warmest (most dark current), then name: the same choice
+            # whatever order the masters finished in
+            dark, dark_header = max(found["dark"], key=lambda d: (
+                float(d[1].get("CF_EXPT", 0)), float(d[1].get("CF_TEMP", -999)), d[0]["name"]))
+            flat = sorted(found["flat"], key=lambda f: f[0]["name"])[0][0]
+            night = dark["name"].split("_")[0]  # the observing night, as in every master's name
+            parts = (night, "bpm", key[2], key[1])
+            name = "_".join(p.replace("_", "-") for p in parts if p not in ("None", ""))
+            out.append((f"{name}.fits", _with_sha(dark), _with_sha(flat)))
+    return out
+
+
+def _with_sha(entry: dict[str, Any]) -> dict[str, Any]:
+    from ccdflow.framework.fitsio import sha256_file
+
+    return {**entry, "sha256": sha256_file(entry["path"])}
+
+
+def _bpm_stage(spec: RunSpec, executor: Any, result: NightResult,
+               progress: Callable[[str, int, int], None]) -> None:
+    env = environment(spec)
+    todo = plan_bpms(result.masters)
+    for done, entry in enumerate(executor.map_unordered(bpm_task, [(spec, *t) for t in todo]), 1):
+        if entry["status"] in ("built", "up-to-date"):
+            entry["caldb_id"] = env.db.add(entry["path"], env.manager).id
+        result.masters.append(entry)
+        progress("bad-pixel masks", done, len(todo))
 
 
 def stale_products(db: Any, env: Any) -> list[dict[str, Any]]:

@@ -92,6 +92,35 @@ def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta])
                 "seconds": time.perf_counter() - start}
 
 
+def bpm_task(spec: RunSpec, name: str, dark: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
+    """A bad-pixel mask from the night's longest master dark and a master flat of the same setup
+    (hot pixels from the dark's rate, low pixels from the flat). Up to date when the file there
+    was made from the same two masters."""
+    from astropy.io import fits
+
+    from ccdflow.framework.badpixels import build_bpm, write_bpm
+    from ccdflow.framework.fitsio import read_product
+
+    start = time.perf_counter()
+    out = spec.masters_dir / name
+    entry: dict[str, Any] = {"type": "bpm", "name": name, "path": str(out), "n": 2,
+                             "inputs": [Path(dark["path"]).name, Path(flat["path"]).name]}
+    try:
+        if out.is_file() and not spec.force:
+            header = fits.getheader(out)
+            if header.get("CF_DARKS") == dark["sha256"] and header.get("CF_FLATS") == flat["sha256"]:
+                return {**entry, "status": "up-to-date", "seconds": time.perf_counter() - start}
+        d, f = read_product(dark["path"]), read_product(flat["path"])
+        mask, header = build_bpm(d.header, d.data, f.header, f.data, dark_mask=d.mask, flat_mask=f.mask,
+                                 dark_path=dark["path"], flat_path=flat["path"])
+        write_bpm(mask, header, out)
+        return {**entry, "status": "built", "median": None, "noise": None,
+                "flagged": header.get("CF_MASKF"), "seconds": time.perf_counter() - start}
+    except Exception as exc:  # a night without a BPM is still a night
+        return {**entry, "status": "failed", "reason": _failure(exc),
+                "seconds": time.perf_counter() - start}
+
+
 def group_meta(metas: Sequence[FrameMeta]) -> FrameMeta:
     """The group as the master will describe itself: mean time and mean temperature. Calibrations
     for the whole group are chosen for it, so a set of flats taken while the cooler settles gets
