@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ccdflow.cli import EXIT_CONFIG, EXIT_FAILURES, EXIT_INPUT, err_console
+from ccdflow.cli.options import CALDB_ENV_VAR, caldb_options  # noqa: F401  (re-exported)
 from ccdflow.framework.config import load_instrument_file
 from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError, UnprocessableInputError
 from ccdflow.framework.fitsio import read_headers
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # Everything from ccdflow.caldb (and so SQLAlchemy) is imported inside functions: at module
 # level it would add ~0.3 s to every ccdflow command, caldb or not.
-ENV_VAR = "CCDFLOW_CALDB"  # ccdflow.caldb.connection.ENV_VAR
+ENV_VAR = CALDB_ENV_VAR
 
 
 class CaldbGroup(click.Group):
@@ -97,22 +97,6 @@ def raw_shape(ctx: Any, param: Any, value: str | None) -> str | None:
     if value is not None and not re.fullmatch(r"[1-9]\d*x[1-9]\d*", value):
         raise click.BadParameter(f"{value!r}: expected NYxNX, e.g. 2048x2148")
     return value
-
-
-def caldb_options(json_output: bool = True) -> Callable:
-    """``--caldb`` (every command) and ``--json`` (query commands)."""
-
-    def decorate(func: Callable) -> Callable:
-        if json_output:
-            func = click.option("--json", "as_json", is_flag=True,
-                                help="Print machine-readable JSON.")(func)
-        return click.option(
-            "--caldb", "caldb_url", metavar="URL|PATH", envvar=ENV_VAR, show_envvar=True,
-            help="SQLite file or SQLAlchemy URL (e.g. postgresql+psycopg://user@host/caldb). "
-                 "Default: $XDG_DATA_HOME/ccdflow/caldb.sqlite "
-                 "(~/.local/share/ccdflow/caldb.sqlite).")(func)
-
-    return decorate
 
 
 def open_db(caldb_url: str | None) -> CalDB:

@@ -9,23 +9,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from ccdflow.cli.options import config_options
 from ccdflow.framework import config as cfg
 from ccdflow.framework.plugins import get_plugin_manager
-
-
-def config_options(func):
-    """Options shared by every command that resolves a run configuration."""
-    for option in reversed([
-        click.option("--instrument", "instrument", help="Instrument name (see `ccdflow plugins`)."),
-        click.option("--instrument-config", "instrument_file", type=click.Path(dir_okay=False),
-                     help="Instrument YAML (complete, or `extends: NAME` with overrides)."),
-        click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
-                     help="Site/night YAML file(s) with `instrument:` and `steps:`; later wins."),
-        click.option("-p", "--param", "params", multiple=True, metavar="STEP.PARAM=VALUE",
-                     help="Override a step parameter, e.g. -p overscan.method=median."),
-    ]):
-        func = option(func)
-    return func
 
 
 def resolve_from_options(ctx: click.Context, instrument, instrument_file, config_files, params):

@@ -18,11 +18,11 @@ from typing import Any
 import click
 
 from ccdflow.cli import EXIT_CONFIG, EXIT_INPUT
+from ccdflow.cli.options import CALDB_ENV_VAR, config_options
 from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError, UnprocessableInputError
 
 # caldb_options and config_cmd import astropy and pydantic at module level: taken inside the
 # functions, so `ccdflow master --help` stays as fast as `ccdflow --help`.
-ENV_VAR = "CCDFLOW_CALDB"  # ccdflow.caldb.connection.ENV_VAR
 
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -57,22 +57,6 @@ def resolve_from_options(*args: Any) -> tuple[Any, Any]:
     return resolve(*args)
 
 
-def config_options(func: Callable) -> Callable:
-    """The options of `ccdflow config show` (ccdflow.cli.config_cmd.config_options), declared
-    here without importing that module."""
-    for option in reversed([
-        click.option("--instrument", "instrument", help="Instrument name (see `ccdflow plugins`)."),
-        click.option("--instrument-config", "instrument_file", type=click.Path(dir_okay=False),
-                     help="Instrument YAML (complete, or `extends: NAME` with overrides)."),
-        click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
-                     help="Site/night YAML file(s) with `instrument:` and `steps:`; later wins."),
-        click.option("-p", "--param", "params", multiple=True, metavar="STEP.PARAM=VALUE",
-                     help="Override a step parameter, e.g. -p overscan.method=median."),
-    ]):
-        func = option(func)
-    return func
-
-
 class ErrorsToExitGroup(click.Group):
     """ccdflow errors become one red line and the documented exit status (also under CliRunner)."""
 
@@ -98,7 +82,7 @@ def common_options(func: Callable) -> Callable:
                      help="Master bias to use (else the caldb's best)."),
         click.option("--dark", "dark_path", type=click.Path(exists=True, dir_okay=False),
                      help="Master dark to use (else the caldb's best)."),
-        click.option("--caldb", "caldb_url", metavar="URL|PATH", envvar=ENV_VAR, show_envvar=True,
+        click.option("--caldb", "caldb_url", metavar="URL|PATH", envvar=CALDB_ENV_VAR, show_envvar=True,
                      help="Caldb to choose missing calibrations from and to --register in."),
         click.option("--register", is_flag=True, help="Add the new master to the caldb."),
         click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary."),

@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from ccdflow.cli import EXIT_FAILURES
-from ccdflow.cli.caldb_options import caldb_options
-from ccdflow.cli.config_cmd import config_options
+from ccdflow.cli.options import caldb_options, config_options
 
 
 def night_options(func):

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from ccdflow.cli.caldb_options import caldb_options
-from ccdflow.cli.config_cmd import config_options
 from ccdflow.cli.night_cmd import night_options, spec_from
+from ccdflow.cli.options import caldb_options, config_options
 
 
 @click.command("watch")
