@@ -1,21 +1,47 @@
-"""Combine a stack of frames pixel by pixel, in row bands to bound memory.
+"""Combine a stack of frames pixel by pixel, in row bands under a memory limit, on all cores.
 
-Rejection rule for ``clip='sigma'``: one pass, like ccdproc (not astropy's iterative
-``sigma_clip``): centre = median, spread = MAD-based std, pixels outside
-[centre - low*spread, centre + high*spread] are dropped, the survivors averaged.
+Semantics (``docs/combine.md`` has the long form):
+
+- **Bad pixels**: NaN/inf input pixels and pixels set in ``masks`` are masked; they never reach
+  the result, the clip statistics or ``n_used``.
+- **scales** multiply each frame before anything else (rejection sees scaled values);
+  **weights** (one per frame, ``method='mean'`` only) weight the mean of the survivors.
+- **clip='sigma'**: centre = median or mean, spread = MAD-std (1.4826 MAD) or population std,
+  both in float64 exactly as astropy's ``sigma_clip`` (which ccdproc calls); a value is rejected
+  when it is < centre - sigma_low*spread or > centre + sigma_high*spread. ``iterations=1`` is
+  ccdproc's single pass. More iterations recompute centre and spread from the survivors and
+  reject further, cumulatively (IRAF style: a rejected value never re-enters), stopping early
+  when nothing changes.
+- **clip='minmax'**: the ``n_low`` lowest and ``n_high`` highest good values of each pixel are
+  rejected (ccdproc's ``clip_extrema``, but counting only unmasked values); ties go in frame order.
+- **error**: std of the survivors (ddof=1) / sqrt(n_used), times sqrt(pi/2) = 1.2533 for the
+  median (its Gaussian efficiency); with weights std * sqrt(sum w^2) / sum w. NaN when n_used < 2.
+- **n_used**: survivors per pixel. A pixel whose inputs are all masked or rejected gets NaN
+  data and error and ``n_used = 0``; the caller masks it.
+- **rejected_out**: per input, the pixels the rejection removed (not those masked on input).
+
+Differences from ccdproc: ccdproc clips on unscaled data and lets masked pixels take part in the
+clip statistics and in ``clip_extrema``; here neither happens.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from ccdflow.framework.errors import AlgorithmError
+from ccdflow.framework.combine_sources import FitsSource, describe, fits_source, read_band
+from ccdflow.framework.errors import AlgorithmError, ConfigError
 
-MAD_TO_STD = 1.4826
+__all__ = ["Combined", "FitsSource", "combine", "fits_source"]
+
+Frame = np.ndarray | FitsSource
+BAND_CAP = 24 * 2**20  # default input band: fresh memory is slow on this VM; bigger bands gain nothing
+_METHODS, _CLIPS = ("median", "mean"), ("sigma", "minmax", "none")
 
 
 @dataclass
@@ -27,56 +53,179 @@ class Combined:
     n_used: np.ndarray
 
 
+def available_memory() -> int:
+    """Bytes of RAM available now (MemAvailable), or total RAM where /proc is missing."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"combine: {name}={value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def _per_frame(name: str, values: Sequence[float] | None, n: int) -> np.ndarray | None:
+    if values is None:
+        return None
+    arr = np.asarray(values, np.float64)
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+        raise ConfigError(f"combine: {name} must be {n} finite numbers, one per frame; got {values!r}")
+    return arr
+
+
+def _check(frames: Sequence[Frame], method: str, clip: str, center: str, deviation: str,
+           iterations: int, n_low: int, n_high: int) -> tuple[int, tuple[int, int]]:
+    """Refuse what cannot be combined, naming the input and the expectation."""
+    _choice("method", method, _METHODS)
+    _choice("clip", clip, _CLIPS)
+    _choice("center", center, ("median", "mean"))
+    _choice("deviation", deviation, ("mad_std", "std"))
+    if not frames:
+        raise AlgorithmError("nothing to combine: no input frames")
+    n = len(frames)
+    for i, f in enumerate(frames):
+        if len(f.shape) != 2:
+            raise AlgorithmError(f"cannot combine {describe(f, i)}: shape {tuple(f.shape)} is not 2-D")
+    shape = tuple(frames[0].shape)
+    odd = [i for i, f in enumerate(frames) if tuple(f.shape) != shape]
+    if odd:
+        i = odd[0]
+        raise AlgorithmError(f"cannot combine frames of different shapes: {describe(frames[0], 0)} is "
+                             f"{shape}, {describe(frames[i], i)} is {tuple(frames[i].shape)} "
+                             f"({len(odd)} of {n} frames differ from the first)")
+    if n > np.iinfo(np.int16).max:
+        raise AlgorithmError(f"cannot combine {n} frames: n_used is int16 (at most 32767)")
+    if clip == "sigma" and n < 3:
+        raise AlgorithmError(f"sigma clipping needs at least 3 frames, got {n}; "
+                             "use clip='none' or clip='minmax'")
+    if iterations < 1:
+        raise ConfigError(f"combine: iterations={iterations} must be at least 1")
+    if clip == "minmax":
+        if n_low < 0 or n_high < 0:
+            raise ConfigError(f"combine: n_low={n_low}, n_high={n_high} must not be negative")
+        if n - n_low - n_high < 1:
+            raise AlgorithmError(f"minmax rejection of {n_low} low + {n_high} high values leaves nothing "
+                                 f"of {n} frames")
+    return n, shape
+
+
+def _band_rows(n: int, shape: tuple[int, int], memory_limit: int | None, band_bytes: int | None,
+               with_masks: bool, with_rejected: bool) -> int:
+    """Rows per band: the buffers (band, mask, rejection flags, raw read) and outputs fit the limit."""
+    height, width = shape
+    per_row = width * (n * (4 + with_masks + with_rejected) + 8)
+    outputs = height * width * 10  # data, error float32 + n_used int16
+    limit = int(available_memory() // 4 if memory_limit is None else memory_limit)
+    room = limit - outputs
+    if room < per_row:
+        raise ConfigError(f"combine: memory_limit={limit} bytes is too small for {n} frames of "
+                          f"{height}x{width}: the outputs take {outputs} and one row of the band "
+                          f"{per_row}; allow at least {outputs + per_row}")
+    budget = min(room, BAND_CAP if band_bytes is None else max(1, band_bytes))
+    return int(min(height, max(1, budget // per_row)))
+
+
 def combine(
-    frames: Sequence[np.ndarray],
+    frames: Sequence[Frame],
     *,
     method: Literal["median", "mean"] = "median",
     clip: Literal["sigma", "minmax", "none"] = "sigma",
     sigma_low: float = 3.0,
     sigma_high: float = 3.0,
+    center: Literal["median", "mean"] = "median",
+    deviation: Literal["mad_std", "std"] = "mad_std",
+    iterations: int = 1,
     n_low: int = 1,
     n_high: int = 1,
     scales: Sequence[float] | None = None,
+    weights: Sequence[float] | None = None,
     masks: Sequence[np.ndarray | None] | None = None,
-    band_bytes: int = 64 * 2**20,
+    memory_limit: int | None = None,
+    threads: int | None = None,
+    rejected_out: Sequence[np.ndarray] | None = None,
+    band_bytes: int | None = None,
 ) -> Combined:
-    """Combine equally-shaped 2-D frames; masked pixels never contribute."""
-    if not frames:
-        raise AlgorithmError("nothing to combine: no input frames")
-    shape = frames[0].shape
-    if any(f.shape != shape for f in frames):
-        shapes = sorted({f.shape for f in frames})
-        raise AlgorithmError(f"cannot combine frames of different shapes: {shapes}")
-    n = len(frames)
-    if clip == "minmax" and n - n_low - n_high < 1:
-        raise AlgorithmError(f"minmax rejection of {n_low}+{n_high} leaves nothing of {n} frames")
-    scale = np.ones(n, np.float32) if scales is None else np.asarray(scales, np.float32)
+    """Combine equally shaped 2-D frames (arrays or :func:`fits_source` files); see the module doc.
+
+    ``memory_limit`` bounds the engine's buffers and outputs (default a quarter of available RAM);
+    ``band_bytes`` caps the input band below that (default 24 MiB, which is as fast as larger).
+    """
+    from ccdflow.framework import combine_kernels as kernels  # numba: import only when combining
+
+    n, shape = _check(frames, method, clip, center, deviation, iterations, n_low, n_high)
+    scale = _per_frame("scales", scales, n)
+    weight = _per_frame("weights", weights, n)
+    if weight is not None:
+        if method != "mean":
+            raise ConfigError("combine: weights apply to method='mean' only (the median is unweighted)")
+        if np.any(weight < 0) or not np.any(weight > 0):
+            raise ConfigError(f"combine: weights must be >= 0 with at least one > 0; got {weights!r}")
+    if masks is not None and len(masks) != n:
+        raise ConfigError(f"combine: {len(masks)} masks for {n} frames")
+    for i, m in enumerate(masks or []):
+        if m is not None and tuple(m.shape) != shape:
+            raise AlgorithmError(f"mask of {describe(frames[i], i)} has shape {tuple(m.shape)}, "
+                                 f"the frames {shape}")
+    if rejected_out is not None:
+        if len(rejected_out) != n:
+            raise ConfigError(f"combine: {len(rejected_out)} rejected_out arrays for {n} frames")
+        for i, r in enumerate(rejected_out):
+            if tuple(r.shape) != shape or r.dtype != bool or not r.flags.writeable:
+                raise ConfigError(f"combine: rejected_out[{i}] must be a writable bool array of shape "
+                                  f"{shape}; got {r.dtype} {tuple(r.shape)}")
+    has_masks = masks is not None and any(m is not None for m in masks)
+    want_rejected = rejected_out is not None
+    rows = _band_rows(n, shape, memory_limit, band_bytes, has_masks, want_rejected)
+    height, width = shape
+
+    band = np.empty((n, rows * width), np.float32)
+    mask_band = np.zeros((n, rows * width) if has_masks else (1, 1), np.uint8)
+    rej_band = np.zeros((n, rows * width) if want_rejected else (1, 1), np.uint8)
+    raw = np.empty(rows * width * 8, np.uint8)
     out = Combined(np.empty(shape, np.float32), np.empty(shape, np.float32), np.empty(shape, np.int16))
-    rows = max(1, band_bytes // max(1, n * shape[1] * 4 * 3))
-    for r0 in range(0, shape[0], rows):
-        band = slice(r0, min(shape[0], r0 + rows))
-        stack = np.stack([np.asarray(f[band], np.float32) for f in frames]) * scale[:, None, None]
-        bad = ~np.isfinite(stack)
-        if masks is not None:
-            for i, m in enumerate(masks):
-                if m is not None:
-                    bad[i] |= np.asarray(m[band], bool)
-        stack[bad] = np.nan
-        if clip == "sigma":
-            centre = np.nanmedian(stack, axis=0)
-            spread = MAD_TO_STD * np.nanmedian(np.abs(stack - centre), axis=0)
-            with np.errstate(invalid="ignore"):
-                reject = (stack < centre - sigma_low * spread) | (stack > centre + sigma_high * spread)
-            stack[reject] = np.nan
-        elif clip == "minmax":
-            order = np.sort(np.where(np.isnan(stack), np.inf, stack), axis=0)
-            stack = order[n_low : n - n_high]
-            stack[~np.isfinite(stack)] = np.nan
-        used = np.sum(~np.isnan(stack), axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            value = np.nanmedian(stack, axis=0) if method == "median" else np.nanmean(stack, axis=0)
-            err = np.nanstd(stack, axis=0, ddof=1) / np.sqrt(np.maximum(used, 1))
-        if method == "median":
-            err *= np.float32(1.2533)  # efficiency of the median for Gaussian noise
-        out.data[band], out.error[band], out.n_used[band] = value, err, used
+    flat_data, flat_err, flat_used = (a.reshape(-1) for a in (out.data, out.error, out.n_used))
+    args = dict(
+        scales=np.ones(n, np.float32) if scale is None else scale.astype(np.float32),
+        weights=np.ones(n) if weight is None else weight,
+        pairs=kernels.sorting_network(n),
+        method=_METHODS.index(method),
+        clip={"none": kernels.CLIP_NONE, "sigma": kernels.CLIP_SIGMA, "minmax": kernels.CLIP_MINMAX}[clip],
+        use_median=center == "median", use_mad=deviation == "mad_std", iterations=int(iterations),
+        sigma_low=float(sigma_low), sigma_high=float(sigma_high), n_low=int(n_low), n_high=int(n_high),
+    )
+    previous = kernels.get_num_threads()
+    kernels.set_num_threads(max(1, min(threads or previous, kernels.config.NUMBA_NUM_THREADS)))
+    try:
+        with contextlib.ExitStack() as stack:
+            for f in frames:
+                if isinstance(f, FitsSource) and f._fh is None and f._hdul is None:
+                    stack.callback(f.close)
+            for r0 in range(0, height, rows):
+                r1 = min(height, r0 + rows)
+                npix = (r1 - r0) * width
+                for i, f in enumerate(frames):
+                    read_band(f, r0, r1, band[i, :npix].reshape(r1 - r0, width), raw)
+                    if has_masks:
+                        m = masks[i]
+                        target = mask_band[i, :npix].reshape(r1 - r0, width)
+                        if m is None:
+                            target[...] = 0
+                        else:
+                            np.copyto(target, m[r0:r1], casting="unsafe")
+                if want_rejected:
+                    rej_band[:, :npix] = 0
+                kernels.combine_band(
+                    band, npix, mask_band, has_masks, args["scales"], args["weights"], weight is not None,
+                    rej_band, want_rejected, args["pairs"], args["method"], args["clip"], args["use_median"],
+                    args["use_mad"], args["iterations"], args["sigma_low"], args["sigma_high"], args["n_low"],
+                    args["n_high"], flat_data[r0 * width: r1 * width], flat_err[r0 * width: r1 * width],
+                    flat_used[r0 * width: r1 * width])
+                if want_rejected:
+                    for i, r in enumerate(rejected_out):
+                        r[r0:r1] = rej_band[i, :npix].reshape(r1 - r0, width)
+    finally:
+        kernels.set_num_threads(previous)
     return out
