@@ -59,67 +59,84 @@ def _median(tmp, p, lo, hi):
 
 
 @njit(cache=True, inline="always")
-def _mad(tmp, p, lo, hi, med):
-    """Median of |x - med| over the sorted column: merge the two sorted halves outward from med."""
-    m = hi - lo
-    s = lo + m // 2
-    while s > lo and tmp[s - 1, p] >= med:
-        s -= 1
-    while s < hi and tmp[s, p] < med:
-        s += 1
-    a, b = s - 1, s
-    prev, cur = 0.0, 0.0
-    for _ in range(m // 2 + 1):
-        if a >= lo and (b >= hi or med - tmp[a, p] <= tmp[b, p] - med):
-            d = med - np.float64(tmp[a, p])
-            a -= 1
-        else:
-            d = np.float64(tmp[b, p]) - med
-            b += 1
-        prev, cur = cur, d
-    return cur if m % 2 == 1 else 0.5 * (prev + cur)
+def _range_mean_std(tmp, lo, hi, nb, mean, std, cnt):
+    """Per-pixel mean, population std and count of the good values of ``tmp[lo:hi]`` (float64 sums)."""
+    n = tmp.shape[0]
+    for p in range(nb):
+        mean[p] = 0.0
+        std[p] = 0.0
+        cnt[p] = 0
+    for i in range(n):
+        for p in range(nb):
+            v = tmp[i, p]
+            inside = (i >= lo[p]) & (i < hi[p]) & (v < np.inf)
+            mean[p] += v if inside else 0.0
+            cnt[p] += 1 if inside else 0
+    for p in range(nb):
+        mean[p] = mean[p] / max(cnt[p], 1)
+    for i in range(n):
+        for p in range(nb):
+            d = tmp[i, p] - mean[p]
+            std[p] += d * d if ((i >= lo[p]) & (i < hi[p]) & (tmp[i, p] < np.inf)) else 0.0
+    for p in range(nb):
+        std[p] = math.sqrt(std[p] / max(cnt[p], 1))
 
 
 @njit(cache=True, inline="always")
-def _mean_std(tmp, p, lo, hi):
-    """Mean and population std (astropy's ``std``) of ``tmp[lo:hi, p]``, summed in float64."""
-    m = hi - lo
-    s = 0.0
-    for i in range(lo, hi):
-        s += tmp[i, p]
-    mean = s / m
-    q = 0.0
-    for i in range(lo, hi):
-        d = tmp[i, p] - mean
-        q += d * d
-    return mean, math.sqrt(q / m)
+def _range_mad(tmp, dev, pairs64, lo, hi, med, nb, out):
+    """Per-pixel median of |x - med| over ``tmp[lo:hi]``: exact float64 deviations sorted by network."""
+    n = tmp.shape[0]
+    for i in range(n):
+        for p in range(nb):
+            d = abs(np.float64(tmp[i, p]) - med[p])
+            dev[i, p] = d if ((i >= lo[p]) & (i < hi[p])) else np.inf
+    _sort_block(dev, pairs64, nb)
+    for p in range(nb):
+        out[p] = _median(dev, p, 0, hi[p] - lo[p]) if hi[p] > lo[p] else np.nan
 
 
 @njit(cache=True, inline="always")
-def _sigma_clip(tmp, p, k, use_median, use_mad, iterations, sigma_low, sigma_high):
-    """Survivor range of a cumulative sigma clip (one pass = ccdproc); rejections never re-enter."""
-    lo, hi = 0, k
+def _sigma_clip(tmp, dev, pairs, lo, hi, nb, use_median, use_mad, iterations, sigma_low, sigma_high,
+               med, mean, std, cnt):
+    """Shrink each pixel's survivor range ``[lo, hi)``; one pass = ccdproc, more are cumulative.
+
+    Statistics and bounds follow astropy's ``compute_sigma_clipped_bounds`` operation by operation.
+    Rejected values never re-enter; a pixel whose range did not change is stable, so the block
+    stops when no pixel changes.
+    """
+    lower, upper = np.empty(nb), np.empty(nb)
+    below, above = np.empty(nb, np.int32), np.empty(nb, np.int32)
     for _ in range(iterations):
-        if hi - lo < 1:
-            break
-        med = _median(tmp, p, lo, hi) if (use_median or use_mad) else 0.0
-        mean, std = 0.0, 0.0
+        if use_median or use_mad:
+            for p in range(nb):
+                med[p] = _median(tmp, p, lo[p], hi[p]) if hi[p] > lo[p] else np.nan
         if not use_median or not use_mad:
-            mean, std = _mean_std(tmp, p, lo, hi)
-        cen = med if use_median else mean
+            _range_mean_std(tmp, lo, hi, nb, mean, std, cnt)
         if use_mad:
-            std = _mad(tmp, p, lo, hi, med) * MAD_TO_STD
-        lower = cen - sigma_low * std
-        upper = cen + sigma_high * std
-        new_lo, new_hi = lo, hi
-        while new_lo < new_hi and tmp[new_lo, p] < lower:
-            new_lo += 1
-        while new_hi > new_lo and tmp[new_hi - 1, p] > upper:
-            new_hi -= 1
-        if new_lo == lo and new_hi == hi:
+            _range_mad(tmp, dev, pairs, lo, hi, med, nb, std)
+            for p in range(nb):
+                std[p] = std[p] * MAD_TO_STD
+        for p in range(nb):
+            cen = med[p] if use_median else mean[p]
+            lower[p] = cen - sigma_low * std[p]
+            upper[p] = cen + sigma_high * std[p]
+            below[p] = 0
+            above[p] = 0
+        for i in range(tmp.shape[0]):
+            for p in range(nb):
+                v = np.float64(tmp[i, p])
+                inside = (i >= lo[p]) & (i < hi[p])
+                below[p] += 1 if (inside & (v < lower[p])) else 0
+                above[p] += 1 if (inside & (v > upper[p])) else 0
+        changed = 0
+        for p in range(nb):
+            if below[p] or above[p]:
+                changed += 1
+                new_lo = lo[p] + below[p]
+                hi[p] = max(new_lo, hi[p] - above[p])
+                lo[p] = new_lo
+        if changed == 0:
             break
-        lo, hi = new_lo, new_hi
-    return lo, hi
 
 
 @njit(cache=True, inline="always")
@@ -195,37 +212,31 @@ def combine_band(band, npix, masks, has_masks, scales, weights, has_weights, rej
         p0 = blk * BLOCK
         nb = min(BLOCK, npix - p0)
         tmp = np.empty((n, BLOCK), np.float32)
+        dev = np.empty((n if clip == CLIP_SIGMA and use_mad else 0, BLOCK), np.float64)
         kcount = np.empty(BLOCK, np.int32)
+        lo = np.zeros(BLOCK, np.int32)
+        hi = np.empty(BLOCK, np.int32)
+        med = np.empty(BLOCK, np.float64)
+        mean = np.empty(BLOCK, np.float64)
+        std = np.empty(BLOCK, np.float64)
+        cnt = np.empty(BLOCK, np.int32)
         _load(band, masks, has_masks, scales, p0, nb, tmp, kcount)
         if sort:
             _sort_block(tmp, pairs, nb)
+            hi[:nb] = kcount[:nb]
+        else:  # mean without rejection: good values are wherever tmp is finite
+            hi[:nb] = n
+        if clip == CLIP_SIGMA:
+            _sigma_clip(tmp, dev, pairs, lo, hi, nb, use_median, use_mad, iterations, sigma_low, sigma_high,
+                        med, mean, std, cnt)
+        elif clip == CLIP_MINMAX:
+            for p in range(nb):
+                lo[p] = n_low
+                hi[p] = max(n_low, kcount[p] - n_high)
+        _range_mean_std(tmp, lo, hi, nb, mean, std, cnt)
         for p in range(nb):
-            k = kcount[p]
             gp = p0 + p
-            if not sort:  # mean without rejection: good values are wherever tmp is finite
-                s, m = 0.0, 0
-                for i in range(n):
-                    if tmp[i, p] < np.inf:
-                        s += tmp[i, p]
-                        m += 1
-                if m == 0:
-                    out_data[gp], out_error[gp], out_used[gp] = nan, nan, 0
-                    continue
-                mean = s / m
-                q = 0.0
-                for i in range(n):
-                    if tmp[i, p] < np.inf:
-                        q += (tmp[i, p] - mean) ** 2
-                out_data[gp] = mean
-                out_error[gp] = math.sqrt(q / (m - 1)) / math.sqrt(m) if m > 1 else nan
-                out_used[gp] = m
-                continue
-            lo, hi = 0, k
-            if clip == CLIP_SIGMA:
-                lo, hi = _sigma_clip(tmp, p, k, use_median, use_mad, iterations, sigma_low, sigma_high)
-            elif clip == CLIP_MINMAX:
-                lo, hi = n_low, k - n_high
-            m = hi - lo
+            m = cnt[p]
             if m <= 0:
                 out_data[gp], out_error[gp], out_used[gp] = nan, nan, 0
                 if want_rejected:
@@ -233,26 +244,25 @@ def combine_band(band, npix, masks, has_masks, scales, weights, has_weights, rej
                         if np.isfinite(band[i, gp] * scales[i]) and not (has_masks and masks[i, gp] != 0):
                             rejected[i, gp] = 1
                 continue
-            mean, std = _mean_std(tmp, p, lo, hi)
-            std = std * math.sqrt(m / (m - 1)) if m > 1 else np.nan  # unbiased variance for the error
-            error = std / math.sqrt(m)
+            sd = std[p] * math.sqrt(m / (m - 1)) if m > 1 else np.nan  # unbiased variance for the error
+            value, error = mean[p], sd / math.sqrt(m)
             if want_rejected or has_weights:
-                vlo, vhi = tmp[lo, p], tmp[hi - 1, p]
+                k = kcount[p]
+                vlo, vhi = tmp[lo[p], p], tmp[hi[p] - 1, p]
                 tlo = 0
-                for i in range(lo):
+                for i in range(lo[p]):
                     tlo += 1 if tmp[i, p] == vlo else 0
                 thi = 0
-                for i in range(hi, k):
+                for i in range(hi[p], k):
                     thi += 1 if tmp[i, p] == vhi else 0
                 wsum, wtot, w2 = _revisit(band, masks, has_masks, scales, weights, rejected, want_rejected,
                                           gp, vlo, vhi, tlo, thi)
                 if has_weights:
-                    mean = wsum / wtot
-                    error = std * math.sqrt(w2) / wtot
+                    value, error = wsum / wtot, sd * math.sqrt(w2) / wtot
             if method == METHOD_MEDIAN:
-                out_data[gp] = _median(tmp, p, lo, hi)
+                out_data[gp] = _median(tmp, p, lo[p], hi[p])
                 out_error[gp] = error * MEDIAN_EFFICIENCY
             else:
-                out_data[gp] = mean
+                out_data[gp] = value
                 out_error[gp] = error
             out_used[gp] = m
