@@ -234,9 +234,6 @@ def test_empty_stack_is_refused(env):
         combine([], clip="sigma")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "combine.py: clip='sigma' on a single frame returns it unchanged with a NaN error plane "
-    "(masters.py then writes that error as 0) instead of refusing"))
 def test_single_frame_sigma_clip_is_refused(env):
     with pytest.raises(AlgorithmError, match=r"sigma.*(1 frame|one frame|at least)"):
         combine([np.ones((4, 4), np.float32)], clip="sigma")
