@@ -199,7 +199,7 @@ def combine(
     previous = kernels.get_num_threads()
     kernels.set_num_threads(max(1, min(threads or previous, kernels.config.NUMBA_NUM_THREADS)))
     try:
-        with contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack, kernels.parallel_chunksize(kernels.CHUNK):
             for f in frames:
                 if isinstance(f, FitsSource) and f._fh is None and f._hdul is None:
                     stack.callback(f.close)

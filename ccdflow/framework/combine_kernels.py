@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import config, get_num_threads, njit, prange, set_num_threads  # noqa: F401 - re-exported
+from numba import config, get_num_threads, njit, parallel_chunksize, prange, set_num_threads  # noqa: F401
 
 BLOCK = 512  # pixels per block: n * BLOCK * 4 bytes stays in L1/L2 for the usual stacks
+CHUNK = 4  # blocks a thread takes at a time: dynamic scheduling, so a core busy elsewhere does not stall
 MAD_TO_STD = 1.482602218505602  # astropy's mad_std constant
 MEDIAN_EFFICIENCY = 1.2533141373155001  # sqrt(pi/2): std of the median / std of the mean (Gaussian)
 
