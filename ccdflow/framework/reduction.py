@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from astropy.nddata import CCDData
 
 from ccdflow.framework.config import ResolvedConfig
@@ -39,6 +40,8 @@ class MasterRef:
              checksum: str | None = None) -> MasterRef:
         """Read a master; pass ``checksum`` when it is already known (the caldb has it)."""
         ccd = read_product(path)
+        if kind == "bpm":
+            ccd = _integer_mask(ccd)
         h = ccd.header
         temp = h.get("CF_TEMP", h.get("CCD-TEMP"))
         exposure = float(h.get("CF_EXPT", h.get("EXPTIME", 0.0)))
@@ -80,6 +83,16 @@ def check_master(kind: str, master: MasterRef, meta: FrameMeta) -> None:
             f"master {kind} {master.path.name} does not match the frame: {'; '.join(problems)}",
             path=str(meta.path),
         )
+
+
+def _integer_mask(ccd: CCDData) -> CCDData:
+    """A bit mask read as float32 back to integers, once per load instead of once per frame;
+    left alone when it is not one (the bpm step then says so)."""
+    values = ccd.data.astype(np.int32)
+    if not np.array_equal(values, ccd.data):
+        return ccd
+    dtype = np.uint8 if values.size and values.min() >= 0 and values.max() < 256 else np.int32
+    return CCDData(values.astype(dtype), unit=ccd.unit, header=ccd.header, mask=ccd.mask)
 
 
 def observing_night(meta: FrameMeta) -> str:

@@ -23,7 +23,10 @@ class BpmParams(StepParams):
 
 def bad_pixels(bpm: np.ndarray, bits: int) -> np.ndarray:
     """Pixels with any of ``bits`` set in the integer bit mask."""
-    return (np.asarray(bpm).astype(np.int32, copy=False) & bits) != 0
+    bpm = np.asarray(bpm)
+    if not np.issubdtype(bpm.dtype, np.integer):
+        bpm = bpm.astype(np.int32)  # float images of integer values (checked by the step)
+    return (bpm & bits) != 0
 
 
 class BadPixelMasker(Step):

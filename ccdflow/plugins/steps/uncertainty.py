@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from ccdflow.framework.arithmetic import header_of
+from ccdflow.framework.kernels import deviation_array
 from ccdflow.framework.step import Step, StepContext, StepParams
 
 
-def deviation(data: np.ndarray, gain: float, read_noise_e: float) -> np.ndarray:
-    """Standard deviation in the data's units (ADU): sqrt(max(g*x, 0) + rn^2) / g."""
-    electrons = np.maximum(np.asarray(data, np.float32) * np.float32(gain), 0)
-    return (np.sqrt(electrons + np.float32(read_noise_e) ** 2) / np.float32(gain)).astype(np.float32)
+def deviation(data: np.ndarray, gain: float, read_noise_e: float,
+              carried: np.ndarray | None = None) -> np.ndarray:
+    """Standard deviation in the data's units (ADU): sqrt(max(g*x, 0) + rn^2) / g, added in
+    quadrature to an uncertainty already ``carried``."""
+    return deviation_array(data, gain, read_noise_e, carried)
 
 
 class UncertaintyEstimator(Step):
@@ -27,11 +30,10 @@ class UncertaintyEstimator(Step):
     def run(self, ccd: CCDData, params: StepParams, calibrations, context: StepContext) -> CCDData:
         gain = context.meta.gain or context.instrument.gain
         rn = context.meta.read_noise if context.meta.read_noise is not None else context.instrument.read_noise
-        std = deviation(ccd.data, gain, rn)
-        if ccd.uncertainty is not None:
-            std = np.sqrt(std**2 + np.asarray(ccd.uncertainty.array, np.float32) ** 2)
-        out = ccd.copy()
-        out.uncertainty = StdDevUncertainty(std.astype(np.float32))
+        carried = None if ccd.uncertainty is None else ccd.uncertainty.array
+        std = deviation(ccd.data, gain, rn, carried)
+        out = CCDData(ccd.data, unit=ccd.unit, header=header_of(ccd), mask=ccd.mask,
+                      uncertainty=StdDevUncertainty(std))
         out.header["CF_UGAIN"] = (gain, "gain used for Poisson noise (e-/ADU)")
         out.header["CF_URN"] = (rn, "read noise used (e-)")
         return out
