@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from ccdflow import __version__
@@ -282,11 +282,19 @@ class CalDB:
     def record_product(self, path: str | Path, meta: FrameMeta, used: dict[str, Receipt], *,
                        sha256: str | None = None, raw_sha256: str | None = None,
                        config_hash: str | None = None) -> int:
-        """Record a reduced frame and the calibrations (with receipts) that made it."""
+        """Record a reduced frame and the calibrations (with receipts) that made it.
+
+        Older rows for the same output path go in the same transaction: the file they described
+        was overwritten, so a re-reduction never leaves two products for one file."""
+        target = str(Path(path).resolve())
 
         def work(session: Session) -> int:
+            old = session.scalars(select(Product.id).where(Product.path == target)).all()
+            if old:
+                session.execute(delete(ProductCalibration).where(ProductCalibration.product_id.in_(old)))
+                session.execute(delete(Product).where(Product.id.in_(old)))
             product = Product(
-                path=str(Path(path).resolve()), sha256=sha256, raw_name=Path(meta.path or "").name,
+                path=target, sha256=sha256, raw_name=Path(meta.path or "").name,
                 raw_sha256=raw_sha256, instrument=meta.instrument, frame_type=meta.frame_type,
                 obs_time=utc(meta.date_obs), config_hash=config_hash, software_version=__version__,
                 created_at=now_utc(), frame_meta=meta.model_dump(mode="json"),

@@ -14,14 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
-from ccdflow import __version__
-from ccdflow.caldb.models import Calibration, CalibrationInput, Product, ProductCalibration
-from ccdflow.caldb.selection import Receipt, now_utc, utc
+from ccdflow.caldb.models import Calibration, CalibrationInput, Product
 from ccdflow.framework.fitsio import sha256_file
-from ccdflow.framework.frame import FrameMeta
 
 
 def file_matches(path: str | Path, sha256: str | None) -> bool:
@@ -45,34 +41,6 @@ def find_product(db: Any, raw_sha256: str, config_hash: str, calibration_ids: Ma
             if used == wanted and file_matches(product.path, product.sha256):
                 return {"product_id": product.id, "path": product.path, "sha256": product.sha256}
     return None
-
-
-def replace_product(db: Any, path: str | Path, meta: FrameMeta, used: Mapping[str, Receipt], *,
-                    sha256: str, raw_sha256: str, config_hash: str) -> int:
-    """Record a product, dropping older rows for the same output path in the same transaction,
-    so a re-reduction (after --force or a better master) never leaves two rows for one file."""
-    target = str(Path(path).resolve())
-
-    def work(session: Session) -> int:
-        old = session.scalars(select(Product.id).where(Product.path == target)).all()
-        if old:
-            session.execute(delete(ProductCalibration).where(ProductCalibration.product_id.in_(old)))
-            session.execute(delete(Product).where(Product.id.in_(old)))
-        product = Product(
-            path=target, sha256=sha256, raw_name=Path(meta.path or "").name, raw_sha256=raw_sha256,
-            instrument=meta.instrument, frame_type=meta.frame_type, obs_time=utc(meta.date_obs),
-            config_hash=config_hash, software_version=__version__, created_at=now_utc(),
-            frame_meta=meta.model_dump(mode="json"),
-        )
-        product.calibrations = [
-            ProductCalibration(calibration_id=r.selected_id, type=k, receipt=r.summary())
-            for k, r in used.items() if r.selected_id is not None
-        ]
-        session.add(product)
-        session.flush()
-        return product.id
-
-    return db.sessions.write(work)
 
 
 def find_master(db: Any, kind: str, input_sha256s: Sequence[str],

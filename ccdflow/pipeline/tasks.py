@@ -136,7 +136,7 @@ def group_meta(metas: Sequence[FrameMeta]) -> FrameMeta:
 def science_task(spec: RunSpec, meta: FrameMeta) -> dict[str, Any]:
     """Reduce one science frame with the caldb's best calibrations, unless the ledger says the
     same product (same raw checksum, config and calibration ids) is already on disk."""
-    from ccdflow.caldb.ledger import find_product, replace_product
+    from ccdflow.caldb.ledger import find_product
     from ccdflow.framework.fitsio import sha256_file
     from ccdflow.framework.recipe import needed_calibrations, optional_calibrations
     from ccdflow.framework.reduction import reduce_frame
@@ -165,8 +165,8 @@ def science_task(spec: RunSpec, meta: FrameMeta) -> dict[str, Any]:
         context_timings: dict[str, float] = {}
         ccd, checksum = reduce_frame(meta, env.manager, config, masters, out, receipts=receipts,
                                      raw_checksum=raw_sha, timings=context_timings)
-        product_id = replace_product(env.db, out, meta, receipts, sha256=checksum, raw_sha256=raw_sha,
-                                     config_hash=config.config_hash())
+        product_id = env.db.record_product(out, meta, receipts, sha256=checksum, raw_sha256=raw_sha,
+                                           config_hash=config.config_hash())
         statuses = {k[3:]: v for k, v in ccd.header.items()
                     if k.startswith("CF_") and v in ("DONE", "SKIPPED")}
         return {**entry, "status": "reduced", "product_id": product_id, "sha256": checksum,
