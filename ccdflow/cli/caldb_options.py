@@ -16,16 +16,11 @@ from rich.markup import escape
 
 from ccdflow.cli import EXIT_CONFIG, EXIT_FAILURES, EXIT_INPUT, err_console
 from ccdflow.cli.options import CALDB_ENV_VAR, caldb_options  # noqa: F401  (re-exported)
-from ccdflow.framework.config import load_instrument_file
 from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError, UnprocessableInputError
-from ccdflow.framework.fitsio import read_headers
-from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.header_map import normalise
-from ccdflow.framework.plugins import get_plugin_manager
-from ccdflow.framework.scan import scan_file
 
 if TYPE_CHECKING:
     from ccdflow.caldb import CalDB
+    from ccdflow.framework.frame import FrameMeta
     from ccdflow.framework.instrument import Instrument
 
 # Everything from ccdflow.caldb (and so SQLAlchemy) is imported inside functions: at module
@@ -128,6 +123,8 @@ def remember(caldb_url: str | None) -> str:
 
 def plugin_manager() -> Any:
     root = click.get_current_context().find_root()
+    from ccdflow.framework.plugins import get_plugin_manager
+
     return get_plugin_manager(strict=(root.obj or {}).get("strict_plugins") or None)
 
 
@@ -143,6 +140,8 @@ def instruments_with(manager: Any, instrument_file: str | None) -> tuple[dict[st
     known = dict(manager.instruments)
     if instrument_file is None:
         return known, None
+    from ccdflow.framework.config import load_instrument_file
+
     site, _, _ = load_instrument_file(instrument_file, manager.instruments)
     known[site.name] = site
     return known, site
@@ -150,6 +149,10 @@ def instruments_with(manager: Any, instrument_file: str | None) -> tuple[dict[st
 
 def read_frame(file: Path, manager: Any, instrument: str | None, site: Instrument | None) -> FrameMeta:
     """FrameMeta of a raw frame, read through the site instrument's header map when one is given."""
+    from ccdflow.framework.fitsio import read_headers
+    from ccdflow.framework.header_map import normalise
+    from ccdflow.framework.scan import scan_file
+
     if site is None:
         return scan_file(file, manager, instrument)
     if instrument not in (None, site.name):

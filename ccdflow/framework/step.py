@@ -6,15 +6,17 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from astropy.nddata import CCDData
 from pydantic import BaseModel, ConfigDict, Field
 
 from ccdflow.framework.errors import NoWorkError, PluginError, UnprocessableInputError
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.hookspecs import hookimpl
 from ccdflow.framework.instrument import Instrument
+
+if TYPE_CHECKING:  # astropy.nddata costs ~0.5 s to import; `--help` must not pay it
+    from astropy.nddata import CCDData
 
 log = logging.getLogger("ccdflow.step")
 
