@@ -78,6 +78,20 @@ def simulate(workdir: Path, args: argparse.Namespace) -> tuple[Path, float, bool
 
 # --------------------------------------------------------------------------- measuring a process
 
+def code_fingerprint() -> str:
+    """A hash of ccdflow's sources: the tree is shared with other engineers, and a comparison
+    between contenders that ran different code (or a numba cache recompiling) must show."""
+    import hashlib
+
+    import ccdflow
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(ccdflow.__file__).parent.rglob("*")):
+        if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
+            digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _hwm_kib(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as status:
@@ -108,6 +122,7 @@ def run_measured(cmd: list[str], stdout: Path, env: dict[str, str] | None = None
     import psutil
 
     peaks: dict[int, tuple[str, int]] = {}
+    code_before = code_fingerprint()
     finished = threading.Event()
     start = time.perf_counter()
     with open(stdout, "w") as out:
@@ -139,7 +154,8 @@ def run_measured(cmd: list[str], stdout: Path, env: dict[str, str] | None = None
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{stderr[-3000:]}")
     processes = sorted(((label, kib / 1024) for label, kib in peaks.values() if kib > 50 * 1024),
                        key=lambda p: (p[0] != "driver", p[0]))
-    return {"wall": wall, "peak_mib": usage.ru_maxrss / 1024, "processes": processes}
+    code = code_before if code_before == code_fingerprint() else f"{code_before}, changed during the run"
+    return {"wall": wall, "peak_mib": usage.ru_maxrss / 1024, "processes": processes, "code": code}
 
 
 # --------------------------------------------------------------------------- ccdflow night
@@ -390,6 +406,11 @@ def print_table(rows: dict[str, dict[str, Any]]) -> None:
     for name, r in rows.items():
         procs = ", ".join(f"{label} {mib:.0f}" for label, mib in r["processes"])
         print(f"peak RSS per process, {name} (MiB, VmHWM sampled every 0.2 s): {procs}")
+    codes = {r["code"] for r in rows.values()}
+    print("ccdflow sources (hash) per contender: " + ", ".join(f"{n} {r['code']}" for n, r in rows.items()))
+    if len(codes) > 1 or any("changed" in c for c in codes):
+        print("WARNING: the ccdflow sources changed between or during the runs; the comparison mixes "
+              "versions (and a changed numba kernel recompiles in the first run that uses it)")
 
 
 def ratio(a: float, b: float) -> str:
