@@ -47,7 +47,8 @@ def command(outdir: Path, as_json: bool, **options) -> None:
                   f"{outdir / 'caldb.sqlite'})", highlight=False)
     masters = Table("master", "frames", "median (ADU)", "noise (ADU)", title="masters")
     for m in result.masters:
-        masters.add_row(Path(m["path"]).name, str(m["n"]), f"{m['median']:.4g}", f"{m['noise']:.3g}")
+        masters.add_row(Path(m["path"]).name, str(m["n"]), _number(m.get("median"), ".4g"),
+                        _number(m.get("noise"), ".3g"))
     console.print(masters)
     reduced = Table("reduced frame", "bias", "dark", "flat", "resid (e-)", "resid/noise",
                     title="science vs. simulator truth")
@@ -62,3 +63,8 @@ def command(outdir: Path, as_json: bool, **options) -> None:
     console.print("resid / noise: robust std of (reduced - truth) / expected noise; 1 means the "
                   "reduction adds nothing but the calibrations' own noise.", highlight=False)
     console.print(f"done in {timing}; log: {outdir / 'ccdflow.log'}", highlight=False)
+
+
+def _number(value: float | None, spec: str) -> str:
+    """A statistic for the table; '-' where a master has none (a bad-pixel mask)."""
+    return "-" if value is None else format(value, spec)
