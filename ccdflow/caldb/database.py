@@ -335,8 +335,8 @@ class CalDB:
                 if new_id != old_id:
                     if why is None:
                         why = self._why_replaced(kind, old_id, new_id)
-                    out.append({"product_id": product.id, "path": product.path, "type": kind,
-                                "used": old_id, "best_now": new_id, "reason": why})
+                    out.append({"product_id": product.id, "path": product.path, "raw": meta.path,
+                                "type": kind, "used": old_id, "best_now": new_id, "reason": why})
         return out
 
     def _why_replaced(self, kind: str, old_id: int, new_id: int) -> str:

@@ -103,9 +103,13 @@ def build_master(
     fallback: Fallback = "refuse",
     scratch_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    input_checksums: Sequence[str] | None = None,
 ) -> CCDData:
     """Preprocess every input once (overscan, trim, bias, dark as the recipe says) into a disk
     spool, then combine it in row bands within ``memory_limit`` bytes.
+
+    ``input_checksums`` (SHA-256 per input, in order) saves hashing the inputs again when the
+    caller already did (the nightly pipeline's ledger needs them before it builds).
 
     ``scratch_dir`` holds the spool (default: the system temporary folder; the CLI passes the
     output's folder). NaN/inf input pixels are masked and never reach the master.
@@ -126,7 +130,8 @@ def build_master(
             raise UnprocessableInputError(f"combined flat has median {norm:.4g}; cannot normalise "
                                           f"(inputs {', '.join(map(str, spool.paths))})")
         data, error = data / np.float32(norm), error / np.float32(norm)
-    header = _master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {})
+    header = _master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
+                            input_checksums)
     if fallback_note:
         header["CF_FALLB"] = (fallback_note[:68], "rejection fallback used")
     header["CF_NNAN"] = (pre.n_nonfinite, "NaN/inf input pixels masked")
@@ -234,7 +239,7 @@ def master_stats(
     return stats
 
 
-def _master_header(kind, metas, last_header, method, clip, config, calibration_paths):
+def _master_header(kind, metas, last_header, method, clip, config, calibration_paths, checksums=None):
     first = metas[0]
     times = [m.date_obs.timestamp() for m in metas]
     temps = [m.temperature for m in metas if m.temperature is not None]
@@ -265,7 +270,7 @@ def _master_header(kind, metas, last_header, method, clip, config, calibration_p
     header["CF_CHASH"] = (config.config_hash(), "ccdflow config hash")
     for i, meta in enumerate(metas, 1):
         header[f"CF_I{i:04d}"] = (str(meta.path).rsplit("/", 1)[-1][:68], "input file")
-        header[f"CF_S{i:04d}"] = sha256_file(meta.path)
+        header[f"CF_S{i:04d}"] = checksums[i - 1] if checksums else sha256_file(meta.path)
     for cal, path in calibration_paths.items():
         stamp_calibration(header, cal, path)
     return header

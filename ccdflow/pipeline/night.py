@@ -175,14 +175,8 @@ def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], 
             night = dark["name"].split("_")[0]  # the observing night, as in every master's name
             parts = (night, "bpm", key[2], key[1])
             name = "_".join(p.replace("_", "-") for p in parts if p not in ("None", ""))
-            out.append((f"{name}.fits", _with_sha(dark), _with_sha(flat)))
+            out.append((f"{name}.fits", dark, flat))
     return out
-
-
-def _with_sha(entry: dict[str, Any]) -> dict[str, Any]:
-    from ccdflow.framework.fitsio import sha256_file
-
-    return {**entry, "sha256": sha256_file(entry["path"])}
 
 
 def _bpm_stage(spec: RunSpec, executor: Any, result: NightResult,
@@ -200,19 +194,7 @@ def stale_products(db: Any, env: Any) -> list[dict[str, Any]]:
     """Products whose best calibration today differs from the one they used."""
     from ccdflow.caldb.rules import rule_for
 
-    out = []
-    for item in db.stale(lambda inst, kind: rule_for({inst: env.config(inst).instrument}, inst, kind)):
-        meta = db_product_meta(db, item["product_id"])
-        out.append({**item, "raw": meta.get("path", "")})
-    return out
-
-
-def db_product_meta(db: Any, product_id: int) -> dict[str, Any]:
-    from ccdflow.caldb.models import Product
-
-    with db.sessions.read() as session:
-        product = session.get(Product, product_id)
-        return dict(product.frame_meta) if product is not None else {}
+    return db.stale(lambda inst, kind: rule_for({inst: env.config(inst).instrument}, inst, kind))
 
 
 def _scan(rawdir: str | Path, spec: RunSpec, executor: Any, result: NightResult,

@@ -65,13 +65,15 @@ def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta])
     try:
         env = environment(spec)
         config = env.config(metas[0].instrument)
+        checksums = [sha256_file(m.path) for m in metas]
         if not spec.force:
-            done = find_master(env.db, kind, [sha256_file(m.path) for m in metas], config.config_hash())
+            done = find_master(env.db, kind, checksums, config.config_hash())
             if done is not None:
                 bad = done["quality"] != "good"
                 notes = [f"caldb {done['id']} is marked {done['quality']}"] if bad else []
                 return {**entry, "status": "up-to-date", "path": done["path"], "caldb_id": done["id"],
-                        "warnings": notes, "seconds": time.perf_counter() - start}
+                        "sha256": done["sha256"], "warnings": notes,
+                        "seconds": time.perf_counter() - start}
         needed = needed_calibrations(config, kind)
         chosen = choose_calibrations(env, config, needed, group_meta(metas),
                                      optional=optional_calibrations(config, kind))
@@ -79,10 +81,12 @@ def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta])
         cals = {k: env.master(k, record) for k, (record, _) in chosen.items()}
         ccd = build_master(kind, list(metas), env.manager, config, {k: m.ccd for k, m in cals.items()},
                            clip="sigma", fallback="none", scratch_dir=spec.masters_dir,
-                           calibration_paths={k: str(m.path) for k, m in cals.items()})
+                           calibration_paths={k: str(m.path) for k, m in cals.items()},
+                           input_checksums=checksums)
         warnings = [str(ccd.header["CF_FALLB"])] if "CF_FALLB" in ccd.header else []
-        write_master(ccd, out)
-        return {**entry, "status": "built", "clip": ccd.header.get("CF_CLIP"), "warnings": warnings,
+        sha = write_master(ccd, out)
+        return {**entry, "status": "built", "sha256": sha, "clip": ccd.header.get("CF_CLIP"),
+                "warnings": warnings,
                 "calibrations": {k: {"id": r["id"], "name": Path(r["path"]).name, **rc.summary()}
                                  for k, (r, rc) in chosen.items()},
                 "median": ccd.header.get("CF_MED"), "noise": ccd.header.get("CF_NOISE"),
