@@ -48,11 +48,25 @@ def _time(header: fits.Header, key: str, path: Path) -> datetime | None:
 
 
 def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | None) -> dict:
-    finite = data[np.isfinite(data)]
-    if finite.size == 0:
+    """The statistics the caldb tracks; a ccdflow master carries them in its header already."""
+    finite: np.ndarray | None = None
+
+    def good() -> np.ndarray:
+        nonlocal finite
+        if finite is None:
+            finite = data[np.isfinite(data)]
+        return finite
+
+    if "CF_MED" in header:
+        median = float(header["CF_MED"])
+    elif good().size:
+        median = float(np.median(good()))
+    else:
         return {}
-    median = float(header.get("CF_MED", np.median(finite)))
-    noise = float(header.get("CF_NOISE", 1.4826 * np.median(np.abs(finite - np.median(finite)))))
+    if "CF_NOISE" in header:
+        noise = float(header["CF_NOISE"])
+    else:
+        noise = 1.4826 * float(np.median(np.abs(good() - median)))
     stats: dict[str, float] = {"median": median, "noise": noise}
     if "CF_LEVEL" in header:
         stats["level"] = float(header["CF_LEVEL"])
@@ -61,7 +75,7 @@ def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | N
     if kind == "flat":
         stats["flat_median"] = median
     if kind == "bpm":
-        stats["fraction_masked"] = float(np.mean(finite != 0))
+        stats["fraction_masked"] = float(np.mean(good() != 0))
     return stats
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,24 +160,37 @@ class Preprocessed:
 def preprocess_into(
     spool: Spool, kind: str, metas: Sequence[FrameMeta], manager: Any, config: ResolvedConfig,
     calibrations: Mapping[str, CCDData | None] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, threads: int | None = None,
 ) -> Preprocessed:
-    """Read each input once, run its recipe and park the result in ``spool``; one frame in RAM."""
-    out = Preprocessed()
+    """Read each input once, run its recipe and park the result in ``spool``.
+
+    Frames go through ``threads`` threads (default: the cores, at most 4): reading, the steps'
+    numpy/numba work and the spool write release the GIL, so one frame's I/O overlaps another's
+    arithmetic. RAM holds one frame per thread. The first failure cancels the frames not started.
+    """
+    out = Preprocessed(levels=[0.0] * len(metas), scales=[0.0] * len(metas) if kind == "flat" else [])
     calibrations = dict(calibrations or {})
-    for i, meta in enumerate(metas):
+
+    def one(i: int) -> tuple[int, fits.Header]:
+        meta = metas[i]
         ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
         ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
         overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
-        out.levels.append(float(np.mean(overscan)) if overscan else 0.0)
+        out.levels[i] = float(np.mean(overscan)) if overscan else 0.0
         if kind == "flat":
-            level = _flat_level(ccd, meta)
-            out.scales.append(1.0 / level)
-            out.levels[-1] = level
-        out.n_nonfinite += spool.put(i, ccd.data, ccd.mask, str(meta.path))
-        out.header = ccd.header
-        if progress is not None:
-            progress(str(meta.path))
+            out.levels[i] = _flat_level(ccd, meta)
+            out.scales[i] = 1.0 / out.levels[i]
+        return spool.put(i, ccd.data, ccd.mask, str(meta.path)), ccd.header
+
+    pool = ThreadPoolExecutor(max(1, threads or min(4, os.cpu_count() or 1)))
+    try:
+        for meta, (n_nonfinite, header) in zip(metas, pool.map(one, range(len(metas))), strict=True):
+            out.n_nonfinite += n_nonfinite
+            out.header = header
+            if progress is not None:
+                progress(str(meta.path))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return out
 
 
@@ -184,7 +199,8 @@ def _flat_level(ccd: CCDData, meta: FrameMeta) -> float:
     good = np.isfinite(ccd.data)
     if ccd.mask is not None:
         good &= ~np.asarray(ccd.mask, bool)
-    level = float(np.median(ccd.data[good])) if good.any() else float("nan")
+    # the boolean index is a copy already, so the median may partition it in place
+    level = float(np.median(ccd.data[good], overwrite_input=True)) if good.any() else float("nan")
     if not np.isfinite(level) or level <= 0:
         raise UnprocessableInputError(
             f"flat has median {level:.4g} ADU after bias/dark subtraction; a flat needs a positive "
@@ -219,14 +235,15 @@ def master_stats(
     median of its inputs before normalisation (lamp or twilight brightness). ``CF_NOISE`` is
     a 3-sigma clipped standard deviation (MAD steps on integer data hide real changes).
     """
-    finite = data[np.isfinite(data)].astype(np.float64)
+    finite = data[np.isfinite(data)]  # float32: its median is exact; sums below in float64
     median = float(np.median(finite))
-    mad = 1.4826 * float(np.median(np.abs(finite - median)))
+    deviation = np.abs(finite - np.float32(median))
+    mad = 1.4826 * float(np.median(deviation))
     if mad > 0:
-        finite = finite[np.abs(finite - median) < 3 * mad]
+        finite = finite[deviation < 3 * mad]
     stats: dict[str, tuple] = {
         "CF_MED": (round(median, 5), "median of the master"),
-        "CF_NOISE": (round(float(np.std(finite)), 5), "3-sigma clipped std of the master"),
+        "CF_NOISE": (round(float(np.std(finite, dtype=np.float64)), 5), "3-sigma clipped std of the master"),
     }
     if kind == "bias" and input_levels:
         stats["CF_LEVEL"] = (round(mean(input_levels) + median, 4), "bias level of inputs (ADU)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ class Spool:
         self.data: np.memmap | None = None
         self.mask: np.memmap | None = None
         self.paths: list[str] = [""] * n
+        self._lock = threading.Lock()  # frames arrive from several preprocessing threads
 
     def __enter__(self) -> Spool:
         return self
@@ -42,22 +44,31 @@ class Spool:
         self.close()
 
     def put(self, i: int, data: np.ndarray, mask: np.ndarray | None, path: str | None = None) -> int:
-        """Store frame ``i``; NaN and inf pixels are masked (and zeroed). Returns how many were."""
-        if self.data is None:
-            shape = (self.n, *data.shape)
-            self.data = np.memmap(self.directory / "data.f32", np.float32, "w+", shape=shape)
-            self.mask = np.memmap(self.directory / "mask.u8", np.bool_, "w+", shape=shape)
+        """Store frame ``i``; NaN and inf pixels are masked (and zeroed). Returns how many were.
+
+        Safe to call from several threads for different ``i``.
+        """
+        with self._lock:
+            if self.data is None:
+                shape = (self.n, *data.shape)
+                self.data = np.memmap(self.directory / "data.f32", np.float32, "w+", shape=shape)
+                self.mask = np.memmap(self.directory / "mask.u8", np.bool_, "w+", shape=shape)
+            self.paths[i] = path or ""
         if data.shape != self.data.shape[1:]:
+            first = next((p for p in self.paths if p and p != path), "")
             raise UnprocessableInputError(
-                f"preprocessed shape {data.shape} differs from the first input's "
-                f"{self.data.shape[1:]} ({self.paths[0]})", path=path)
-        self.paths[i] = path or ""
+                f"preprocessed shape {data.shape} differs from the other inputs' "
+                f"{self.data.shape[1:]} ({first})", path=path)
         bad = ~np.isfinite(data)
+        n_nonfinite = int(np.count_nonzero(bad))
         if mask is not None:
             bad |= np.asarray(mask, bool)
-        self.data[i] = np.where(bad, np.float32(0), data)
+        out = self.data[i]
+        out[...] = data
+        if n_nonfinite or mask is not None:
+            np.copyto(out, np.float32(0), where=bad)
         self.mask[i] = bad
-        return int(np.count_nonzero(~np.isfinite(data)))
+        return n_nonfinite
 
     @property
     def frames(self) -> list[np.ndarray]:

@@ -8,6 +8,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,8 @@ def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta])
     try:
         env = environment(spec)
         config = env.config(metas[0].instrument)
-        checksums = [sha256_file(m.path) for m in metas]
+        with ThreadPoolExecutor(2) as pool:  # hashlib releases the GIL: read one file, hash another
+            checksums = list(pool.map(sha256_file, [m.path for m in metas]))
         if not spec.force:
             done = find_master(env.db, kind, checksums, config.config_hash())
             if done is not None:
