@@ -31,24 +31,22 @@ def test_sub_command_loads_on_demand():
     assert result.exit_code == 0 and '"instrument": "generic"' in result.output
 
 
-def test_master_and_stack_help_are_fast_and_light():
-    """`ccdflow master --help` / `stack --help` load only click and ccdflow's CLI modules, not numpy
-    or astropy (those load when a master is built), so the help is as quick as the top level."""
-    import time
-
-    for args in (["master", "--help"], ["master", "bias", "--help"], ["stack", "--help"]):
+def test_sub_command_help_is_light():
+    """`ccdflow <command> --help` loads only click and ccdflow's CLI modules, not numpy, astropy,
+    pydantic or SQLAlchemy (those load when the command runs), so every help is as quick as the
+    top level's (the start-up time itself is measured by hand, not asserted here)."""
+    commands = (["master", "--help"], ["master", "bias", "--help"], ["stack", "--help"],
+                ["night", "--help"], ["watch", "--help"], ["caldb", "--help"],
+                ["caldb", "best", "--help"], ["caldb", "history", "--help"],
+                ["config", "show", "--help"])
+    for args in commands:
         code = (
-            "import sys, time\n"
-            "t0 = time.perf_counter()\n"
+            "import sys\n"
             "from ccdflow.cli import cli\n"
             f"cli.main({args!r}, standalone_mode=False)\n"
-            "print(round(time.perf_counter() - t0, 3))\n"
-            f"print(sorted(m for m in {('numpy', 'astropy', 'sqlalchemy', 'dask')!r} if m in sys.modules))\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
         )
-        t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        wall = time.perf_counter() - t0
-        *_, inner, heavy = out.stdout.strip().splitlines()
+        *_, heavy = out.stdout.strip().splitlines()
         assert "Usage:" in out.stdout, args
-        assert float(inner) < 0.5 and wall < 1.5, (args, inner, wall)
         assert heavy == "[]", (args, heavy)

@@ -25,7 +25,6 @@ from ccdflow.cli.caldb_options import (
     read_frame,
     remember,
 )
-from ccdflow.framework.scan import iter_fits_files
 
 
 @click.group("caldb", cls=CaldbGroup)
@@ -86,6 +85,8 @@ def add(files: tuple[Path, ...], kind: str | None, instrument: str | None, raw_s
     if instrument:
         manager.instrument(instrument)  # an unknown name fails before anything is ingested
     db = open_db(caldb_url)
+    from ccdflow.framework.scan import iter_fits_files  # astropy: only when ingesting
+
     results = db.add_many(iter_fits_files(files), manager, kind=kind, instrument=instrument,
                           raw_shape=raw_shape)
     added = [r for r in results if r.created]

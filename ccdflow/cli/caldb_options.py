@@ -32,19 +32,22 @@ class CaldbGroup(click.Group):
     """Turns errors from any caldb command into one clear line and an exit status."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from ccdflow.caldb import NoCalibrationError
-
         try:
             return super().invoke(ctx)
-        except NoCalibrationError as exc:
-            fail(EXIT_FAILURES, "no calibration", exc)
-        except (ConfigError, PluginError) as exc:
-            fail(EXIT_CONFIG, "configuration error", exc)
         except CcdflowError as exc:
+            from ccdflow.caldb import NoCalibrationError  # imported already if it was raised
+
+            if isinstance(exc, NoCalibrationError):
+                fail(EXIT_FAILURES, "no calibration", exc)
+            if isinstance(exc, ConfigError | PluginError):
+                fail(EXIT_CONFIG, "configuration error", exc)
             fail(EXIT_INPUT, "error", exc)
-        except SQLAlchemyError as exc:
+        except Exception as exc:
+            # Only a loaded SQLAlchemy can have raised its errors; importing it for `--help`
+            # would cost every caldb command ~1 s.
+            sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+            if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.SQLAlchemyError):
+                raise
             url = ctx.meta.get("caldb_url") or "the caldb"
             text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             fail(EXIT_INPUT, "database error", f"{url}: {text}{_hint(text)}")

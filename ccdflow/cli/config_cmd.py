@@ -10,11 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ccdflow.cli.options import config_options
-from ccdflow.framework import config as cfg
-from ccdflow.framework.plugins import get_plugin_manager
 
 
 def resolve_from_options(ctx: click.Context, instrument, instrument_file, config_files, params):
+    # imported here: pydantic, astropy and the plugins are not needed for `--help`
+    from ccdflow.framework import config as cfg
+    from ccdflow.framework.plugins import get_plugin_manager
+
     manager = get_plugin_manager(strict=(ctx.obj or {}).get("strict_plugins"))
     return manager, cfg.build(
         manager, instrument=instrument, instrument_file=instrument_file,
