@@ -19,7 +19,6 @@ from numba import config, get_num_threads, njit, parallel_chunksize, prange, set
 BLOCK = 512  # pixels per block: n * BLOCK * 4 bytes stays in L1/L2 for the usual stacks
 CHUNK = 4  # blocks a thread takes at a time: dynamic scheduling, so a core busy elsewhere does not stall
 MAD_TO_STD = 1.482602218505602  # astropy's mad_std constant
-MEDIAN_EFFICIENCY = 1.2533141373155001  # sqrt(pi/2): std of the median / std of the mean (Gaussian)
 
 METHOD_MEDIAN, METHOD_MEAN = 0, 1
 CLIP_NONE, CLIP_SIGMA, CLIP_MINMAX = 0, 1, 2
@@ -200,9 +199,10 @@ def _revisit(band, masks, has_masks, scales, weights, rejected, want_rejected, p
 @njit(parallel=True, cache=True)
 def combine_band(band, npix, masks, has_masks, scales, weights, has_weights, rejected, want_rejected, pairs,
                  method, clip, use_median, use_mad, iterations, sigma_low, sigma_high, n_low, n_high,
-                 out_data, out_error, out_used):
+                 error_scale, out_data, out_error, out_used):
     """Combine the first ``npix`` pixels of ``band[n, :]`` (float32) into ``out_*``; see ``combine``.
 
+    The error is the survivors' std / sqrt(n_used) times ``error_scale[k]``, k the pixel's good values.
     The buffers are reused at full size for a shorter last band, so one compiled version serves all.
     """
     n = band.shape[0]
@@ -260,10 +260,6 @@ def combine_band(band, npix, masks, has_masks, scales, weights, has_weights, rej
                                           gp, vlo, vhi, tlo, thi)
                 if has_weights:
                     value, error = wsum / wtot, sd * math.sqrt(w2) / wtot
-            if method == METHOD_MEDIAN:
-                out_data[gp] = _median(tmp, p, lo[p], hi[p])
-                out_error[gp] = error * MEDIAN_EFFICIENCY
-            else:
-                out_data[gp] = value
-                out_error[gp] = error
+            out_data[gp] = _median(tmp, p, lo[p], hi[p]) if method == METHOD_MEDIAN else value
+            out_error[gp] = error * error_scale[kcount[p]]
             out_used[gp] = m
