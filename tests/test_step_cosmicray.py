@@ -1,4 +1,6 @@
-"""Cosmic-ray step: same masks as ccdproc.cosmicray_lacosmic, the GMOS cutout's two known hits,
+"""Cosmic-ray step: same masks as ccdproc.cosmicray_lacosmic (everywhere with edge_pad 0; with the
+default reflection, everywhere on frames without stars or hits near the edge, and beyond 8 px
+otherwise), star cores at the edge left alone, the GMOS cutout's two known hits,
 simulated cosmic rays found (detection quality
 against truth is measured separately, in bench/), and clear errors when the noise model is unknown."""
 
@@ -111,11 +113,15 @@ def test_gmos_cutout_has_exactly_its_two_known_cosmic_rays(real_data):
         (CCDData(sci, unit="electron"), {}),
         (CCDData(sci, unit="electron", uncertainty=StdDevUncertainty(np.sqrt(var))), {"use_variance": True}),
     ]:
-        out = run_step(ccd, meta, **params)
-        labels, n = ndi.label(out.mask)
-        assert n == 2, params
-        known = [(slice(41, 72), slice(142, 161)), (slice(117, 147), slice(35, 43))]
-        assert ndi.find_objects(labels) == known
+        # astroscrappy's own test boxes; its 3-px blind edge (no Laplacian excess there) cuts the
+        # second track at row 147, which the reflected frame follows to the cutout's last row.
+        for edge_pad, last_row in [(0, 147), (None, 150)]:
+            out = run_step(ccd, meta, edge_pad=edge_pad, **params)
+            labels, n = ndi.label(out.mask)
+            assert n == 2, params
+            known = [(slice(41, 72), slice(142, 161)), (slice(117, last_row), slice(35, 43))]
+            assert ndi.find_objects(labels) == known
+        assert sci.shape[0] == 150 and out.mask[149, 35:37].all()  # 546 and 1541 e- on a sky of ~60
 
 
 def test_simulated_cosmic_rays_are_found(tmp_path):
@@ -150,3 +156,37 @@ def test_missing_gain_names_the_keyword():
     with_default = inst.model_copy(update={"gain": 2.0, "read_noise": 5.0})
     out = run_step(CCDData(data, unit="adu"), make_meta(shape=data.shape), with_default)
     assert out.header["CF_CRGN"] == 2.0
+
+
+def edge_field(seed=0):
+    """64x64 e- frame, sky 300: three stars (FWHM 3 px, 2e4 e-) centred 2-3 px from an edge or
+    corner, one inside, and hits of 2000 e- on the edge rows/columns and one inside."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    electrons = np.full((64, 64), 300.0)
+    for y, x in [(30, 3), (61, 40), (3, 60), (35, 35)]:
+        electrons += 2e4 / (2 * np.pi * 1.27**2) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.27**2))
+    cores = electrons - 300.0 > 20 * np.sqrt(300.0 + 25.0)
+    data = rng.poisson(electrons) + rng.normal(0, 5.0, electrons.shape)
+    hits = [(50, 0), (63, 20), (63, 21), (12, 63), (0, 10), (20, 20)]
+    for y, x in hits:
+        data[y, x] += 2000.0
+    return data.astype(np.float32), cores, hits
+
+
+def test_star_at_the_edge_is_not_flagged_and_edge_hits_are():
+    data, cores, hits = edge_field()
+    ccd = CCDData(data, unit="electron")
+    meta = make_meta(shape=data.shape, gain=1.0, read_noise=5.0)
+    ours = run_step(ccd, meta)
+    bare = run_step(ccd, meta, edge_pad=0)  # astroscrappy's own edges
+    ref = ccdproc.cosmicray_lacosmic(ccd, gain=1.0, readnoise=5.0, satlevel=65535.0)
+    np.testing.assert_array_equal(bare.mask, ref.mask)
+    assert (bare.mask & cores).sum() > 20  # the edge stars' cores, flagged whole
+    assert [bool(bare.mask[h]) for h in hits] == [False] * 5 + [True]  # its 3-px blind edge
+    assert not (ours.mask & cores).any()
+    assert all(ours.mask[h] for h in hits)
+    # only the edge handling differs: ccdproc's mask is ours beyond the 8 px reflection
+    inside = (slice(8, -8),) * 2
+    np.testing.assert_array_equal(ours.mask[inside], ref.mask[inside])
+    assert ours.header["CF_NCR"] == int(ours.mask.sum()) < 3 * len(hits)

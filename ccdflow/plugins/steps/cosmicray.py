@@ -2,6 +2,12 @@
 
 Mask only by default: the pixels stay as they are, so a later stack or photometry decides
 what to do with them. ``clean: true`` writes astroscrappy's interpolated values instead.
+
+The frame is reflected outwards by ``edge_pad`` pixels before detection and the result cropped:
+astroscrappy's median filters copy their input into a border as wide as their half-width, so
+near the edge the fine-structure image (med5 - med9(med5)) is 0 and every star core there
+passes the object-limit test, while the Laplacian excess (s - med7(s)) is 0 in the outer
+3 pixels, where no cosmic ray can be found. See docs/steps/cosmicray.md.
 """
 
 from __future__ import annotations
@@ -15,6 +21,22 @@ from pydantic import Field
 from ccdflow.framework.arithmetic import header_of
 from ccdflow.framework.step import Step, StepContext, StepParams
 from ccdflow.plugins.steps.noise import detector_gain, detector_read_noise, in_electrons
+
+
+def edge_pad_needed(sepmed: bool = True, fsmode: str = "median", psfsize: int = 7) -> int:
+    """Reflection width at which every pixel of the frame sees only genuinely filtered values.
+
+    astroscrappy's median filters copy their input into a border of their half-width. A pixel's
+    flag depends on the Laplacian excess s - med(s), s being divided by the median-filtered
+    noise, and on the fine structure F = (f - med(f)) / noise; both are then grown twice by 3x3
+    (2 px). The padding must hold the longest of these chains of half-widths:
+    sepmed: s 3 + noise 3, F 2 + 4 (med5, med9); full 2-D median: 2 + 2, 1 + 3; convolve:
+    F needs the PSF's half-size + noise 3 + med(f) (4 or 3).
+    """
+    med_s, med_f, fine = (3, 4, 2) if sepmed else (2, 3, 1)
+    if fsmode == "convolve":
+        fine = psfsize // 2 + med_s  # the convolution weights by 1 / noise**2
+    return max(med_s + med_s, fine + med_f) + 2
 
 
 class CosmicRayParams(StepParams):
@@ -45,25 +67,47 @@ class CosmicRayParams(StepParams):
         False, description="Give astroscrappy the carried uncertainty squared as its noise model."
     )
     clean: bool = Field(False, description="Replace cosmic-ray pixels with astroscrappy's cleaned values.")
+    edge_pad: int | None = Field(
+        None, ge=0, description="Pixels of reflection around the frame before detection; None: as "
+        "many as the filters reach (8 with the defaults); 0: astroscrappy's own edges (ccdproc's "
+        "masks exactly, but star cores near the edge flagged).",
+    )
+
+
+def reflected(array: np.ndarray, pad: int, dtype: type) -> np.ndarray:
+    """``array`` as ``dtype``, mirrored about its edge pixels by ``pad`` (no copy when 0).
+
+    Mirroring about the edge pixel (numpy "reflect", the edge not repeated) keeps a one-pixel
+    cosmic ray on the edge one pixel wide, and a star's profile smooth across the edge.
+    """
+    array = np.asarray(array, dtype=dtype)
+    return np.ascontiguousarray(array) if pad == 0 else np.pad(array, pad, mode="reflect")
 
 
 def detect_cosmic_rays(
     data: np.ndarray, mask: np.ndarray | None, *, gain: float, read_noise: float, satlevel: float,
-    variance: np.ndarray | None = None, **options,
+    variance: np.ndarray | None = None, edge_pad: int | None = None, **options,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(cosmic-ray mask, cleaned data) from astroscrappy, fed float32 without needless copies.
+    """(cosmic-ray mask, cleaned data) from astroscrappy on the frame reflected by ``edge_pad``.
 
     ``satlevel`` is in electrons as astroscrappy compares it to ``data * gain``. The mask
     returned holds only the new detections; pixels of ``mask`` are never detected.
+    ``edge_pad`` None: ``edge_pad_needed`` for the filters chosen in ``options``.
     """
     import astroscrappy  # its import costs ~0.1 s: only when the step runs
 
-    as32 = None if variance is None else np.ascontiguousarray(variance, dtype=np.float32)
+    if edge_pad is None:
+        edge_pad = edge_pad_needed(options.get("sepmed", True), options.get("fsmode", "median"),
+                                   options.get("psfsize", 7))
     crmask, cleaned = astroscrappy.detect_cosmics(
-        np.ascontiguousarray(data, dtype=np.float32),
-        inmask=None if mask is None else np.ascontiguousarray(mask, dtype=bool),
-        invar=as32, gain=gain, readnoise=read_noise, satlevel=satlevel, **options,
+        reflected(data, edge_pad, np.float32),
+        inmask=None if mask is None else reflected(mask, edge_pad, bool),
+        invar=None if variance is None else reflected(variance, edge_pad, np.float32),
+        gain=gain, readnoise=read_noise, satlevel=satlevel, **options,
     )
+    if edge_pad:
+        inside = (slice(edge_pad, -edge_pad),) * 2
+        crmask, cleaned = np.ascontiguousarray(crmask[inside]), cleaned[inside]
     return crmask, cleaned
 
 
