@@ -45,7 +45,7 @@ def subtract_scaled(
     data, std = subtract_scaled_arrays(ccd.data, _std(ccd), cal.data, _std(cal), scale)
     return CCDData(
         data, unit=ccd.unit, header=header_of(ccd), mask=_or_masks(ccd.mask, cal.mask),
-        uncertainty=None if std is None else StdDevUncertainty(std),
+        uncertainty=None if std is None else StdDevUncertainty(std, copy=False),
     )
 
 
@@ -67,5 +67,5 @@ def divide_by_flat(
     mask = _or_masks(ccd.mask, bad if n_bad else None)
     mask = _or_masks(mask, flat.mask)
     result = CCDData(data, unit=ccd.unit, header=header_of(ccd), mask=mask,
-                     uncertainty=None if std is None else StdDevUncertainty(std))
+                     uncertainty=None if std is None else StdDevUncertainty(std, copy=False))
     return result, n_bad

@@ -60,5 +60,5 @@ class BadPixelMasker(Step):
         mask = bad if before is None else (before | bad)
         header = header_of(ccd)
         header["CF_BPMBT"] = (params.bits, "BPM bits applied (1 hot, 2 dead, 4 unstable)")
-        header["CF_NBPM"] = (int(bad.sum()), "pixels flagged by the BPM")
+        header["CF_NBPM"] = (np.count_nonzero(bad), "pixels flagged by the BPM")
         return CCDData(ccd.data, unit=ccd.unit, header=header, mask=mask, uncertainty=ccd.uncertainty)

@@ -37,7 +37,7 @@ class FlatDivider(Step):
         if abs(median - 1.0) > 0.05:  # accept un-normalised masters by normalising here
             flat = CCDData(flat.data / median, unit=flat.unit, mask=flat.mask, header=flat.header,
                            uncertainty=None if flat.uncertainty is None
-                           else flat.uncertainty.__class__(flat.uncertainty.array / median))
+                           else flat.uncertainty.__class__(flat.uncertainty.array / median, copy=False))
         out, masked = divide_by_flat(ccd, flat, params.min_value, path=context.meta.path)
         out.header["CF_FLMSK"] = (masked, "pixels masked where the flat is too low")
         return out

@@ -21,7 +21,7 @@ class GainCorrector(Step):
                                           path=context.meta.path)
         gain = np.float32(context.meta.gain or context.instrument.gain)
         unc = None if ccd.uncertainty is None else ccd.uncertainty.__class__(
-            np.asarray(ccd.uncertainty.array, np.float32) * gain)
+            np.asarray(ccd.uncertainty.array, np.float32) * gain, copy=False)
         header = header_of(ccd)
         header["CF_GAINV"] = (float(gain), "gain applied (e-/ADU)")
         return CCDData(np.asarray(ccd.data, np.float32) * gain, unit="electron", header=header,

@@ -49,7 +49,7 @@ class LinearityCorrector(Step):
         uncertainty = ccd.uncertainty
         if uncertainty is not None:
             std = np.asarray(uncertainty.array, np.float32) * np.abs(derivative(ccd.data, coefficients))
-            uncertainty = StdDevUncertainty(std)
+            uncertainty = StdDevUncertainty(std, copy=False)
         header = header_of(ccd)
         header["CF_LINC"] = (",".join(f"{c:.6g}" for c in coefficients), "linearity polynomial c0,c1,...")
         return CCDData(linearize(ccd.data, coefficients), unit=ccd.unit, header=header, mask=ccd.mask,

@@ -67,7 +67,7 @@ class SaturationMasker(Step):
         saturated = saturation_mask(ccd.data, level, params.grow_columns)
         header = header_of(ccd)
         header["CF_SATLV"] = (level, "saturation level used (raw ADU)")
-        header["CF_NSAT"] = (int(saturated.sum()), "pixels masked as saturated (with growth)")
+        header["CF_NSAT"] = (np.count_nonzero(saturated), "pixels masked as saturated (with growth)")
         if params.grow_columns:
             header["CF_SATGR"] = (params.grow_columns, "saturation mask grown along columns (px)")
         mask = saturated if ccd.mask is None else (np.asarray(ccd.mask, bool) | saturated)

@@ -33,7 +33,8 @@ class Trimmer(Step):
         mask = None if ccd.mask is None else assemble(ccd.mask, regions)
         uncertainty = None
         if ccd.uncertainty is not None:
-            uncertainty = ccd.uncertainty.__class__(assemble(ccd.uncertainty.array, regions))
+            uncertainty = ccd.uncertainty.__class__(assemble(ccd.uncertainty.array, regions),
+                                                       copy=False)
         header = header_of(ccd)
         header["CF_TSEC"] = (",".join(a.trim_text for a in amps), "raw section(s) kept by trim")
         for key in ("BIASSEC", "TRIMSEC", "DATASEC"):

@@ -33,7 +33,7 @@ class UncertaintyEstimator(Step):
         carried = None if ccd.uncertainty is None else ccd.uncertainty.array
         std = deviation(ccd.data, gain, rn, carried)
         out = CCDData(ccd.data, unit=ccd.unit, header=header_of(ccd), mask=ccd.mask,
-                      uncertainty=StdDevUncertainty(std))
+                      uncertainty=StdDevUncertainty(std, copy=False))
         out.header["CF_UGAIN"] = (gain, "gain used for Poisson noise (e-/ADU)")
         out.header["CF_URN"] = (rn, "read noise used (e-)")
         return out
