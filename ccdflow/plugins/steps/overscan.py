@@ -46,21 +46,27 @@ def overscan_model(strip: np.ndarray, method: str, poly_order: int = 3, sigma: f
 
 
 def subtract_overscan(
-    data: np.ndarray, overscan: tuple[slice, slice], target: tuple[slice, slice], **options
+    data: np.ndarray, overscan: tuple[slice, slice], target: tuple[slice, slice],
+    out: np.ndarray | None = None, **options
 ) -> float:
-    """Subtract the overscan model from ``target`` in place; returns the mean level removed."""
+    """Subtract the overscan model from ``target``, in place or into ``out`` (one pass instead of
+    a copy and a subtraction); returns the mean level removed."""
     strip = data[overscan]
     by_rows = strip.shape[0] >= strip.shape[1]  # side overscan: one value per row
     oriented = strip if by_rows else strip.T
     level = overscan_model(oriented, **options)
     if level.ndim == 0:
-        data[target] -= level
+        model = level
     elif by_rows:
         rows = np.arange(data.shape[0])[target[0]]
-        data[target] -= level[np.clip(rows - overscan[0].start, 0, level.size - 1), None]
+        model = level[np.clip(rows - overscan[0].start, 0, level.size - 1), None]
     else:
         cols = np.arange(data.shape[1])[target[1]]
-        data[target] -= level[None, np.clip(cols - overscan[1].start, 0, level.size - 1)]
+        model = level[None, np.clip(cols - overscan[1].start, 0, level.size - 1)]
+    if out is None:
+        data[target] -= model
+    else:
+        np.subtract(data[target], model, out=out[target])
     return float(np.mean(level))
 
 
@@ -73,18 +79,19 @@ class OverscanSubtractor(Step):
         amps = amplifier_regions(context.instrument, ccd.header, ccd.shape, context.meta.path)
         if all(a.overscan is None for a in amps):
             raise NoWorkError("no overscan section for any amplifier")
-        data = np.array(ccd.data, dtype=np.float32, copy=True)
-        whole = (slice(0, data.shape[0]), slice(0, data.shape[1]))
-        # a new frame around the one copy of the pixels (ccd.copy() deep-copied mask and
-        # uncertainty too, 5 ms); the input frame is left unchanged
+        whole = (slice(0, ccd.shape[0]), slice(0, ccd.shape[1]))
+        # One amplifier of float32: the frame minus its model written straight into a new
+        # array. Several: a copy, then each amplifier in place. The input frame is left as it is.
+        one_pass = len(amps) == 1 and ccd.data.dtype == np.float32
+        data = np.empty(ccd.shape, np.float32) if one_pass else np.array(ccd.data, np.float32)
         out = CCDData(data, unit=ccd.unit, header=header_of(ccd), mask=ccd.mask,
                       uncertainty=ccd.uncertainty, wcs=ccd.wcs)
         for amp in amps:
             if amp.overscan is None:
                 continue
-            target = whole if len(amps) == 1 else amp.trim
             level = subtract_overscan(
-                data, amp.overscan, target,
+                ccd.data if one_pass else data, amp.overscan, whole if len(amps) == 1 else amp.trim,
+                data if one_pass else None,
                 method=params.method, poly_order=params.poly_order, sigma=params.sigma,
             )
             out.header[f"CF_OS{amp.name[:4]}"] = (round(level, 3), f"mean overscan {amp.overscan_text}")
