@@ -3,7 +3,8 @@
     flock /tmp/ccdflow-bench.lock python bench/bench_cosmicray_step.py [--size 2048] [--repeat 5]
 
 Times are interleaved (astroscrappy, ccdflow step, ccdproc.cosmicray_lacosmic) on the same
-float32 frame with a mask, so machine noise hits all three alike; medians are reported.
+float32 frame with a mask, so machine noise hits all three alike; medians are reported. The
+step's cost includes reflecting the frame by 8 px at each edge (+1.6 % area at 2048x2048).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def main() -> None:
             ccd, gain=1.5 * u.electron / u.adu, readnoise=6.0 * u.electron, satlevel=sat),
     }
     masks = {name: fn() for name, fn in runs.items()}  # warm-up, and the masks to compare
-    same = np.array_equal(masks["ccdflow cosmicray step"].mask, masks["ccdproc.cosmicray_lacosmic"].mask)
+    differ = masks["ccdflow cosmicray step"].mask != masks["ccdproc.cosmicray_lacosmic"].mask
+    rows, cols = np.nonzero(differ)
+    edge_distance = np.minimum.reduce([rows, cols, args.size - 1 - rows, args.size - 1 - cols])
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.repeat):
         for name, fn in runs.items():
@@ -68,7 +71,9 @@ def main() -> None:
     print(f"{'what':32s} {'median s':>9s} {'min s':>7s} {'vs astroscrappy':>16s}")
     for name, t in times.items():
         print(f"{name:32s} {statistics.median(t):9.3f} {min(t):7.3f} {statistics.median(t) / base:15.3f}x")
-    print(f"step mask identical to ccdproc's: {same}")
+    # the step reflects the frame at its edges (edge_pad), ccdproc leaves astroscrappy's border
+    print(f"step mask differs from ccdproc's at {int(differ.sum())} pixels, all within "
+          f"{int(edge_distance.max(initial=-1)) + 1} px of the edge")
 
 
 if __name__ == "__main__":
