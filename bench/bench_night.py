@@ -2,6 +2,7 @@
 
     flock /tmp/ccdflow-bench.lock python bench/bench_night.py [--size 2048] [--n-science 180]
         [--workdir DIR] [--keep] [--skip-ccdproc] [--workers 2] [--one-thread-subset 20]
+        [--retained-subset 30]
 
 The night (issue 5, "Scale"): 20 bias, 40 darks at two exposure times (one temperature), 60
 flats in three filters, 180 science frames; simulated once and cached in ``--workdir``.
@@ -17,7 +18,9 @@ Contenders, each in its own process so that its peak memory is its own:
 - the cosmic-ray floor (``scrappy_floor``): ``astroscrappy.detect_cosmics`` alone, with the
   cosmicray step's parameters, on exactly the frame the step saw (the serial run's recipe up
   to the gain step, rebuilt untimed from its masters); again with ``OMP_NUM_THREADS=1`` (what a
-  Dask worker gets) on a subset.
+  Dask worker gets) on a subset, and on a subset in a process that retains freed memory as the
+  night's processes do (``ccdflow.framework.memory``), to tell the allocator's share of the
+  difference from the step's own.
 
 Peak memory: ``os.wait4`` gives the maximum RSS of a contender's process tree; each process's
 own peak (``VmHWM`` of the driver and of every Dask worker) is sampled from /proc every 0.2 s.
@@ -183,7 +186,9 @@ def run_ccdflow(raw: Path, out: Path, workers: int) -> dict[str, Any]:
     return {
         **measured, "scan": stages["scan"], "masters": stages["masters"], "science_wall": stages["science"],
         "read": total(lambda k: k == "read"), "arithmetic": total(lambda k: k not in NOT_ARITHMETIC),
-        "cosmicray": total(lambda k: k == "cosmicray"), "write": total(lambda k: k == "write"),
+        "cosmicray": total(lambda k: k == "cosmicray"),
+        "cosmicray_by_raw": {s["raw"]: s["step_seconds"]["cosmicray"] for s in science},
+        "write": total(lambda k: k == "write"),
         "frame_other": sum(s["seconds"] - sum(s["step_seconds"].values()) for s in science),
         "bpm": sum(m["seconds"] for m in report["masters"] if m["type"] == "bpm"),
         "n_frames": len(science), "reduced_dir": str(out / "night" / "reduced"),
@@ -304,7 +309,7 @@ def run_ccdproc(raw: Path, out: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the cosmic-ray floor
 
-def scrappy_floor(serial_report: str, result: str, limit: str) -> None:
+def scrappy_floor(serial_report: str, result: str, limit: str, retain: str = "0") -> None:
     """astroscrappy alone on the frames the serial run's cosmicray step saw, with its parameters.
 
     Each frame is rebuilt (untimed) by ccdflow's recipe with the cosmicray step skipped and the
@@ -312,18 +317,21 @@ def scrappy_floor(serial_report: str, result: str, limit: str) -> None:
     as it is (its own time, what a ccdproc user pays); the step reflects the frame by ``edge_pad``
     pixels first, which changes the mask near the edge only, so the mask returned here, OR the
     frame's mask, must equal the product's MASK farther than ``niter`` reflection widths from
-    the edge: that proves the input was the same.
+    the edge: that proves the input was the same. ``retain`` "1": glibc keeps freed arrays, as
+    in ``ccdflow night``'s processes.
     """
     import astroscrappy
     import numpy as np
     from astropy.io import fits
 
     from ccdflow.framework.config import build
+    from ccdflow.framework.memory import retain_freed_memory
     from ccdflow.framework.plugins import get_plugin_manager
     from ccdflow.framework.reduction import MasterRef, reduce_frame
     from ccdflow.framework.scan import scan_paths
     from ccdflow.plugins.steps.cosmicray import edge_pad_needed
 
+    retained = retain == "1" and retain_freed_memory()
     report = json.loads(Path(serial_report).read_text())
     science = report["science"][: int(limit) or None]
     manager = get_plugin_manager()
@@ -359,17 +367,19 @@ def scrappy_floor(serial_report: str, result: str, limit: str) -> None:
             expected = fits.getdata(entry["path"], "MASK").astype(bool)
             found = crmask if inmask is None else crmask | inmask
             same += bool(np.array_equal(found[inside], expected[inside]))
-    Path(result).write_text(json.dumps({"seconds": seconds, "same_mask": same,
+    Path(result).write_text(json.dumps({"seconds": seconds, "same_mask": same, "retained": retained,
+                                        "frames": [entry["raw"] for entry in science],
                                         "omp": os.environ.get("OMP_NUM_THREADS", "unset")}))
 
 
-def run_scrappy(serial_report: str, out: Path, limit: int, one_thread: bool) -> dict[str, Any]:
+def run_scrappy(serial_report: str, out: Path, limit: int, one_thread: bool,
+                retain: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
-    tag = "1thread" if one_thread else "default"
+    tag = "1thread" if one_thread else "retained" if retain else "default"
     result = out / f"scrappy_{tag}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if one_thread else None
     measured = run_measured([sys.executable, __file__, "--child", "scrappy", serial_report, str(result),
-                             str(limit)], out / f"scrappy_{tag}.txt", env=env)
+                             str(limit), "1" if retain else "0"], out / f"scrappy_{tag}.txt", env=env)
     return {**measured, **json.loads(result.read_text())}
 
 
@@ -425,8 +435,8 @@ def ratio(a: float, b: float) -> str:
 
 
 def print_ratios(rows: dict[str, dict[str, Any]], floor: dict[str, Any] | None,
-                 floor1: dict[str, Any] | None, identical: tuple[int, int, list[str]] | None,
-                 workers: int) -> None:
+                 floor1: dict[str, Any] | None, floor_kept: dict[str, Any] | None,
+                 identical: tuple[int, int, list[str]] | None, workers: int) -> None:
     serial, parallel = rows["ccdflow serial"], rows.get(f"ccdflow {workers} workers")
     script = rows.get("ccdproc script")
     print("\nratios")
@@ -453,6 +463,14 @@ def print_ratios(rows: dict[str, dict[str, Any]], floor: dict[str, Any] | None,
               f"{100 * (serial['cosmicray'] / own - 1):+.1f} % (target within 5 %)")
         print(f"- night wall / astroscrappy floor: serial {serial['wall'] / own:.2f}"
               + (f", {workers} workers {parallel['wall'] / own:.2f}" if parallel else ""))
+    if floor and floor_kept:
+        n = len(floor_kept["frames"])
+        step = sum(serial["cosmicray_by_raw"][raw] for raw in floor_kept["frames"])
+        plain, kept = sum(floor["seconds"][:n]), sum(floor_kept["seconds"])
+        print(f"- the first {n} frames: ccdflow serial step {step / n:.2f} s per frame, astroscrappy alone "
+              f"{plain / n:.2f} s ({100 * (step / plain - 1):+.1f} %), astroscrappy alone in a process "
+              f"that retains freed memory {kept / n:.2f} s ({100 * (step / kept - 1):+.1f} %"
+              f"{'' if floor_kept['retained'] else '; retention NOT in effect'})")
     if floor1 and parallel:
         per_frame = sum(floor1["seconds"]) / len(floor1["seconds"])
         one = per_frame * parallel["n_frames"]
@@ -482,6 +500,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Dask workers of the parallel run.")
     parser.add_argument("--one-thread-subset", type=int, default=20,
                         help="Frames timed with astroscrappy at OMP_NUM_THREADS=1 (0: skip).")
+    parser.add_argument("--retained-subset", type=int, default=30,
+                        help="Frames timed with astroscrappy in a process keeping freed memory (0: skip).")
     parser.add_argument("--workdir", type=Path, help="Keeps the simulated night between runs.")
     parser.add_argument("--keep", action="store_true", help="Keep the contenders' outputs.")
     parser.add_argument("--skip-ccdproc", action="store_true")
@@ -510,21 +530,24 @@ def main() -> None:
             if not args.keep:
                 shutil.rmtree(runs / "ccdproc", ignore_errors=True)
         serial_report = rows["ccdflow serial"]["report"]
-        floor = floor1 = None
+        floor = floor1 = floor_kept = None
         if not args.skip_floor:
             floor = run_scrappy(serial_report, runs / "floor", 0, one_thread=False)
             print(f"astroscrappy floor: {sum(floor['seconds']):.1f} s", flush=True)
             if args.one_thread_subset and not args.skip_parallel:
                 floor1 = run_scrappy(serial_report, runs / "floor", args.one_thread_subset, one_thread=True)
+            if args.retained_subset:
+                floor_kept = run_scrappy(serial_report, runs / "floor", args.retained_subset,
+                                         one_thread=False, retain=True)
         identical = None
         if not args.skip_parallel:
             identical = compare_products(rows["ccdflow serial"]["reduced_dir"],
                                          rows[f"ccdflow {args.workers} workers"]["reduced_dir"])
         print_table(rows)
-        print_ratios(rows, floor, floor1, identical, args.workers)
+        print_ratios(rows, floor, floor1, floor_kept, identical, args.workers)
         (workdir / "results.json").write_text(json.dumps(
             {"args": {k: str(v) for k, v in vars(args).items()}, "simulation_seconds": sim_seconds,
-             "rows": rows, "floor": floor, "floor_one_thread": floor1,
+             "rows": rows, "floor": floor, "floor_one_thread": floor1, "floor_retained": floor_kept,
              "identical": identical}, indent=1))
         if args.workdir is not None:
             print(f"\nfigures saved in {workdir / 'results.json'}")
@@ -536,7 +559,7 @@ def main() -> None:
 
 
 def child() -> None:
-    """``--child ccdproc RAW OUT RESULT`` or ``--child scrappy REPORT RESULT LIMIT``."""
+    """``--child ccdproc RAW OUT RESULT`` or ``--child scrappy REPORT RESULT LIMIT RETAIN``."""
     what, *rest = sys.argv[2:]
     {"ccdproc": ccdproc_night, "scrappy": scrappy_floor}[what](*rest)
 

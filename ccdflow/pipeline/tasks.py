@@ -144,9 +144,11 @@ def science_task(spec: RunSpec, meta: FrameMeta) -> dict[str, Any]:
     same product (same raw checksum, config and calibration ids) is already on disk."""
     from ccdflow.caldb.ledger import find_product
     from ccdflow.framework.fitsio import sha256_file
+    from ccdflow.framework.memory import retain_freed_memory
     from ccdflow.framework.recipe import needed_calibrations, optional_calibrations
     from ccdflow.framework.reduction import reduce_frame
 
+    retain_freed_memory()  # frame after frame reuses the same arrays: keep them, see its docstring
     start = time.perf_counter()
     out = spec.reduced_dir / Path(meta.path).name
     entry: dict[str, Any] = {"raw": str(meta.path), "path": str(out), "filter": meta.filter,
