@@ -248,8 +248,9 @@ def rms_ratio(resid: np.ndarray, error: np.ndarray) -> float:
 def test_master_uncertainty_planes_predict_their_errors(night, reduced):
     """Master - truth against each master's uncertainty plane (median of a one-pass clip).
 
-    Measured 1.03-1.09: the clip drops a few good values, so the survivors' scatter slightly
-    underestimates the noise (Gaussian stacks: 1.08 at N = 7 and 9; see the clipped-mean test).
+    Measured 1.00-1.02 (bias 1.020, dark 1.003, flat 1.002): the plane of a clipped combine is
+    scaled for the good values the clip drops (``gaussian_error_scale``, docs/combine.md);
+    before that scale it measured 1.03-1.09.
     The master dark's plane comes from the scatter of inputs that share one master bias, whose
     error is therefore common to them all and is added here (ccdproc's combine omits it too).
     """
@@ -257,23 +258,24 @@ def test_master_uncertainty_planes_predict_their_errors(night, reduced):
     good = ndimage.binary_dilation(truth(night, "bpm.fits") != 0, iterations=1) == 0
     bias, dark, flat = (masters[k].ccd for k in ("bias", "dark", "flat"))
     resid = (bias.data - expected_bias(night))[good]
-    assert 0.97 < rms_ratio(resid, bias.uncertainty.array[good]) < 1.12
+    assert 0.96 < rms_ratio(resid, bias.uncertainty.array[good]) < 1.06
     temp = dark.header["CF_TEMP"]
     rate = truth(night, "dark_rate.fits") * 2.0 ** ((temp - night.ref_temperature)
                                                      / night.doubling_temperature)
     resid = (dark.data - rate * dark.header["EXPTIME"] / night.gain)[good]
     error = np.hypot(dark.uncertainty.array, bias.uncertainty.array)[good]
-    assert 0.97 < rms_ratio(resid, error) < 1.12
+    assert 0.96 < rms_ratio(resid, error) < 1.06
     truth_flat = truth(night, "flat_V.fits")
     scale = np.median((flat.data / truth_flat)[good])
     resid = (flat.data - scale * truth_flat)[good]
-    assert 0.97 < rms_ratio(resid, flat.uncertainty.array[good]) < 1.12
+    assert 0.96 < rms_ratio(resid, flat.uncertainty.array[good]) < 1.06
 
 
 def test_clipped_mean_master_bias_error_plane_predicts_its_scatter(night, setup):
-    """A clipped mean of 9 frames: the clip drops good values, and the error plane accounts for it."""
+    """A clipped mean of 9 frames: the clip drops good values, and the error plane accounts for it
+    (measured 1.024)."""
     manager, config, groups = setup
     (metas,) = groups["bias"]
     master = build_master("bias", metas, manager, config, method="mean", clip="sigma")
     resid = master.data - expected_bias(night)
-    assert 0.95 < rms_ratio(resid, master.uncertainty.array) < 1.1
+    assert 0.96 < rms_ratio(resid, master.uncertainty.array) < 1.06
