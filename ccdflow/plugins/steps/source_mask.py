@@ -48,7 +48,8 @@ def source_mask(
         raise AlgorithmError("source mask: the background noise is not finite (all pixels masked?)")
     with warnings.catch_warnings():  # an empty field is an answer, not a warning
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        segments = detect_sources(residual, threshold, npixels=npixels, mask=mask)
+        # positional: photutils 3 renamed the keyword npixels to n_pixels
+        segments = detect_sources(residual, threshold, npixels, mask=mask)
     if segments is None:
         return np.zeros(data.shape, bool), 0
     found = segments.data > 0
