@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -28,8 +29,8 @@ for _ in range(4):  # a 2048x2048 float32 frame, then a float64 plane, as a redu
 print(json.dumps({"retained": retained, "faults": faults}))
 """
 
-glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or "glibc" not in " ".join(
-    os.confstr("CS_GNU_LIBC_VERSION").split()[:1]), reason="glibc's mallopt is Linux/glibc only")
+glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                           reason="glibc's mallopt is Linux/glibc only")
 
 
 def probe(mode: str, **env: str) -> dict:

@@ -49,24 +49,18 @@ def _time(header: fits.Header, key: str, path: Path) -> datetime | None:
 
 def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | None) -> dict:
     """The statistics the caldb tracks; a ccdflow master carries them in its header already."""
-    finite: np.ndarray | None = None
-
-    def good() -> np.ndarray:
-        nonlocal finite
-        if finite is None:
-            finite = data[np.isfinite(data)]
-        return finite
-
+    needs_pixels = kind == "bpm" or "CF_MED" not in header or "CF_NOISE" not in header
+    finite = data[np.isfinite(data)] if needs_pixels else data[:0]
     if "CF_MED" in header:
         median = float(header["CF_MED"])
-    elif good().size:
-        median = float(np.median(good()))
+    elif finite.size:
+        median = float(np.median(finite))
     else:
         return {}
     if "CF_NOISE" in header:
         noise = float(header["CF_NOISE"])
     else:
-        noise = 1.4826 * float(np.median(np.abs(good() - median)))
+        noise = 1.4826 * float(np.median(np.abs(finite - median)))
     stats: dict[str, float] = {"median": median, "noise": noise}
     if "CF_LEVEL" in header:
         stats["level"] = float(header["CF_LEVEL"])
@@ -75,7 +69,7 @@ def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | N
     if kind == "flat":
         stats["flat_median"] = median
     if kind == "bpm":
-        stats["fraction_masked"] = float(np.mean(good() != 0))
+        stats["fraction_masked"] = float(np.mean(finite != 0))
     return stats
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -25,15 +26,10 @@ _M_MMAP_THRESHOLD = -3
 #: Arrays up to this size are kept: a 4096x4096 float64 plane is 128 MiB.
 RETAIN_BYTES = 1 << 30
 
-_retained: bool | None = None
-
-
+@functools.cache
 def retain_freed_memory() -> bool:
     """Ask glibc to keep freed arrays for reuse; True when it is in effect (once per process)."""
-    global _retained
-    if _retained is None:
-        _retained = _set_thresholds(RETAIN_BYTES)
-    return _retained
+    return _set_thresholds(RETAIN_BYTES)
 
 
 def _set_thresholds(nbytes: int) -> bool:

@@ -84,14 +84,14 @@ class OverscanSubtractor(Step):
         # array. Several: a copy, then each amplifier in place. The input frame is left as it is.
         one_pass = len(amps) == 1 and ccd.data.dtype == np.float32
         data = np.empty(ccd.shape, np.float32) if one_pass else np.array(ccd.data, np.float32)
+        source, into = (ccd.data, data) if one_pass else (data, None)
         out = CCDData(data, unit=ccd.unit, header=header_of(ccd), mask=ccd.mask,
                       uncertainty=ccd.uncertainty, wcs=ccd.wcs)
         for amp in amps:
             if amp.overscan is None:
                 continue
             level = subtract_overscan(
-                ccd.data if one_pass else data, amp.overscan, whole if len(amps) == 1 else amp.trim,
-                data if one_pass else None,
+                source, amp.overscan, whole if len(amps) == 1 else amp.trim, into,
                 method=params.method, poly_order=params.poly_order, sigma=params.sigma,
             )
             out.header[f"CF_OS{amp.name[:4]}"] = (round(level, 3), f"mean overscan {amp.overscan_text}")
