@@ -30,6 +30,13 @@ class FrameMeta(BaseModel):
     gain: float | None = Field(None, description="Gain in electrons per ADU.")
     read_noise: float | None = Field(None, description="Read noise in electrons.")
     note: str | None = Field(None, description="Why the frame got this type, when not obvious.")
+    data_hdu: int | str | None = Field(
+        None, description="HDU holding the pixels when it is not the instrument's data_hdu (a "
+        "tile-compressed copy keeps a primary image in extension 1); None: the instrument's.")
+
+    def pixel_hdu(self, default: int | str) -> int | str:
+        """The HDU to read the pixels from, given the instrument's ``data_hdu``."""
+        return default if self.data_hdu is None else self.data_hdu
 
     @property
     def is_imaging(self) -> bool:

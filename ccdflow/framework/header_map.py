@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from astropy.io import fits
 from astropy.time import Time
+from erfa import ErfaWarning
 
+from ccdflow.framework import limits
 from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import AUTO_HDU, first_image_hdu
+from ccdflow.framework.fitsio import AUTO_HDU
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.instrument import Instrument, KeywordSpec
-
-Headers = Mapping[int | str, fits.Header]
+from ccdflow.framework.pixel_hdu import Headers, data_shape, resolve_data_hdu
 
 
 def _lookup(headers: Headers, spec: KeywordSpec, data_hdu: int | str) -> tuple[str | None, Any]:
@@ -141,16 +143,25 @@ def _parse_date(reader: HeaderReader) -> datetime:
         if tod is not None:
             text = f"{text}T{str(tod).strip()}"
     try:
-        if isinstance(date, int | float):
-            time = Time(float(date), format="mjd" if date < 1e6 else "jd", scale="utc")
-        else:
-            time = Time(text.replace(" ", "T"), format="isot", scale="utc")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ErfaWarning)  # "dubious year": refused just below
+            if isinstance(date, int | float):
+                time = Time(float(date), format="mjd" if date < 1e6 else "jd", scale="utc")
+            else:
+                time = Time(text.replace(" ", "T"), format="isot", scale="utc")
     except ValueError:
         raise UnprocessableInputError(
             "observation time cannot be parsed", path=reader.path, keyword=key, value=date,
             expected="ISO 8601 'YYYY-MM-DDThh:mm:ss[.sss]'",
         ) from None
-    return time.to_datetime(timezone=UTC)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ErfaWarning)
+            when = time.to_datetime(timezone=UTC)
+    except (ValueError, OverflowError):  # beyond what a datetime holds (year 10000, JD 1e300)
+        when = limits.END_DATE
+    limits.check_date(when, path=reader.path, keyword=key, raw=date)
+    return when
 
 
 def _hours_to_hms(hours: float) -> str:
@@ -167,11 +178,13 @@ def _parse_binning(reader: HeaderReader) -> tuple[int, int]:
             parts = str(value).lower().replace("x", " ").replace(",", " ").split()
             try:
                 bx, by = (int(float(p)) for p in parts)
-            except ValueError:
+            except (ValueError, OverflowError):  # 'inf inf' overflows int()
                 raise UnprocessableInputError(
                     "binning cannot be parsed", path=reader.path, keyword=key, value=value,
                     expected="two integers such as '2 2' or '2x2'",
                 ) from None
+            for value in (bx, by):
+                limits.check_range(limits.BINNING, value, path=reader.path, keyword=key)
             return bx, by
     bx = reader.number("binning_x", hmap.binning_x) or 1
     by = reader.number("binning_y", hmap.binning_y) or 1
@@ -180,48 +193,9 @@ def _parse_binning(reader: HeaderReader) -> tuple[int, int]:
             "binning must be positive integers", path=reader.path, value=(bx, by),
             keyword="binning", expected="integers >= 1",
         )
+    for value, spec in ((bx, hmap.binning_x), (by, hmap.binning_y)):
+        limits.check_range(limits.BINNING, value, path=reader.path, keyword=_keyword(reader, spec))
     return int(bx), int(by)
-
-
-def resolve_data_hdu(headers: Headers, data_hdu: int | str, path: str | None = None) -> int | str:
-    """The concrete HDU key for ``data_hdu``, resolving 'auto' to the first 2-D image."""
-    if data_hdu != AUTO_HDU:
-        return data_hdu
-    ordered = [headers[i] for i in sorted(k for k in headers if isinstance(k, int))]
-    found = first_image_hdu(ordered)
-    if found is None:
-        naxis = {i: h.get("NAXIS") for i, h in enumerate(ordered)}
-        raise UnprocessableInputError(
-            "no HDU holds a 2-D image", path=path, keyword="NAXIS", value=naxis,
-            expected="2 in the primary HDU or an IMAGE extension",
-        )
-    return found
-
-
-def data_shape(
-    headers: Headers, data_hdu: int | str, path: str | None = None
-) -> tuple[int, int]:
-    """Raw (ny, nx) from NAXIS cards, so scanning never reads pixels."""
-    hdu = resolve_data_hdu(headers, data_hdu, path)
-    header = headers.get(hdu)
-    if header is None or header.get("NAXIS", 0) < 2:
-        where = "" if header is None else f"; extensions: {_describe_hdus(headers)}"
-        raise UnprocessableInputError(
-            f"HDU {hdu!r} holds no 2-D image{where}", path=path, keyword="NAXIS",
-            value=None if header is None else header.get("NAXIS"), expected="2",
-        )
-    return int(header["NAXIS2"]), int(header["NAXIS1"])
-
-
-def _describe_hdus(headers: Headers) -> str:
-    """"0 PRIMARY NAXIS=0, 1 IMAGE 'IM1' NAXIS=2" so a user sees where the pixels really are."""
-    parts = []
-    for i in sorted(k for k in headers if isinstance(k, int)):
-        kind = str(headers[i].get("XTENSION", "PRIMARY")).strip()
-        name = str(headers[i].get("EXTNAME", "")).strip()
-        label = f"{i} {kind}" + (f" {name!r}" if name else "")
-        parts.append(f"{label} NAXIS={headers[i].get('NAXIS')}")
-    return ", ".join(parts)
 
 
 def frame_type_of(reader: HeaderReader, exposure: float) -> tuple[str, str | None]:
@@ -258,52 +232,48 @@ _GENERIC_TYPES: dict[str, str] = {
 def normalise(
     instrument: Instrument, headers: Headers | Sequence[fits.Header], path: str | None = None
 ) -> FrameMeta:
-    """FrameMeta for a file's headers (index 0 is the primary HDU)."""
+    """FrameMeta for a file's headers (index 0 is the primary HDU); every value is checked
+    against the ranges in :mod:`ccdflow.framework.limits`, so an absurd header is refused here."""
     if not isinstance(headers, Mapping):
         headers = _index_headers(headers)
     data_hdu = resolve_data_hdu(headers, instrument.data_hdu, path)
     reader = HeaderReader(instrument, headers, path, data_hdu)
     hmap = instrument.header
-    required_exposure = hmap.exposure_time.model_copy(update={"required": True})
-    exposure = reader.number("exposure_time", required_exposure)
-    if exposure is None or exposure < 0:
-        raise UnprocessableInputError(
-            "exposure time is negative", path=path, keyword=_keyword(reader, hmap.exposure_time),
-            value=exposure, expected=">= 0 s",
-        )
+    exposure = reader.number("exposure_time", hmap.exposure_time.model_copy(update={"required": True}))
+    exposure_key = _keyword(reader, hmap.exposure_time)
+    limits.check_range(limits.EXPOSURE, float("nan") if exposure is None else exposure, path=path,
+                       keyword=exposure_key)
     kind, note = frame_type_of(reader, exposure)
+    limits.check_exposure(kind, exposure, path=path, keyword=exposure_key)
     shape = data_shape(headers, data_hdu, path)
-    temperature = reader.number("temperature", hmap.temperature)
-    if temperature is not None and not -273.15 <= temperature <= 100.0:
-        raise UnprocessableInputError(
-            "detector temperature is not plausible (wrong unit?)", path=path,
-            keyword=_keyword(reader, hmap.temperature), value=round(temperature, 2),
-            expected="-273.15 .. 100 C after unit conversion",
-        )
-    gain = reader.number("gain", hmap.gain)
-    read_noise = reader.number("read_noise", hmap.read_noise)
-    checks = (("gain", gain, hmap.gain), ("read noise", read_noise, hmap.read_noise))
-    for name, value, spec in checks:
-        if value is not None and value < 0:
-            raise UnprocessableInputError(
-                f"{name} is negative", path=path, keyword=_keyword(reader, spec), value=value,
-                expected=">= 0",
-            )
+    numbers = {}
+    for name, limit, hint in (("temperature", limits.TEMPERATURE, " (wrong unit?)"),
+                              ("gain", limits.GAIN, ""), ("read_noise", limits.READ_NOISE, "")):
+        spec = getattr(hmap, name)
+        numbers[name] = value = reader.number(name, spec)
+        if value is not None:
+            limits.check_range(limit, value, path=path, keyword=_keyword(reader, spec), hint=hint)
+    names = {}
+    for name in ("filter", "detector", "readout_mode"):
+        spec = getattr(hmap, name)
+        names[name] = reader.text(name, spec)
+        limits.check_name(name.replace("_", " "), names[name], path=path, keyword=_keyword(reader, spec))
     return FrameMeta(
         path=path,
         frame_type=kind,
         instrument=instrument.name,
-        detector=reader.text("detector", hmap.detector) or "default",
+        detector=names["detector"] or "default",
         exposure_time=exposure,
-        filter=reader.text("filter", hmap.filter),
+        filter=names["filter"],
         date_obs=_parse_date(reader),
-        temperature=temperature,
+        temperature=numbers["temperature"],
         binning=_parse_binning(reader),
-        readout_mode=reader.text("readout_mode", hmap.readout_mode) or "default",
+        readout_mode=names["readout_mode"] or "default",
         shape=shape,
-        gain=gain or instrument.gain,
-        read_noise=read_noise or instrument.read_noise,
+        gain=numbers["gain"] or instrument.gain,
+        read_noise=numbers["read_noise"] or instrument.read_noise,
         note=note,
+        data_hdu=None if instrument.data_hdu in (AUTO_HDU, data_hdu) else data_hdu,
     )
 
 

@@ -6,6 +6,9 @@ file is reported with its reason instead of stopping the others.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -21,7 +24,8 @@ from ccdflow.framework.plugins import PluginManager, get_plugin_manager
 
 #: File name endings scanned when a directory is given.
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
-COMPRESSED = ("", ".gz", ".bz2")
+#: ``.fz``: tile-compressed (fpack); astropy reads it, and the pixels are in extension 1.
+COMPRESSED = ("", ".gz", ".bz2", ".fz")
 
 
 class ScanResult(NamedTuple):
@@ -43,13 +47,17 @@ def scan_file(
 def scan_paths(
     paths: Iterable[str | Path], manager: PluginManager | None = None, instrument: str | None = None
 ) -> ScanResult:
-    """Classify every file (directories are searched for FITS files); never stops on one."""
+    """Classify every file (directories are searched for FITS files); never stops on one.
+
+    ``unknown`` also holds what discovery could not use: dangling links, link loops, FIFOs and
+    folders that cannot be read (see :func:`discover_fits_files`)."""
     manager = manager or get_plugin_manager()
     # An unknown instrument name is a configuration error for the whole run: raise it.
     chosen = manager.instrument(instrument) if instrument else None
+    files, problems = discover_fits_files(paths)
     frames: list[FrameMeta] = []
-    unknown: list[tuple[str, str]] = []
-    for path in iter_fits_files(paths):
+    unknown: list[tuple[str, str]] = list(problems)
+    for path in files:
         try:
             frames.append(_scan_one(path, manager, chosen))
         except UnprocessableInputError as exc:
@@ -57,15 +65,96 @@ def scan_paths(
     return ScanResult(frames, unknown)
 
 
+def discover_fits_files(paths: Iterable[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(files, problems): regular files given, plus FITS-named ones under the folders given
+    (sorted per folder), and (path, "path: reason") for everything that looked like input but
+    cannot be read: a missing file, a dangling link, a link loop, a FIFO or device, a link to a
+    folder inside a folder given (not followed: it could lead out of the tree or round in
+    circles), a folder that cannot be listed. Nothing is opened, so a FIFO named ``x.fits``
+    never blocks the scan."""
+    files: list[str] = []
+    problems: list[tuple[str, str]] = []
+    for item in map(str, paths):
+        if os.path.isdir(item):
+            found: list[str] = []
+            _walk(item, found, problems)
+            files += sorted(found)
+            continue
+        reason = _not_a_file(item)
+        if reason is None:
+            files.append(item)
+        else:
+            problems.append((item, f"{item}: {reason}"))
+    return files, problems
+
+
 def iter_fits_files(paths: Iterable[str | Path]) -> Iterator[str]:
-    """Files as given, plus FITS-looking files found under directories, sorted."""
+    """Files as given (whatever they are: the scan says why one is unusable), plus the readable
+    FITS files found under directories, sorted; :func:`discover_fits_files` also says what it
+    left out under the directories, and why."""
     for item in paths:
-        item = Path(item)
-        if item.is_dir():
-            for found in sorted(p for p in item.rglob("*") if p.is_file() and _looks_fits(p)):
-                yield str(found)
+        if Path(item).is_dir():
+            yield from discover_fits_files([item])[0]
         else:
             yield str(item)
+
+
+def _walk(folder: str, found: list[str], problems: list[tuple[str, str]]) -> None:
+    """Collect FITS-named regular files under ``folder``, depth first, without following links
+    to folders; every entry that cannot be used is a problem with its reason."""
+    try:
+        with os.scandir(folder) as entries:
+            listed = list(entries)
+    except OSError as exc:
+        problems.append((folder, f"{folder}: folder cannot be read ({_os_reason(exc)}); its files "
+                                 "were not scanned"))
+        return
+    for entry in listed:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _walk(entry.path, found, problems)
+                continue
+            named = _looks_fits(Path(entry.name))
+            if entry.is_file(follow_symlinks=False):
+                if named:
+                    found.append(entry.path)
+                continue
+            reason = _not_a_file(entry.path)
+        except OSError as exc:
+            reason = f"cannot be examined ({_os_reason(exc)})"
+        if reason is None:
+            if named:  # a link to a regular file
+                found.append(entry.path)
+        elif named or reason.startswith(_FOLDER_LINK):
+            problems.append((entry.path, f"{entry.path}: {reason}"))
+
+
+_FOLDER_LINK = "symbolic link to a folder"
+
+
+def _not_a_file(path: str) -> str | None:
+    """None for a regular file or a link to one; else why it cannot be read as one."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"dangling symbolic link (to {os.readlink(path)!r}, which does not exist)"
+        return "file not found"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symbolic link loop (to {os.readlink(path)!r})"
+        return f"cannot be examined ({_os_reason(exc)})"
+    if stat.S_ISREG(info.st_mode):
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        return f"{_FOLDER_LINK} ({os.readlink(path)!r}), not followed; give the folder itself to scan it"
+    kind = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+            stat.S_IFBLK: "a block device"}.get(stat.S_IFMT(info.st_mode), "not a regular file")
+    return f"{kind}, not a regular file; not read"
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
 
 
 def _looks_fits(path: Path) -> bool:
@@ -74,6 +163,9 @@ def _looks_fits(path: Path) -> bool:
 
 
 def _scan_one(path: str, manager: PluginManager, chosen: Instrument | None) -> FrameMeta:
+    reason = _not_a_file(path)
+    if reason is not None:  # before opening: a FIFO would block the scan forever
+        raise UnprocessableInputError(reason, path=path)
     headers = read_headers(path, complete=True)
     if chosen is None:
         name = manager.identify(headers)
@@ -85,7 +177,7 @@ def _scan_one(path: str, manager: PluginManager, chosen: Instrument | None) -> F
         chosen = manager.instrument(name)
     try:
         return normalise(chosen, headers, path)
-    except (ValueError, TypeError, KeyError, fits.VerifyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, fits.VerifyError) as exc:
         # Malformed cards surface lazily as astropy errors; they are bad input, not bugs.
         raise UnprocessableInputError(
             f"header cannot be read as {chosen.name!r}: {type(exc).__name__}: {exc}", path=path
