@@ -97,8 +97,16 @@ def _integer_mask(ccd: CCDData) -> CCDData:
 
 def observing_night(meta: FrameMeta) -> str:
     """The night a frame belongs to: its UTC date 12 h earlier, so one night never splits
-    at midnight UTC for observatories in the Americas or Europe."""
-    return (meta.date_obs - timedelta(hours=12)).date().isoformat()
+    at midnight UTC for observatories in the Americas or Europe.
+
+    A scanned frame's date is within 1900-2200 (``limits.check_date``); a FrameMeta made another
+    way with 0001-01-01 would overflow the subtraction, and is refused by name instead."""
+    try:
+        return (meta.date_obs - timedelta(hours=12)).date().isoformat()
+    except OverflowError:
+        raise UnprocessableInputError(
+            "observation time has no observing night", path=meta.path, keyword="date_obs",
+            value=meta.date_obs.isoformat(), expected="a time from 1900 to 2200") from None
 
 
 def group_key(meta: FrameMeta, temperature_step: float = 2.0) -> tuple:
