@@ -254,10 +254,13 @@ def atomic_write(hdul: fits.HDUList, path: str | Path) -> str:
 
 
 def ccd_to_hdulist(ccd: CCDData) -> fits.HDUList:
-    """SCI (float32), UNCERT (std dev, float32) and MASK (uint8) extensions."""
+    """SCI (float32), UNCERT (std dev, float32) and MASK (uint8) extensions. The primary header
+    holds only cards FITS can carry: copied cards are fixed and noted, a NaN or inf computed by
+    code is refused by name (:func:`~ccdflow.framework.writable_header.writable_header`)."""
+    from ccdflow.framework.writable_header import writable_header
+
     # CCDData built in memory carries a plain dict as its header until someone sets one
-    header = ccd.header.copy() if isinstance(ccd.header, fits.Header) else fits.Header(dict(ccd.header))
-    primary = fits.PrimaryHDU(header=header)
+    primary = fits.PrimaryHDU(header=writable_header(ccd.header))
     primary.header["BUNIT"] = str(ccd.unit)
     sci = fits.ImageHDU(np.asarray(ccd.data, dtype=np.float32), name="SCI")
     sci.header["BUNIT"] = str(ccd.unit)
