@@ -217,6 +217,7 @@ def test_flat_inputs_without_light_are_refused_by_the_builder(night, env, tmp_pa
         dst = tmp_path / f"fake_flat_{i}.fits"
         with fits.open(meta.path) as hdul:
             hdul[0].header["IMAGETYP"], hdul[0].header["FILTER"] = "FLAT", "V"
+            hdul[0].header["EXPTIME"] = 5.0  # a 0 s flat is refused when scanned
             hdul.writeto(dst)
         dark_flats.append(scan_file(dst, manager))
     with pytest.raises(UnprocessableInputError, match=r"flat has median") as err:

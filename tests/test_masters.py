@@ -3,6 +3,7 @@ clear messages, NaN inputs masked, the spool cleaned up, dark rate and flat norm
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -76,8 +77,10 @@ def test_flat_normalised_to_one_and_zero_flat_refused(sim, tmp_path):
     with fits.open(groups["bias"][0].path) as hdul:
         hdul[0].header["IMAGETYP"] = "FLAT"
         hdul[0].header["FILTER"] = "V"
+        hdul[0].header["EXPTIME"] = 5.0  # a 0 s flat is refused when scanned
         hdul.writeto(tmp_path / "dark_flat.fits")
-    metas, _ = scan_paths([tmp_path / "dark_flat.fits"], manager)
+    (meta,), _ = scan_paths([tmp_path / "dark_flat.fits"], manager)
+    metas = [meta]
     with pytest.raises(UnprocessableInputError, match=r"dark_flat.fits: flat has median .* positive level"):
         build_master("flat", [*groups["flat"][:2], *metas], manager, config, {"bias": bias, "dark": dark})
 
@@ -138,3 +141,96 @@ def test_wrong_frame_type_refused(sim):
     with pytest.raises(UnprocessableInputError, match=r"not bias frames: odd.fits \(dark\)"):
         check_group("bias", [make_meta(frame_type="bias"), make_meta(frame_type="dark", path="odd.fits")],
                     config)
+
+
+# -- one bad frame is left out of its group, not fatal to it ----------------------------------------
+
+def _copy_with_pixels(src, dst, fill):
+    with fits.open(src) as hdul:
+        header = hdul[0].header.copy()
+    for key in ("BZERO", "BSCALE"):
+        header.remove(key, ignore_missing=True)
+    fits.PrimaryHDU(np.full((header["NAXIS2"], header["NAXIS1"]), fill, np.float32), header).writeto(dst)
+    return dst
+
+
+@pytest.mark.parametrize(("fill", "reason"), [
+    (np.nan, "no finite pixel"), (np.inf, "no finite pixel"), (0.0, "every pixel is 0 (a dead readout)"),
+    (1234.0, "every pixel is 1234 (a dead readout)"),
+])
+def test_a_dead_bias_is_left_out_and_listed_or_raises_without_a_list(sim, tmp_path, fill, reason):
+    _, manager, config, groups = sim
+    bad = _copy_with_pixels(groups["bias"][0].path, tmp_path / "dead.fits", fill)
+    (meta,), _ = scan_paths([bad], manager)
+    metas = [*groups["bias"], meta]
+    with pytest.raises(UnprocessableInputError, match=re.escape(reason)):
+        build_master("bias", metas, manager, config)
+    excluded: list[tuple[str, str]] = []
+    master = build_master("bias", metas, manager, config, excluded=excluded)
+    assert excluded == [(str(bad), excluded[0][1])] and reason in excluded[0][1]
+    assert str(bad) not in excluded[0][1]  # the path sits beside the reason, not in it
+    reference = build_master("bias", groups["bias"], manager, config)
+    assert np.array_equal(master.data, reference.data)
+    h = master.header
+    assert h["NCOMBINE"] == len(groups["bias"]) and h["CF_NEXCL"] == 1
+    index = next(k[4:] for k in h if k.startswith("CF_I") and h[k] == "dead.fits")
+    assert h[f"CF_X{index}"].startswith("dead.fits: ") and reason in h[f"CF_X{index}"]
+    assert np.isfinite([v for v in h.values() if isinstance(v, float)]).all()
+
+
+def test_a_zero_flat_is_left_out_and_the_master_flat_built_from_the_rest(sim, tmp_path):
+    _, manager, config, groups = sim
+    bias = build_master("bias", groups["bias"], manager, config)
+    dark = build_master("dark", groups["dark"], manager, config, {"bias": bias})
+    bad = _copy_with_pixels(groups["flat"][0].path, tmp_path / "zero_flat.fits", 0.0)
+    (meta,), _ = scan_paths([bad], manager)
+    excluded: list[tuple[str, str]] = []
+    flat = build_master("flat", [meta, *groups["flat"]], manager, config, {"bias": bias, "dark": dark},
+                        excluded=excluded)
+    assert [p for p, _ in excluded] == [str(bad)] and "dead readout" in excluded[0][1]
+    assert np.median(flat.data) == pytest.approx(1.0, abs=1e-6)
+    assert flat.header["NCOMBINE"] == len(groups["flat"])
+
+
+def test_a_flat_without_light_is_left_out_for_its_level(sim, tmp_path):
+    """A bias relabelled FLAT: its pixels vary, but nothing is left after the bias."""
+    _, manager, config, groups = sim
+    bias = build_master("bias", groups["bias"], manager, config)
+    dark = build_master("dark", groups["dark"], manager, config, {"bias": bias})
+    with fits.open(groups["bias"][1].path) as hdul:
+        hdul[0].header.update(IMAGETYP="FLAT", FILTER="V", EXPTIME=5.0)
+        hdul.writeto(tmp_path / "lamp_off.fits")
+    (meta,), _ = scan_paths([tmp_path / "lamp_off.fits"], manager)
+    excluded: list[tuple[str, str]] = []
+    build_master("flat", [*groups["flat"], meta], manager, config, {"bias": bias, "dark": dark},
+                 excluded=excluded, clip="none")
+    assert excluded and "positive level" in excluded[0][1]
+
+
+def test_when_every_frame_is_left_out_the_error_lists_each_with_its_reason(sim, tmp_path):
+    _, manager, config, groups = sim
+    paths = [_copy_with_pixels(groups["bias"][i].path, tmp_path / f"z{i}.fits", v)
+             for i, v in enumerate((0.0, np.nan))]
+    metas, _ = scan_paths(paths, manager)
+    with pytest.raises(UnprocessableInputError, match=r"no usable bias frame") as info:
+        build_master("bias", metas, manager, config, excluded=[], fallback="none")
+    assert "z0.fits: every pixel is 0" in str(info.value) and "z1.fits: no finite pixel" in str(info.value)
+    assert list(tmp_path.glob(".ccdflow-spool-*")) == []
+
+
+def test_sigma_clip_falls_back_for_what_remains(sim, tmp_path):
+    """Three inputs, one dead: two remain, and the caller's fallback decides as for two frames."""
+    _, manager, config, groups = sim
+    bad = _copy_with_pixels(groups["bias"][0].path, tmp_path / "dead.fits", np.nan)
+    (meta,), _ = scan_paths([bad], manager)
+    master = build_master("bias", [*groups["bias"][:2], meta], manager, config, excluded=[],
+                          fallback="minmax")
+    assert master.header["CF_CLIP"] == "minmax" and "only 2 frames" in master.header["CF_FALLB"]
+
+
+def test_master_stats_of_no_finite_pixel_are_empty_not_nan():
+    from ccdflow.framework.masters import master_stats
+
+    assert master_stats("bias", np.full(4, np.nan, np.float32), [make_meta()], [np.nan]) == {}
+    stats = master_stats("bias", np.ones(4, np.float32), [make_meta()], [np.nan])
+    assert "CF_LEVEL" not in stats and stats["CF_MED"][0] == 1.0

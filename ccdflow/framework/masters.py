@@ -7,24 +7,25 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from statistics import mean, pstdev
 from typing import Any, Literal
 
 import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow import __version__
 from ccdflow.framework.config import ResolvedConfig
-from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.dead_readout import refuse_dead_readout
+from ccdflow.framework.errors import AlgorithmError, UnprocessableInputError
 from ccdflow.framework.fitsio import atomic_write, ccd_to_hdulist, read_ccd, sha256_file
 from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.provenance import stamp_calibration
+from ccdflow.framework.master_header import master_header, master_stats
 from ccdflow.framework.recipe import run_recipe
 from ccdflow.framework.spool import Spool, combine_frames
 from ccdflow.framework.step import StepContext
+
+__all__ = ["MASTER_TYPES", "build_master", "check_group", "choose_rejection", "master_stats",
+           "one_line_reason", "preprocess_into", "write_master"]
 
 MASTER_TYPES = ("bias", "dark", "flat")
 
@@ -106,6 +107,7 @@ def build_master(
     scratch_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     input_checksums: Sequence[str] | None = None,
+    excluded: list[tuple[str, str]] | None = None,
 ) -> CCDData:
     """Preprocess every input once (overscan, trim, bias, dark as the recipe says) into a disk
     spool, then combine it in row bands within ``memory_limit`` bytes.
@@ -115,25 +117,44 @@ def build_master(
 
     ``scratch_dir`` holds the spool (default: the system temporary folder; the CLI passes the
     output's folder). NaN/inf input pixels are masked and never reach the master.
+
+    An unusable input (its preprocessing raises UnprocessableInputError or AlgorithmError, its
+    pixels are all NaN/inf or all one value, a flat's level is <= 0) raises, unless
+    ``excluded`` is a list: then the frame is left out, ``(path, one-line reason)`` is appended
+    to the list, the master is built from the rest (the rejection chosen for how many remain)
+    and says what it left out (``CF_NEXCL``, ``CF_Xnnnn``). None left: UnprocessableInputError
+    with every frame and reason.
     """
     check_group(kind, metas, config)
-    used_clip, counts, fallback_note = choose_rejection(clip, len(metas), fallback)
+    choose_rejection(clip, len(metas), fallback)  # refuse before any work when it cannot be done
     with Spool(len(metas), scratch_dir) as spool:
-        pre = preprocess_into(spool, kind, metas, manager, config, calibrations, progress)
+        pre = preprocess_into(spool, kind, metas, manager, config, calibrations, progress,
+                              skip_bad=excluded is not None)
+        kept = [i for i in range(len(metas)) if i not in pre.left_out]
+        if not kept:
+            raise UnprocessableInputError(f"no usable {kind} frame in the group: " + "; ".join(
+                f"{metas[i].path}: {reason}" for i, reason in sorted(pre.left_out.items())))
+        used_clip, counts, fallback_note = choose_rejection(clip, len(kept), fallback)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = combine_frames(spool.frames, spool.masks, memory_limit, method=method,
-                                    clip=used_clip, scales=pre.scales or None, **counts)
+            result = combine_frames([spool.data[i] for i in kept], [spool.mask[i] for i in kept],
+                                    memory_limit, method=method, clip=used_clip,
+                                    scales=[pre.scales[i] for i in kept] if pre.scales else None, **counts)
+    if excluded is not None:
+        excluded.extend((str(metas[i].path), reason) for i, reason in sorted(pre.left_out.items()))
     data, error = result.data, result.error
     mask = result.n_used == 0
+    if mask.all():
+        raise UnprocessableInputError(f"no pixel of the master {kind} has a usable input (inputs "
+                                      f"{', '.join(str(metas[i].path) for i in kept)})")
     if kind == "flat":
-        norm = float(np.nanmedian(data[~mask])) if (~mask).any() else float("nan")
+        norm = float(np.nanmedian(data[~mask]))
         if not np.isfinite(norm) or norm <= 0:
             raise UnprocessableInputError(f"combined flat has median {norm:.4g}; cannot normalise "
-                                          f"(inputs {', '.join(map(str, spool.paths))})")
+                                          f"(inputs {', '.join(str(metas[i].path) for i in kept)})")
         data, error = data / np.float32(norm), error / np.float32(norm)
-    header = _master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
-                            input_checksums)
+    header = master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
+                           input_checksums, pre.left_out)
     if fallback_note:
         header["CF_FALLB"] = (fallback_note[:68], "rejection fallback used")
     header["CF_NNAN"] = (pre.n_nonfinite, "NaN/inf input pixels masked")
@@ -149,44 +170,61 @@ def build_master(
 
 @dataclass
 class Preprocessed:
-    """What preprocessing learnt on the way: raw levels, flat scales, the last header."""
+    """What preprocessing learnt on the way: raw levels, flat scales, the last header, and the
+    inputs left out (index -> one-line reason)."""
 
     levels: list[float] = field(default_factory=list)
     scales: list[float] = field(default_factory=list)
     n_nonfinite: int = 0
     header: fits.Header = field(default_factory=fits.Header)
+    left_out: dict[int, str] = field(default_factory=dict)
 
 
 def preprocess_into(
     spool: Spool, kind: str, metas: Sequence[FrameMeta], manager: Any, config: ResolvedConfig,
     calibrations: Mapping[str, CCDData | None] | None = None,
     progress: Callable[[str], None] | None = None, threads: int | None = None,
+    skip_bad: bool = False,
 ) -> Preprocessed:
     """Read each input once, run its recipe and park the result in ``spool``.
 
     Frames go through ``threads`` threads (default: the cores, at most 4): reading, the steps'
     numpy/numba work and the spool write release the GIL, so one frame's I/O overlaps another's
-    arithmetic. RAM holds one frame per thread. The first failure cancels the frames not started.
+    arithmetic. RAM holds one frame per thread. An unusable frame (see :func:`build_master`)
+    raises and cancels the frames not started, or with ``skip_bad`` is recorded in
+    ``left_out`` and the others go on.
     """
     out = Preprocessed(levels=[0.0] * len(metas), scales=[0.0] * len(metas) if kind == "flat" else [])
     calibrations = dict(calibrations or {})
 
-    def one(i: int) -> tuple[int, fits.Header]:
+    def one(i: int) -> tuple[int, fits.Header | None]:
         meta = metas[i]
-        ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
-        ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
-        overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
-        out.levels[i] = float(np.mean(overscan)) if overscan else 0.0
-        if kind == "flat":
-            out.levels[i] = _flat_level(ccd, meta)
-            out.scales[i] = 1.0 / out.levels[i]
-        return spool.put(i, ccd.data, ccd.mask, str(meta.path)), ccd.header
+        try:
+            ccd = read_ccd(meta.path, hdu=meta.pixel_hdu(config.instrument.data_hdu))
+            refuse_dead_readout(ccd, meta)
+            ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
+            overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
+            out.levels[i] = float(np.mean(overscan)) if overscan else 0.0
+            if kind == "flat":
+                out.levels[i] = _flat_level(ccd, meta)
+                out.scales[i] = 1.0 / out.levels[i]
+            n_nonfinite = spool.put(i, ccd.data, ccd.mask, str(meta.path))
+            if spool.mask[i].all():
+                raise UnprocessableInputError("no finite, unmasked pixel after preprocessing",
+                                              path=str(meta.path))
+        except (UnprocessableInputError, AlgorithmError) as exc:
+            if not skip_bad:
+                raise
+            out.left_out[i] = one_line_reason(exc)
+            return 0, None
+        return n_nonfinite, ccd.header
 
     pool = ThreadPoolExecutor(max(1, threads or min(4, os.cpu_count() or 1)))
     try:
         for meta, (n_nonfinite, header) in zip(metas, pool.map(one, range(len(metas))), strict=True):
             out.n_nonfinite += n_nonfinite
-            out.header = header
+            if header is not None:
+                out.header = header
             if progress is not None:
                 progress(str(meta.path))
     finally:
@@ -225,74 +263,11 @@ def write_master(ccd: CCDData, path: str | Path) -> str:
     return sha256_file(path)
 
 
-def master_stats(
-    kind: str, data: np.ndarray, metas: Sequence[FrameMeta], input_levels: Sequence[float] = ()
-) -> dict[str, tuple]:
-    """Statistics the caldb tracks over time.
-
-    ``CF_LEVEL`` is the level of the raw inputs: for a bias, the overscan level removed plus
-    what is left in the master (the bias level people watch drift); for a flat, the mean
-    median of its inputs before normalisation (lamp or twilight brightness). ``CF_NOISE`` is
-    a 3-sigma clipped standard deviation (MAD steps on integer data hide real changes).
-    """
-    finite = data[np.isfinite(data)]  # float32: its median is exact; sums below in float64
-    median = float(np.median(finite))
-    deviation = np.abs(finite - np.float32(median))
-    mad = 1.4826 * float(np.median(deviation))
-    if mad > 0:
-        finite = finite[deviation < 3 * mad]
-    stats: dict[str, tuple] = {
-        "CF_MED": (round(median, 5), "median of the master"),
-        "CF_NOISE": (round(float(np.std(finite, dtype=np.float64)), 5), "3-sigma clipped std of the master"),
-    }
-    if kind == "bias" and input_levels:
-        stats["CF_LEVEL"] = (round(mean(input_levels) + median, 4), "bias level of inputs (ADU)")
-    if kind == "flat" and input_levels:
-        stats["CF_LEVEL"] = (round(mean(input_levels), 3), "mean input level (ADU)")
-    if kind == "dark":
-        exptime = mean(m.exposure_time for m in metas)
-        if exptime > 0:
-            stats["CF_DKRT"] = (round(median / exptime, 7), "median dark rate (ADU/s)")
-    return stats
-
-
-def _master_header(kind, metas, last_header, method, clip, config, calibration_paths, checksums=None):
-    first = metas[0]
-    times = [m.date_obs.timestamp() for m in metas]
-    temps = [m.temperature for m in metas if m.temperature is not None]
-    header = last_header.copy()  # keeps CF_<STEP> statuses: the master's pixels had those steps
-    header["IMAGETYP"] = (kind.upper(), "ccdflow master calibration")
-    header["EXPTIME"] = (mean(m.exposure_time for m in metas), "mean exposure of inputs (s)")
-    header["DATE-OBS"] = (_iso(mean(times)), "mean observation time of inputs (UTC)")
-    # Normalised metadata in ccdflow's own cards: the caldb reads these, whatever the
-    # camera's keyword conventions (the raw cards above stay as the camera wrote them).
-    header["CF_MTYPE"] = (kind, "master calibration type")
-    header["CF_INST"] = (first.instrument, "ccdflow instrument config")
-    header["CF_DET"] = (first.detector, "detector")
-    header["CF_EXPT"] = (header["EXPTIME"], "mean exposure of inputs (s)")
-    header["CF_FILT"] = (first.filter or "", "filter ('' when none)")
-    header["CF_DATE"] = (header["DATE-OBS"], "mean observation time of inputs (UTC)")
-    header["CF_TFIRS"] = (_iso(min(times)), "first input (UTC)")
-    header["CF_TLAST"] = (_iso(max(times)), "last input (UTC)")
-    if temps:
-        header["CF_TEMP"] = (round(mean(temps), 3), "mean detector temperature of inputs (C)")
-        header["CF_TSPRD"] = (round(pstdev(temps), 3), "std of input temperatures (C)")
-    header["CF_BIN"] = (f"{first.binning[0]}x{first.binning[1]}", "binning x by y")
-    header["CF_READM"] = (first.readout_mode, "readout mode")
-    header["CF_RAWSH"] = (f"{first.shape[0]}x{first.shape[1]}", "raw shape (ny x nx) of inputs")
-    header["NCOMBINE"] = (len(metas), "frames combined")
-    header["CF_METH"] = (method, "combine method")
-    header["CF_CLIP"] = (clip, "rejection")
-    header["CF_VERS"] = (__version__, "ccdflow version")
-    header["CF_CHASH"] = (config.config_hash(), "ccdflow config hash")
-    for i, meta in enumerate(metas, 1):
-        header[f"CF_I{i:04d}"] = (str(meta.path).rsplit("/", 1)[-1][:68], "input file")
-        header[f"CF_S{i:04d}"] = checksums[i - 1] if checksums else sha256_file(meta.path)
-    for cal, path in calibration_paths.items():
-        stamp_calibration(header, cal, path)
-    return header
-
-
-def _iso(timestamp: float) -> str:
-    """FITS-style UTC time without the offset suffix."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")[:-6]
+def one_line_reason(exc: BaseException) -> str:
+    """An error's message without the file name in front (the caller lists the file beside it)
+    and on one line, for reports and header cards."""
+    text = str(exc)
+    path = getattr(exc, "path", None)
+    if path and text.startswith(f"{path}: "):
+        text = text[len(path) + 2:]
+    return " ".join(text.split())

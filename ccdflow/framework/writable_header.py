@@ -102,6 +102,11 @@ def _fixed_card(card: fits.Card) -> fits.Card | None:
         return None
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a FITS card cannot hold replaced by '?'."""
+    return _NON_PRINTABLE.sub("?", text)
+
+
 def _from_mapping(meta: Mapping[str, Any]) -> fits.Header:
     """A header from a meta dict, whose values code computed: a NaN or inf is refused by name."""
     header = fits.Header()
