@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-from ccdflow.caldb.connection import display_url, with_retry
+from ccdflow.caldb.connection import (
+    display_url,
+    first_line,
+    makes_unusable,
+    unavailable,
+    usable,
+    with_retry,
+)
 from ccdflow.caldb.errors import CaldbError
 
 if TYPE_CHECKING:
@@ -74,7 +81,7 @@ def _read_revision(conn: Connection) -> str | None:
 def current_revision(engine: Engine) -> str | None:
     """The database's revision, or None when it was never initialised. Takes no write lock."""
     # caldb_read_only: the SQLite writer engine would otherwise BEGIN IMMEDIATE (connection.py).
-    with engine.connect() as conn:
+    with usable(engine.url), engine.connect() as conn:
         return _read_revision(conn.execution_options(caldb_read_only=True))
 
 
@@ -122,7 +129,33 @@ def upgrade(engine: Engine, target: str = "head") -> None:
                 if sqlite:
                     conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
-    with_retry(attempt)
+    with usable(engine.url):
+        with_retry(attempt)
+    check_writable(engine)
+
+
+def check_writable(engine: Engine) -> None:
+    """Raise :class:`CaldbUnavailableError` unless this user can write to the caldb, before a
+    command that writes (a night, a registration) does any work.
+
+    A no-op UPDATE rolled back: SQLite opens a read-only file without complaint and even begins
+    an IMMEDIATE transaction on it; only a write says no. PostgreSQL likewise refuses it on a
+    read-only server or without the privilege.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    def attempt() -> None:
+        with engine.connect() as conn, conn.begin() as transaction:
+            conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = version_num"))
+            transaction.rollback()
+
+    try:
+        with_retry(attempt)
+    except DBAPIError as exc:
+        refused = any(s in first_line(exc).lower() for s in ("readonly", "read-only", "permission"))
+        if refused or makes_unusable(exc):
+            raise unavailable(engine.url, exc) from exc
+        raise
 
 
 def check_current(engine: Engine, url: str) -> None:

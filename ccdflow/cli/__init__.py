@@ -1,22 +1,142 @@
-"""The ``ccdflow`` command. Each sub-command lives in its own module of this package."""
+"""The ``ccdflow`` command. Each sub-command lives in its own module of this package.
+
+Every error that ends a command becomes one line on stderr and an exit status here, in
+:func:`exit_status` (docs/cli.md, "Exit statuses"): the root group, the ``master`` and ``caldb``
+groups and :func:`main` all use it, so a caldb that cannot be opened reads the same everywhere.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
+import re
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from ccdflow import __version__
-from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError
+from ccdflow.framework.errors import CcdflowError, ConfigError, DiskFullError, PluginError
 
 err_console = Console(stderr=True)
+log = logging.getLogger("ccdflow.cli")
 
-#: Exit statuses shared by every command (documented in docs/cli.md).
+#: Exit statuses shared by every command (documented in docs/cli.md); a signal N gives 128 + N.
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_INPUT = 0, 1, 2, 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) during a run: unwinds like Ctrl-C, so every writer removes its
+    temporary file and the Dask cluster is closed, then exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def signals_interrupt(first: Callable[[int], None] | None = None) -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread. With ``first``, the first
+    signal calls it instead (a graceful stop, as in `watch`) and the second interrupts. Signals
+    after that are only logged: the run is already cleaning up, and a traceback from inside that
+    clean-up would be the one thing this is here to prevent."""
+    count = [0]
+
+    def handler(signum: int, _frame: Any) -> None:
+        count[0] += 1
+        name = signal.Signals(signum).name
+        if first is not None and count[0] == 1:
+            first(signum)
+        elif count[0] <= (1 if first is None else 2):
+            raise Interrupted(signum)
+        else:
+            log.warning("%s: already stopping", name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def exit_status(exc: BaseException) -> tuple[int, str, str] | None:
+    """(exit status, label, one-line message) for an error that ends a command, or None for a
+    bug (which keeps its traceback). Recognises SQLAlchemy's errors without importing it."""
+    if isinstance(exc, KeyboardInterrupt):
+        signum = getattr(exc, "signum", signal.SIGINT)
+        return (128 + signum, "interrupted", f"{signal.Signals(signum).name}: stopped; temporary "
+                f"files were removed; run the same command again to finish")
+    if isinstance(exc, ConfigError | PluginError):
+        return EXIT_CONFIG, "configuration error", str(exc)
+    if isinstance(exc, CcdflowError):
+        return EXIT_INPUT, "error", str(exc)
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError):
+        from ccdflow.caldb.connection import first_line  # loaded: SQLAlchemy raised this
+
+        url = _caldb_url()
+        text = first_line(exc)
+        return EXIT_INPUT, "database error", f"{url}: {text}{_hint(text)}"
+    if isinstance(exc, OSError):
+        where = exc.filename or ""
+        if exc.errno in DiskFullError.ERRNOS:
+            return EXIT_INPUT, "error", str(DiskFullError.in_folder(where or "the output folder"))
+        text = exc.strerror or str(exc)
+        return EXIT_INPUT, "error", f"{where}: {text}" if where else text
+    return None
+
+
+def _caldb_url() -> str:
+    ctx = click.get_current_context(silent=True)
+    return (ctx.find_root().meta.get("caldb_url") if ctx else None) or "the caldb"
+
+
+def _hint(text: str) -> str:
+    if re.search(r'database ".*" does not exist', text):
+        return "; create the database on the server first (e.g. `createdb caldb`)"
+    if re.search(r"no such table|relation .* does not exist", text):
+        return "; run `ccdflow caldb init` on it"
+    return ""
+
+
+def fail(status: int, label: str, message: object) -> NoReturn:
+    """One red line on stderr, then exit with ``status``."""
+    err_console.print(f"[red]{label}:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
+    sys.exit(status)
+
+
+def exit_on_error(exc: BaseException) -> NoReturn:
+    """Exit as :func:`exit_status` says, or re-raise a bug."""
+    mapped = exit_status(exc)
+    if mapped is None:
+        raise exc
+    if not isinstance(exc, CcdflowError | KeyboardInterrupt):
+        log.debug("details", exc_info=exc)  # -vv: the traceback behind a database or OS error
+    fail(*mapped)
+
+
+class ErrorsToExit:
+    """Mixin for click groups: errors of any sub-command become :func:`exit_status`'s line and
+    status, also under CliRunner (where :func:`main` is not involved)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # type: ignore[misc]
+        except (Exception, KeyboardInterrupt) as exc:
+            if isinstance(exc, click.ClickException | click.exceptions.Exit | click.Abort):
+                raise
+            exit_on_error(exc)
+
+
+class ErrorsToExitGroup(ErrorsToExit, click.Group):
+    """A click group whose commands' errors end as one line and the documented status."""
 
 
 #: Sub-commands: module and one-line help. Modules are imported only when their command runs,
@@ -34,7 +154,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(ErrorsToExit, click.Group):
     """A group that imports a sub-command's module on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -86,15 +206,10 @@ def main() -> None:
         status = cli.main(standalone_mode=False)
         if isinstance(status, int) and status:  # ctx.exit(n) returns n in this mode
             sys.exit(status)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
+    except click.exceptions.Abort:  # Ctrl-C outside a command (e.g. at a prompt)
+        fail(130, "interrupted", "SIGINT")
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (ConfigError, PluginError) as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}", markup=True, highlight=False)
-        sys.exit(EXIT_CONFIG)
-    except CcdflowError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-        sys.exit(EXIT_INPUT)
+    except (Exception, KeyboardInterrupt) as exc:  # raised outside the groups' invoke
+        exit_on_error(exc)

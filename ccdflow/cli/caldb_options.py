@@ -1,22 +1,21 @@
-"""What every `ccdflow caldb` command shares: options, time parsing, opening the database,
-reading a frame, and turning errors into one line and an exit status."""
+"""What every `ccdflow caldb` command shares: options, time parsing, opening the database and
+reading a frame. Errors become one line and an exit status in ccdflow.cli (one mapping for
+every command)."""
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 
-from ccdflow.cli import EXIT_CONFIG, EXIT_FAILURES, EXIT_INPUT, err_console
+from ccdflow.cli import ErrorsToExitGroup, fail  # noqa: F401  (fail re-exported)
 from ccdflow.cli.options import CALDB_ENV_VAR, caldb_options  # noqa: F401  (re-exported)
-from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError, UnprocessableInputError
+from ccdflow.framework.errors import UnprocessableInputError
 
 if TYPE_CHECKING:
     from ccdflow.caldb import CalDB
@@ -28,42 +27,8 @@ if TYPE_CHECKING:
 ENV_VAR = CALDB_ENV_VAR
 
 
-class CaldbGroup(click.Group):
-    """Turns errors from any caldb command into one clear line and an exit status."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CcdflowError as exc:
-            from ccdflow.caldb import NoCalibrationError  # imported already if it was raised
-
-            if isinstance(exc, NoCalibrationError):
-                fail(EXIT_FAILURES, "no calibration", exc)
-            if isinstance(exc, ConfigError | PluginError):
-                fail(EXIT_CONFIG, "configuration error", exc)
-            fail(EXIT_INPUT, "error", exc)
-        except Exception as exc:
-            # Only a loaded SQLAlchemy can have raised its errors; importing it for `--help`
-            # would cost every caldb command ~1 s.
-            sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
-            if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.SQLAlchemyError):
-                raise
-            url = ctx.meta.get("caldb_url") or "the caldb"
-            text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            fail(EXIT_INPUT, "database error", f"{url}: {text}{_hint(text)}")
-
-
-def _hint(text: str) -> str:
-    if re.search(r'database ".*" does not exist', text):
-        return "; create the database on the server first (e.g. `createdb caldb`)"
-    if re.search(r"no such table|relation .* does not exist", text):
-        return "; run `ccdflow caldb init` on it"
-    return ""
-
-
-def fail(status: int, label: str, message: object) -> None:
-    err_console.print(f"[red]{label}:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
-    sys.exit(status)
+#: Errors of every caldb command end as one line and the status of ccdflow.cli.exit_status.
+CaldbGroup = ErrorsToExitGroup
 
 
 class UtcTime(click.ParamType):
@@ -97,21 +62,28 @@ def raw_shape(ctx: Any, param: Any, value: str | None) -> str | None:
     return value
 
 
-def open_db(caldb_url: str | None) -> CalDB:
-    """Open an existing caldb (closed when the command ends); never create an empty file."""
+def open_db(caldb_url: str | None, *, write: bool = False) -> CalDB:
+    """Open an existing caldb (closed when the command ends); never create an empty file.
+
+    ``write``: the command will record in it (add, mark-bad, --register...), so a read-only
+    caldb is refused now, before any work, rather than at the end.
+    """
     from sqlalchemy.engine import make_url
 
     from ccdflow.caldb import CalDB, CaldbError
+    from ccdflow.caldb.schema import check_writable
 
     url = remember(caldb_url)
     ctx = click.get_current_context()
     parsed = make_url(url)
     on_disk = parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:")
-    if on_disk and not Path(parsed.database).is_file():
+    if on_disk and not Path(parsed.database.removeprefix("file:")).exists():
         raise CaldbError(f"no caldb at {parsed.database}; create it with "
-                             f"`ccdflow caldb init --caldb {parsed.database}`")
+                         f"`ccdflow caldb init --caldb {parsed.database}`")
     db = CalDB(url)
     ctx.call_on_close(db.close)
+    if write:
+        check_writable(db.sessions.writer)
     return db
 
 

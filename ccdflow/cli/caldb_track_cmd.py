@@ -96,7 +96,7 @@ def _quality_command(name: str, help_text: str) -> Callable:
     """)
 @click.option("--reason", required=True, help="Why (kept in the record's history).")
 def mark_bad(cal_id: int, reason: str, who: str | None, caldb_url: str | None) -> None:
-    db = open_db(caldb_url)
+    db = open_db(caldb_url, write=True)
     db.mark_bad(cal_id, reason, who=who)
     used = len(db.used_by(cal_id))
     click.echo(f"calibration {cal_id} marked bad: {reason}")
@@ -113,7 +113,7 @@ def mark_bad(cal_id: int, reason: str, who: str | None, caldb_url: str | None) -
     """)
 @click.option("--reason", help="Why (kept in the record's history).")
 def mark_good(cal_id: int, reason: str | None, who: str | None, caldb_url: str | None) -> None:
-    open_db(caldb_url).mark_good(cal_id, reason, who=who)
+    open_db(caldb_url, write=True).mark_good(cal_id, reason, who=who)
     click.echo(f"calibration {cal_id} marked good" + (f": {reason}" if reason else ""))
 
 
@@ -129,7 +129,7 @@ def mark_good(cal_id: int, reason: str | None, who: str | None, caldb_url: str |
 @click.option("--to", "valid_to", type=UtcTime(end_of_day=True), help="Last valid (default: open).")
 @click.option("--reason", help="Why (kept in the record's history).")
 def certify(cal_id, valid_from, valid_to, reason, who, caldb_url) -> None:
-    open_db(caldb_url).certify(cal_id, valid_from, valid_to, reason, who=who)
+    open_db(caldb_url, write=True).certify(cal_id, valid_from, valid_to, reason, who=who)
     end = valid_to.isoformat() if valid_to else "open-ended"
     click.echo(f"calibration {cal_id} valid from {valid_from.isoformat()} to {end}")
 
@@ -142,7 +142,7 @@ def certify(cal_id, valid_from, valid_to, reason, who, caldb_url) -> None:
     """)
 @click.option("--reason", help="Why (kept in the record's history).")
 def decertify(cal_id: int, reason: str | None, who: str | None, caldb_url: str | None) -> None:
-    open_db(caldb_url).decertify(cal_id, reason, who=who)
+    open_db(caldb_url, write=True).decertify(cal_id, reason, who=who)
     click.echo(f"calibration {cal_id} has no validity range now")
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import click
 
-from ccdflow.cli import EXIT_CONFIG, EXIT_INPUT
+from ccdflow.cli import ErrorsToExitGroup
 from ccdflow.cli.options import CALDB_ENV_VAR, config_options
-from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError, UnprocessableInputError
+from ccdflow.framework.errors import UnprocessableInputError
 
 # caldb_options and config_cmd import astropy and pydantic at module level: taken inside the
 # functions, so `ccdflow master --help` stays as fast as `ccdflow --help`.
@@ -45,33 +45,10 @@ class ByteSize(click.ParamType):
         return size
 
 
-def fail(status: int, label: str, message: object) -> None:
-    from ccdflow.cli.caldb_options import fail as fail_line
-
-    fail_line(status, label, message)
-
-
 def resolve_from_options(*args: Any) -> tuple[Any, Any]:
     from ccdflow.cli.config_cmd import resolve_from_options as resolve
 
     return resolve(*args)
-
-
-class ErrorsToExitGroup(click.Group):
-    """ccdflow errors become one red line and the documented exit status (also under CliRunner)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (ConfigError, PluginError) as exc:
-            fail(EXIT_CONFIG, "configuration error", exc)
-        except CcdflowError as exc:
-            fail(EXIT_INPUT, "error", exc)
-        except Exception as exc:  # SQLAlchemy is imported only when a caldb is used
-            if type(exc).__module__.split(".")[0] != "sqlalchemy":
-                raise
-            url = ctx.find_root().meta.get("caldb_url") or "the caldb"
-            fail(EXIT_INPUT, "database error", f"{url}: {str(getattr(exc, 'orig', exc)).strip()}")
 
 
 def common_options(func: Callable) -> Callable:
@@ -205,6 +182,7 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
     from ccdflow.framework.recipe import needed_calibrations
 
     t0 = time.perf_counter()
+    check_register_target(register, caldb_url)
     manager, config, metas = scan_inputs(ctx, files, instrument, instrument_file, config_files, params)
     cals = load_calibrations(needed_calibrations(config, kind), {"bias": bias_path, "dark": dark_path},
                              metas[0], config, caldb_url)
@@ -226,6 +204,14 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                "stats": {k: ccd.header[k] for k in ("CF_MED", "CF_NOISE", "CF_LEVEL", "CF_DKRT",
                                                    "CF_MASKF", "CF_TEMP") if k in ccd.header}}
     finish(summary, out, register, caldb_url, manager, as_json, t0)
+
+
+def check_register_target(register: bool, caldb_url: str | None) -> None:
+    """With --register, a caldb that cannot take the master fails now, before the build."""
+    if register:
+        from ccdflow.cli.caldb_options import open_db
+
+        open_db(caldb_url, write=True)
 
 
 def finish(summary: dict, out: Path, register: bool, caldb_url: str | None, manager: Any,
@@ -281,6 +267,7 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
     t0 = time.perf_counter()
     if dark_path is None and flat_path is None:
         raise click.UsageError("give --dark MASTER_DARK and/or --flat MASTER_FLAT")
+    check_register_target(register, caldb_url)
     masters = {k: read_product(p) for k, p in (("dark", dark_path), ("flat", flat_path)) if p}
     thresholds = BpmThresholds(hot_sigma=hot_sigma, hot_rate=hot_rate, low_threshold=low_threshold,
                                unstable_factor=unstable_factor)

@@ -35,23 +35,9 @@ def command(files: tuple[str, ...], out: Path, method: str, clip: str, sigma_low
     With --cr-masks, the pixels the rejection removed from each input are written as that
     input's cosmic-ray mask: a new file per input, never an edit of the input.
     """
-    try:
-        _run(files, out, method, clip, sigma_low, sigma_high, match, cr_masks, cr_dir, memory_limit,
-             as_json)
-    except Exception as exc:  # the same one-line errors and exit statuses as `ccdflow master`
-        _fail(exc)
-
-
-def _fail(exc: Exception) -> None:
-    from ccdflow.cli import EXIT_CONFIG, EXIT_INPUT
-    from ccdflow.cli.caldb_options import fail
-    from ccdflow.framework.errors import CcdflowError, ConfigError, PluginError
-
-    if isinstance(exc, (ConfigError, PluginError)):
-        fail(EXIT_CONFIG, "configuration error", exc)
-    if isinstance(exc, CcdflowError):
-        fail(EXIT_INPUT, "error", exc)
-    raise exc
+    # Errors end as one line and the shared exit statuses in ccdflow.cli (the root group).
+    _run(files, out, method, clip, sigma_low, sigma_high, match, cr_masks, cr_dir, memory_limit,
+         as_json)
 
 
 def _run(files, out, method, clip, sigma_low, sigma_high, match, cr_masks, cr_dir, memory_limit,

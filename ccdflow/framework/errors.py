@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class CcdflowError(Exception):
     """Base class of every error ccdflow raises on purpose."""
@@ -49,3 +51,35 @@ class ConfigError(CcdflowError):
 
 class PluginError(CcdflowError):
     """A plugin failed to load or registered something invalid."""
+
+
+class DiskFullError(CcdflowError):
+    """A write ran out of space or quota: the whole run stops (every later write would fail too),
+    and the partial file was removed. Build it with :meth:`in_folder`, which measures what is free."""
+
+    #: errno values that mean "no room": ENOSPC (device full) and EDQUOT (quota exceeded).
+    ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+    def __init__(self, message: str, *, folder: str = "", needed: int | None = None,
+                 free: int | None = None) -> None:
+        # The message is the only positional argument, so the error pickles (Dask) as it is.
+        super().__init__(message)
+        self.folder, self.needed, self.free = folder, needed, free
+
+    @classmethod
+    def in_folder(cls, folder: str | object, *, needed: int | None = None, what: str = "",
+                  at_least: bool = False) -> DiskFullError:
+        """The error for ``folder``: ``needed`` bytes (``at_least``: a lower bound), free now."""
+        import shutil
+
+        try:
+            free: int | None = shutil.disk_usage(str(folder)).free
+        except OSError:
+            free = None
+        need = "" if needed is None else f"{'more than ' if at_least else ''}{needed:,} bytes needed"
+        have = "" if free is None else f"{free:,} bytes free"
+        detail = ", ".join(p for p in (need, have) if p)
+        target = f" writing {what}" if what else ""
+        return cls(f"no space left in {folder}{target}" + (f" ({detail})" if detail else "")
+                   + ": free some space (or use another folder) and run again",
+                   folder=str(folder), needed=needed, free=free)
