@@ -55,10 +55,38 @@ def test_files_are_taken_only_once_stable_and_masters_wait_for_the_set(raw, watc
     watcher.poll(now=4.0)
     watcher.poll(now=6.5)  # science settled: masters first, then the frame
     assert {m["status"] for m in watcher.result.masters} == {"built"}
-    assert [m["type"] for m in watcher.result.masters] == ["bias", "dark", "dark", "flat"]
+    # the bad-pixel mask is made as in `night`, from the dark and the flat
+    assert [m["type"] for m in watcher.result.masters] == ["bias", "dark", "dark", "flat", "bpm"]
     (entry,) = watcher.result.science
     assert entry["status"] == "reduced", entry.get("reason")
     assert Path(entry["path"]).is_file()
+
+
+def test_a_stalled_copy_is_taken_once_complete_and_a_grown_set_adds_a_master(raw, watcher):
+    """A copy that stalls longer than ``settle`` is reported, then taken when it completes; a
+    calibration set that grows gets a new master beside the old one, whose bytes never change."""
+    biases = sorted(p for p in raw.iterdir() if "bias" in p.name)
+    for path in biases[:3]:
+        shutil.copy(path, watcher.rawdir)
+    stalled = watcher.rawdir / biases[3].name
+    stalled.write_bytes(biases[3].read_bytes()[:5000])  # the copy stops for a while
+    watcher.poll(now=0.0)
+    watcher.poll(now=2.5)
+    assert [Path(u["path"]).name for u in watcher.result.unknown] == [stalled.name]
+    assert "truncated" in watcher.result.unknown[0]["reason"]
+    watcher.poll(now=40.0)  # quiet: the 3 complete biases make a master
+    (first,) = watcher.result.masters
+    assert first["status"] == "built" and first["n"] == 3
+    first_bytes = Path(first["path"]).read_bytes()
+    stalled.write_bytes(biases[3].read_bytes())  # the copy completes
+    watcher.poll(now=41.0)
+    watcher.poll(now=43.5)
+    assert not watcher.result.unknown and str(stalled) in watcher.taken
+    watcher.poll(now=80.0)
+    assert [(m["type"], m["status"], m["n"]) for m in watcher.result.masters] == [
+        ("bias", "built", 3), ("bias", "built", 4)]
+    assert watcher.result.masters[1]["path"] != first["path"]
+    assert Path(first["path"]).read_bytes() == first_bytes
 
 
 def test_a_quiet_calibration_set_is_built_without_science(raw, watcher):

@@ -152,6 +152,22 @@ class ResolvedConfig:
         text = json.dumps(self.as_dict(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def recipe_hash(self, frame_type: str) -> str:
+        """Hash of what shapes one frame type's output: the instrument (without the recipes of
+        other frame types and without the caldb match rules, whose effect is the choice of
+        calibrations, identified by their checksums elsewhere) and the parameters of the steps
+        in this recipe. A flat parameter therefore never changes a bias's hash."""
+        instrument = self.instrument.model_dump(mode="json")
+        recipe = instrument.pop("recipes", {}).get(frame_type, [])
+        instrument.pop("caldb", None)
+        names = {entry["step"] for entry in recipe}
+        instrument["steps"] = {k: v for k, v in instrument.get("steps", {}).items() if k in names}
+        data = {"instrument": instrument, "frame_type": frame_type, "recipe": recipe,
+                "steps": {s: {k: v.value for k, v in p.items()}
+                          for s, p in sorted(self.steps.items()) if s in names}}
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 def resolve(
     *,

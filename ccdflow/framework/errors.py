@@ -83,3 +83,9 @@ class DiskFullError(CcdflowError):
         return cls(f"no space left in {folder}{target}" + (f" ({detail})" if detail else "")
                    + ": free some space (or use another folder) and run again",
                    folder=str(folder), needed=needed, free=free)
+
+
+class CalibrationChangedError(CcdflowError):
+    """A calibration file's bytes differ from the checksum its caldb record holds: it was
+    changed after it was registered, so applying it would make products whose provenance lies.
+    Never retried silently; ``ccdflow caldb verify`` lists every such file."""

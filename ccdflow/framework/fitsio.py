@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import io
 import os
 import tempfile
 import warnings
@@ -86,40 +89,77 @@ def first_image_hdu(headers: Sequence[fits.Header]) -> int | None:
     return next((i for i, h in enumerate(headers) if is_image_header(h)), None)
 
 
-def _read_int16(path: str | Path, hdu: fits.hdu.base._BaseHDU) -> np.ndarray | None:
+def _read_int16(source: str | Path | bytes, hdu: fits.hdu.base._BaseHDU) -> np.ndarray | None:
     """The 16-bit integer image most CCDs write, straight to float32 in one pass (astropy makes
     a uint16 copy first, then the float32 one: 11 -> 4 ms at 2048x2048); None when the HDU is
-    anything else (scaled, BLANK, another BITPIX, a compressed file) so astropy reads it."""
+    anything else (scaled, BLANK, another BITPIX, a compressed file) so astropy reads it.
+    ``source`` is the file's path or its (uncompressed) bytes."""
     h = hdu.header
     if (not isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) or isinstance(hdu, fits.CompImageHDU)
             or h.get("BITPIX") != 16 or h.get("NAXIS") != 2 or "BLANK" in h
             or h.get("BSCALE", 1) != 1 or h.get("BZERO", 0) not in (0, 32768)):
         return None
     shape = (h["NAXIS2"], h["NAXIS1"])
-    with open(path, "rb") as fh:
-        if fh.read(6) != b"SIMPLE":  # gzip and friends: astropy's offsets are not file offsets
+    count, start = shape[0] * shape[1], hdu.fileinfo()["datLoc"]
+    if isinstance(source, bytes):
+        if source[:6] != b"SIMPLE":
             return None
-        fh.seek(hdu.fileinfo()["datLoc"])
-        raw = np.fromfile(fh, ">i2", count=shape[0] * shape[1])
-    if raw.size != shape[0] * shape[1]:
+        raw = np.frombuffer(source, ">i2", count=min(count, max(0, (len(source) - start) // 2)),
+                            offset=start)
+    else:
+        with open(source, "rb") as fh:
+            if fh.read(6) != b"SIMPLE":  # gzip and friends: astropy's offsets are not file offsets
+                return None
+            fh.seek(start)
+            raw = np.fromfile(fh, ">i2", count=count)
+    if raw.size != count:
         raise ValueError(f"cannot reshape {raw.size} values into {shape}")  # read_ccd: truncated
     out = np.empty(shape, np.float32)  # int16 + BZERO is exact in float32 (< 2**24)
     np.add(raw.reshape(shape), np.float32(h.get("BZERO", 0)), out=out, casting="unsafe")
     return out
 
 
-def read_ccd(path: str | Path, hdu: int | str = 0, unit: str = "adu") -> CCDData:
-    """A raw frame as float32 CCDData; the primary header is merged in for MEF files."""
+def read_file_hashed(path: str | Path) -> tuple[bytes, str]:
+    """A file's bytes and their SHA-256, from one read: what a product records as its raw
+    checksum is then exactly what was reduced, even if the file is rewritten meanwhile."""
+    try:
+        content = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UnprocessableInputError("file not found", path=str(path)) from None
+    except OSError as exc:
+        raise UnprocessableInputError(f"cannot read the file ({exc.strerror or exc})",
+                                      path=str(path)) from None
+    return content, hashlib.sha256(content).hexdigest()
+
+
+def _uncompressed(content: bytes) -> bytes:
+    """gzip or bzip2 bytes decompressed (astropy only decompresses files it opens by name)."""
+    if content[:2] == b"\x1f\x8b":
+        return gzip.decompress(content)
+    if content[:3] == b"BZh":
+        return bz2.decompress(content)
+    return content
+
+
+def read_ccd(path: str | Path, hdu: int | str = 0, unit: str = "adu", *,
+             content: bytes | None = None) -> CCDData:
+    """A raw frame as float32 CCDData; the primary header is merged in for MEF files.
+
+    ``content`` is the file's bytes when the caller has read them already (see
+    :func:`read_file_hashed`); ``path`` then only names the file in messages."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
-            with fits.open(path, memmap=False) as hdul:
+            source: str | Path | bytes = path if content is None else _uncompressed(content)
+            opened = fits.open(io.BytesIO(source) if isinstance(source, bytes) else source,
+                               memmap=False)
+            with opened as hdul:
                 if hdu == AUTO_HDU:
                     found = first_image_hdu([h.header for h in hdul])
                     if found is None:
                         raise UnprocessableInputError("no HDU holds a 2-D image", path=str(path))
                     hdu = found
-                data = _read_int16(path, hdul[hdu])
+                data = _read_int16(source, hdul[hdu])
                 if data is None:
                     data = hdul[hdu].data
                 if data is None or data.ndim != 2:
@@ -279,9 +319,10 @@ def write_ccd(ccd: CCDData, path: str | Path) -> str:
     return atomic_write(ccd_to_hdulist(ccd), path)
 
 
-def read_product(path: str | Path) -> CCDData:
-    """Read a file written by :func:`write_ccd` back into CCDData."""
-    with fits.open(path, memmap=False) as hdul:
+def read_product(path: str | Path, *, content: bytes | None = None) -> CCDData:
+    """Read a file written by :func:`write_ccd` back into CCDData (from ``content``, its bytes,
+    when the caller has them)."""
+    with fits.open(path if content is None else io.BytesIO(content), memmap=False) as hdul:
         header = hdul[0].header.copy()
         data = np.asarray(hdul["SCI"].data, dtype=np.float32)
         unit = header.get("BUNIT", "adu")

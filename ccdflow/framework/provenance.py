@@ -13,11 +13,19 @@ from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.fitsio import sha256_file
 
 
+def card_text(value: object) -> str:
+    """Any text as a FITS card value: printable ASCII kept, everything else (non-ASCII letters of
+    a file name, control bytes) backslash-escaped, so the card can always be written and the
+    original read back with ``codecs.decode(text, "unicode_escape")``."""
+    return str(value).encode("unicode_escape").decode("ascii")
+
+
 def stamp_calibration(header: fits.Header, kind: str, path: str | Path, checksum: str | None = None,
                       caldb_id: int | None = None) -> None:
     """Record one calibration: file name, SHA-256 and (when known) its caldb id."""
     tag = kind.upper()[:4]
-    header[f"CF_{tag}F"] = (Path(path).name[:68], f"master {kind} file")
+    # full name, never cut: astropy writes long strings as CONTINUE cards
+    header[f"CF_{tag}F"] = (card_text(Path(path).name), f"master {kind} file")
     header[f"CF_{tag}S"] = checksum or sha256_file(path)
     if caldb_id is not None:
         header[f"CF_{tag}I"] = (caldb_id, f"master {kind} caldb id")
@@ -36,7 +44,7 @@ def stamp_receipt(header: fits.Header, kind: str, summary: Mapping[str, Any]) ->
     if summary.get("scaling") is not None:
         header[f"CF_{tag}SC"] = (round(float(summary["scaling"]), 6), f"{kind}: exposure scale factor")
     if summary.get("waiver"):
-        header[f"CF_{tag}WV"] = (str(summary["waiver"])[:68], f"{kind}: gates waived")
+        header[f"CF_{tag}WV"] = (card_text(summary["waiver"]), f"{kind}: gates waived")
 
 
 def stamp_product(
@@ -49,7 +57,7 @@ def stamp_product(
 ) -> None:
     """Cards every reduced frame carries; ``calibrations`` maps type -> (path, sha256, caldb id),
     ``receipts`` type -> caldb receipt summary (why that master was chosen)."""
-    header["CF_RAW"] = (Path(raw_path).name[:68], "raw input file")
+    header["CF_RAW"] = (card_text(Path(raw_path).name), "raw input file")
     header["CF_RAWS"] = raw_checksum or sha256_file(raw_path)
     for kind, (path, checksum, caldb_id) in calibrations.items():
         stamp_calibration(header, kind, path, checksum, caldb_id)

@@ -14,8 +14,8 @@ import numpy as np
 from astropy.nddata import CCDData
 
 from ccdflow.framework.config import ResolvedConfig
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import read_ccd, read_product, sha256_file, write_ccd
+from ccdflow.framework.errors import CalibrationChangedError, UnprocessableInputError
+from ccdflow.framework.fitsio import read_ccd, read_file_hashed, read_product, write_ccd
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.provenance import stamp_product
 from ccdflow.framework.recipe import needed_calibrations, run_recipe
@@ -38,14 +38,25 @@ class MasterRef:
     @classmethod
     def load(cls, kind: str, path: str | Path, caldb_id: int | None = None,
              checksum: str | None = None) -> MasterRef:
-        """Read a master; pass ``checksum`` when it is already known (the caldb has it)."""
-        ccd = read_product(path)
+        """Read a master and hash the same bytes; with ``checksum`` (the caldb record's), a file
+        whose bytes differ is refused with CalibrationChangedError instead of being applied."""
+        content, actual = read_file_hashed(path)
+        if checksum is not None and actual != checksum:
+            where = f"caldb record {caldb_id}" if caldb_id is not None else "the expected checksum"
+            raise CalibrationChangedError(
+                f"master {kind} {path} has changed since it was registered: SHA-256 {actual[:16]}... "
+                f"but {where} says {checksum[:16]}...; not applied (see `ccdflow caldb verify`)")
+        try:
+            ccd = read_product(path, content=content)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise UnprocessableInputError(f"master {kind} cannot be read ({exc})",
+                                          path=str(path)) from None
         if kind == "bpm":
             ccd = _integer_mask(ccd)
         h = ccd.header
         temp = h.get("CF_TEMP", h.get("CCD-TEMP"))
         exposure = float(h.get("CF_EXPT", h.get("EXPTIME", 0.0)))
-        return cls(kind, Path(path), ccd, checksum or sha256_file(path), exposure,
+        return cls(kind, Path(path), ccd, actual, exposure,
                    None if temp is None else float(temp), h.get("CF_FILT", h.get("FILTER")) or None,
                    caldb_id)
 
@@ -138,15 +149,20 @@ def reduce_frame(
     receipts: Mapping[str, Any] | None = None,
     raw_checksum: str | None = None,
     timings: dict[str, float] | None = None,
+    raw_content: bytes | None = None,
 ) -> tuple[CCDData, str]:
     """Run the frame type's recipe with the given masters and write the product with provenance.
 
     ``receipts`` (caldb selection receipts) are summarised in the header; ``timings`` receives
-    each step's seconds. Returns the product and the SHA-256 of the file written.
+    each step's seconds. ``raw_content`` and ``raw_checksum`` are the raw file's bytes and their
+    SHA-256 from one read (:func:`read_file_hashed`); without them the file is read and hashed
+    here, also in one read. Returns the product and the SHA-256 of the file written.
     """
     needed = needed_calibrations(config, meta.frame_type)
     start = time.perf_counter()
-    ccd = read_ccd(meta.path, hdu=config.instrument.data_hdu)
+    if raw_content is None:
+        raw_content, raw_checksum = read_file_hashed(str(meta.path))
+    ccd = read_ccd(str(meta.path), hdu=config.instrument.data_hdu, content=raw_content)
     read_seconds = time.perf_counter() - start
     context = StepContext(meta, config.instrument)
     for kind in needed:

@@ -21,6 +21,7 @@ from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.reduction import group_frames, observing_night
 from ccdflow.framework.scan import iter_fits_files
 from ccdflow.pipeline.executor import SerialExecutor
+from ccdflow.pipeline.naming import product_relpath, safe_component, short_hash
 from ccdflow.pipeline.outputs import write_text_atomic
 from ccdflow.pipeline.spec import RunSpec, environment
 from ccdflow.pipeline.tasks import bpm_task, master_task, scan_chunk, science_task
@@ -47,6 +48,12 @@ class NightResult:
     masters: list[dict[str, Any]] = field(default_factory=list)
     science: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Why the run stopped before the end (caldb unreachable, disk full); None when it ran through.
+    stopped: str | None = None
+
+    @property
+    def failed_masters(self) -> list[dict[str, Any]]:
+        return [m for m in self.masters if m["status"] == "failed"]
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -67,28 +74,30 @@ class NightResult:
                 "science": by_status(self.science)}
 
 
-def master_filename(kind: str, metas: list[FrameMeta]) -> str:
-    """Readable and unique per group, e.g. ``2026-03-01_dark_120s_-20C_1x1.fits``."""
+def master_group_name(kind: str, metas: list[FrameMeta]) -> str:
+    """Readable name of a calibration group, e.g. ``2026-03-01_dark_120s_-20C_1x1``; every part
+    from a header goes through :func:`safe_component` (a DETECTOR of ``../x`` stays a name).
+    The master's file name adds its build identity (see :func:`master_task`)."""
     meta = metas[0]
-    parts = [observing_night(meta), kind]
+    parts: list[object] = [observing_night(meta), kind]
     if kind == "dark":
         parts.append(f"{meta.exposure_time:g}s")
         if meta.temperature is not None:
             parts.append(f"{meta.temperature:+.0f}C")
     if kind == "flat":
-        parts.append(str(meta.filter or "nofilter").replace("/", "-").replace(" ", ""))
+        parts.append(meta.filter or "nofilter")
     parts.append(f"{meta.binning[0]}x{meta.binning[1]}")
     if meta.detector not in ("", "default", None):
-        parts.append(str(meta.detector))
+        parts.append(meta.detector)
     if meta.readout_mode not in ("", "default", None):
-        parts.append(str(meta.readout_mode))
-    return "_".join(p.replace("_", "-") for p in parts)
+        parts.append(meta.readout_mode)
+    return "_".join(safe_component(str(p).replace("_", "-")) for p in parts)
 
 
 def plan_masters(frames: Iterable[FrameMeta]) -> list[tuple[str, str, list[FrameMeta]]]:
-    """(kind, file name, frames) per calibration group, names made unique deterministically."""
+    """(kind, group name, frames) per calibration group, names made unique deterministically."""
     groups = sorted(
-        ((metas[0].frame_type, master_filename(metas[0].frame_type, metas), metas)
+        ((metas[0].frame_type, master_group_name(metas[0].frame_type, metas), metas)
          for metas in group_frames(f for f in frames if f.frame_type in MASTER_ORDER).values()),
         key=lambda g: (MASTER_ORDER.index(g[0]), g[1], str(g[2][0].path)),
     )
@@ -97,7 +106,22 @@ def plan_masters(frames: Iterable[FrameMeta]) -> list[tuple[str, str, list[Frame
     for kind, name, metas in groups:
         seen[name] = seen.get(name, 0) + 1
         suffix = "" if seen[name] == 1 else f"-{seen[name]}"
-        out.append((kind, f"{name}{suffix}.fits", sorted(metas, key=lambda m: str(m.path))))
+        out.append((kind, f"{name}{suffix}", sorted(metas, key=lambda m: str(m.path))))
+    return out
+
+
+def plan_products(science: Iterable[FrameMeta], rawdir: str | Path | None) -> list[tuple[FrameMeta, str]]:
+    """(frame, product path under reduced/) for each science frame: the raw file's path relative
+    to RAWDIR, made safe (see :func:`product_relpath`); a second frame that would get a name
+    already taken gets its raw path's hash added, so no product is ever written twice."""
+    taken: set[str] = set()
+    out = []
+    for meta in sorted(science, key=lambda m: str(m.path)):
+        rel = product_relpath(str(meta.path), rawdir)
+        if rel in taken:
+            rel = rel.removesuffix(".fits") + f".{short_hash(meta.path, length=6)}.fits"
+        taken.add(rel)
+        out.append((meta, rel))
     return out
 
 
@@ -110,11 +134,30 @@ def run_night(
     redo_stale: bool = False,
 ) -> NightResult:
     """Scan, build masters, reduce science frames; ``progress(stage, done, total)`` is told as
-    each task finishes. Never raises for a bad frame (see the result's failures)."""
+    each task finishes. Never raises for a bad frame (see the result's failures). When the caldb
+    becomes unreachable or the disk fills, the run stops: ``result.stopped`` says why and the
+    result holds what was done, for the report."""
     executor = executor or SerialExecutor()
     env = environment(spec)
+    result = NightResult(str(rawdir), spec.outdir, executor.description, env.db.display_url)
+    try:
+        _run_stages(rawdir, spec, executor, progress, redo_stale, result)
+    except Exception as exc:
+        from ccdflow.pipeline.tasks import is_fatal
+
+        if not is_fatal(exc):
+            raise
+        result.stopped = f"{type(exc).__name__}: {exc}"
+        log.error("run stopped: %s", result.stopped)
+    result.science.sort(key=lambda e: e["raw"])
+    result.masters.sort(key=lambda e: (CALIBRATION_TYPES.index(e["type"]), e["name"]))
+    return result
+
+
+def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
+                progress: Callable[[str, int, int], None], redo_stale: bool, result: NightResult) -> None:
+    env = environment(spec)
     db = env.db
-    result = NightResult(str(rawdir), spec.outdir, executor.description, db.display_url)
     outdir = Path(spec.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
 
@@ -130,9 +173,7 @@ def run_night(
             groups = [g for g in plan_masters(frames) if g[0] == kind]
             for done, entry in enumerate(executor.map_unordered(
                     master_task, [(spec, k, name, metas) for k, name, metas in groups]), 1):
-                if entry["status"] == "built":
-                    added = db.add(entry["path"], env.manager)
-                    entry["caldb_id"] = added.id
+                _register(db, env, entry)
                 result.masters.append(entry)
                 progress(f"{kind} masters", done, len(groups))
         _bpm_stage(spec, executor, result, progress)
@@ -141,19 +182,24 @@ def run_night(
     start = time.perf_counter()
     science = [f for f in frames if f.frame_type == "science"]
     if redo_stale:
-        stale_raw = {Path(s["raw"]).name for s in stale_products(db, env)}
-        science = [f for f in science if Path(f.path).name in stale_raw]
-    for done, entry in enumerate(executor.map_unordered(science_task, [(spec, m) for m in science]), 1):
+        stale_raw = {str(s["raw"]) for s in stale_products(db, env)}
+        science = [f for f in science if str(f.path) in stale_raw]
+    planned = plan_products(science, rawdir)
+    for done, entry in enumerate(executor.map_unordered(
+            science_task, [(spec, m, rel) for m, rel in planned]), 1):
         result.science.append(entry)
-        progress("science", done, len(science))
-    result.science.sort(key=lambda e: e["raw"])
-    result.masters.sort(key=lambda e: (CALIBRATION_TYPES.index(e["type"]), e["name"]))
+        progress("science", done, len(planned))
     result.seconds["science"] = time.perf_counter() - start
-    return result
+
+
+def _register(db: Any, env: Any, entry: dict[str, Any]) -> None:
+    """Register a master this run built (or found built but unregistered) in the caldb."""
+    if entry["status"] == "built":
+        entry["caldb_id"] = db.add(entry["path"], env.manager).id
 
 
 def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(file name, dark, flat) per setup of this night that has both: the longest-exposure
+    """(group name, dark, flat) per setup of this night that has both: the longest-exposure
     master dark (hot pixels stand out most) and the first master flat by name."""
     from astropy.io import fits
 
@@ -169,13 +215,14 @@ def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], 
         if found["dark"] and found["flat"]:
             # longest exposure, then warmest (most dark current), then name: the same choice
             # whatever order the masters finished in
-            dark, dark_header = max(found["dark"], key=lambda d: (
+            dark, _ = max(found["dark"], key=lambda d: (
                 float(d[1].get("CF_EXPT", 0)), float(d[1].get("CF_TEMP", -999)), d[0]["name"]))
             flat = sorted(found["flat"], key=lambda f: f[0]["name"])[0][0]
             night = dark["name"].split("_")[0]  # the observing night, as in every master's name
-            parts = (night, "bpm", key[2], key[1])
-            name = "_".join(p.replace("_", "-") for p in parts if p not in ("None", ""))
-            out.append((f"{name}.fits", dark, flat))
+            parts = [night, "bpm", key[2], key[1]]
+            out.append(("_".join(safe_component(str(p).replace("_", "-")) for p in parts
+                             if p not in ("None", "", "default")),
+                        dark, flat))
     return out
 
 
@@ -184,8 +231,7 @@ def _bpm_stage(spec: RunSpec, executor: Any, result: NightResult,
     env = environment(spec)
     todo = plan_bpms(result.masters)
     for done, entry in enumerate(executor.map_unordered(bpm_task, [(spec, *t) for t in todo]), 1):
-        if entry["status"] in ("built", "up-to-date"):
-            entry["caldb_id"] = env.db.add(entry["path"], env.manager).id
+        _register(env.db, env, entry)
         result.masters.append(entry)
         progress("bad-pixel masks", done, len(todo))
 

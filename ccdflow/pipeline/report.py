@@ -31,8 +31,11 @@ def write_report(result: NightResult, db: Any = None) -> dict[str, Path]:
         if entry["status"] in ("built", "up-to-date"):
             images[entry["path"]] = _quicklook(entry["path"], looks / (Path(entry["path"]).stem + ".png"))
     for entry in [s for s in result.science if s["status"] == "reduced"][:SCIENCE_QUICKLOOKS]:
-        images[entry["path"]] = _quicklook(entry["path"], looks / (Path(entry["path"]).stem + ".png"))
-    history = _history_plots(db, looks) if db is not None else {}
+        # products may sit in subfolders of reduced/ with equal names: the PNG name says where
+        name = entry.get("product", Path(entry["path"]).name).removesuffix(".fits").replace("/", "__")
+        images[entry["path"]] = _quicklook(entry["path"], looks / f"reduced__{name}.png")
+    # a caldb that went away is not asked again (the run stopped for that reason)
+    history = _history_plots(db, looks) if db is not None and result.stopped is None else {}
     data = {
         "ccdflow_version": __version__, "written": datetime.now(UTC).isoformat(timespec="seconds"),
         "counts": result.counts(), **asdict(result),
@@ -91,7 +94,19 @@ def _history_plots(db: Any, looks: Path) -> dict[str, str]:
                 out[title] = str(path.relative_to(looks.parent))
         except CaldbError as exc:
             log.info("no %s history plot: %s", title, exc)
+        except Exception as exc:  # a plot must never cost the report
+            log.warning("no %s history plot: %s: %s", title, type(exc).__name__, exc)
     return out
+
+
+def _reason(entry: dict[str, Any]) -> str:
+    """'ErrorClass: one line' for a failure, '' otherwise."""
+    reason = entry.get("reason", "")
+    return f"{entry['error']}: {reason}" if reason and entry.get("error") else reason
+
+
+def _left_out(master: dict[str, Any]) -> list[str]:
+    return [f"left out {Path(path).name}: {why}" for path, why in master.get("excluded", [])]
 
 
 def _html(data: dict[str, Any]) -> str:
@@ -117,7 +132,10 @@ def _html(data: dict[str, Any]) -> str:
 
     looks = data["quicklooks"]
     counts = data["counts"]
-    sections = [
+    stopped = ([f'<p class="failed">The run stopped before the end: {e(data["stopped"])}. '
+                "What was done is listed below; run the same command again once this is fixed "
+                "and it carries on.</p>"] if data.get("stopped") else [])
+    sections = [*stopped,
         f"<h1>ccdflow night report</h1><p>raw: <code>{e(data['rawdir'])}</code><br>"
         f"out: <code>{e(data['outdir'])}</code><br>caldb: <code>{e(data['caldb'])}</code><br>"
         f"run on: {e(data['executor'])}; ccdflow {e(data['ccdflow_version'])}; "
@@ -130,11 +148,11 @@ def _html(data: dict[str, Any]) -> str:
         ]) + table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in data["seconds"].items()]),
         "<h2>Masters</h2>" + table(["master", "status", "frames", "median", "noise", "notes"], [
             [e(m["name"]), status(m["status"]), m["n"], m.get("median", ""), m.get("noise", ""),
-             e("; ".join([*m.get("warnings", []), m.get("reason", "")]).strip("; "))]
+             e("; ".join([*m.get("warnings", []), *_left_out(m), _reason(m)]).strip("; "))]
             for m in data["masters"]]),
         "<h2>Science frames</h2>" + table(["frame", "status", "calibrations", "seconds", "reason"], [
-            [e(Path(s["raw"]).name), status(s["status"]), cals(s), f"{s.get('seconds', 0):.2f}",
-             e(s.get("reason", ""))] for s in data["science"]]),
+            [e(s.get("product") or Path(s["raw"]).name), status(s["status"]), cals(s),
+             f"{s.get('seconds', 0):.2f}", e(_reason(s))] for s in data["science"]]),
     ]
     if data["unknown"]:
         sections.append("<h2>Files not used</h2>" + table(["file", "reason"], [

@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ccdflow.framework.errors import CcdflowError
+from ccdflow.framework.errors import CcdflowError, DiskFullError
 from ccdflow.framework.frame import FrameMeta
+from ccdflow.pipeline.naming import inside
 from ccdflow.pipeline.spec import RunSpec, environment
 
 log = logging.getLogger("ccdflow.night")
@@ -29,10 +30,26 @@ def scan_chunk(spec: RunSpec, paths: Sequence[str]) -> dict[str, Any]:
 
 
 def _failure(exc: BaseException) -> str:
+    """One line for the report: ccdflow's own errors say what is wrong; anything else is a bug,
+    logged with its traceback, and reported by its class and message."""
+    if is_fatal(exc):
+        raise exc  # the run stops (caldb gone, disk full): not one frame's failure
     if isinstance(exc, CcdflowError):
         return str(exc)
     log.error("unexpected error:\n%s", "".join(traceback.format_exception(exc)))
     return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def _error_class(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Errors after which no later frame can succeed either: the caldb is unreachable or the
+    output disk is full. They stop the run (the report of what was done is still written)."""
+    from ccdflow.caldb.errors import CaldbUnavailableError
+
+    return isinstance(exc, CaldbUnavailableError | DiskFullError)
 
 
 def choose_calibrations(env: Any, config: Any, kind_needed: Sequence[str], meta: FrameMeta,
@@ -52,78 +69,129 @@ def choose_calibrations(env: Any, config: Any, kind_needed: Sequence[str], meta:
     return chosen
 
 
-def master_task(spec: RunSpec, kind: str, name: str, metas: Sequence[FrameMeta]) -> dict[str, Any]:
-    """Build one master (or find it already built from the same inputs and config)."""
-    from ccdflow.caldb.ledger import find_master
+def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]) -> dict[str, Any]:
+    """Build one master, or find the same build (same inputs, recipe, calibrations) done already.
+
+    The file is named ``<group>_<identity>.fits`` (see :mod:`ccdflow.pipeline.immutable`) and
+    never written over: a changed parameter or input gives a new name beside the old one."""
     from ccdflow.framework.fitsio import sha256_file
     from ccdflow.framework.masters import build_master, write_master
     from ccdflow.framework.recipe import needed_calibrations, optional_calibrations
+    from ccdflow.pipeline.immutable import BUILD_OPTIONS, master_identity, write_new
 
     start = time.perf_counter()
-    out = spec.masters_dir / name
-    entry: dict[str, Any] = {"type": kind, "name": name, "path": str(out), "n": len(metas),
-                             "inputs": [Path(m.path).name for m in metas]}
+    entry: dict[str, Any] = {"type": kind, "name": f"{group}.fits", "group": group, "n": len(metas),
+                             "inputs": [str(m.path) for m in metas]}
     try:
         env = environment(spec)
         config = env.config(metas[0].instrument)
         with ThreadPoolExecutor(2) as pool:  # hashlib releases the GIL: read one file, hash another
             checksums = list(pool.map(sha256_file, [m.path for m in metas]))
-        if not spec.force:
-            done = find_master(env.db, kind, checksums, config.config_hash())
-            if done is not None:
-                bad = done["quality"] != "good"
-                notes = [f"caldb {done['id']} is marked {done['quality']}"] if bad else []
-                return {**entry, "status": "up-to-date", "path": done["path"], "caldb_id": done["id"],
-                        "sha256": done["sha256"], "warnings": notes,
-                        "seconds": time.perf_counter() - start}
         needed = needed_calibrations(config, kind)
         chosen = choose_calibrations(env, config, needed, group_meta(metas),
                                      optional=optional_calibrations(config, kind))
-        spec.masters_dir.mkdir(parents=True, exist_ok=True)
+        identity = master_identity(kind, checksums, config.recipe_hash(kind),
+                                   {k: r["sha256"] for k, (r, _) in chosen.items()}, BUILD_OPTIONS)
+        out = inside(spec.outdir, spec.masters_dir / f"{group}_{identity}.fits")
+        entry.update(name=out.name, path=str(out), identity=identity)
+        calibrations = {k: {"id": r["id"], "name": Path(r["path"]).name, **rc.summary()}
+                        for k, (r, rc) in chosen.items()}
+        if not spec.force:
+            done = _existing_master(env.db, out)
+            if done is not None:
+                return {**entry, **done, "calibrations": calibrations,
+                        "seconds": time.perf_counter() - start}
         cals = {k: env.master(k, record) for k, (record, _) in chosen.items()}
+        excluded: list[tuple[str, str]] = []  # frames left out (no finite pixel, dead readout...)
+        entry["excluded"] = excluded
         ccd = build_master(kind, list(metas), env.manager, config, {k: m.ccd for k, m in cals.items()},
-                           clip="sigma", fallback="none", scratch_dir=spec.masters_dir,
+                           clip=BUILD_OPTIONS["clip"], fallback=BUILD_OPTIONS["fallback"],
+                           method=BUILD_OPTIONS["method"], scratch_dir=spec.masters_dir,
                            calibration_paths={k: str(m.path) for k, m in cals.items()},
-                           input_checksums=checksums)
+                           input_checksums=checksums, excluded=excluded)
+        ccd.header["CF_MKEY"] = (identity, "build identity: inputs, recipe, calibrations")
+        # what shaped this master, not the whole run's config: a science-only parameter must
+        # not make the same master come out with other bytes
+        ccd.header["CF_CHASH"] = (config.recipe_hash(kind), f"ccdflow config hash of the {kind} recipe")
         warnings = [str(ccd.header["CF_FALLB"])] if "CF_FALLB" in ccd.header else []
-        sha = write_master(ccd, out)
-        return {**entry, "status": "built", "sha256": sha, "clip": ccd.header.get("CF_CLIP"),
-                "warnings": warnings,
-                "calibrations": {k: {"id": r["id"], "name": Path(r["path"]).name, **rc.summary()}
-                                 for k, (r, rc) in chosen.items()},
-                "median": ccd.header.get("CF_MED"), "noise": ccd.header.get("CF_NOISE"),
-                "seconds": time.perf_counter() - start}
+        if excluded:
+            log.warning("%s: left out %s", out.name, "; ".join(f"{Path(p).name}: {r}" for p, r in excluded))
+        path, sha, new = write_new(out, lambda tmp: write_master(ccd, tmp))
+        if not new:
+            warnings.append(f"rebuilt with identical bytes to {path.name}; nothing added")
+        return {**entry, "name": path.name, "path": str(path), "status": "built" if new else "up-to-date",
+                "sha256": sha, "clip": ccd.header.get("CF_CLIP"), "warnings": warnings,
+                "calibrations": calibrations, "median": ccd.header.get("CF_MED"),
+                "noise": ccd.header.get("CF_NOISE"), "seconds": time.perf_counter() - start}
     except Exception as exc:  # one bad group never stops the night
-        return {**entry, "status": "failed", "reason": _failure(exc),
+        return {**entry, "status": "failed", "error": _error_class(exc), "reason": _failure(exc),
                 "seconds": time.perf_counter() - start}
 
 
-def bpm_task(spec: RunSpec, name: str, dark: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
-    """A bad-pixel mask from the night's longest master dark and a master flat of the same setup
-    (hot pixels from the dark's rate, low pixels from the flat). Up to date when the file there
-    was made from the same two masters."""
-    from astropy.io import fits
+def _existing_master(db: Any, out: Path) -> dict[str, Any] | None:
+    """The entry for a master already at ``out``: registered and intact -> up to date; on disk
+    but not registered (a run killed between writing and registering) -> handed back as built,
+    so the caller registers it; registered but changed -> CalibrationChangedError."""
+    from ccdflow.framework.errors import CalibrationChangedError
+    from ccdflow.framework.fitsio import sha256_file
+    from ccdflow.pipeline.immutable import registered
 
-    from ccdflow.framework.badpixels import build_bpm, write_bpm
-    from ccdflow.framework.fitsio import read_product
+    record = registered(db, out)
+    if record is None:
+        if out.is_file():
+            return {"status": "built", "sha256": sha256_file(out),
+                    "warnings": ["found on disk unregistered (an interrupted run): registered now"]}
+        return None
+    if not out.is_file() or sha256_file(out) != record["sha256"]:
+        raise CalibrationChangedError(
+            f"{out} is caldb record {record['id']} but its bytes are gone or changed; not rebuilt "
+            "over it (see `ccdflow caldb verify`)")
+    notes = ([f"caldb {record['id']} is marked {record['quality']}"
+              f" ({record['quality_reason']})"] if record["quality"] != "good" else [])
+    return {"status": "up-to-date", "caldb_id": record["id"], "sha256": record["sha256"],
+            "warnings": notes}
+
+
+def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
+    """A bad-pixel mask from the night's longest master dark and a master flat of the same setup
+    (hot pixels from the dark's rate, low pixels from the flat), named by the two masters'
+    checksums: the same pair is found again, a new pair gives a new file."""
+    from ccdflow.framework.badpixels import BpmThresholds, build_bpm, write_bpm
+    from ccdflow.framework.fitsio import read_file_hashed, read_product
+    from ccdflow.pipeline.immutable import write_new
+    from ccdflow.pipeline.naming import short_hash
 
     start = time.perf_counter()
-    out = spec.masters_dir / name
-    entry: dict[str, Any] = {"type": "bpm", "name": name, "path": str(out), "n": 2,
-                             "inputs": [Path(dark["path"]).name, Path(flat["path"]).name]}
+    identity = short_hash("bpm", dark["sha256"], flat["sha256"], BpmThresholds(), length=10)
+    entry: dict[str, Any] = {"type": "bpm", "name": f"{group}_{identity}.fits", "group": group, "n": 2,
+                             "identity": identity, "inputs": [dark["path"], flat["path"]]}
     try:
-        if out.is_file() and not spec.force:
-            header = fits.getheader(out)
-            if header.get("CF_DARKS") == dark["sha256"] and header.get("CF_FLATS") == flat["sha256"]:
-                return {**entry, "status": "up-to-date", "seconds": time.perf_counter() - start}
-        d, f = read_product(dark["path"]), read_product(flat["path"])
+        env = environment(spec)
+        out = inside(spec.outdir, spec.masters_dir / f"{group}_{identity}.fits")
+        entry["path"] = str(out)
+        if not spec.force:
+            done = _existing_master(env.db, out)
+            if done is not None:
+                return {**entry, **done, "seconds": time.perf_counter() - start}
+        loaded = []
+        for master in (dark, flat):  # the bytes hashed are the bytes used
+            content, sha = read_file_hashed(master["path"])
+            if sha != master["sha256"]:
+                from ccdflow.framework.errors import CalibrationChangedError
+
+                raise CalibrationChangedError(f"{master['path']} changed since it was built; "
+                                              "no bad-pixel mask made from it")
+            loaded.append(read_product(master["path"], content=content))
+        d, f = loaded
         mask, header = build_bpm(d.header, d.data, f.header, f.data, dark_mask=d.mask, flat_mask=f.mask,
                                  dark_path=dark["path"], flat_path=flat["path"])
-        write_bpm(mask, header, out)
-        return {**entry, "status": "built", "median": None, "noise": None,
-                "flagged": header.get("CF_MASKF"), "seconds": time.perf_counter() - start}
+        header["CF_MKEY"] = (identity, "build identity: the dark and flat used")
+        path, sha, new = write_new(out, lambda tmp: write_bpm(mask, header, tmp))
+        return {**entry, "name": path.name, "path": str(path), "status": "built" if new else "up-to-date",
+                "sha256": sha, "median": None, "noise": None, "flagged": header.get("CF_MASKF"),
+                "seconds": time.perf_counter() - start}
     except Exception as exc:  # a night without a BPM is still a night
-        return {**entry, "status": "failed", "reason": _failure(exc),
+        return {**entry, "status": "failed", "error": _error_class(exc), "reason": _failure(exc),
                 "seconds": time.perf_counter() - start}
 
 
@@ -139,24 +207,26 @@ def group_meta(metas: Sequence[FrameMeta]) -> FrameMeta:
     return metas[0].model_copy(update={"date_obs": when, "temperature": mean(temps) if temps else None})
 
 
-def science_task(spec: RunSpec, meta: FrameMeta) -> dict[str, Any]:
-    """Reduce one science frame with the caldb's best calibrations, unless the ledger says the
-    same product (same raw checksum, config and calibration ids) is already on disk."""
+def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]:
+    """Reduce one science frame into ``reduced/<product>`` with the caldb's best calibrations,
+    unless the ledger says the same product (same raw checksum, config and calibration ids) is
+    already there. The raw file is read once: its checksum and its pixels are the same bytes."""
     from ccdflow.caldb.ledger import find_product
-    from ccdflow.framework.fitsio import sha256_file
+    from ccdflow.framework.fitsio import read_file_hashed
     from ccdflow.framework.memory import retain_freed_memory
     from ccdflow.framework.recipe import needed_calibrations, optional_calibrations
     from ccdflow.framework.reduction import reduce_frame
 
     retain_freed_memory()  # frame after frame reuses the same arrays: keep them, see its docstring
     start = time.perf_counter()
-    out = spec.reduced_dir / Path(meta.path).name
-    entry: dict[str, Any] = {"raw": str(meta.path), "path": str(out), "filter": meta.filter,
+    entry: dict[str, Any] = {"raw": str(meta.path), "product": product,
+                             "path": str(spec.reduced_dir / product), "filter": meta.filter,
                              "exposure_time": meta.exposure_time}
     try:
+        out = inside(spec.outdir, spec.reduced_dir / product)
         env = environment(spec)
         config = env.config(meta.instrument)
-        raw_sha = sha256_file(meta.path)
+        content, raw_sha = read_file_hashed(str(meta.path))
         needed = needed_calibrations(config, "science")
         chosen = choose_calibrations(env, config, needed, meta,
                                      optional=optional_calibrations(config, "science"))
@@ -172,7 +242,9 @@ def science_task(spec: RunSpec, meta: FrameMeta) -> dict[str, Any]:
         receipts = {k: rc for k, (_, rc) in chosen.items()}
         context_timings: dict[str, float] = {}
         ccd, checksum = reduce_frame(meta, env.manager, config, masters, out, receipts=receipts,
-                                     raw_checksum=raw_sha, timings=context_timings)
+                                     raw_checksum=raw_sha, raw_content=content,
+                                     timings=context_timings)
+        del content
         product_id = env.db.record_product(out, meta, receipts, sha256=checksum, raw_sha256=raw_sha,
                                            config_hash=config.config_hash())
         statuses = {k[3:]: v for k, v in ccd.header.items()
@@ -181,5 +253,5 @@ def science_task(spec: RunSpec, meta: FrameMeta) -> dict[str, Any]:
                 "steps": statuses, "step_seconds": context_timings,
                 "seconds": time.perf_counter() - start}
     except Exception as exc:  # one bad frame never stops the night
-        return {**entry, "status": "failed", "reason": _failure(exc),
+        return {**entry, "status": "failed", "error": _error_class(exc), "reason": _failure(exc),
                 "seconds": time.perf_counter() - start}

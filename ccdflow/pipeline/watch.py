@@ -21,9 +21,10 @@ from typing import Any
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.scan import iter_fits_files, scan_file
-from ccdflow.pipeline.night import MASTER_ORDER, NightResult, plan_masters
+from ccdflow.pipeline.naming import short_hash
+from ccdflow.pipeline.night import MASTER_ORDER, NightResult, plan_bpms, plan_masters, plan_products
 from ccdflow.pipeline.spec import RunSpec, environment
-from ccdflow.pipeline.tasks import master_task, science_task
+from ccdflow.pipeline.tasks import bpm_task, master_task, science_task
 
 log = logging.getLogger("ccdflow.watch")
 
@@ -40,10 +41,14 @@ class Watcher:
     result: NightResult = field(init=False)
     sizes: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # path -> size, mtime, since
     taken: set[str] = field(default_factory=set)
+    #: path -> (size, mtime) when it could not be read: tried again once either changes
+    refused: dict[str, tuple[int, int]] = field(default_factory=dict)
     calibrations: list[FrameMeta] = field(default_factory=list)
     built_inputs: set[frozenset[str]] = field(default_factory=set)
+    products: set[str] = field(default_factory=set)
     last_calibration: float = 0.0
     stop: threading.Event = field(default_factory=threading.Event)
+    on_master: Callable[[dict[str, Any]], None] = lambda entry: None
 
     def __post_init__(self) -> None:
         env = environment(self.spec)
@@ -51,16 +56,19 @@ class Watcher:
                                   env.db.display_url)
 
     def ready_files(self, now: float) -> list[str]:
-        """Files whose size and mtime have been stable for ``settle`` seconds."""
+        """Files whose size and mtime have been stable for ``settle`` seconds (and, for a file
+        that could not be read before, have changed since)."""
         ready = []
         for path in iter_fits_files([self.rawdir]):
             if path in self.taken:
                 continue
             try:
                 stat = Path(path).stat()
-            except FileNotFoundError:
+            except OSError:
                 continue
             key = (stat.st_size, stat.st_mtime_ns)
+            if self.refused.get(path) == key:
+                continue  # same bytes as when it failed: wait for the copy to go on
             seen = self.sizes.get(path)
             if seen is None or seen[:2] != key:
                 self.sizes[path] = (*key, now)
@@ -68,18 +76,32 @@ class Watcher:
                 ready.append(path)
         return sorted(ready)
 
+    def _take(self, path: str, env: Any) -> FrameMeta | None:
+        """Scan one settled file. A file that cannot be read is listed as unused with its
+        reason and tried again when its size or mtime changes (a copy that stalled longer
+        than ``settle`` and then went on): it is never dropped."""
+        try:
+            meta = scan_file(path, env.manager, instrument=self.spec.instrument)
+        except UnprocessableInputError as exc:
+            size, mtime = self.sizes[path][:2]
+            self.refused[path] = (size, mtime)
+            self.result.unknown = [u for u in self.result.unknown if u["path"] != path]
+            self.result.unknown.append({"path": path, "reason": str(exc)})
+            log.warning("not used (tried again if the file changes): %s", exc)
+            return None
+        self.taken.add(path)
+        self.refused.pop(path, None)
+        self.result.unknown = [u for u in self.result.unknown if u["path"] != path]
+        return meta
+
     def poll(self, now: float | None = None) -> int:
         """One pass: take complete files, build due masters, reduce new science. Returns work done."""
         now = time.monotonic() if now is None else now
         env = environment(self.spec)
         science: list[FrameMeta] = []
         for path in self.ready_files(now):
-            self.taken.add(path)
-            try:
-                meta = scan_file(path, env.manager, instrument=self.spec.instrument)
-            except UnprocessableInputError as exc:
-                self.result.unknown.append({"path": path, "reason": str(exc)})
-                log.warning("not used: %s", exc)
+            meta = self._take(path, env)
+            if meta is None:
                 continue
             self.result.frames.append({"path": path, "type": meta.frame_type, "filter": meta.filter,
                                        "exposure_time": meta.exposure_time, "note": None})
@@ -91,14 +113,20 @@ class Watcher:
         work = 0
         if self.calibrations and (science or now - self.last_calibration >= self.calibration_quiet):
             work += self.build_masters()
-        for entry in self.executor.map_unordered(science_task, [(self.spec, m) for m in science]):
+        planned = [(m, rel) for m, rel in plan_products(science, self.rawdir)]
+        planned = [(m, rel if rel not in self.products else
+                    rel.removesuffix(".fits") + f".{short_hash(m.path, length=6)}.fits")
+                   for m, rel in planned]
+        self.products |= {rel for _, rel in planned}
+        for entry in self.executor.map_unordered(science_task, [(self.spec, m, rel) for m, rel in planned]):
             self.result.science.append(entry)
             log.info("%s: %s %s", Path(entry["raw"]).name, entry["status"], entry.get("reason", ""))
             work += 1
         return work
 
     def build_masters(self) -> int:
-        """Build every calibration group not yet built with exactly its current inputs."""
+        """Build every calibration group not yet built with exactly its current inputs (a
+        grown set gives a new master beside the old one), then the bad-pixel masks."""
         env = environment(self.spec)
         built = 0
         for kind in MASTER_ORDER:
@@ -107,16 +135,43 @@ class Watcher:
             for entry in self.executor.map_unordered(master_task, [(self.spec, *g) for g in todo]):
                 if entry["status"] == "built":
                     entry["caldb_id"] = env.db.add(entry["path"], env.manager).id
-                self.result.masters.append(entry)
-                log.info("master %s: %s %s", entry["name"], entry["status"], entry.get("reason", ""))
+                self._record_master(entry)
                 built += 1
             self.built_inputs |= {frozenset(str(m.path) for m in g[2]) for g in todo}
+        if built:
+            latest = {}
+            for entry in self.result.masters:  # the newest master of each group makes the masks
+                if entry["type"] in ("dark", "flat") and entry["status"] in ("built", "up-to-date"):
+                    latest[entry.get("group", entry["name"])] = entry
+            done = {e["name"] for e in self.result.masters if e["type"] == "bpm"}
+            todo_bpm = [t for t in plan_bpms(list(latest.values()))]
+            for entry in self.executor.map_unordered(bpm_task, [(self.spec, *t) for t in todo_bpm]):
+                if entry["status"] == "up-to-date" and entry["name"] in done:
+                    continue
+                if entry["status"] == "built":
+                    entry["caldb_id"] = env.db.add(entry["path"], env.manager).id
+                self._record_master(entry)
         return built
 
+    def _record_master(self, entry: dict[str, Any]) -> None:
+        self.result.masters.append(entry)
+        log.info("master %s: %s %s", entry["name"], entry["status"], entry.get("reason", ""))
+        self.on_master(entry)
+
     def run(self, interval: float = 1.0, on_poll: Callable[[Watcher], None] = lambda w: None) -> NightResult:
-        """Poll until stopped (SIGINT/SIGTERM or ``stop.set()``); finishes the task in hand first."""
+        """Poll until stopped (SIGINT/SIGTERM or ``stop.set()``); finishes the task in hand first.
+        A caldb that goes away or a full disk stops the watch (``result.stopped`` says why)."""
+        from ccdflow.pipeline.tasks import is_fatal
+
         while not self.stop.is_set():
-            self.poll()
+            try:
+                self.poll()
+            except Exception as exc:
+                if not is_fatal(exc):
+                    raise
+                self.result.stopped = f"{type(exc).__name__}: {exc}"
+                log.error("watch stopped: %s", self.result.stopped)
+                break
             on_poll(self)
             self.stop.wait(interval)
         return self.result
