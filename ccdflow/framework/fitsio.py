@@ -296,11 +296,17 @@ def atomic_write(hdul: fits.HDUList, path: str | Path) -> str:
 def ccd_to_hdulist(ccd: CCDData) -> fits.HDUList:
     """SCI (float32), UNCERT (std dev, float32) and MASK (uint8) extensions. The primary header
     holds only cards FITS can carry: copied cards are fixed and noted, a NaN or inf computed by
-    code is refused by name (:func:`~ccdflow.framework.writable_header.writable_header`)."""
+    code is refused by name (:func:`~ccdflow.framework.writable_header.writable_header`). When a
+    card had to be fixed, ``ccd.header`` becomes the fixed header too, so what the caller reads
+    afterwards is what the file holds (an unparsable card would fail the next ``items()``)."""
     from ccdflow.framework.writable_header import writable_header
 
+    fixed: list[str] = []
     # CCDData built in memory carries a plain dict as its header until someone sets one
-    primary = fits.PrimaryHDU(header=writable_header(ccd.header))
+    header = writable_header(ccd.header, fixed)
+    if fixed:
+        ccd.header = header.copy()
+    primary = fits.PrimaryHDU(header=header)
     primary.header["BUNIT"] = str(ccd.unit)
     sci = fits.ImageHDU(np.asarray(ccd.data, dtype=np.float32), name="SCI")
     sci.header["BUNIT"] = str(ccd.unit)

@@ -102,8 +102,8 @@ def master_header(kind: str, metas: Sequence[FrameMeta], last_header: fits.Heade
     if left_out:
         header["CF_NEXCL"] = (len(left_out), "inputs left out (CF_Xnnnn: why)")
     for i, reason in sorted(left_out.items()):
-        # a long-string card: the whole reason, however long
-        header[f"CF_X{i + 1:04d}"] = (f"{header[f'CF_I{i + 1:04d}']}: {printable(reason)}", "left out")
+        # a long-string card without a comment: the whole reason, however long
+        header[f"CF_X{i + 1:04d}"] = f"{header[f'CF_I{i + 1:04d}']}: {printable(reason)}"
     for cal, path in calibration_paths.items():
         stamp_calibration(header, cal, path)
     return header

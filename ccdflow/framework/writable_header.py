@@ -38,16 +38,19 @@ class NonFiniteCardError(UnprocessableInputError):
     """A header card would be written with NaN or inf, which FITS cannot store."""
 
 
-def writable_header(meta: fits.Header | Mapping[str, Any]) -> fits.Header:
-    """A copy of a CCDData's header (or meta dict) that FITS can write; see the module docstring."""
+def writable_header(meta: fits.Header | Mapping[str, Any], notes: list[str] | None = None) -> fits.Header:
+    """A copy of a CCDData's header (or meta dict) that FITS can write; see the module docstring.
+    What had to change is appended to ``notes`` (one line per card)."""
     if not isinstance(meta, fits.Header):
-        return _from_mapping(meta)
+        return _from_mapping(meta, notes)
     header = meta.copy()
     # Only cards read from a file can be wrong (astropy validates what code assigns), and only
     # their text says so: the full check of every card would double the cost of writing.
-    notes = [note for card in header.cards if _suspect(card) and (note := _card_problem(card))]
-    if not notes:
+    found = [note for card in header.cards if _suspect(card) and (note := _card_problem(card))]
+    if not found:
         return header
+    notes = [] if notes is None else notes
+    notes += found
     header = fits.Header([c for c in (_fixed_card(c) if _suspect(c) else c for c in header.cards)
                           if c is not None])
     header["CF_HFIX"] = (len(notes), "header cards fixed or dropped to write FITS")
@@ -107,7 +110,7 @@ def printable(text: str) -> str:
     return _NON_PRINTABLE.sub("?", text)
 
 
-def _from_mapping(meta: Mapping[str, Any]) -> fits.Header:
+def _from_mapping(meta: Mapping[str, Any], notes: list[str] | None) -> fits.Header:
     """A header from a meta dict, whose values code computed: a NaN or inf is refused by name."""
     header = fits.Header()
     for key, item in meta.items():
@@ -119,6 +122,8 @@ def _from_mapping(meta: Mapping[str, Any]) -> fits.Header:
         if isinstance(value, str) and _NON_PRINTABLE.search(value):
             value = _NON_PRINTABLE.sub("?", value)
             log.warning("header card %s: non-printable characters replaced by '?'", key)
+            if notes is not None:
+                notes.append(f"{key}: non-printable characters replaced by '?'")
         header[key] = (value, comment)
     return header
 
