@@ -72,19 +72,19 @@ def run_demo(
                 if entry["status"] == "failed":
                     result.rejected.append((entry["raw"], entry["reason"]))
                     continue
-                result.reduced.append(_against_truth(entry, night))
+                result.reduced.append(_against_truth(entry, night, run.masters_dir))
     forget_environments()
     return result
 
 
-def _against_truth(entry: dict, night) -> dict:
+def _against_truth(entry: dict, night, masters_dir: Path) -> dict:
     """The report entry of a reduced frame, with its residual against the simulator's truth."""
     ccd = read_product(entry["path"])
     cals = entry.get("calibrations", {})
     out = {"path": entry["path"], **{k: c["name"] for k, c in cals.items()}}
     flat = None
     if "flat" in cals:
-        flat = MasterRef.load("flat", Path(entry["path"]).parent.parent / "masters" / cals["flat"]["name"])
+        flat = MasterRef.load("flat", masters_dir / cals["flat"]["name"])
     in_adu = ccd.data if str(ccd.unit) == "adu" else ccd.data / np.float32(night.gain)
     out.update(compare_with_truth(in_adu, ccd.mask, night.truth_dir, Path(entry["raw"]).stem, night, flat))
     return out

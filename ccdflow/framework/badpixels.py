@@ -26,7 +26,7 @@ from astropy.stats import mad_std
 from ccdflow import __version__
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.fitsio import atomic_write, sha256_file
-from ccdflow.framework.provenance import stamp_calibration
+from ccdflow.framework.provenance import card_text, stamp_calibration
 
 HOT, LOW, UNSTABLE = 1, 2, 4
 BIT_NAMES = {HOT: "hot (dark rate)", LOW: "dead or low (flat)", UNSTABLE: "unstable (temporal scatter)"}
@@ -214,7 +214,7 @@ def _bpm_header(header: fits.Header, source: fits.Header, bpm: np.ndarray, t: Bp
         if path is not None:
             stamp_calibration(header, kind, path)
     for i, path in enumerate(stack_paths, 1):
-        header[f"CF_I{i:04d}"] = (Path(path).name[:68], "stack input for the unstable test")
+        header[f"CF_I{i:04d}"] = (card_text(Path(path).name), "stack input for the unstable test")
         header[f"CF_S{i:04d}"] = sha256_file(path)
     if stack_paths:
         header["NCOMBINE"] = (len(stack_paths), "frames in the unstable-pixel stack")

@@ -21,6 +21,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from ccdflow import __version__
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.fitsio import atomic_write, read_headers, read_product, sha256_file
+from ccdflow.framework.provenance import card_text
 from ccdflow.framework.spool import Spool, combine_frames
 
 Match = Literal["none", "offset", "scale"]
@@ -160,7 +161,7 @@ def _stack_header(header: fits.Header, paths: list[str], method: str, clip: str,
         header["CF_SIGLO"], header["CF_SIGHI"] = (low, "sigma clip low"), (high, "sigma clip high")
     header["CF_MATCH"] = (match, "level matching before combining")
     for i, (path, level, rej) in enumerate(zip(paths, levels, n_rejected, strict=True), 1):
-        header[f"CF_I{i:04d}"] = (Path(path).name[:68], "stacked input")
+        header[f"CF_I{i:04d}"] = (card_text(Path(path).name), "stacked input")
         header[f"CF_S{i:04d}"] = sha256_file(path)
         header[f"CF_L{i:04d}"] = (round(level, 4), "input median before matching")
         header[f"CF_R{i:04d}"] = (rej, "pixels rejected from this input")
@@ -184,9 +185,9 @@ def write_cr_masks(stacked: Stacked, stack_path: str | Path,
     for path, rejected in zip(stacked.paths, stacked.rejected, strict=True):
         header = fits.Header()
         header["CF_PTYPE"] = ("crmask", "pixels a stack rejected from this input")
-        header["CF_INPF"] = (Path(path).name[:68], "input the mask belongs to")
+        header["CF_INPF"] = (card_text(Path(path).name), "input the mask belongs to")
         header["CF_INPS"] = sha256_file(path)
-        header["CF_STKF"] = (Path(stack_path).name[:68], "stack that rejected them")
+        header["CF_STKF"] = (card_text(Path(stack_path).name), "stack that rejected them")
         if stack_sha:
             header["CF_STKS"] = stack_sha
         header["CF_CLIP"] = stacked.ccd.header.get("CF_CLIP")

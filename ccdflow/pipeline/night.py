@@ -19,12 +19,12 @@ import yaml
 
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.reduction import group_frames, observing_night
-from ccdflow.framework.scan import iter_fits_files
+from ccdflow.framework.scan import discover_fits_files
 from ccdflow.pipeline.executor import SerialExecutor
 from ccdflow.pipeline.naming import product_relpath, safe_component, short_hash
 from ccdflow.pipeline.outputs import write_text_atomic
 from ccdflow.pipeline.spec import RunSpec, environment
-from ccdflow.pipeline.tasks import bpm_task, master_task, scan_chunk, science_task
+from ccdflow.pipeline.tasks import bpm_task, master_task, one_line, scan_chunk, science_task
 
 log = logging.getLogger("ccdflow.night")
 
@@ -245,13 +245,14 @@ def stale_products(db: Any, env: Any) -> list[dict[str, Any]]:
 
 def _scan(rawdir: str | Path, spec: RunSpec, executor: Any, result: NightResult,
           progress: Callable[[str, int, int], None]) -> list[FrameMeta]:
-    paths = list(iter_fits_files([rawdir]))
+    paths, problems = discover_fits_files([rawdir])
+    result.unknown += [{"path": p, "reason": r} for p, r in problems]
     size = max(1, min(50, len(paths) // 8 or 1))
     chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
     frames: list[FrameMeta] = []
     for done, part in enumerate(executor.map_unordered(scan_chunk, [(spec, c) for c in chunks]), 1):
         frames += part["frames"]
-        result.unknown += [{"path": p, "reason": r} for p, r in part["unknown"]]
+        result.unknown += [{"path": p, "reason": one_line(r)} for p, r in part["unknown"]]
         progress("scan", done, len(chunks))
     frames.sort(key=lambda m: str(m.path))
     result.unknown.sort(key=lambda u: u["path"])

@@ -29,19 +29,27 @@ def scan_chunk(spec: RunSpec, paths: Sequence[str]) -> dict[str, Any]:
     return {"frames": frames, "unknown": unknown}
 
 
-def _failure(exc: BaseException) -> str:
-    """One line for the report: ccdflow's own errors say what is wrong; anything else is a bug,
-    logged with its traceback, and reported by its class and message."""
+def failed(entry: dict[str, Any], exc: BaseException, start: float) -> dict[str, Any]:
+    """The report entry of a failed task: the error's class and a one-line reason. ccdflow's own
+    errors say what is wrong; anything else is a bug, whose traceback goes into the entry's
+    ``detail`` (report.json) and the debug log, never onto the console. Errors that no later
+    frame can escape (caldb gone, disk full) are raised: they stop the run."""
     if is_fatal(exc):
-        raise exc  # the run stops (caldb gone, disk full): not one frame's failure
+        raise exc
+    out = {**entry, "status": "failed", "error": type(exc).__name__,
+           "seconds": time.perf_counter() - start}
     if isinstance(exc, CcdflowError):
-        return str(exc)
-    log.error("unexpected error:\n%s", "".join(traceback.format_exception(exc)))
-    return f"unexpected {type(exc).__name__}: {exc}"
+        out["reason"] = one_line(str(exc))
+    else:
+        out["reason"] = one_line(f"unexpected {type(exc).__name__}: {exc}")
+        out["detail"] = "".join(traceback.format_exception(exc))
+        log.debug("unexpected error:\n%s", out["detail"])
+    return out
 
 
-def _error_class(exc: BaseException) -> str:
-    return type(exc).__name__
+def one_line(text: str) -> str:
+    """Multi-line messages (pydantic, astropy) folded onto one line for tables and logs."""
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def is_fatal(exc: BaseException) -> bool:
@@ -124,8 +132,7 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
                 "calibrations": calibrations, "median": ccd.header.get("CF_MED"),
                 "noise": ccd.header.get("CF_NOISE"), "seconds": time.perf_counter() - start}
     except Exception as exc:  # one bad group never stops the night
-        return {**entry, "status": "failed", "error": _error_class(exc), "reason": _failure(exc),
-                "seconds": time.perf_counter() - start}
+        return failed(entry, exc, start)
 
 
 def _existing_master(db: Any, out: Path) -> dict[str, Any] | None:
@@ -191,8 +198,7 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
                 "sha256": sha, "median": None, "noise": None, "flagged": header.get("CF_MASKF"),
                 "seconds": time.perf_counter() - start}
     except Exception as exc:  # a night without a BPM is still a night
-        return {**entry, "status": "failed", "error": _error_class(exc), "reason": _failure(exc),
-                "seconds": time.perf_counter() - start}
+        return failed(entry, exc, start)
 
 
 def group_meta(metas: Sequence[FrameMeta]) -> FrameMeta:
@@ -253,5 +259,4 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
                 "steps": statuses, "step_seconds": context_timings,
                 "seconds": time.perf_counter() - start}
     except Exception as exc:  # one bad frame never stops the night
-        return {**entry, "status": "failed", "error": _error_class(exc), "reason": _failure(exc),
-                "seconds": time.perf_counter() - start}
+        return failed(entry, exc, start)

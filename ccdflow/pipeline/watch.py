@@ -20,7 +20,7 @@ from typing import Any
 
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.scan import iter_fits_files, scan_file
+from ccdflow.framework.scan import discover_fits_files, scan_file
 from ccdflow.pipeline.naming import short_hash
 from ccdflow.pipeline.night import MASTER_ORDER, NightResult, plan_bpms, plan_masters, plan_products
 from ccdflow.pipeline.spec import RunSpec, environment
@@ -59,7 +59,10 @@ class Watcher:
         """Files whose size and mtime have been stable for ``settle`` seconds (and, for a file
         that could not be read before, have changed since)."""
         ready = []
-        for path in iter_fits_files([self.rawdir]):
+        files, problems = discover_fits_files([self.rawdir])
+        known = {u["path"] for u in self.result.unknown}
+        self.result.unknown += [{"path": p, "reason": r} for p, r in problems if p not in known]
+        for path in files:
             if path in self.taken:
                 continue
             try:
