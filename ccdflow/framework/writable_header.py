@@ -67,10 +67,11 @@ def _suspect(card: fits.Card) -> bool:
 
 def _card_problem(card: fits.Card) -> str | None:
     """Why ``card`` cannot be written as it is, or None."""
+    before = getattr(card, "_image", None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", VerifyWarning)
-            str(card)  # formats, and verifies, the card image
+            after = str(card)  # formats, and verifies (fixing what astropy can), the card image
             value = card.value
     except (ValueError, VerifyError):
         fixed = _fixed_card(card)
@@ -78,6 +79,8 @@ def _card_problem(card: fits.Card) -> str | None:
                                       else "unreadable card dropped")
     if _non_finite(value):
         return f"{card.keyword}: non-finite value {value!r} dropped"
+    if before and after.rstrip() != before.rstrip():  # e.g. NAN, unparsable, made the text 'NAN'
+        return f"{card.keyword}: unparsable value {before[10:].strip()} kept as the text {value!r}"
     return None
 
 
