@@ -41,29 +41,43 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextmanager
-def signals_interrupt(first: Callable[[int], None] | None = None) -> Iterator[None]:
+def signals_interrupt(first: Callable[[int], None] | None = None) -> Iterator[Callable[[], None]]:
     """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread. With ``first``, the first
     signal calls it instead (a graceful stop, as in `watch`) and the second interrupts. Signals
     after that are only logged: the run is already cleaning up, and a traceback from inside that
-    clean-up would be the one thing this is here to prevent."""
+    clean-up would be the one thing this is here to prevent.
+
+    Yields ``check()``, to call between units of work: Python drops an exception raised by a
+    signal handler while a finaliser runs (``Exception ignored in ...``), and ``check`` raises
+    it again so such a signal still stops the run.
+    """
     count = [0]
+    interrupted: list[int] = []
 
     def handler(signum: int, _frame: Any) -> None:
         count[0] += 1
-        name = signal.Signals(signum).name
         if first is not None and count[0] == 1:
             first(signum)
         elif count[0] <= (1 if first is None else 2):
+            interrupted.append(signum)
             raise Interrupted(signum)
         else:
-            log.warning("%s: already stopping", name)
+            log.warning("%s: already stopping", signal.Signals(signum).name)
+
+    def check() -> None:
+        if interrupted:
+            raise Interrupted(interrupted[0])
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield check
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
 
 
 def exit_status(exc: BaseException) -> tuple[int, str, str] | None:
@@ -201,7 +215,12 @@ def _add_commands() -> None:
 
 
 def main() -> None:
-    """Console-script entry: turns ccdflow errors into one clear line and an exit status."""
+    """Console-script entry: turns ccdflow errors into one clear line and an exit status.
+
+    SIGTERM is made to unwind like Ctrl-C (writers remove their temporary files) and to end
+    with status 143 and one line, in every command.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         status = cli.main(standalone_mode=False)
         if isinstance(status, int) and status:  # ctx.exit(n) returns n in this mode

@@ -1,4 +1,9 @@
-"""`ccdflow night`: the morning job, from a raw folder to masters, reduced frames and a report."""
+"""`ccdflow night`: the morning job, from a raw folder to masters, reduced frames and a report.
+
+How a run ends (docs/cli.md): 0 all done; 1 some frames or masters failed, or no file could be
+used; 2 configuration error; 3 nothing to do or the run could not go on (caldb unusable, disk
+full, OUT in use by another run); 130/143 interrupted by SIGINT/SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,11 @@ from pathlib import Path
 
 import click
 
-from ccdflow.cli import EXIT_FAILURES
+from ccdflow.cli import EXIT_FAILURES, EXIT_INPUT, fail, signals_interrupt
 from ccdflow.cli.options import caldb_options, config_options
+
+#: Files listed on stderr when none of RAWDIR's files could be used (all are in the report).
+SHOWN_UNUSED = 20
 
 
 def night_options(func):
@@ -24,6 +32,9 @@ def night_options(func):
         click.option("--force", is_flag=True,
                      help="Redo every master and frame even when the ledger says it is up to date "
                           "(default: skip existing work that would come out the same)."),
+        click.option("--dashboard", metavar="[HOST]:PORT",
+                     help="Address of the LocalCluster's Dask dashboard (needs bokeh); a bare :PORT "
+                          "means 127.0.0.1:PORT. Default: 127.0.0.1 at a free port."),
     ]):
         func = option(func)
     return func
@@ -31,7 +42,8 @@ def night_options(func):
 
 def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_file, config_files, params,
               force: bool):
-    """Resolve the caldb (created or upgraded if needed) and check the config before any work."""
+    """Resolve the caldb (created or upgraded if needed, and writable) and check the config
+    before any work: a bad parameter exits 2, a caldb that cannot be used exits 3."""
     from ccdflow.caldb import CalDB
     from ccdflow.caldb.connection import resolve_url
     from ccdflow.framework.config import build
@@ -60,43 +72,93 @@ def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_file, 
 @config_options
 @caldb_options()
 def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | None, force: bool,
-            redo_stale: bool, instrument, instrument_file, config_files, params, caldb_url,
-            as_json: bool) -> None:
+            dashboard: str | None, redo_stale: bool, instrument, instrument_file, config_files,
+            params, caldb_url, as_json: bool) -> None:
     """Reduce a night: scan RAWDIR, build and register masters, reduce every science frame with
     the caldb's best calibrations, and write a report.
 
     Re-running does only what changed (the ledger in the caldb is keyed by raw checksum, config
-    hash and calibration ids). Exit status: 0 when every science frame was reduced or already up
-    to date; 1 when some failed (the rest are still written); 2 for a configuration error.
+    hash and calibration ids). One run at a time per OUTDIR (OUTDIR/.ccdflow.lock); temporary
+    files left by a killed run are removed at the start.
+
+    \b
+    Exit status:
+      0    every master and science frame built, reduced or already up to date
+      1    some masters or frames failed (the rest are written), or no file could be used
+      2    configuration error (nothing was done)
+      3    no FITS file in RAWDIR, caldb unusable, disk full, OUTDIR in use (one line says why)
+      130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM: temporary files removed, re-run
     """
     from rich.console import Console
 
     from ccdflow.pipeline.executor import make_executor
     from ccdflow.pipeline.night import run_night
+    from ccdflow.pipeline.outlock import lock_outdir
     from ccdflow.pipeline.report import write_report
     from ccdflow.pipeline.spec import environment, forget_environments
 
+    require_fits_files(rawdir)
     spec = spec_from(outdir, caldb_url, instrument, instrument_file, config_files, params, force)
     console = Console(stderr=True)
-    with make_executor(workers, scheduler) as executor, _progress(console, as_json) as progress:
+    with signals_interrupt() as check_signals, lock_outdir(Path(spec.outdir), "night"), \
+            make_executor(workers, scheduler, dashboard) as executor, \
+            _progress(console, as_json) as progress:
         tasks: dict[str, int] = {}
 
         def advance(stage: str, done: int, total: int) -> None:
+            check_signals()
             if stage not in tasks:
                 tasks[stage] = progress.add_task(stage, total=total)
             progress.update(tasks[stage], completed=done, total=total)
 
         result = run_night(rawdir, spec, executor, advance, redo_stale=redo_stale)
+        check_signals()
         paths = write_report(result, environment(spec).db)
     forget_environments()
     counts = result.counts()
     if as_json:
         click.echo(json.dumps({"counts": counts, "seconds": result.seconds, "report": str(paths["json"]),
                                "html": str(paths["html"]), "failed": result.failed,
+                               "failed_masters": failed_masters(result),
+                               "stopped": getattr(result, "stopped", None),
                                "unknown": result.unknown}, indent=2, default=str))
     else:
         _print_summary(console, result, counts, paths)
-    if result.failed:
+    exit_for(result, paths, as_json)
+
+
+def require_fits_files(rawdir: Path) -> None:
+    """Exit 3 before any work when RAWDIR holds no file that looks like FITS."""
+    from ccdflow.framework.errors import UnprocessableInputError
+    from ccdflow.framework.scan import FITS_SUFFIXES, iter_fits_files
+
+    if next(iter(iter_fits_files([rawdir])), None) is None:
+        raise UnprocessableInputError(
+            f"no FITS files under {rawdir} (names ending in {', '.join(FITS_SUFFIXES)}, optionally "
+            f"compressed): nothing to do; is this the night's raw folder?")
+
+
+def failed_masters(result) -> list[dict]:
+    return [m for m in result.masters if m["status"] == "failed"]
+
+
+def exit_for(result, paths: dict, as_json: bool, *, all_unused_fails: bool = True) -> None:
+    """Exit status of a finished (or stopped) run, see the module docstring.
+    ``all_unused_fails``: no usable file is a failure (`night`; `watch` may just be early)."""
+    stopped = getattr(result, "stopped", None)  # the pipeline stopped: caldb lost, disk full
+    if stopped:
+        fail(EXIT_INPUT, "error", f"the run stopped: {stopped}; what was done is in "
+                                  f"{paths['json']}; run the same command again once this is fixed")
+    if all_unused_fails and result.unknown and not result.frames:
+        if not as_json:
+            for entry in result.unknown[:SHOWN_UNUSED]:
+                click.echo(f"not used: {entry['path']}: {entry['reason']}", err=True)
+            if len(result.unknown) > SHOWN_UNUSED:
+                click.echo(f"... and {len(result.unknown) - SHOWN_UNUSED} more (see the report)",
+                           err=True)
+        fail(EXIT_FAILURES, "error", f"none of the {len(result.unknown)} file(s) in {result.rawdir} "
+                                     f"could be used (reasons above and in {paths['json']})")
+    if result.failed or failed_masters(result):
         click.get_current_context().exit(EXIT_FAILURES)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ccdflow.cli.night_cmd import night_options, spec_from
+from ccdflow.cli import Interrupted, signals_interrupt
+from ccdflow.cli.night_cmd import exit_for, failed_masters, night_options, spec_from
 from ccdflow.cli.options import caldb_options, config_options
 
 
@@ -24,29 +25,48 @@ from ccdflow.cli.options import caldb_options, config_options
 @config_options
 @caldb_options()
 def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | None, force: bool,
-            interval: float, settle: float, calibration_quiet: float, instrument, instrument_file,
-            config_files, params, caldb_url, as_json: bool) -> None:
+            dashboard: str | None, interval: float, settle: float, calibration_quiet: float,
+            instrument, instrument_file, config_files, params, caldb_url, as_json: bool) -> None:
     """Reduce each new science frame in RAWDIR as it lands, with the best masters in the caldb,
-    and build masters when a calibration set is complete. Stop with Ctrl-C or SIGTERM: the frame
-    in hand is finished and a report is written."""
+    and build masters when a calibration set is complete.
+
+    Stop with Ctrl-C or SIGTERM: the work in hand is finished and a report is written (exit 0,
+    or 1 when some frames or masters failed). A second signal stops at once (exit 130 or 143,
+    temporary files removed). Exit 3 when the caldb cannot be used or is lost, the disk is
+    full, or OUTDIR is in use by another run.
+    """
+    import signal
+
     from rich.console import Console
 
     from ccdflow.pipeline.executor import make_executor
+    from ccdflow.pipeline.outlock import lock_outdir
     from ccdflow.pipeline.report import write_report
     from ccdflow.pipeline.spec import environment, forget_environments
-    from ccdflow.pipeline.watch import Watcher, stop_on_signals
+    from ccdflow.pipeline.watch import Watcher
 
     spec = spec_from(outdir, caldb_url, instrument, instrument_file, config_files, params, force)
     console = Console(stderr=True)
-    Path(spec.outdir).mkdir(parents=True, exist_ok=True)
-    with make_executor(workers or 1, scheduler) as executor:
+    watchers: list[Watcher] = []
+
+    def stop_gracefully(signum: int) -> None:
+        if not watchers:  # still starting: nothing in hand to finish
+            raise Interrupted(signum)
+        console.print(f"{signal.Signals(signum).name}: stopping after the work in hand (send it "
+                      f"again to stop at once)", highlight=False)
+        watchers[0].stop.set()
+
+    with signals_interrupt(first=stop_gracefully) as check_signals, \
+            lock_outdir(Path(spec.outdir), "watch"), \
+            make_executor(workers or 1, scheduler, dashboard) as executor:
         watcher = Watcher(rawdir, spec, executor, settle=settle, calibration_quiet=calibration_quiet)
-        stop_on_signals(watcher)
+        watchers.append(watcher)
         if not as_json:
             console.print(f"watching {rawdir} (every {interval:g} s); Ctrl-C to stop", highlight=False)
         shown = [0]
 
         def report_progress(w: Watcher) -> None:
+            check_signals()
             for entry in w.result.science[shown[0]:]:
                 if not as_json:
                     colour = "red" if entry["status"] == "failed" else "green"
@@ -59,6 +79,9 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
     forget_environments()
     if as_json:
         click.echo(json.dumps({"counts": result.counts(), "report": str(paths["json"]),
-                               "failed": result.failed, "unknown": result.unknown}, indent=2, default=str))
+                               "failed": result.failed, "failed_masters": failed_masters(result),
+                               "stopped": getattr(result, "stopped", None),
+                               "unknown": result.unknown}, indent=2, default=str))
     else:
         console.print(f"stopped; report: {paths['html']}", highlight=False)
+    exit_for(result, paths, as_json, all_unused_fails=False)

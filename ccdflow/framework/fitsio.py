@@ -287,8 +287,16 @@ def atomic_write(hdul: fits.HDUList, path: str | Path) -> str:
             checksum = sha256_file(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; products are for the whole team
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        from ccdflow.framework.errors import DiskFullError
+
+        if isinstance(exc, OSError) and exc.errno in DiskFullError.ERRNOS:
+            try:
+                needed: int | None = sum(hdu.filebytes() for hdu in hdul)
+            except Exception:  # the size is only for the message
+                needed = None
+            raise DiskFullError.in_folder(path.parent, needed=needed, what=path.name) from None
         raise
     return checksum
 

@@ -3,7 +3,9 @@ large frames holds only its row bands in RAM, not every frame."""
 
 from __future__ import annotations
 
+import errno
 import inspect
+import os
 import shutil
 import tempfile
 import threading
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ccdflow.framework.combine import Combined, combine
-from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.errors import DiskFullError, UnprocessableInputError
 
 #: Band budget when neither the caller nor the combine engine chooses one.
 DEFAULT_MEMORY_LIMIT = 512 * 2**20
@@ -24,7 +26,9 @@ class Spool:
     """``n`` frames of one shape: float32 data and a bool mask each, in a temporary folder.
 
     The folder sits next to the output (same filesystem, so no surprise on a small /tmp) and is
-    removed on :meth:`close`, which the context manager calls even when building fails.
+    removed on :meth:`close`, which the context manager calls even when building fails. Its
+    files' space is reserved before they are mapped: a page of a sparse map that the disk cannot
+    hold kills the process with SIGBUS, while a reservation fails with :class:`DiskFullError`.
     """
 
     def __init__(self, n: int, directory: str | Path | None = None) -> None:
@@ -51,8 +55,8 @@ class Spool:
         with self._lock:
             if self.data is None:
                 shape = (self.n, *data.shape)
-                self.data = np.memmap(self.directory / "data.f32", np.float32, "w+", shape=shape)
-                self.mask = np.memmap(self.directory / "mask.u8", np.bool_, "w+", shape=shape)
+                self.data = self._map("data.f32", np.float32, shape)
+                self.mask = self._map("mask.u8", np.bool_, shape)
             self.paths[i] = path or ""
         if data.shape != self.data.shape[1:]:
             first = next((p for p in self.paths if p and p != path), "")
@@ -69,6 +73,31 @@ class Spool:
             np.copyto(out, np.float32(0), where=bad)
         self.mask[i] = bad
         return n_nonfinite
+
+    def _map(self, name: str, dtype: type, shape: tuple[int, ...]) -> np.memmap:
+        """A writable map of a file whose every byte is already allocated on disk."""
+        path = self.directory / name
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            try:
+                os.posix_fallocate(fd, 0, max(size, 1))
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                # No reservation on this filesystem: the free space is the best check left.
+                if shutil.disk_usage(self.directory).free < size:
+                    raise OSError(errno.ENOSPC, "not enough free space") from None
+                os.ftruncate(fd, size)
+        except OSError as exc:
+            if exc.errno not in DiskFullError.ERRNOS:
+                raise
+            os.ftruncate(fd, 0)  # give the partial reservation back at once
+            raise DiskFullError.in_folder(self.directory.parent, needed=size,
+                                          what=f"a combine spool of {self.n} frames") from None
+        finally:
+            os.close(fd)
+        return np.memmap(path, dtype, "r+", shape=shape)
 
     @property
     def frames(self) -> list[np.ndarray]:

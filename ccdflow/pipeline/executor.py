@@ -4,7 +4,10 @@ existing Dask cluster. Every executor yields results as tasks finish (for progre
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -27,32 +30,45 @@ class SerialExecutor:
         self.close()
 
 
+#: Loggers of Dask that speak during a normal start and stop.
+_DASK_LOGGERS = ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
+                 "distributed.core", "distributed.http.proxy", "distributed.client",
+                 "distributed.batched", "distributed.comm", "distributed.utils")
+
+
 class DaskExecutor:
     """Tasks on Dask workers, one thread each (steps stay single-threaded inside a worker).
 
     ``scheduler`` is the address of an existing cluster (any kind: dask-jobqueue, a scheduler and
-    workers started by hand...); otherwise a LocalCluster of ``workers`` processes is started.
+    workers started by hand...); otherwise a LocalCluster of ``workers`` processes is started,
+    listening on loopback only, without a dashboard unless ``dashboard`` gives its address.
     """
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None) -> None:
+    def __init__(self, workers: int | None = None, scheduler: str | None = None,
+                 dashboard: str | None = None) -> None:
         import logging
 
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         # Dask's own INFO chatter would drown the progress bar; warnings still show.
-        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker",
-                     "distributed.core", "distributed.http.proxy"):
+        for name in _DASK_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-        if scheduler:
-            self.cluster = None
-            self.client = Client(scheduler, timeout="30s")
-            self.description = f"dask scheduler {scheduler}"
-        else:
-            n = workers or os.cpu_count() or 1
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=":0", silence_logs=logging.WARNING)
-            self.client = Client(self.cluster)
-            self.description = f"dask LocalCluster, {n} worker process(es)"
+        self.cluster: Any = None
+        self.client: Any = None
+        try:
+            if scheduler:
+                self.client = Client(scheduler, timeout="30s")
+                self.description = f"dask scheduler {scheduler}"
+            else:
+                n = workers or os.cpu_count() or 1
+                with _signals_deferred():
+                    with _sigint_blocked():
+                        self.cluster = _local_cluster(n, dashboard)
+                    self.client = Client(self.cluster)
+                self.description = f"dask LocalCluster, {n} worker process(es)"
+        except BaseException:  # e.g. Ctrl-C while the cluster starts: leave no worker behind
+            self.close(interrupted=True)
+            raise
 
     def map_unordered(self, fn: Callable[..., Any], items: Iterable[tuple]) -> Iterator[Any]:
         from distributed import as_completed
@@ -62,22 +78,100 @@ class DaskExecutor:
             yield future.result()
             future.release()
 
-    def close(self) -> None:
-        self.client.close()
+    def close(self, interrupted: bool = False) -> None:
+        """Close the client and the LocalCluster. After an interruption, tasks still running
+        are cancelled and the workers killed: Dask's complaints about that are expected and
+        silenced (errors only), so the interruption reads as one line."""
+        import logging
+
+        if interrupted:
+            for name in _DASK_LOGGERS:
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        if self.client is not None:
+            self.client.close()
         if self.cluster is not None:
-            self.cluster.close()
+            self.cluster.close(timeout=10 if interrupted else None)
 
     def __enter__(self) -> DaskExecutor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        self.close(interrupted=kind is not None)
 
 
-def make_executor(workers: int | None, scheduler: str | None) -> SerialExecutor | DaskExecutor:
-    """``--workers 1`` (or 0) runs serially in this process; more uses Dask."""
+def _local_cluster(n: int, dashboard: str | None) -> Any:
+    """A LocalCluster of ``n`` single-threaded worker processes bound to 127.0.0.1.
+
+    The scheduler always serves HTTP (health and metrics, and the dashboard when bokeh is
+    installed): on 127.0.0.1 at a free port unless ``dashboard`` says where (a bare ``:PORT`` is
+    taken as 127.0.0.1:PORT, where Dask would listen on every interface). Workers log errors
+    only: their warnings are about their own housekeeping (and every task they were running when
+    a run is interrupted); the failures that matter come back in the tasks' results.
+    """
+    import logging
+
+    from distributed import LocalCluster
+
+    address = "127.0.0.1:0" if dashboard is None else (
+        f"127.0.0.1{dashboard}" if dashboard.startswith(":") else dashboard)
+    return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        dashboard_address=address, silence_logs=logging.ERROR)
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread, hence in the threads Dask starts meanwhile and in the
+    worker processes they start (a blocked signal stays blocked across fork and exec).
+
+    Ctrl-C at a terminal reaches every process of the foreground group: workers that take it
+    print KeyboardInterrupt tracebacks while this process is already closing them in order. A
+    Ctrl-C meanwhile waits, and arrives in this thread when the block ends.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        # multiprocessing starts its resource tracker with the first worker and then unblocks
+        # SIGINT in the starting thread (one of Dask's): start it now, while nothing is blocked.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM received meanwhile are handled at the end of the block, by the handlers
+    in place before it: a LocalCluster interrupted half-way through its start cannot be closed
+    (Dask asserts on workers still starting), one that has started can."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in sigs}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        for signum in dict.fromkeys(received):
+            old = previous[signal.Signals(signum)]
+            if callable(old):
+                old(signum, None)
+            elif old == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+
+
+def make_executor(workers: int | None, scheduler: str | None,
+                  dashboard: str | None = None) -> SerialExecutor | DaskExecutor:
+    """``--workers 1`` (or 0) runs serially in this process; more uses Dask. ``dashboard``:
+    the LocalCluster's dashboard address (default 127.0.0.1 at a free port)."""
     if scheduler or (workers is not None and workers > 1) or workers is None:
         if not scheduler and (workers or os.cpu_count() or 1) <= 1:
             return SerialExecutor()
-        return DaskExecutor(workers, scheduler)
+        return DaskExecutor(workers, scheduler, dashboard)
     return SerialExecutor()
