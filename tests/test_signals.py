@@ -1,0 +1,115 @@
+"""`ccdflow night` stopped by a signal at a random (seeded) moment: SIGTERM and SIGINT end with
+143/130, one message and no traceback, serially and with Dask workers, leaving no temporary file
+or spool; SIGKILL leaves them, and the next run removes them. Every re-run completes and the
+caldb verifies."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ccdflow.simulator import SimulationSpec, simulate_night
+
+SPEC = SimulationSpec(shape=(96, 96), overscan=8, n_science=2)  # 4 science, 8 masters
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> Path:
+    return simulate_night(tmp_path_factory.mktemp("signals"), SPEC).raw_dir
+
+
+def start(raw: Path, out: Path, workers: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ccdflow", "night", str(raw), "--out", str(out), "--caldb",
+         str(out.parent / f"{out.name}.sqlite"), "--workers", str(workers), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def signal_mid_run(raw: Path, tmp_path: Path, sig: int, workers: int, rng: random.Random,
+                   window: float, group: bool = False) -> tuple[subprocess.Popen, str, Path]:
+    """Start a night and send ``sig`` a random time after it took OUT's lock (i.e. once it is
+    working); a night that finished first is started again, with a shorter window."""
+    for attempt in range(4):
+        out = tmp_path / f"out{attempt}"
+        proc = start(raw, out, workers)
+        deadline = time.monotonic() + 60
+        while not (out / ".ccdflow.lock").exists() and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, window))
+        if proc.poll() is None:
+            (os.killpg if group else os.kill)(proc.pid, sig)  # group: Ctrl-C at a terminal
+            _, stderr = proc.communicate(timeout=120)
+            return proc, stderr, out
+        proc.communicate()
+        window /= 2
+    pytest.fail("the night always finished before the signal")
+
+
+def leftovers(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*")
+            if ".tmp" in p.name or p.name.startswith((".ccdflow-spool-", ".ccdflow.lock"))]
+
+
+def rerun_completes_and_verifies(raw: Path, out: Path) -> subprocess.CompletedProcess:
+    caldb = str(out.parent / f"{out.name}.sqlite")
+    again = subprocess.run([sys.executable, "-m", "ccdflow", "night", str(raw), "--out", str(out),
+                            "--caldb", caldb, "--workers", "1", "--json"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    counts = json.loads(again.stdout)["counts"]
+    assert sum(counts["science"].values()) == 4 and "failed" not in counts["science"]
+    assert "failed" not in counts["masters"]
+    verify = subprocess.run([sys.executable, "-m", "ccdflow", "caldb", "verify", "--caldb", caldb,
+                             "--json"], capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert not leftovers(out)
+    return again
+
+
+@pytest.mark.parametrize(("name", "workers", "group", "window"), [
+    ("SIGTERM", 1, False, 2.0), ("SIGINT", 1, True, 2.0),
+    ("SIGTERM", 2, False, 4.0), ("SIGINT", 2, True, 4.0),
+])
+def test_signal_stops_the_night_cleanly_and_a_rerun_completes(raw, tmp_path, name, workers, group,
+                                                              window):
+    sig = getattr(signal, name)
+    rng = random.Random(f"{name}-{workers}")
+    proc, stderr, out = signal_mid_run(raw, tmp_path, sig, workers, rng, window, group)
+    assert proc.returncode == 128 + sig, stderr
+    for noise in ("Traceback", "KeyboardInterrupt", "Exception ignored", "CancelledError"):
+        assert noise not in stderr, stderr
+    messages = [line for line in stderr.splitlines() if "interrupted" in line]
+    assert messages == [f"interrupted: {name}: stopped; temporary files were removed; run the "
+                        f"same command again to finish"], stderr
+    assert not leftovers(out), leftovers(out)
+    rerun_completes_and_verifies(raw, out)
+
+
+def test_after_sigkill_the_next_run_removes_the_leftovers_and_completes(raw, tmp_path):
+    rng = random.Random("SIGKILL")
+    _, _, out = signal_mid_run(raw, tmp_path, signal.SIGKILL, 1, rng, 2.0, group=True)
+    # Whatever the kill left, and what a kill in the middle of writes leaves for certain.
+    planted = [out / "reduced" / ".n1_sci_V_001.fits.k1ll3d_x.tmp",
+               out / "masters" / ".ccdflow-spool-k1ll3d_x" / "data.f32",
+               out / ".report.json.k1ll3d_x.tmp.json"]
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\0" * 100)
+    from ccdflow.pipeline.outlock import SPOOL_DIR, TEMP_FILE
+
+    names = [p.name for p in out.rglob("*") if ".ccdflow-spool-" not in p.parent.name]
+    files = sum(1 for name in names if TEMP_FILE.match(name))
+    spools = sum(1 for name in names if SPOOL_DIR.match(name))
+    assert (out / ".ccdflow.lock").exists()  # the lock file stays; the lock itself died with it
+    again = rerun_completes_and_verifies(raw, out)
+    said = " ".join(again.stderr.split())  # the log line may be wrapped
+    assert f"removed {files} temporary file(s) and {spools} spool folder(s)" in said, said
