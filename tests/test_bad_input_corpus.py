@@ -376,7 +376,7 @@ def test_one_bad_file_never_sinks_the_night(case, template, tmp_path, caplog, un
     waiting = [NEEDS[n][0] for n in needs if n is not None and not NEEDS[n][1]()]
     if waiting:
         pytest.xfail("waits for: " + "; ".join(waiting))
-    assert "Traceback" not in printed
+    assert "Traceback" not in printed + (out / "report.json").read_text()  # no unexpected error
     assert result.exit_code == EXIT[case.outcome], printed
     science = {Path(s["raw"]).name: s for s in report["science"]}
     for name in GOOD_SCIENCE:

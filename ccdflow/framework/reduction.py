@@ -14,6 +14,7 @@ import numpy as np
 from astropy.nddata import CCDData
 
 from ccdflow.framework.config import ResolvedConfig
+from ccdflow.framework.dead_readout import refuse_dead_readout
 from ccdflow.framework.errors import CalibrationChangedError, UnprocessableInputError
 from ccdflow.framework.fitsio import read_ccd, read_file_hashed, read_product, write_ccd
 from ccdflow.framework.frame import FrameMeta
@@ -162,7 +163,8 @@ def reduce_frame(
     start = time.perf_counter()
     if raw_content is None:
         raw_content, raw_checksum = read_file_hashed(str(meta.path))
-    ccd = read_ccd(str(meta.path), hdu=config.instrument.data_hdu, content=raw_content)
+    ccd = read_ccd(str(meta.path), hdu=meta.pixel_hdu(config.instrument.data_hdu), content=raw_content)
+    refuse_dead_readout(ccd, meta)  # all NaN or all one value: no product of 0 finite pixels
     read_seconds = time.perf_counter() - start
     context = StepContext(meta, config.instrument)
     for kind in needed:
