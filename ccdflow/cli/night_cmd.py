@@ -128,14 +128,17 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
 
 
 def require_fits_files(rawdir: Path) -> None:
-    """Exit 3 before any work when RAWDIR holds no file that looks like FITS."""
+    """Exit 3 before any work when nothing under RAWDIR even looks like FITS. (FITS-named
+    entries that cannot be read, such as dangling links, are the night's to report: exit 1.)"""
     from ccdflow.framework.errors import UnprocessableInputError
-    from ccdflow.framework.scan import FITS_SUFFIXES, iter_fits_files
+    from ccdflow.framework.scan import COMPRESSED, FITS_SUFFIXES, discover_fits_files
 
-    if next(iter(iter_fits_files([rawdir])), None) is None:
+    files, problems = discover_fits_files([rawdir])
+    if not files and not problems:
         raise UnprocessableInputError(
-            f"no FITS files under {rawdir} (names ending in {', '.join(FITS_SUFFIXES)}, optionally "
-            f"compressed): nothing to do; is this the night's raw folder?")
+            f"no FITS files under {rawdir} (names ending in {', '.join(FITS_SUFFIXES)}, or those "
+            f"with {', '.join(c for c in COMPRESSED if c)}): nothing to do; is this the night's "
+            f"raw folder?")
 
 
 def failed_masters(result) -> list[dict]:
