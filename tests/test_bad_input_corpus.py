@@ -15,14 +15,12 @@ reported where its outcome says, with its reason:
 - ``reduced``: the file itself is a good science frame: reduced, product named ``.fits``;
 - ``combined``: a good calibration frame: an input of its built master.
 
-A case that waits for a change elsewhere names it in ``needs``; it xfails (after the checks that
-hold already) until that change is in. Add a case with one line in CASES.
+Add a case with one line in CASES.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -93,6 +91,19 @@ def with_pixels(src: str, name: str, fill: float, **cards) -> Make:
             header.remove(key, ignore_missing=True)
         header.update(cards)
         data = np.full((header["NAXIS2"], header["NAXIS1"]), fill, np.float32)
+        fits.PrimaryHDU(data, header).writeto(raw / name)
+        return raw / name
+    return make
+
+
+def with_nan(src: str, name: str, rows: slice, cols: slice) -> Make:
+    """A float32 copy of ``src`` with NaN in one region (columns 64-71 are the overscan)."""
+    def make(raw: Path) -> Path:
+        with fits.open(raw / src) as hdul:
+            header, data = hdul[0].header.copy(), hdul[0].data.astype(np.float32)
+        for key in ("BZERO", "BSCALE"):
+            header.remove(key, ignore_missing=True)
+        data[rows, cols] = np.nan
         fits.PrimaryHDU(data, header).writeto(raw / name)
         return raw / name
     return make
@@ -170,7 +181,6 @@ class Case:
     make: Make
     outcome: str
     reason: str  # in the reported reason (case-insensitive)
-    needs: str | None = None
 
 
 def _exptime(value):
@@ -189,8 +199,15 @@ CASES = [
     Case("flat without light", with_cards(BIAS, "bad_flat_dark.fits",
                                           {"IMAGETYP": "FLAT", "FILTER": "V", "EXPTIME": 5.0}),
          "excluded", "positive level"),
-    Case("science all NaN", with_pixels(SCI, "bad_sci_nan.fits", np.nan), "failed", "no finite pixel",
-         needs="reduce_frame"),
+    Case("bias overscan all NaN", with_nan(BIAS, "bad_bias_os.fits", slice(None), slice(64, None)),
+         "excluded", "the overscan region holds no finite pixel"),
+    Case("bias NaN in one overscan column", with_nan(BIAS, "odd_bias_os1.fits", slice(None), slice(66, 67)),
+         "combined", ""),
+    Case("science NaN overscan pixels", with_nan(SCI, "odd_sci_os.fits", slice(3, 9), slice(64, 70)),
+         "reduced", ""),
+    Case("science all NaN", with_pixels(SCI, "bad_sci_nan.fits", np.nan), "failed", "no finite pixel"),
+    Case("science all zero", with_pixels(SCI, "bad_sci_zero.fits", 0.0), "failed",
+         "every pixel is 0 (a dead readout)"),
     # dates
     Case("DATE-OBS 0001-01-01", with_cards(BIAS, "bad_date_0001.fits", {"DATE-OBS": "0001-01-01T00:00:00"}),
          "unknown", "DATE-OBS, found '0001-01-01T00:00:00', expected 1900-01-01 to 2200-12-31"),
@@ -260,35 +277,12 @@ CASES = [
     Case(".fits.gz science", compressed(SCI, "good_sci_gzip.fits.gz"), "reduced", ""),
     Case(".fits.fz bias", compressed(BIAS, "good_bias_fpack.fits.fz"), "combined", ""),
     # discovery
-    Case("symbolic link loop", link("bad_loop.fits", "bad_loop.fits"), "unknown", "symbolic link loop",
-         needs="discovery"),
-    Case("dangling link", link("bad_dangling.fits", "gone.fits"), "unknown", "dangling symbolic link",
-         needs="discovery"),
-    Case("link to a folder (a loop)", link("again", "."), "unknown", "symbolic link to a folder",
-         needs="discovery"),
-    Case("FIFO named .fits", fifo("bad_pipe.fits"), "unknown", "a FIFO", needs="discovery"),
-    Case("unreadable folder", unreadable_folder("locked"), "unknown", "folder cannot be read",
-         needs="discovery"),
+    Case("symbolic link loop", link("bad_loop.fits", "bad_loop.fits"), "unknown", "symbolic link loop"),
+    Case("dangling link", link("bad_dangling.fits", "gone.fits"), "unknown", "dangling symbolic link"),
+    Case("link to a folder (a loop)", link("again", "."), "unknown", "symbolic link to a folder"),
+    Case("FIFO named .fits", fifo("bad_pipe.fits"), "unknown", "a FIFO, not a regular file"),
+    Case("unreadable folder", unreadable_folder("locked"), "unknown", "folder cannot be read"),
 ]
-
-
-def _source(module_name: str, attribute: str | None = None) -> str:
-    import importlib
-
-    module = importlib.import_module(module_name)
-    return inspect.getsource(getattr(module, attribute) if attribute else module)
-
-
-#: What a case waits for, and how to see that it has landed.
-NEEDS = {
-    "discovery": ("ccdflow/pipeline/night.py scans with scan.discover_fits_files",
-                  lambda: "discover_fits_files" in _source("ccdflow.pipeline.night")),
-    "exclusion": ("ccdflow/pipeline/tasks.py master_task passes build_master(excluded=[...])",
-                  lambda: "excluded=" in _source("ccdflow.pipeline.tasks", "master_task")),
-    "reduce_frame": ("ccdflow/framework/reduction.py reduce_frame refuses a dead readout "
-                     "(dead_readout.refuse_dead_readout after read_ccd)",
-                     lambda: "dead_readout" in _source("ccdflow.framework.reduction", "reduce_frame")),
-}
 
 
 # -- the night -------------------------------------------------------------------------------------
@@ -372,10 +366,6 @@ def test_one_bad_file_never_sinks_the_night(case, template, tmp_path, caplog, un
     assert hashes_after == hashes, "raw files changed"
     report = json.loads((out / "report.json").read_text())
 
-    needs = [case.needs, "exclusion" if case.outcome == "excluded" else None]
-    waiting = [NEEDS[n][0] for n in needs if n is not None and not NEEDS[n][1]()]
-    if waiting:
-        pytest.xfail("waits for: " + "; ".join(waiting))
     assert "Traceback" not in printed + (out / "report.json").read_text()  # no unexpected error
     assert result.exit_code == EXIT[case.outcome], printed
     science = {Path(s["raw"]).name: s for s in report["science"]}

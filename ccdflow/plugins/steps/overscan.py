@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -10,7 +11,7 @@ from astropy.stats import sigma_clipped_stats
 from pydantic import Field
 
 from ccdflow.framework.arithmetic import header_of
-from ccdflow.framework.errors import NoWorkError
+from ccdflow.framework.errors import NoWorkError, UnprocessableInputError
 from ccdflow.framework.geometry import amplifier_regions
 from ccdflow.framework.step import Step, StepContext, StepParams
 
@@ -41,8 +42,27 @@ def overscan_model(strip: np.ndarray, method: str, poly_order: int = 3, sigma: f
     if method == "line_median":
         return lines.astype(np.float32)
     x = np.linspace(-1.0, 1.0, lines.size)
-    fit = np.polynomial.Polynomial.fit(x, lines, deg=min(poly_order, lines.size - 1))
+    good = np.isfinite(lines)  # a line of NaN overscan pixels (see finite_model) has no level
+    if good.sum() < 1:
+        return lines.astype(np.float32)
+    fit = np.polynomial.Polynomial.fit(x[good], lines[good], deg=min(poly_order, int(good.sum()) - 1))
     return fit(x).astype(np.float32)
+
+
+def finite_model(strip: np.ndarray, method: str, **options) -> np.ndarray:
+    """:func:`overscan_model` leaving out NaN/inf overscan pixels (``read_ccd`` turns masked raw
+    pixels into NaN); one NaN used to make the level, and a header card, NaN. The plain model is
+    tried first: the usual strip is all finite, and NaN-aware statistics are several times slower."""
+    level = overscan_model(strip, method, **options)
+    if np.isfinite(level).all():
+        return level
+    good = np.isfinite(strip)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # lines with no finite pixel stay NaN
+        if method in ("median", "mean", "clipped_mean"):
+            return overscan_model(strip[good], method, **options) if good.any() else level
+        lines = np.nanmedian(np.where(good, strip, np.nan), axis=1)
+    return overscan_model(lines[:, None], method, **options)
 
 
 def subtract_overscan(
@@ -54,7 +74,9 @@ def subtract_overscan(
     strip = data[overscan]
     by_rows = strip.shape[0] >= strip.shape[1]  # side overscan: one value per row
     oriented = strip if by_rows else strip.T
-    level = overscan_model(oriented, **options)
+    level = finite_model(oriented, **options)
+    if not np.isfinite(level).any():
+        raise UnprocessableInputError("the overscan region holds no finite pixel; no level to subtract")
     if level.ndim == 0:
         model = level
     elif by_rows:
@@ -67,7 +89,7 @@ def subtract_overscan(
         data[target] -= model
     else:
         np.subtract(data[target], model, out=out[target])
-    return float(np.mean(level))
+    return float(np.nanmean(level))  # lines without a level leave NaN rows (masked downstream)
 
 
 class OverscanSubtractor(Step):
