@@ -165,6 +165,15 @@ def unreadable_folder(name: str) -> Make:
     return make
 
 
+def _float64(raw: Path, name: str) -> Path:
+    with fits.open(raw / SCI) as hdul:
+        header, data = hdul[0].header.copy(), hdul[0].data.astype(np.float64)
+    for key in ("BZERO", "BSCALE"):
+        header.remove(key, ignore_missing=True)
+    fits.PrimaryHDU(data, header).writeto(raw / name)
+    return raw / name
+
+
 def truncated(raw: Path) -> bytes:
     return (raw / SCI).read_bytes()[:-2880]
 
@@ -215,6 +224,8 @@ CASES = [
          "unknown", "outside the accepted years"),
     Case("DATE-OBS 1899", with_cards(FLAT, "bad_date_1899.fits", {"DATE-OBS": "1899-12-31T20:00:00"}),
          "unknown", "outside the accepted years"),
+    Case("DATE-OBS as MJD 1e300", with_cards(BIAS, "bad_date_mjd.fits", {"DATE-OBS": 1e300}), "unknown",
+         "outside the accepted years"),
     Case("DATE-OBS not a date", with_cards(SCI, "bad_date_text.fits", {"DATE-OBS": "yesterday"}),
          "unknown", "cannot be parsed"),
     # exposure time
@@ -259,7 +270,12 @@ CASES = [
                                             "'Ångström'".encode()), "reduced", ""),
     Case("OBJECT = 1E999", with_card_text(SCI, "odd_object_inf.fits", "OBJECT", b"1E999".rjust(20)),
          "reduced", ""),
+    Case("FILTER with control characters", with_card_text(
+        FLAT, "bad_filter_ctrl.fits", "FILTER", b"'V\x07\x1b'"), "unknown", "unparsable card (filter)"),
     # files
+    Case("float64 science (BITPIX -64)", lambda raw: _float64(raw, "odd_sci_f64.fits"), "reduced", ""),
+    Case("NAXIS1 = 0", without_image("bad_naxis0.fits", lambda h: [
+        fits.PrimaryHDU(np.zeros((64, 0), np.int16), header=h)]), "unknown", "no HDU holds a 2-D image"),
     Case("truncated data", with_bytes("bad_truncated.fits", truncated), "unknown", "truncated"),
     Case("zero-byte .fits", with_bytes("bad_empty.fits", lambda raw: b""), "unknown",
          "not a readable FITS file"),
