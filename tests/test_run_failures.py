@@ -184,9 +184,13 @@ def test_caldb_lost_mid_run_is_a_named_error_without_the_password(tmp_path):
 # -- the output folder ----------------------------------------------------------------------------
 
 def test_two_nights_on_one_out_one_refuses_and_the_other_completes(raw, tmp_path):
+    biases = tmp_path / "raw"  # a short night: both start together, one takes the lock
+    biases.mkdir()
+    for path in raw.glob("*bias*"):
+        shutil.copy(path, biases)
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "ccdflow", "night", str(raw), "--out", str(out), "--workers", "1",
-            "--caldb", str(tmp_path / "caldb.sqlite"), "--json"]
+    args = [sys.executable, "-m", "ccdflow", "night", str(biases), "--out", str(out), "--workers",
+            "1", "--caldb", str(tmp_path / "caldb.sqlite"), "--json"]
     runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
     outputs = [run.communicate(timeout=120) for run in runs]
@@ -194,7 +198,7 @@ def test_two_nights_on_one_out_one_refuses_and_the_other_completes(raw, tmp_path
     assert sorted(by_status) == [0, 3], outputs
     winner, stdout, _ = by_status[0]
     _, _, stderr = by_status[3]
-    assert json.loads(stdout)["counts"]["science"] == {"reduced": 2}
+    assert json.loads(stdout)["counts"]["masters"] == {"built": 1}
     line = one_line_error(stderr)
     assert f"in use by `ccdflow night` (pid {winner.pid}" in line and "another --out" in line
     assert not (out / ".ccdflow.lock").exists()  # released: the next run may start

@@ -54,9 +54,7 @@ class Spool:
         """
         with self._lock:
             if self.data is None:
-                shape = (self.n, *data.shape)
-                self.data = self._map("data.f32", np.float32, shape)
-                self.mask = self._map("mask.u8", np.bool_, shape)
+                self.data, self.mask = self._allocate((self.n, *data.shape))
             self.paths[i] = path or ""
         if data.shape != self.data.shape[1:]:
             first = next((p for p in self.paths if p and p != path), "")
@@ -73,6 +71,16 @@ class Spool:
             np.copyto(out, np.float32(0), where=bad)
         self.mask[i] = bad
         return n_nonfinite
+
+    def _allocate(self, shape: tuple[int, ...]) -> tuple[np.memmap, np.memmap]:
+        """Both maps, or neither (and no file): a thread that finds the spool still unmapped
+        after another's DiskFullError tries again and gets its own."""
+        try:
+            return self._map("data.f32", np.float32, shape), self._map("mask.u8", np.bool_, shape)
+        except BaseException:
+            for name in ("data.f32", "mask.u8"):
+                (self.directory / name).unlink(missing_ok=True)
+            raise
 
     def _map(self, name: str, dtype: type, shape: tuple[int, ...]) -> np.memmap:
         """A writable map of a file whose every byte is already allocated on disk."""
