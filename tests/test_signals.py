@@ -113,3 +113,25 @@ def test_after_sigkill_the_next_run_removes_the_leftovers_and_completes(raw, tmp
     again = rerun_completes_and_verifies(raw, out)
     said = " ".join(again.stderr.split())  # the log line may be wrapped
     assert f"removed {files} temporary file(s) and {spools} spool folder(s)" in said, said
+
+
+def test_watch_holds_the_lock_and_stops_on_sigterm_with_exit_0(raw, tmp_path):
+    incoming, out = tmp_path / "incoming", tmp_path / "out"
+    incoming.mkdir()
+    watch = subprocess.Popen([sys.executable, "-m", "ccdflow", "watch", str(incoming), "--out", str(out),
+                              "--caldb", str(tmp_path / "caldb.sqlite"), "--workers", "1",
+                              "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 60
+    while not (out / ".ccdflow.lock").exists() and watch.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    busy = subprocess.run([sys.executable, "-m", "ccdflow", "night", str(raw), "--out", str(out),
+                           "--caldb", str(tmp_path / "caldb.sqlite"), "--workers", "1"],
+                          capture_output=True, text=True, timeout=60)
+    watch.send_signal(signal.SIGTERM)
+    _, stderr = watch.communicate(timeout=60)
+    assert busy.returncode == 3 and f"in use by `ccdflow watch` (pid {watch.pid}" in busy.stderr
+    assert watch.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "SIGTERM: stopping after the work in hand" in stderr and "stopped; report:" in stderr
+    assert not leftovers(out)
