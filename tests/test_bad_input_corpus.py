@@ -3,7 +3,8 @@ bad one is reported with its reason, and nothing is lost or written where it sho
 
 Each case adds one file (or link, FIFO, folder) to a copy of a small simulated night and runs
 ``ccdflow night`` in this process (cosmic-ray step and report PNGs off: they were 3/4 of the
-time and are not what is tested here). Every case checks: no traceback anywhere (output, log); the
+time and are not what is tested here). Every case checks: no traceback anywhere (output, log,
+report.json); the
 raw files byte-identical; nothing written outside OUT but the caldb; the exit status the docs
 give for its outcome; every master built; both original science frames reduced; and the bad file
 reported where its outcome says, with its reason:
@@ -25,7 +26,6 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,152 +36,36 @@ from click.testing import CliRunner
 
 from ccdflow.cli import cli
 from ccdflow.simulator import SimulationSpec, simulate_night
+from tests.bad_files import (
+    BIAS,
+    DARK,
+    FLAT,
+    SCI,
+    Make,
+    compressed,
+    cut_gzip,
+    fifo,
+    float64,
+    link,
+    truncated,
+    unreadable_folder,
+    with_bytes,
+    with_card_text,
+    with_cards,
+    with_nan,
+    with_pixels,
+    without_image,
+)
 
 SPEC = SimulationSpec(shape=(64, 64), overscan=8, n_bias=3, n_dark=3, dark_exptimes=(30.0,),
                       dark_temperatures=(-20.0,), n_flat=3, filters=("V",), n_science=2, n_stars=5,
                       n_saturated_stars=0, seed=5)
-BIAS, DARK, FLAT, SCI = ("n1_bias_001.fits", "n1_dark_30s_-20C_001.fits", "n1_flat_V_001.fits",
-                         "n1_sci_V_001.fits")
 GOOD_SCIENCE = ("n1_sci_V_001.fits", "n1_sci_V_002.fits")
 MASTER_KINDS = {"bias", "dark", "flat", "bpm"}
 
 #: Exit status per outcome, as docs/cli.md and docs/night.md give it: a file left unused or out
 #: of its master costs nothing else (0); a science frame that failed is 1.
 EXIT = {"unknown": 0, "excluded": 0, "reduced": 0, "combined": 0, "failed": 1}
-
-
-# -- building the bad files ------------------------------------------------------------------------
-
-Make = Callable[[Path], Path]
-
-
-def with_cards(src: str, name: str, cards: dict) -> Make:
-    """A copy of ``src`` with header cards set (None removes one); the pixels' bytes unchanged."""
-    def make(raw: Path) -> Path:
-        with fits.open(raw / src, do_not_scale_image_data=True) as hdul:
-            header, data = hdul[0].header.copy(), hdul[0].data.copy()
-        for key, value in cards.items():
-            if value is None:
-                header.remove(key, ignore_missing=True)
-            else:
-                header[key] = value
-        fits.PrimaryHDU(data, header).writeto(raw / name)
-        return raw / name
-    return make
-
-
-def with_card_text(src: str, name: str, key: str, text: bytes) -> Make:
-    """A copy of ``src`` whose ``key`` card is rewritten byte for byte (what astropy would refuse
-    to write: control characters, NAN, non-ASCII)."""
-    def make(raw: Path) -> Path:
-        blob = bytearray((raw / src).read_bytes())
-        at = blob.find(key.ljust(8).encode() + b"=")
-        assert at >= 0 and at % 80 == 0, key
-        blob[at:at + 80] = (key.ljust(8).encode() + b"= " + text).ljust(80)[:80]
-        (raw / name).write_bytes(bytes(blob))
-        return raw / name
-    return make
-
-
-def with_pixels(src: str, name: str, fill: float, **cards) -> Make:
-    """A copy of ``src`` whose pixels are all ``fill`` (float32), with header cards set."""
-    def make(raw: Path) -> Path:
-        header = fits.getheader(raw / src)
-        for key in ("BZERO", "BSCALE"):
-            header.remove(key, ignore_missing=True)
-        header.update(cards)
-        data = np.full((header["NAXIS2"], header["NAXIS1"]), fill, np.float32)
-        fits.PrimaryHDU(data, header).writeto(raw / name)
-        return raw / name
-    return make
-
-
-def with_nan(src: str, name: str, rows: slice, cols: slice) -> Make:
-    """A float32 copy of ``src`` with NaN in one region (columns 64-71 are the overscan)."""
-    def make(raw: Path) -> Path:
-        with fits.open(raw / src) as hdul:
-            header, data = hdul[0].header.copy(), hdul[0].data.astype(np.float32)
-        for key in ("BZERO", "BSCALE"):
-            header.remove(key, ignore_missing=True)
-        data[rows, cols] = np.nan
-        fits.PrimaryHDU(data, header).writeto(raw / name)
-        return raw / name
-    return make
-
-
-def with_bytes(name: str, content: Callable[[Path], bytes]) -> Make:
-    def make(raw: Path) -> Path:
-        (raw / name).write_bytes(content(raw))
-        return raw / name
-    return make
-
-
-def without_image(name: str, hdus: Callable[[fits.Header], list]) -> Make:
-    """A file with the science frame's identifying cards but no 2-D image."""
-    def make(raw: Path) -> Path:
-        source = fits.getheader(raw / SCI)
-        cards = fits.Header([c for c in source.cards if c.keyword not in
-                             ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "BZERO", "BSCALE")])
-        fits.HDUList(hdus(cards)).writeto(raw / name)
-        return raw / name
-    return make
-
-
-def compressed(src: str, name: str) -> Make:
-    def make(raw: Path) -> Path:
-        with fits.open(raw / src) as hdul:
-            header, data = hdul[0].header.copy(), hdul[0].data.copy()
-        if name.endswith(".fz"):
-            fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header)]).writeto(raw / name)
-        else:
-            fits.PrimaryHDU(data, header).writeto(raw / name)  # astropy gzips by the name
-        return raw / name
-    return make
-
-
-def link(name: str, target: str) -> Make:
-    def make(raw: Path) -> Path:
-        os.symlink(target, raw / name)
-        return raw / name
-    return make
-
-
-def fifo(name: str) -> Make:
-    def make(raw: Path) -> Path:
-        os.mkfifo(raw / name)
-        return raw / name
-    return make
-
-
-def unreadable_folder(name: str) -> Make:
-    """A folder holding a good science frame that cannot be listed: mode 000, or for root (whom
-    permissions do not stop) a listing that fails as it would for anyone else."""
-    def make(raw: Path) -> Path:
-        folder = raw / name
-        folder.mkdir()
-        shutil.copy(raw / SCI, folder / "hidden_sci.fits")
-        folder.chmod(0)
-        return folder
-    return make
-
-
-def _float64(raw: Path, name: str) -> Path:
-    with fits.open(raw / SCI) as hdul:
-        header, data = hdul[0].header.copy(), hdul[0].data.astype(np.float64)
-    for key in ("BZERO", "BSCALE"):
-        header.remove(key, ignore_missing=True)
-    fits.PrimaryHDU(data, header).writeto(raw / name)
-    return raw / name
-
-
-def truncated(raw: Path) -> bytes:
-    return (raw / SCI).read_bytes()[:-2880]
-
-
-def cut_gzip(raw: Path) -> bytes:
-    import gzip
-
-    return gzip.compress((raw / SCI).read_bytes())[:1500]
 
 
 @dataclass(frozen=True)
@@ -273,7 +157,7 @@ CASES = [
     Case("FILTER with control characters", with_card_text(
         FLAT, "bad_filter_ctrl.fits", "FILTER", b"'V\x07\x1b'"), "unknown", "unparsable card (filter)"),
     # files
-    Case("float64 science (BITPIX -64)", lambda raw: _float64(raw, "odd_sci_f64.fits"), "reduced", ""),
+    Case("float64 science (BITPIX -64)", float64(SCI, "odd_sci_f64.fits"), "reduced", ""),
     Case("NAXIS1 = 0", without_image("bad_naxis0.fits", lambda h: [
         fits.PrimaryHDU(np.zeros((64, 0), np.int16), header=h)]), "unknown", "no HDU holds a 2-D image"),
     Case("truncated data", with_bytes("bad_truncated.fits", truncated), "unknown", "truncated"),
