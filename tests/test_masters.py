@@ -234,3 +234,20 @@ def test_master_stats_of_no_finite_pixel_are_empty_not_nan():
     assert master_stats("bias", np.full(4, np.nan, np.float32), [make_meta()], [np.nan]) == {}
     stats = master_stats("bias", np.ones(4, np.float32), [make_meta()], [np.nan])
     assert "CF_LEVEL" not in stats and stats["CF_MED"][0] == 1.0
+
+
+def test_an_input_changed_after_hashing_is_left_out_and_checksums_are_of_the_bytes_read(sim):
+    """The checksum a master records for an input is that of the bytes it combined: a file whose
+    bytes differ from the checksum taken earlier (for the ledger) is left out, not mixed in."""
+    from ccdflow.framework.fitsio import sha256_file
+
+    _, manager, config, groups = sim
+    metas = groups["bias"]
+    checksums = [sha256_file(m.path) for m in metas]
+    stale = ["0" * 64, *checksums[1:]]  # the first file "changed" since it was hashed
+    excluded: list[tuple[str, str]] = []
+    master = build_master("bias", metas, manager, config, input_checksums=stale, excluded=excluded)
+    assert [(p, "changed while the night read it" in r) for p, r in excluded] == [(str(metas[0].path), True)]
+    assert master.header["NCOMBINE"] == len(metas) - 1
+    plain = build_master("bias", metas, manager, config)
+    assert [plain.header[f"CF_S{i:04d}"] for i in range(1, len(metas) + 1)] == checksums

@@ -17,7 +17,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.dead_readout import refuse_dead_readout
 from ccdflow.framework.errors import AlgorithmError, UnprocessableInputError
-from ccdflow.framework.fitsio import atomic_write, ccd_to_hdulist, read_ccd, sha256_file
+from ccdflow.framework.fitsio import atomic_write, ccd_to_hdulist, read_ccd, read_file_hashed, sha256_file
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.master_header import master_header, master_stats
 from ccdflow.framework.recipe import run_recipe
@@ -129,7 +129,7 @@ def build_master(
     choose_rejection(clip, len(metas), fallback)  # refuse before any work when it cannot be done
     with Spool(len(metas), scratch_dir) as spool:
         pre = preprocess_into(spool, kind, metas, manager, config, calibrations, progress,
-                              skip_bad=excluded is not None)
+                              skip_bad=excluded is not None, checksums=input_checksums)
         kept = [i for i in range(len(metas)) if i not in pre.left_out]
         if not kept:
             raise UnprocessableInputError(f"no usable {kind} frame in the group: " + "; ".join(
@@ -154,7 +154,8 @@ def build_master(
                                           f"(inputs {', '.join(str(metas[i].path) for i in kept)})")
         data, error = data / np.float32(norm), error / np.float32(norm)
     header = master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
-                           input_checksums, pre.left_out)
+                           [c or sha256_file(m.path) for c, m in zip(pre.checksums, metas, strict=True)],
+                           pre.left_out)
     if fallback_note:
         header["CF_FALLB"] = (fallback_note[:68], "rejection fallback used")
     header["CF_NNAN"] = (pre.n_nonfinite, "NaN/inf input pixels masked")
@@ -178,13 +179,15 @@ class Preprocessed:
     n_nonfinite: int = 0
     header: fits.Header = field(default_factory=fits.Header)
     left_out: dict[int, str] = field(default_factory=dict)
+    #: SHA-256 of the bytes each input's pixels were read from ('' when it could not be read)
+    checksums: list[str] = field(default_factory=list)
 
 
 def preprocess_into(
     spool: Spool, kind: str, metas: Sequence[FrameMeta], manager: Any, config: ResolvedConfig,
     calibrations: Mapping[str, CCDData | None] | None = None,
     progress: Callable[[str], None] | None = None, threads: int | None = None,
-    skip_bad: bool = False,
+    skip_bad: bool = False, checksums: Sequence[str] | None = None,
 ) -> Preprocessed:
     """Read each input once, run its recipe and park the result in ``spool``.
 
@@ -193,14 +196,26 @@ def preprocess_into(
     arithmetic. RAM holds one frame per thread. An unusable frame (see :func:`build_master`)
     raises and cancels the frames not started, or with ``skip_bad`` is recorded in
     ``left_out`` and the others go on.
+
+    Each file is read once: its SHA-256 and its pixels come from the same bytes. With
+    ``checksums`` (hashed earlier, e.g. for the ledger), a file whose bytes have changed since
+    is unusable: the master must not record one checksum and combine other pixels.
     """
-    out = Preprocessed(levels=[0.0] * len(metas), scales=[0.0] * len(metas) if kind == "flat" else [])
+    out = Preprocessed(levels=[0.0] * len(metas), scales=[0.0] * len(metas) if kind == "flat" else [],
+                       checksums=list(checksums) if checksums else [""] * len(metas))
     calibrations = dict(calibrations or {})
 
     def one(i: int) -> tuple[int, fits.Header | None]:
         meta = metas[i]
         try:
-            ccd = read_ccd(meta.path, hdu=meta.pixel_hdu(config.instrument.data_hdu))
+            content, sha = read_file_hashed(meta.path)
+            if checksums and sha != checksums[i]:
+                raise UnprocessableInputError(
+                    f"file changed while the night read it (SHA-256 {checksums[i][:12]}... when "
+                    f"hashed, {sha[:12]}... when read); left out", path=str(meta.path))
+            out.checksums[i] = sha
+            ccd = read_ccd(meta.path, hdu=meta.pixel_hdu(config.instrument.data_hdu), content=content)
+            del content
             refuse_dead_readout(ccd, meta)
             ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
             overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
