@@ -102,6 +102,16 @@ def compressed(src: str, name: str) -> Make:
     return make
 
 
+def in_subfolder(src: str, folder: str) -> Make:
+    """Another frame under the same name in a subfolder (a second night copied in, say)."""
+    def make(raw: Path) -> Path:
+        (raw / folder).mkdir()
+        with fits.open(raw / src) as hdul:
+            fits.PrimaryHDU(hdul[0].data + 7, hdul[0].header).writeto(raw / folder / src)
+        return raw / folder / src
+    return make
+
+
 def link(name: str, target: str) -> Make:
     def make(raw: Path) -> Path:
         os.symlink(target, raw / name)

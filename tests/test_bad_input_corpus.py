@@ -46,6 +46,7 @@ from tests.bad_files import (
     cut_gzip,
     fifo,
     float64,
+    in_subfolder,
     link,
     truncated,
     unreadable_folder,
@@ -176,6 +177,12 @@ CASES = [
     Case(".fits.fz science", compressed(SCI, "good_sci_fpack.fits.fz"), "reduced", ""),
     Case(".fits.gz science", compressed(SCI, "good_sci_gzip.fits.gz"), "reduced", ""),
     Case(".fits.fz bias", compressed(BIAS, "good_bias_fpack.fits.fz"), "combined", ""),
+    # names and places: header values never make a path, equal names never share a product
+    Case("DETECTOR x/../../../escaped", with_cards(SCI, "odd_sci_detector.fits",
+                                                  {"DETECTOR": "x/../../../escaped"}),
+         "failed", "all rejected: 1 detector (need x/../../../escaped"),
+    Case("same name in a subfolder", in_subfolder(SCI, "sub"), "reduced", ""),
+    Case(".fits.gz beside its .fits", compressed(SCI, SCI + ".gz"), "reduced", ""),
     # discovery
     Case("symbolic link loop", link("bad_loop.fits", "bad_loop.fits"), "unknown", "symbolic link loop"),
     Case("dangling link", link("bad_dangling.fits", "gone.fits"), "unknown", "dangling symbolic link"),
