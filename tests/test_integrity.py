@@ -221,3 +221,17 @@ def test_checksum_and_pixels_come_from_one_read(raw, tmp_path, monkeypatch):
     for raw_path, digest in calls:
         product = next(s["path"] for s in result.science if s["raw"] == raw_path)
         assert fits.getheader(product)["CF_RAWS"] == digest != sha(raw_path)
+
+
+def test_master_command_refuses_to_write_over_a_registered_master(raw, tmp_path):
+    out, caldb = tmp_path / "out", str(tmp_path / "caldb.sqlite")
+    run_night(raw, out, caldb)
+    bias = next(p for p in (out / "masters").glob("*bias*"))
+    before = sha(bias)
+    proc = ccdflow("master", "bias", *map(str, sorted(raw.glob("*bias*"))), "--out", str(bias),
+                   "--caldb", caldb, check=3)
+    assert "registered calibrations are never written over" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and sha(bias) == before
+    fresh = tmp_path / "bias.fits"  # any other name is fine
+    ccdflow("master", "bias", *map(str, sorted(raw.glob("*bias*"))), "--out", str(fresh), "--caldb", caldb)
+    assert fresh.is_file()

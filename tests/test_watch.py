@@ -120,3 +120,5 @@ def test_watch_command_reduces_arrivals_and_stops_cleanly_on_sigterm(raw, tmp_pa
     result = json.loads(stdout)
     assert result["counts"]["science"] == {"reduced": 1}
     assert (out / "report.html").is_file()
+    masters = json.loads((out / "report.json").read_text())["masters"]
+    assert {m["type"] for m in masters} == {"bias", "dark", "flat", "bpm"}

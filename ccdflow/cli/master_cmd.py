@@ -182,7 +182,7 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
     from ccdflow.framework.recipe import needed_calibrations
 
     t0 = time.perf_counter()
-    check_register_target(register, caldb_url)
+    check_register_target(register, caldb_url, out)
     manager, config, metas = scan_inputs(ctx, files, instrument, instrument_file, config_files, params)
     cals = load_calibrations(needed_calibrations(config, kind), {"bias": bias_path, "dark": dark_path},
                              metas[0], config, caldb_url)
@@ -206,8 +206,12 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
     finish(summary, out, register, caldb_url, manager, as_json, t0)
 
 
-def check_register_target(register: bool, caldb_url: str | None) -> None:
-    """With --register, a caldb that cannot take the master fails now, before the build."""
+def check_register_target(register: bool, caldb_url: str | None, out: Path) -> None:
+    """Before the build: OUT must not be a file the caldb has a record of (registered
+    calibrations never change), and with --register the caldb must be able to take the master."""
+    from ccdflow.pipeline.immutable import refuse_registered
+
+    refuse_registered(out, caldb_url)
     if register:
         from ccdflow.cli.caldb_options import open_db
 
@@ -267,7 +271,7 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
     t0 = time.perf_counter()
     if dark_path is None and flat_path is None:
         raise click.UsageError("give --dark MASTER_DARK and/or --flat MASTER_FLAT")
-    check_register_target(register, caldb_url)
+    check_register_target(register, caldb_url, out)
     masters = {k: read_product(p) for k, p in (("dark", dark_path), ("flat", flat_path)) if p}
     thresholds = BpmThresholds(hot_sigma=hot_sigma, hot_rate=hot_rate, low_threshold=low_threshold,
                                unstable_factor=unstable_factor)

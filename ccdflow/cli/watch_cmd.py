@@ -62,6 +62,12 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
         watcher = Watcher(rawdir, spec, executor, settle=settle, calibration_quiet=calibration_quiet)
         watchers.append(watcher)
         if not as_json:
+            def say_master(entry: dict) -> None:
+                colour = {"failed": "red", "built": "green"}.get(entry["status"], "default")
+                console.print(f"master [{colour}]{entry['status']}[/{colour}] {entry['name']} "
+                              f"({entry['n']} frames) {entry.get('reason', '')}", highlight=False)
+
+            watcher.on_master = say_master
             console.print(f"watching {rawdir} (every {interval:g} s); Ctrl-C to stop", highlight=False)
         shown = [0]
 
