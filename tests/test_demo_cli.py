@@ -8,8 +8,9 @@ import sys
 
 
 def demo(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "ccdflow", "demo", "--out", str(tmp_path / "demo"),
-                           "--size", "96", *args], capture_output=True, text=True, timeout=300)
+    """Run from ``tmp_path`` with the default (relative) output folder, as the README does."""
+    proc = subprocess.run([sys.executable, "-m", "ccdflow", "demo", "--size", "96", *args],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
@@ -18,6 +19,8 @@ def test_demo_prints_masters_and_the_truth_comparison(tmp_path):
     out = demo(tmp_path).stdout
     assert "bpm" in out and "science vs. simulator truth" in out
     assert "resid / noise" in out
+    products = sorted((tmp_path / "ccdflow-demo" / "reduced").glob("*.fits"))
+    assert len(products) == 4 and not (tmp_path / "ccdflow-demo" / "ccdflow-demo").exists()
 
 
 def test_demo_json_reports_every_science_frame_close_to_truth(tmp_path):

@@ -98,10 +98,11 @@ def _stem_shared(raw: Path, stem: str) -> bool:
 
 
 def inside(outdir: str | Path, path: str | Path) -> Path:
-    """``path`` resolved, or OutputPathError when it would land outside ``outdir`` (through
-    ``..``, an absolute component or a symbolic link)."""
+    """``path`` resolved (a relative one from the working folder, as everywhere), or
+    OutputPathError when it would land outside ``outdir`` (through ``..``, an absolute path or a
+    symbolic link) or is ``outdir`` itself."""
     root = Path(outdir).resolve()
-    target = (root / path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
+    target = Path(path).resolve()
     if not target.is_relative_to(root) or target == root:
         raise OutputPathError(f"refusing to write {path}: it resolves to {target}, outside the output "
                               f"folder {root}")
