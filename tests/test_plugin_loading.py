@@ -511,7 +511,7 @@ def test_cli_plugins_json_lists_plugins_failures_and_blocked(site, cli, patch):
     by_name = {p["name"]: p for p in data["plugins"]}
     assert by_name["tp_good"] == {
         "name": "tp_good", "distribution": "tp-good", "version": "1.2.3",
-        "steps": ["tp_scale"], "instruments": ["tpcam"],
+        "steps": ["tp_scale"], "instruments": ["tpcam"], "calibration_types": [],
     }
     [failed] = data["failed"]
     assert failed["name"] == "tp_broken" and failed["distribution"] == "tp-broken"
@@ -536,11 +536,11 @@ def test_cli_strict_plugins_fails(site, cli):
                  {"tp_broken_mod": "import tp_missing_dependency_xyz"})
     get_plugin_manager(reload=True)
     result = CliRunner().invoke(cli, ["--strict-plugins", "plugins", "--json"])
-    assert result.exit_code != 0
-    assert isinstance(result.exception, PluginError)
-    assert "tp_broken" in str(result.exception)
+    # a configuration error: one line naming the plugin, exit 2 (docs/cli.md), no traceback
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "tp_broken" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["plugins"], env={"CCDFLOW_STRICT_PLUGINS": "1"})
-    assert isinstance(result.exception, PluginError)
+    assert result.exit_code == 2 and "tp_broken" in result.output
 
 
 def test_get_plugin_manager_caches_until_reload(site):

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from astropy.nddata import CCDData
     from pydantic import BaseModel
 
+    from ccdflow.framework.caltype import CalibrationType
     from ccdflow.framework.instrument import Instrument
     from ccdflow.framework.step import Step, StepContext
 
@@ -37,6 +38,18 @@ def register_instruments(register: Callable[[Instrument], None]) -> None:
     Called once per plugin when the plugin manager loads it.
 
     :param register: callback taking an :class:`~ccdflow.framework.instrument.Instrument`.
+    """
+
+
+@hookspec
+def register_calibration_types(register: Callable[[type[CalibrationType]], None]) -> None:
+    """Register calibration types (a fringe frame, a shutter map...) by calling
+    ``register(CalibrationTypeClass)`` once per type.
+
+    Called once per plugin when the plugin manager loads it. The built-in bias, dark, flat and
+    bpm types are registered the same way.
+
+    :param register: callback that validates and records one CalibrationType subclass.
     """
 
 

@@ -15,6 +15,7 @@ import pluggy
 from astropy.io import fits
 
 from ccdflow.framework import hookspecs
+from ccdflow.framework.caltype import CalibrationType, validate_calibration_type
 from ccdflow.framework.errors import ConfigError, PluginError
 from ccdflow.framework.hookspecs import hookimpl
 from ccdflow.framework.instrument import Instrument
@@ -33,6 +34,7 @@ class PluginInfo:
     version: str | None
     steps: list[str] = field(default_factory=list)
     instruments: list[str] = field(default_factory=list)
+    calibration_types: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +64,7 @@ class PluginManager:
         self.blocked: list[str] = []
         self.steps: dict[str, type[Step]] = {}
         self.instruments: dict[str, Instrument] = {}
+        self.calibration_types: dict[str, type[CalibrationType]] = {}
         self._owner: dict[str, str] = {}
         self.pm.register(StepRunnerPlugin(), name="ccdflow.framework.step")
         self.pm.register(_DeclarativeIdentifier(self), name="ccdflow.framework.identify")
@@ -122,6 +125,9 @@ class PluginManager:
             for impl in self.pm.hook.register_instruments.get_hookimpls():
                 if impl.plugin_name == name and not _is_wrapper(impl):
                     impl.function(register=lambda x, i=info: self._add_instrument(x, i))
+            for impl in self.pm.hook.register_calibration_types.get_hookimpls():
+                if impl.plugin_name == name and not _is_wrapper(impl):
+                    impl.function(register=lambda c, i=info: self._add_calibration_type(c, i))
         except Exception as exc:  # a plugin registering garbage is reported, not fatal
             self._forget(info)
             self.pm.unregister(name=name)
@@ -161,6 +167,9 @@ class PluginManager:
         for inst in info.instruments:
             self.instruments.pop(inst, None)
             self._owner.pop("instrument:" + inst, None)
+        for kind in info.calibration_types:
+            self.calibration_types.pop(kind, None)
+            self._owner.pop("calibration type:" + kind, None)
         self.plugins.pop(info.name, None)
 
     def _add_step(self, step: type[Step], info: PluginInfo) -> None:
@@ -193,7 +202,27 @@ class PluginManager:
         self._owner["instrument:" + instrument.name] = info.name
         info.instruments.append(instrument.name)
 
+    def _add_calibration_type(self, cls: type[CalibrationType], info: PluginInfo) -> None:
+        validate_calibration_type(cls)
+        if cls.name in self.calibration_types:
+            owner = self._owner["calibration type:" + cls.name]
+            raise PluginError(f"calibration type {cls.name!r} is already registered by {owner!r}")
+        tags = {c.tag(): c.name for c in self.calibration_types.values()}
+        if cls.tag() in tags:
+            raise PluginError(f"calibration type {cls.name!r} has card tag {cls.tag()}, already used "
+                              f"by {tags[cls.tag()]!r}")
+        self.calibration_types[cls.name] = cls
+        self._owner["calibration type:" + cls.name] = info.name
+        info.calibration_types.append(cls.name)
+
     # -- queries ---------------------------------------------------------------
+    def calibration_type(self, name: str) -> type[CalibrationType]:
+        try:
+            return self.calibration_types[name]
+        except KeyError:
+            raise ConfigError(f"unknown calibration type {name!r}; registered: "
+                              f"{', '.join(sorted(self.calibration_types))}") from None
+
     def step(self, name: str) -> type[Step]:
         try:
             return self.steps[name]
