@@ -1,10 +1,10 @@
 """Which match rule applies to a calibration type of an instrument.
 
 An instrument's ``caldb:`` section holds one :class:`MatchRule` per calibration type; bias,
-dark, flat and bpm always have one (the instrument model fills in the defaults). A type the
-instrument does not list, e.g. one a plugin introduces (``fringe``, ``shutter``), gets
-:data:`DEFAULT_RULE`: within 30 days, same instrument, detector, binning, readout mode and raw
-shape.
+dark, flat and bpm always have one (the instrument model fills in their types' defaults). A
+type the instrument does not list, e.g. one a plugin introduces (``fringe``, ``shutter``), gets
+that type's own default rule, or :data:`DEFAULT_RULE` (within 30 days, same instrument,
+detector, binning, readout mode and raw shape) when no such type is registered.
 """
 
 from __future__ import annotations
@@ -33,4 +33,7 @@ def rule_for(manager: Any, instrument: str, kind: str) -> MatchRule:
             f"registered: {', '.join(sorted(known)) or 'none'}"
         )
     rules = known[instrument].caldb
-    return rules[kind] if kind in rules else DEFAULT_RULE.model_copy(deep=True)
+    if kind in rules:
+        return rules[kind]
+    types = getattr(manager, "calibration_types", {})
+    return types[kind].default_rule() if kind in types else DEFAULT_RULE.model_copy(deep=True)

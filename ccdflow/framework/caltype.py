@@ -3,24 +3,36 @@
 bias, dark, flat and bpm are built-in types registered through the same hook a plugin uses
 to add a fringe frame, a shutter map or an illumination correction. The pipeline, the master
 builder, the caldb and the reduction ask the type instead of branching on its name.
+
+A type is a class with class attributes and classmethods, not an instance: it holds knowledge,
+not state. Override only what differs from the defaults here, which describe a plain additive
+calibration (a bias-like master: combined, not normalised, matched on the detector setup).
 """
 
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ccdflow.framework.errors import PluginError
 
+if TYPE_CHECKING:
+    import numpy as np
+    from astropy.io import fits
+    from astropy.nddata import CCDData
+
+    from ccdflow.framework.frame import FrameMeta
+    from ccdflow.framework.instrument import MatchRule
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+#: FrameMeta fields every calibration must share with the frame it is applied to (its setup).
+SETUP_FIELDS = ("instrument", "detector", "binning", "readout_mode", "shape")
 
 
 class CalibrationType:
-    """One calibration type. Subclass it, set the class attributes, override what differs.
-
-    A type is a class, not an instance: it holds knowledge, not state, and is registered with
-    ``register_calibration_types``.
-    """
+    """One calibration type. Subclass it, set the class attributes, override what differs."""
 
     #: Short lowercase name, as in the caldb, the recipes and ``-p`` (``bias``, ``fringe``).
     name: ClassVar[str] = ""
@@ -33,11 +45,86 @@ class CalibrationType:
     order: ClassVar[int] = 100
     #: Up to four letters naming its provenance cards in products: CF_<TAG>F, CF_<TAG>S, CF_<TAG>I.
     card_tag: ClassVar[str] = ""
+    #: Steps that preprocess each raw input before combining (the instrument's recipe for
+    #: ``frame_type`` replaces it when the instrument has one).
+    default_recipe: ClassVar[tuple[str, ...]] = ()
+    #: FrameMeta fields beyond the setup that every input of one master shares and that the
+    #: frame must match (a flat's filter).
+    also_match: ClassVar[tuple[str, ...]] = ()
+    #: Inputs are scaled to a common level before combining and the master is normalised to a
+    #: median of 1 (flat fields).
+    normalised: ClassVar[bool] = False
+    #: The caldb statistic its history plots by default.
+    trend_stat: ClassVar[str] = "median"
+    #: Days a master stays eligible by default (the instrument's caldb rule may say otherwise).
+    max_age_days: ClassVar[float] = 30.0
+    #: Largest temperature difference to the frame in C by default (None: not compared).
+    temperature_tolerance: ClassVar[float | None] = None
 
     @classmethod
     def tag(cls) -> str:
         """The provenance card tag (the name's first four letters, upper case, by default)."""
         return (cls.card_tag or cls.name[:4]).upper()
+
+    @classmethod
+    def default_rule(cls) -> MatchRule:
+        """How the caldb matches a master of this type to a frame, unless the instrument says."""
+        from ccdflow.framework.instrument import MatchRule
+
+        return MatchRule(max_age_days=cls.max_age_days, must_match=[*SETUP_FIELDS, *cls.also_match],
+                         **({} if cls.temperature_tolerance is None
+                            else {"temperature_tolerance": cls.temperature_tolerance}))
+
+    # -- grouping raw frames into masters ---------------------------------------------------
+    @classmethod
+    def group_key(cls, meta: FrameMeta) -> tuple:
+        """What, beyond night and setup, frames of one master share (a dark's exposure time)."""
+        return tuple(getattr(meta, field) for field in cls.also_match)
+
+    @classmethod
+    def name_parts(cls, meta: FrameMeta) -> list[object]:
+        """Readable parts of a master's name after the night and type (``120s``, ``-20C``)."""
+        return [getattr(meta, field) or f"no{field}" for field in cls.also_match]
+
+    @classmethod
+    def check_inputs(cls, metas: Sequence[FrameMeta], rule: MatchRule | None) -> None:
+        """Refuse inputs of one group that must not be combined (beyond shared fields)."""
+
+    # -- building a master ----------------------------------------------------------------------
+    @classmethod
+    def stats(cls, median: float, metas: Sequence[FrameMeta],
+              levels: Sequence[float]) -> dict[str, tuple[Any, str]]:
+        """Cards, beyond median and noise, the caldb tracks for this type (finite values only)."""
+        return {}
+
+    @classmethod
+    def extra_hdus(cls, ccd: CCDData) -> list[fits.ImageHDU]:
+        """Extensions written after SCI, UNCERT and MASK (a dark's RATE image)."""
+        return []
+
+    # -- the caldb -----------------------------------------------------------------------------------
+    @classmethod
+    def ingest_stats(cls, stats: dict[str, float], header: fits.Header, data: np.ndarray,
+                     exposure: float | None) -> dict[str, float]:
+        """The caldb's statistics of a master of this type (``stats`` holds median and noise)."""
+        return stats
+
+    @classmethod
+    def describe(cls, meta: FrameMeta) -> list[str]:
+        """Words naming what a frame needs of this type, after the setup (``filter V``)."""
+        return [f"{field} {getattr(meta, field)}" for field in cls.also_match if getattr(meta, field)]
+
+    # -- applying a master ------------------------------------------------------------------------
+    @classmethod
+    def prepare(cls, ccd: CCDData) -> CCDData:
+        """A master as read from disk, made ready for its step (once per load)."""
+        return ccd
+
+    @classmethod
+    def match_cards(cls) -> Mapping[str, tuple[str, str]]:
+        """Master header card -> (FrameMeta field, words), compared with the frame before the
+        master is applied, beyond the setup."""
+        return {}
 
 
 def validate_calibration_type(cls: object) -> None:

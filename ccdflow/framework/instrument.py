@@ -131,13 +131,11 @@ class MatchRule(_Strict):
 
 
 def _default_match_rules() -> dict[str, MatchRule]:
-    common = ["instrument", "detector", "binning", "readout_mode", "shape"]
-    return {
-        "bias": MatchRule(max_age_days=30, must_match=common),
-        "dark": MatchRule(max_age_days=30, must_match=common, temperature_tolerance=2.0),
-        "flat": MatchRule(max_age_days=60, must_match=[*common, "filter"]),
-        "bpm": MatchRule(max_age_days=365, must_match=common),
-    }
+    """Each built-in calibration type's own default rule (a plugin's type has its own too,
+    found through the plugin manager when an instrument does not list it)."""
+    from ccdflow.framework.calibrations import BUILTIN_TYPES
+
+    return {t.name: t.default_rule() for t in BUILTIN_TYPES}
 
 
 class RecipeEntry(_Strict):
@@ -148,15 +146,14 @@ class RecipeEntry(_Strict):
 
 
 def _default_recipes() -> dict[str, list[RecipeEntry]]:
-    """Saturation first (it needs raw ADU), linearity after overscan and before gain, the
+    """Masters' inputs are preprocessed as their calibration type says; science frames get
+    saturation first (it needs raw ADU), linearity after overscan and before gain, the
     uncertainty plane before bias so later steps propagate it, cosmic rays last (in e-)."""
-    names = {
-        "bias": ["overscan", "trim"],
-        "dark": ["overscan", "trim", "bias"],
-        "flat": ["saturation", "overscan", "trim", "linearity", "bias", "dark"],
-        "science": ["saturation", "overscan", "trim", "linearity", "uncertainty", "bias", "dark",
-                    "flat", "bpm", "gain", "cosmicray"],
-    }
+    from ccdflow.framework.calibrations import BUILTIN_TYPES
+
+    names = {t.frame_type: list(t.default_recipe) for t in BUILTIN_TYPES if t.frame_type}
+    names["science"] = ["saturation", "overscan", "trim", "linearity", "uncertainty", "bias", "dark",
+                        "flat", "bpm", "gain", "cosmicray"]
     return {kind: [RecipeEntry(step=s) for s in steps] for kind, steps in names.items()}
 
 

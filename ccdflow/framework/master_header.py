@@ -13,6 +13,7 @@ import numpy as np
 from astropy.io import fits
 
 from ccdflow import __version__
+from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.fitsio import sha256_file
 from ccdflow.framework.frame import FrameMeta
@@ -26,10 +27,9 @@ def master_stats(
     """Statistics the caldb tracks over time; a statistic that cannot be computed (no finite
     pixel, no finite level) is left out rather than written as NaN.
 
-    ``CF_LEVEL`` is the level of the raw inputs: for a bias, the overscan level removed plus
-    what is left in the master (the bias level people watch drift); for a flat, the mean
-    median of its inputs before normalisation (lamp or twilight brightness). ``CF_NOISE`` is
-    a 3-sigma clipped standard deviation (MAD steps on integer data hide real changes).
+    ``CF_MED`` and ``CF_NOISE`` for every type (the noise a 3-sigma clipped standard deviation:
+    MAD steps on integer data hide real changes); the calibration type adds its own (a bias's
+    or flat's ``CF_LEVEL``, a dark's ``CF_DKRT``) from the median and the inputs' levels.
     """
     finite = data[np.isfinite(data)]  # float32: its median is exact; sums below in float64
     if finite.size == 0:
@@ -43,15 +43,7 @@ def master_stats(
         "CF_MED": (round(median, 5), "median of the master"),
         "CF_NOISE": (round(float(np.std(finite, dtype=np.float64)), 5), "3-sigma clipped std of the master"),
     }
-    levels = [v for v in input_levels if math.isfinite(v)]
-    if kind == "bias" and levels:
-        stats["CF_LEVEL"] = (round(mean(levels) + median, 4), "bias level of inputs (ADU)")
-    if kind == "flat" and levels:
-        stats["CF_LEVEL"] = (round(mean(levels), 3), "mean input level (ADU)")
-    if kind == "dark":
-        exptime = mean(m.exposure_time for m in metas)
-        if exptime > 0:
-            stats["CF_DKRT"] = (round(median / exptime, 7), "median dark rate (ADU/s)")
+    stats.update(calibration_type(kind).stats(median, metas, input_levels))
     return {k: v for k, v in stats.items() if math.isfinite(v[0])}
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.dead_readout import refuse_dead_readout
 from ccdflow.framework.errors import AlgorithmError, UnprocessableInputError
@@ -24,10 +25,8 @@ from ccdflow.framework.recipe import run_recipe
 from ccdflow.framework.spool import Spool, combine_frames
 from ccdflow.framework.step import StepContext
 
-__all__ = ["MASTER_TYPES", "build_master", "check_group", "choose_rejection", "master_stats",
+__all__ = ["build_master", "check_group", "choose_rejection", "master_stats",
            "one_line_reason", "preprocess_into", "write_master"]
-
-MASTER_TYPES = ("bias", "dark", "flat")
 
 
 def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -> None:
@@ -37,8 +36,8 @@ def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -
     wrong = [f"{m.path} ({m.frame_type})" for m in metas if m.frame_type != kind]
     if wrong:
         raise UnprocessableInputError(f"not {kind} frames: {', '.join(wrong)}")
-    keys = ["instrument", "shape", "binning", "readout_mode", "detector"]
-    keys += ["filter"] if kind == "flat" else []
+    caltype = calibration_type(kind)
+    keys = ["instrument", "shape", "binning", "readout_mode", "detector", *caltype.also_match]
     for key in keys:
         by_value: dict[str, str] = {}
         for m in metas:
@@ -48,16 +47,7 @@ def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -
             raise UnprocessableInputError(
                 f"{kind} inputs disagree on {key}: {examples}; build one master per value")
     rule = config.instrument.caldb.get(kind)
-    if kind == "dark":
-        exps = [m.exposure_time for m in metas]
-        tol = max(rule.exposure_abs_tolerance, rule.exposure_rel_tolerance * max(exps))
-        if max(exps) - min(exps) > tol:
-            shortest, longest = min(metas, key=lambda m: m.exposure_time), max(
-                metas, key=lambda m: m.exposure_time)
-            raise UnprocessableInputError(
-                f"dark inputs have different exposure times: {shortest.exposure_time:g} s "
-                f"({shortest.path}) and {longest.exposure_time:g} s ({longest.path}), more than the "
-                f"{tol:g} s tolerance; build one master dark per exposure time")
+    caltype.check_inputs(metas, rule)
     temps = [m for m in metas if m.temperature is not None]
     tol = rule.temperature_tolerance if rule is not None else None
     if temps and tol is not None:
@@ -93,7 +83,7 @@ def choose_rejection(clip: str, n: int, fallback: Fallback) -> tuple[str, dict[s
 
 
 def build_master(
-    kind: Literal["bias", "dark", "flat"],
+    kind: str,
     metas: Sequence[FrameMeta],
     manager: Any,
     config: ResolvedConfig,
@@ -126,6 +116,7 @@ def build_master(
     with every frame and reason.
     """
     check_group(kind, metas, config)
+    caltype = calibration_type(kind)
     choose_rejection(clip, len(metas), fallback)  # refuse before any work when it cannot be done
     with Spool(len(metas), scratch_dir) as spool:
         pre = preprocess_into(spool, kind, metas, manager, config, calibrations, progress,
@@ -147,7 +138,7 @@ def build_master(
     if mask.all():
         raise UnprocessableInputError(f"no pixel of the master {kind} has a usable input (inputs "
                                       f"{', '.join(str(metas[i].path) for i in kept)})")
-    if kind == "flat":
+    if caltype.normalised:
         norm = float(np.nanmedian(data[~mask]))
         if not np.isfinite(norm) or norm <= 0:
             raise UnprocessableInputError(f"combined flat has median {norm:.4g}; cannot normalise "
@@ -201,7 +192,8 @@ def preprocess_into(
     ``checksums`` (hashed earlier, e.g. for the ledger), a file whose bytes have changed since
     is unusable: the master must not record one checksum and combine other pixels.
     """
-    out = Preprocessed(levels=[0.0] * len(metas), scales=[0.0] * len(metas) if kind == "flat" else [],
+    normalised = calibration_type(kind).normalised
+    out = Preprocessed(levels=[0.0] * len(metas), scales=[0.0] * len(metas) if normalised else [],
                        checksums=list(checksums) if checksums else [""] * len(metas))
     calibrations = dict(calibrations or {})
 
@@ -220,7 +212,7 @@ def preprocess_into(
             ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
             overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
             out.levels[i] = float(np.mean(overscan)) if overscan else 0.0
-            if kind == "flat":
+            if normalised:  # inputs scaled to one level: the level of each, from its pixels
                 out.levels[i] = _flat_level(ccd, meta)
                 out.scales[i] = 1.0 / out.levels[i]
             n_nonfinite = spool.put(i, ccd.data, ccd.mask, str(meta.path))
@@ -262,18 +254,10 @@ def _flat_level(ccd: CCDData, meta: FrameMeta) -> float:
 
 
 def write_master(ccd: CCDData, path: str | Path) -> str:
-    """Write a master atomically (SCI, UNCERT, MASK) and return its SHA-256.
-
-    A dark also gets a ``RATE`` image: SCI / CF_EXPT in ADU/s, so users and the dark step
-    have the master both at its exposure time and as a rate.
-    """
+    """Write a master atomically (SCI, UNCERT, MASK, and what its calibration type adds, e.g.
+    a dark's RATE image) and return its SHA-256."""
     hdul = ccd_to_hdulist(ccd)
-    exptime = float(ccd.header.get("CF_EXPT", 0.0))
-    if ccd.header.get("CF_MTYPE") == "dark" and exptime > 0:
-        rate = fits.ImageHDU(np.asarray(ccd.data, np.float32) / np.float32(exptime), name="RATE")
-        rate.header["BUNIT"] = ("adu/s", "dark current rate")
-        rate.header["CF_EXPT"] = (exptime, "SCI = RATE * CF_EXPT")
-        hdul.append(rate)
+    hdul.extend(calibration_type(str(ccd.header["CF_MTYPE"])).extra_hdus(ccd))
     atomic_write(hdul, path)
     return sha256_file(path)
 

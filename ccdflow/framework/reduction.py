@@ -10,9 +10,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from astropy.nddata import CCDData
 
+from ccdflow.framework.calibrations import calibration_type, for_frame_type
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.dead_readout import refuse_dead_readout
 from ccdflow.framework.errors import CalibrationChangedError, UnprocessableInputError
@@ -52,8 +52,7 @@ class MasterRef:
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise UnprocessableInputError(f"master {kind} cannot be read ({exc})",
                                           path=str(path)) from None
-        if kind == "bpm":
-            ccd = _integer_mask(ccd)
+        ccd = calibration_type(kind).prepare(ccd)
         h = ccd.header
         temp = h.get("CF_TEMP", h.get("CCD-TEMP"))
         exposure = float(h.get("CF_EXPT", h.get("EXPTIME", 0.0)))
@@ -76,9 +75,7 @@ def check_master(kind: str, master: MasterRef, meta: FrameMeta) -> None:
     Compares the master's normalised CF_ cards with the frame; a foreign master without them is
     checked by pixel shape only (in the steps)."""
     header = master.ccd.header
-    cards = dict(_MATCH_CARDS)
-    if kind == "flat":
-        cards["CF_FILT"] = ("filter", "filter")
+    cards = {**_MATCH_CARDS, **calibration_type(kind).match_cards()}
     frame_values = {
         "binning": f"{meta.binning[0]}x{meta.binning[1]}", "shape": f"{meta.shape[0]}x{meta.shape[1]}",
     }
@@ -97,16 +94,6 @@ def check_master(kind: str, master: MasterRef, meta: FrameMeta) -> None:
         )
 
 
-def _integer_mask(ccd: CCDData) -> CCDData:
-    """A bit mask read as float32 back to integers, once per load instead of once per frame;
-    left alone when it is not one (the bpm step then says so)."""
-    values = ccd.data.astype(np.int32)
-    if not np.array_equal(values, ccd.data):
-        return ccd
-    dtype = np.uint8 if values.size and values.min() >= 0 and values.max() < 256 else np.int32
-    return CCDData(values.astype(dtype), unit=ccd.unit, header=ccd.header, mask=ccd.mask)
-
-
 def observing_night(meta: FrameMeta) -> str:
     """The night a frame belongs to: its UTC date 12 h earlier, so one night never splits
     at midnight UTC for observatories in the Americas or Europe.
@@ -121,16 +108,13 @@ def observing_night(meta: FrameMeta) -> str:
             value=meta.date_obs.isoformat(), expected="a time from 1900 to 2200") from None
 
 
-def group_key(meta: FrameMeta, temperature_step: float = 2.0) -> tuple:
-    """Frames that may be combined into one master share this key (never across nights)."""
+def group_key(meta: FrameMeta) -> tuple:
+    """Frames that may be combined into one master share this key (never across nights): the
+    night and setup, and what the frame's calibration type adds (a dark's exposure time)."""
     base = (meta.frame_type, observing_night(meta), meta.detector, meta.binning,
             meta.readout_mode, meta.shape)
-    if meta.frame_type == "dark":
-        temp = None if meta.temperature is None else round(meta.temperature / temperature_step)
-        return (*base, round(meta.exposure_time, 1), temp)
-    if meta.frame_type == "flat":
-        return (*base, meta.filter)
-    return base
+    kind = for_frame_type(meta.frame_type)
+    return base if kind is None else (*base, *kind.group_key(meta))
 
 
 def group_frames(frames: Iterable[FrameMeta]) -> dict[tuple, list[FrameMeta]]:

@@ -1,0 +1,56 @@
+"""The built-in calibration types, and how the rest of ccdflow finds a type by name.
+
+They live in the framework because instruments take their default recipes and caldb rules from
+them; they are registered through ``register_calibration_types`` like any plugin's types
+(see ``ccdflow.plugins.calibrations``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ccdflow.framework.calibrations.bias import Bias
+from ccdflow.framework.calibrations.bpm import BadPixelMask
+from ccdflow.framework.calibrations.dark import Dark
+from ccdflow.framework.calibrations.flat import Flat
+from ccdflow.framework.caltype import CalibrationType
+
+if TYPE_CHECKING:
+    from ccdflow.framework.plugins import PluginManager
+
+BUILTIN_TYPES: tuple[type[CalibrationType], ...] = (Bias, Dark, Flat, BadPixelMask)
+
+
+def _registered(manager: PluginManager | None) -> list[type[CalibrationType]]:
+    """The types of ``manager``, else of the process's plugin manager. A manager holding no
+    types at all (a test's bare manager with one plugin) falls back to the process's."""
+    if manager is None or not manager.calibration_types:
+        from ccdflow.framework.plugins import get_plugin_manager
+
+        manager = get_plugin_manager()
+    return list(manager.calibration_types.values())
+
+
+def calibration_type(name: str, manager: PluginManager | None = None) -> type[CalibrationType]:
+    """The registered type called ``name`` (the process's plugin manager unless one is given)."""
+    found = {t.name: t for t in _registered(manager)}
+    if name not in found:
+        from ccdflow.framework.errors import ConfigError
+
+        raise ConfigError(f"unknown calibration type {name!r}; registered: {', '.join(sorted(found))}")
+    return found[name]
+
+
+def for_frame_type(frame_type: str, manager: PluginManager | None = None) -> type[CalibrationType] | None:
+    """The type whose masters are combined from frames of ``frame_type``, or None (science)."""
+    return next((t for t in master_types(manager) if t.frame_type == frame_type), None)
+
+
+def master_types(manager: PluginManager | None = None) -> list[type[CalibrationType]]:
+    """Types whose masters are combined from raw frames, in build order."""
+    types = _registered(manager) or BUILTIN_TYPES
+    return sorted((t for t in types if t.frame_type is not None), key=lambda t: (t.order, t.name))
+
+
+__all__ = ["BUILTIN_TYPES", "BadPixelMask", "Bias", "Dark", "Flat", "calibration_type", "for_frame_type",
+           "master_types"]

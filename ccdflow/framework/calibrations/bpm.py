@@ -1,0 +1,42 @@
+"""Bad-pixel mask: a bit mask made from a master dark (hot pixels) and a master flat (dead and
+low pixels), never combined from raw frames."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from ccdflow.framework.caltype import CalibrationType
+
+if TYPE_CHECKING:
+    from astropy.io import fits
+    from astropy.nddata import CCDData
+
+
+class BadPixelMask(CalibrationType):
+    name: ClassVar[str] = "bpm"
+    description: ClassVar[str] = "bit mask of hot, low/dead and unstable pixels"
+    frame_type: ClassVar[str | None] = None  # made from master darks and flats
+    order: ClassVar[int] = 40
+    card_tag: ClassVar[str] = "BPM"
+    max_age_days: ClassVar[float] = 365.0
+
+    @classmethod
+    def ingest_stats(cls, stats: dict[str, float], header: fits.Header, data: np.ndarray,
+                     exposure: float | None) -> dict[str, float]:
+        finite = data[np.isfinite(data)]
+        stats["fraction_masked"] = float(np.mean(finite != 0))
+        return stats
+
+    @classmethod
+    def prepare(cls, ccd: CCDData) -> CCDData:
+        """A bit mask read as float32 back to integers, once per load instead of once per frame;
+        left alone when it is not one (the bpm step then says so)."""
+        from astropy.nddata import CCDData
+
+        values = ccd.data.astype(np.int32)
+        if not np.array_equal(values, ccd.data):
+            return ccd
+        dtype = np.uint8 if values.size and values.min() >= 0 and values.max() < 256 else np.int32
+        return CCDData(values.astype(dtype), unit=ccd.unit, header=ccd.header, mask=ccd.mask)

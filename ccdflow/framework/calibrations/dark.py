@@ -1,0 +1,93 @@
+"""Master dark: thermal signal per exposure, at one exposure time and detector temperature."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from statistics import mean
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from ccdflow.framework.caltype import CalibrationType
+from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.frame import FrameMeta
+
+if TYPE_CHECKING:
+    from astropy.io import fits
+    from astropy.nddata import CCDData
+
+    from ccdflow.framework.instrument import MatchRule
+
+#: Darks within this many degrees C (rounded) go into one master: the cooler's set points.
+TEMPERATURE_STEP = 2.0
+
+
+class Dark(CalibrationType):
+    name: ClassVar[str] = "dark"
+    description: ClassVar[str] = "thermal signal at one exposure time and temperature"
+    frame_type: ClassVar[str | None] = "dark"
+    order: ClassVar[int] = 20
+    default_recipe: ClassVar[tuple[str, ...]] = ("overscan", "trim", "bias")
+    trend_stat: ClassVar[str] = "dark_rate"
+    temperature_tolerance: ClassVar[float | None] = 2.0
+
+    @classmethod
+    def group_key(cls, meta: FrameMeta) -> tuple:
+        temp = None if meta.temperature is None else round(meta.temperature / TEMPERATURE_STEP)
+        return (round(meta.exposure_time, 1), temp)
+
+    @classmethod
+    def name_parts(cls, meta: FrameMeta) -> list[object]:
+        parts: list[object] = [f"{meta.exposure_time:g}s"]
+        if meta.temperature is not None:
+            parts.append(f"{meta.temperature:+.0f}C")
+        return parts
+
+    @classmethod
+    def check_inputs(cls, metas: Sequence[FrameMeta], rule: MatchRule | None) -> None:
+        """One master dark per exposure time: its inputs agree within the rule's tolerance."""
+        if rule is None:
+            return
+        exps = [m.exposure_time for m in metas]
+        tol = max(rule.exposure_abs_tolerance, rule.exposure_rel_tolerance * max(exps))
+        if max(exps) - min(exps) > tol:
+            shortest = min(metas, key=lambda m: m.exposure_time)
+            longest = max(metas, key=lambda m: m.exposure_time)
+            raise UnprocessableInputError(
+                f"dark inputs have different exposure times: {shortest.exposure_time:g} s "
+                f"({shortest.path}) and {longest.exposure_time:g} s ({longest.path}), more than the "
+                f"{tol:g} s tolerance; build one master dark per exposure time")
+
+    @classmethod
+    def stats(cls, median: float, metas: Sequence[FrameMeta],
+              levels: Sequence[float]) -> dict[str, tuple[Any, str]]:
+        exptime = mean(m.exposure_time for m in metas)
+        return {"CF_DKRT": (round(median / exptime, 7), "median dark rate (ADU/s)")} if exptime > 0 else {}
+
+    @classmethod
+    def extra_hdus(cls, ccd: CCDData) -> list[fits.ImageHDU]:
+        """``RATE``: SCI / CF_EXPT in ADU/s, so users and the dark step have the master both at
+        its exposure time and as a rate."""
+        from astropy.io import fits
+
+        exptime = float(ccd.header.get("CF_EXPT", 0.0))
+        if exptime <= 0:
+            return []
+        rate = fits.ImageHDU(np.asarray(ccd.data, np.float32) / np.float32(exptime), name="RATE")
+        rate.header["BUNIT"] = ("adu/s", "dark current rate")
+        rate.header["CF_EXPT"] = (exptime, "SCI = RATE * CF_EXPT")
+        return [rate]
+
+    @classmethod
+    def ingest_stats(cls, stats: dict[str, float], header: fits.Header, data: np.ndarray,
+                     exposure: float | None) -> dict[str, float]:
+        if exposure:
+            stats["dark_rate"] = float(header.get("CF_DKRT", stats["median"] / exposure))
+        return stats
+
+    @classmethod
+    def describe(cls, meta: FrameMeta) -> list[str]:
+        words = [f"{meta.exposure_time:g} s"]
+        if meta.temperature is not None:
+            words.append(f"at {meta.temperature:.1f} C")
+        return words
