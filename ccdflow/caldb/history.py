@@ -16,19 +16,28 @@ from typing import Any
 
 from ccdflow.caldb.database import CalDB
 from ccdflow.caldb.errors import CaldbError
+from ccdflow.framework.calibrations import calibration_type
+from ccdflow.framework.errors import ConfigError
 
 #: Other names people use for the standard statistics.
 ALIASES = {"bias_level": "level", "flat_level": "level", "read_noise": "noise", "rate": "dark_rate"}
-#: What "the" statistic of a type is when none is asked for.
-DEFAULT_STAT = {"bias": "level", "dark": "dark_rate", "flat": "level"}
 UNITS = {"level": "ADU", "median": "ADU", "noise": "ADU", "dark_rate": "ADU/s",
          "flat_median": "normalised"}
+
+
+def _type_attribute(kind: str, name: str, default: Any) -> Any:
+    """An attribute of a registered calibration type, or ``default`` for a type no installed
+    plugin knows (its records can still be listed and plotted)."""
+    try:
+        return getattr(calibration_type(kind), name)
+    except ConfigError:
+        return default
 
 
 def stat_name(kind: str, stat: str | None) -> str:
     """The stats key for a requested name (alias or None for the type's default)."""
     if not stat:
-        return DEFAULT_STAT.get(kind, "median")
+        return _type_attribute(kind, "trend_stat", "median")  # "the" statistic of the type
     return ALIASES.get(stat, stat)
 
 
@@ -109,7 +118,8 @@ def setup_label(point: dict[str, Any]) -> str:
     parts = []
     if point.get("filter"):
         parts.append(f"filter {point['filter']}")
-    if point.get("type") == "dark" and point.get("temperature") is not None:
+    if (point.get("temperature") is not None
+            and _type_attribute(str(point.get("type")), "temperature_tolerance", None) is not None):
         parts.append(f"{point['temperature']:.0f} C")
     return ", ".join(parts)
 

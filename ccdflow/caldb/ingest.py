@@ -6,17 +6,21 @@ import re
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
 from ccdflow.caldb.selection import binning_text, shape_text, utc
-from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.calibrations import calibration_type
+from ccdflow.framework.errors import ConfigError, UnprocessableInputError
 from ccdflow.framework.fitsio import read_headers, sha256_file
 from ccdflow.framework.header_map import normalise
 from ccdflow.framework.instrument import KeywordSpec
+
+if TYPE_CHECKING:
+    from ccdflow.framework.plugins import PluginManager
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _REQUIRED = ("CF_MTYPE", "CF_INST", "CF_DATE", "CF_BIN", "CF_RAWSH")
@@ -48,8 +52,10 @@ def _time(header: fits.Header, key: str, path: Path) -> datetime | None:
 
 
 def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | None) -> dict:
-    """The statistics the caldb tracks; a ccdflow master carries them in its header already."""
-    needs_pixels = kind == "bpm" or "CF_MED" not in header or "CF_NOISE" not in header
+    """The statistics the caldb tracks: median, noise and level (a ccdflow master carries them
+    in its header already), and what the calibration type adds (a dark's rate); a type no
+    installed plugin knows gets the common ones."""
+    needs_pixels = "CF_MED" not in header or "CF_NOISE" not in header
     finite = data[np.isfinite(data)] if needs_pixels else data[:0]
     if "CF_MED" in header:
         median = float(header["CF_MED"])
@@ -64,13 +70,11 @@ def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | N
     stats: dict[str, float] = {"median": median, "noise": noise}
     if "CF_LEVEL" in header:
         stats["level"] = float(header["CF_LEVEL"])
-    if kind == "dark" and exposure:
-        stats["dark_rate"] = float(header.get("CF_DKRT", median / exposure))
-    if kind == "flat":
-        stats["flat_median"] = median
-    if kind == "bpm":
-        stats["fraction_masked"] = float(np.mean(finite != 0))
-    return stats
+    try:
+        caltype = calibration_type(kind)
+    except ConfigError:
+        return stats
+    return caltype.ingest_stats(stats, header, data, exposure)
 
 
 _SHAPE = re.compile(r"^\d+x\d+$")
@@ -126,7 +130,7 @@ def fields_from_ccdflow_master(path: Path, header: fits.Header, data: np.ndarray
     }
 
 
-def fields_from_header_map(path: Path, kind: str, manager: Any, instrument: str | None,
+def fields_from_header_map(path: Path, kind: str, manager: PluginManager, instrument: str | None,
                            raw_shape: str | None, data: np.ndarray) -> dict[str, Any]:
     """A master made elsewhere (e.g. ccdproc): metadata through the instrument's header map."""
     headers = read_headers(path)
@@ -152,7 +156,7 @@ def fields_from_header_map(path: Path, kind: str, manager: Any, instrument: str 
     }
 
 
-def read_master(path: str | Path, manager: Any, kind: str | None = None,
+def read_master(path: str | Path, manager: PluginManager, kind: str | None = None,
                 instrument: str | None = None, raw_shape: str | None = None) -> dict[str, Any]:
     """Every column of a calibration record for one file, or an error saying what is wrong."""
     path = Path(path).resolve()

@@ -17,12 +17,14 @@ Ties go to the later ingested record, then the higher id.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.calibrations import calibration_type
+from ccdflow.framework.errors import ConfigError, UnprocessableInputError
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.instrument import MatchRule
 
@@ -163,7 +165,7 @@ def judge(kind: str, meta: FrameMeta, rec: CalRecord, rule: MatchRule) -> Candid
                 f"temperature: need {meta.temperature:.1f} +-{tol:g} C, is {rec.temperature:.1f} C"
             )
     exact, scale = None, None
-    if kind == "dark":
+    if scales_with_exposure(kind):
         exact = exposure_matches(meta.exposure_time, rec.exposure_time, rule)
         if not exact:
             if not rule.allow_exposure_scaling:
@@ -192,14 +194,20 @@ def rank_key(cand: Candidate, rec: CalRecord) -> tuple:
     return (cand.exact_exposure is False, cand.cost, -rec.ingested_at.timestamp(), -rec.id)
 
 
+def scales_with_exposure(kind: str) -> bool:
+    """Whether masters of ``kind`` are applied scaled by exposure time (darks); False for a
+    type no installed plugin knows."""
+    try:
+        return calibration_type(kind).scales_with_exposure
+    except ConfigError:
+        return False
+
+
 def describe_frame(kind: str, meta: FrameMeta) -> str:
+    """'flat for generic sim0 1x1 filter V': what a frame needs, in the type's own words."""
     parts = [kind, "for", meta.instrument, meta.detector, binning_text(meta.binning)]
-    if kind == "flat" and meta.filter:
-        parts.append(f"filter {meta.filter}")
-    if kind == "dark":
-        parts.append(f"{meta.exposure_time:g} s")
-        if meta.temperature is not None:
-            parts.append(f"at {meta.temperature:.1f} C")
+    with contextlib.suppress(ConfigError):  # a type no plugin knows: the setup says enough
+        parts += calibration_type(kind).describe(meta)
     return " ".join(parts)
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ccdflow.caldb.selection import Candidate, Receipt, describe_frame
+from ccdflow.caldb.selection import Candidate, Receipt, describe_frame, scales_with_exposure
 from ccdflow.framework.frame import FrameMeta
 
 #: Keys of each candidate in `caldb best --json` (a stable, documented shape).
@@ -116,7 +116,7 @@ def _policy_line(kind: str, policy: dict[str, Any]) -> str:
     parts = [f"within {policy['max_age_days']:g} d", "same " + ", ".join(policy["must_match"])]
     if policy.get("temperature_tolerance") is not None:
         parts.append(f"temperature +-{policy['temperature_tolerance']:g} C")
-    if kind == "dark":
+    if scales_with_exposure(kind):
         parts.append(policy["exposure_policy"])
     return "; ".join(parts)
 
@@ -144,7 +144,7 @@ def print_receipt(out: Console, kind: str, meta: FrameMeta, record: dict[str, An
         mark = "[green]>>[/green]" if chosen else ("ok" if c.accepted else "[red]x[/red]")
         reasons = "; ".join(c.reasons) or ("selected" if chosen else "passes all gates")
         tab.add_row(mark, str(c.id), _num(c.cost, "{:.4g}"), _num(c.dt_days, "{:+.2f}"),
-                    _num(c.dtemp, "{:+.2f}"), _exposure(c) if kind == "dark" else "-",
+                    _num(c.dtemp, "{:+.2f}"), _exposure(c) if scales_with_exposure(kind) else "-",
                     escape(reasons), escape(Path(c.path).name))
     out.print(tab)
     if receipt.note and receipt.note != "pinned by override":  # the verdict says "pinned"

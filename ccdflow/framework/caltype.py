@@ -54,6 +54,9 @@ class CalibrationType:
     #: Inputs are scaled to a common level before combining and the master is normalised to a
     #: median of 1 (flat fields).
     normalised: ClassVar[bool] = False
+    #: Applied in proportion to exposure time (a dark): the caldb compares exposures, prefers
+    #: an exact one and may choose a scaled one, as the match rule allows.
+    scales_with_exposure: ClassVar[bool] = False
     #: The caldb statistic its history plots by default.
     trend_stat: ClassVar[str] = "median"
     #: Days a master stays eligible by default (the instrument's caldb rule may say otherwise).

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from astropy.io import fits
@@ -25,6 +25,9 @@ from ccdflow.framework.recipe import run_recipe
 from ccdflow.framework.spool import Spool, combine_frames
 from ccdflow.framework.step import StepContext
 
+if TYPE_CHECKING:
+    from ccdflow.framework.plugins import PluginManager
+
 __all__ = ["build_master", "check_group", "choose_rejection", "master_stats",
            "one_line_reason", "preprocess_into", "write_master"]
 
@@ -33,10 +36,10 @@ def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -
     """Refuse inputs that must not be mixed, naming the offending files and values."""
     if not metas:
         raise UnprocessableInputError(f"no {kind} frames to combine")
-    wrong = [f"{m.path} ({m.frame_type})" for m in metas if m.frame_type != kind]
-    if wrong:
-        raise UnprocessableInputError(f"not {kind} frames: {', '.join(wrong)}")
     caltype = calibration_type(kind)
+    wrong = [f"{m.path} ({m.frame_type})" for m in metas if m.frame_type != caltype.frame_type]
+    if wrong:
+        raise UnprocessableInputError(f"not {caltype.frame_type} frames: {', '.join(wrong)}")
     keys = ["instrument", "shape", "binning", "readout_mode", "detector", *caltype.also_match]
     for key in keys:
         by_value: dict[str, str] = {}
@@ -85,7 +88,7 @@ def choose_rejection(clip: str, n: int, fallback: Fallback) -> tuple[str, dict[s
 def build_master(
     kind: str,
     metas: Sequence[FrameMeta],
-    manager: Any,
+    manager: PluginManager,
     config: ResolvedConfig,
     calibrations: Mapping[str, CCDData | None] | None = None,
     *,
@@ -175,7 +178,7 @@ class Preprocessed:
 
 
 def preprocess_into(
-    spool: Spool, kind: str, metas: Sequence[FrameMeta], manager: Any, config: ResolvedConfig,
+    spool: Spool, kind: str, metas: Sequence[FrameMeta], manager: PluginManager, config: ResolvedConfig,
     calibrations: Mapping[str, CCDData | None] | None = None,
     progress: Callable[[str], None] | None = None, threads: int | None = None,
     skip_bad: bool = False, checksums: Sequence[str] | None = None,

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ccdflow.framework.calibrations import calibration_type, master_types
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.reduction import group_frames, observing_night
 from ccdflow.framework.scan import discover_fits_files
@@ -28,11 +29,22 @@ from ccdflow.pipeline.tasks import bpm_task, master_task, one_line, scan_chunk, 
 
 log = logging.getLogger("ccdflow.night")
 
-MASTER_ORDER = ("bias", "dark", "flat")
-CALIBRATION_TYPES = (*MASTER_ORDER, "bpm")
 
-#: Frame types the imaging pipeline reduces; anything else (arcs, spectra...) is listed and left alone.
-REDUCED_TYPES = (*MASTER_ORDER, "science")
+
+def master_frame_types() -> dict[str, str]:
+    """Raw frame type -> calibration type whose masters are combined from it, in build order
+    (bias before dark before flat, then any plugin type by its order)."""
+    return {t.frame_type: t.name for t in master_types() if t.frame_type is not None}
+
+
+def reduced_types() -> tuple[str, ...]:
+    """Frame types the imaging pipeline uses; anything else (arcs, spectra...) is listed and
+    left alone."""
+    return (*master_frame_types(), "science")
+
+
+def _master_order(entry: dict[str, Any]) -> tuple:
+    return (calibration_type(entry["type"]).order, entry["name"])
 
 
 @dataclass
@@ -79,13 +91,7 @@ def master_group_name(kind: str, metas: list[FrameMeta]) -> str:
     from a header goes through :func:`safe_component` (a DETECTOR of ``../x`` stays a name).
     The master's file name adds its build identity (see :func:`master_task`)."""
     meta = metas[0]
-    parts: list[object] = [observing_night(meta), kind]
-    if kind == "dark":
-        parts.append(f"{meta.exposure_time:g}s")
-        if meta.temperature is not None:
-            parts.append(f"{meta.temperature:+.0f}C")
-    if kind == "flat":
-        parts.append(meta.filter or "nofilter")
+    parts: list[object] = [observing_night(meta), kind, *calibration_type(kind).name_parts(meta)]
     parts.append(f"{meta.binning[0]}x{meta.binning[1]}")
     if meta.detector not in ("", "default", None):
         parts.append(meta.detector)
@@ -95,11 +101,14 @@ def master_group_name(kind: str, metas: list[FrameMeta]) -> str:
 
 
 def plan_masters(frames: Iterable[FrameMeta]) -> list[tuple[str, str, list[FrameMeta]]]:
-    """(kind, group name, frames) per calibration group, names made unique deterministically."""
+    """(calibration type, group name, frames) per calibration group, in build order, names made
+    unique deterministically."""
+    kinds = master_frame_types()
+    order = {kind: i for i, kind in enumerate(kinds.values())}
     groups = sorted(
-        ((metas[0].frame_type, master_group_name(metas[0].frame_type, metas), metas)
-         for metas in group_frames(f for f in frames if f.frame_type in MASTER_ORDER).values()),
-        key=lambda g: (MASTER_ORDER.index(g[0]), g[1], str(g[2][0].path)),
+        ((kinds[metas[0].frame_type], master_group_name(kinds[metas[0].frame_type], metas), metas)
+         for metas in group_frames(f for f in frames if f.frame_type in kinds).values()),
+        key=lambda g: (order[g[0]], g[1], str(g[2][0].path)),
     )
     seen: dict[str, int] = {}
     out = []
@@ -150,7 +159,7 @@ def run_night(
         result.stopped = f"{type(exc).__name__}: {exc}"
         log.error("run stopped: %s", result.stopped)
     result.science.sort(key=lambda e: e["raw"])
-    result.masters.sort(key=lambda e: (CALIBRATION_TYPES.index(e["type"]), e["name"]))
+    result.masters.sort(key=_master_order)
     return result
 
 
@@ -169,8 +178,9 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
 
     start = time.perf_counter()
     if not redo_stale:
-        for kind in MASTER_ORDER:
-            groups = [g for g in plan_masters(frames) if g[0] == kind]
+        planned = plan_masters(frames)
+        for kind in master_frame_types().values():
+            groups = [g for g in planned if g[0] == kind]
             for done, entry in enumerate(executor.map_unordered(
                     master_task, [(spec, k, name, metas) for k, name, metas in groups]), 1):
                 _register(db, env, entry)
@@ -200,7 +210,10 @@ def _register(db: Any, env: Any, entry: dict[str, Any]) -> None:
 
 def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(group name, dark, flat) per setup of this night that has both: the longest-exposure
-    master dark (hot pixels stand out most) and the first master flat by name."""
+    master dark (hot pixels stand out most) and the first master flat by name.
+
+    The bad-pixel mask is the one type made from other masters rather than from raw frames;
+    its planning names dark and flat here until a second such type needs a contract for it."""
     from astropy.io import fits
 
     setups: dict[tuple, dict[str, list[tuple[dict[str, Any], Any]]]] = {}
@@ -256,12 +269,13 @@ def _scan(rawdir: str | Path, spec: RunSpec, executor: Any, result: NightResult,
         progress("scan", done, len(chunks))
     frames.sort(key=lambda m: str(m.path))
     result.unknown.sort(key=lambda u: u["path"])
+    reduced = reduced_types()
     for meta in frames:
         result.frames.append({
             "path": str(meta.path), "type": meta.frame_type, "instrument": meta.instrument,
             "filter": meta.filter, "exposure_time": meta.exposure_time,
             "date_obs": meta.date_obs.isoformat(), "temperature": meta.temperature,
-            "note": None if meta.frame_type in REDUCED_TYPES else
+            "note": None if meta.frame_type in reduced else
             f"{meta.frame_type} frames are not part of the imaging reduction; left alone",
         })
     return frames

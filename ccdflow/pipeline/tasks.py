@@ -95,9 +95,10 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         config = env.config(metas[0].instrument)
         with ThreadPoolExecutor(2) as pool:  # hashlib releases the GIL: read one file, hash another
             checksums = list(pool.map(sha256_file, [m.path for m in metas]))
-        needed = needed_calibrations(config, kind)
+        frame_type = metas[0].frame_type  # the raw frames' type: its recipe preprocesses them
+        needed = needed_calibrations(config, frame_type)
         chosen = choose_calibrations(env, config, needed, group_meta(metas),
-                                     optional=optional_calibrations(config, kind))
+                                     optional=optional_calibrations(config, frame_type))
         identity = master_identity(kind, checksums, config.recipe_hash(kind),
                                    {k: r["sha256"] for k, (r, _) in chosen.items()}, BUILD_OPTIONS)
         out = inside(spec.outdir, spec.masters_dir / f"{group}_{identity}.fits")

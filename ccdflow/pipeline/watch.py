@@ -22,7 +22,13 @@ from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.scan import discover_fits_files, scan_file
 from ccdflow.pipeline.naming import short_hash
-from ccdflow.pipeline.night import MASTER_ORDER, NightResult, plan_bpms, plan_masters, plan_products
+from ccdflow.pipeline.night import (
+    NightResult,
+    master_frame_types,
+    plan_bpms,
+    plan_masters,
+    plan_products,
+)
 from ccdflow.pipeline.spec import RunSpec, environment
 from ccdflow.pipeline.tasks import bpm_task, master_task, science_task
 
@@ -108,7 +114,7 @@ class Watcher:
                 continue
             self.result.frames.append({"path": path, "type": meta.frame_type, "filter": meta.filter,
                                        "exposure_time": meta.exposure_time, "note": None})
-            if meta.frame_type in MASTER_ORDER:
+            if meta.frame_type in master_frame_types():
                 self.calibrations.append(meta)
                 self.last_calibration = now
             elif meta.frame_type == "science":
@@ -132,8 +138,9 @@ class Watcher:
         grown set gives a new master beside the old one), then the bad-pixel masks."""
         env = environment(self.spec)
         built = 0
-        for kind in MASTER_ORDER:
-            todo = [g for g in plan_masters(self.calibrations) if g[0] == kind
+        planned = plan_masters(self.calibrations)
+        for kind in master_frame_types().values():
+            todo = [g for g in planned if g[0] == kind
                     and frozenset(str(m.path) for m in g[2]) not in self.built_inputs]
             for entry in self.executor.map_unordered(master_task, [(self.spec, *g) for g in todo]):
                 if entry["status"] == "built":

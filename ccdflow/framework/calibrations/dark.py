@@ -30,6 +30,7 @@ class Dark(CalibrationType):
     default_recipe: ClassVar[tuple[str, ...]] = ("overscan", "trim", "bias")
     trend_stat: ClassVar[str] = "dark_rate"
     temperature_tolerance: ClassVar[float | None] = 2.0
+    scales_with_exposure: ClassVar[bool] = True
 
     @classmethod
     def group_key(cls, meta: FrameMeta) -> tuple:
