@@ -1,14 +1,17 @@
-"""Shared fixtures: small frames, the plugin manager, and the real data folder."""
+"""Shared fixtures: the plugin manager, the real data folder and caldb backends (small frames,
+fake instruments and "run one step" come from ccdflow.testing, the plugin authors' fixtures)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.plugins import get_plugin_manager
+from ccdflow.testing import make_meta
+
+__all__ = ["fake_calibration_fields", "make_meta"]  # make_meta: ccdflow.testing's, for older imports
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL_DATA = SHARED / "data" / "real"
@@ -25,16 +28,6 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real data not available: {REAL_DATA} is missing (clone without ../shared)")
     return REAL_DATA
-
-
-def make_meta(**overrides) -> FrameMeta:
-    values = dict(
-        path="frame.fits", frame_type="science", instrument="generic", exposure_time=60.0,
-        filter="V", date_obs=datetime(2026, 3, 1, 22, tzinfo=UTC), temperature=-20.0,
-        shape=(40, 60),
-    )
-    values.update(overrides)
-    return FrameMeta(**values)
 
 
 # -- caldb backends: a real SQLite file and a throwaway database on the local PostgreSQL ----------

@@ -1,9 +1,10 @@
-"""The example third-party plugin: installed for real and found by `ccdflow plugins`.
+"""The example third-party plugin: found by `ccdflow plugins` as if installed, and tested with
+ccdflow.testing's fixtures, the way an observatory would test its own plugin.
 
-The session fixture pip-installs ``examples/ccdflow-example-plugin`` (editable) into the
-running interpreter unless this checkout's copy is already installed, then a fresh
-``python -m ccdflow`` process has to discover it through its entry point, exactly as an
-observatory's plugin would be found.
+Nothing is installed into the environment: a session fixture writes the dist-info that pip
+would write (METADATA and the ``ccdflow.plugins`` entry point) into a temporary folder, and a
+fresh ``python -m ccdflow`` process, with that folder and the example's source on PYTHONPATH,
+has to discover the plugin through its entry point exactly as an installed one is found.
 """
 
 from __future__ import annotations
@@ -13,19 +14,13 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.nddata import CCDData, StdDevUncertainty
 
-import ccdflow.plugins.instruments as builtin_instruments
-from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.header_map import normalise
-from ccdflow.framework.plugins import PluginManager
-from ccdflow.framework.step import StepContext
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ccdflow-example-plugin"
@@ -38,7 +33,7 @@ _WHERE = (
 )
 
 
-def _installed_from_here(env: dict[str, str]) -> bool:
+def _found_here(env: dict[str, str]) -> bool:
     """True when a fresh interpreter imports the package from this checkout's example."""
     done = subprocess.run([sys.executable, "-c", _WHERE], capture_output=True, text=True,
                           env=env, timeout=120)
@@ -48,15 +43,8 @@ def _installed_from_here(env: dict[str, str]) -> bool:
     return where.is_relative_to(EXAMPLE.resolve())
 
 
-def _pip_install(*options: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", *options, "-e", str(EXAMPLE)],
-        capture_output=True, text=True, timeout=600,
-    )
-
-
-def _dist_info_fallback(folder: Path) -> None:
-    """Expose the example through a hand-made dist-info, as if pip had installed it."""
+def _write_dist_info(folder: Path) -> None:
+    """What ``pip install`` leaves for importlib.metadata: the name, version and entry point."""
     info = folder / f"{PACKAGE}-0.1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DIST}\nVersion: 0.1.0\n")
@@ -65,31 +53,17 @@ def _dist_info_fallback(folder: Path) -> None:
 
 @pytest.fixture(scope="session")
 def plugin_env(tmp_path_factory) -> dict[str, str]:
-    """Environment for subprocesses in which the example plugin is installed."""
+    """Environment for subprocesses in which the example plugin looks installed.
+
+    PYTHONPATH comes before site-packages, so this checkout's example wins over any copy a
+    user installed (importlib.metadata keeps the first distribution of a name it finds).
+    """
     env = {k: v for k, v in os.environ.items()
            if k not in ("CCDFLOW_DISABLE_PLUGINS", "CCDFLOW_STRICT_PLUGINS")}
-    how = "already installed"
-    if not _installed_from_here(env):
-        # Prefer the build tools already here; an isolated build fetches setuptools.
-        attempts = [_pip_install("--no-build-isolation"), None]
-        if attempts[0].returncode != 0 or not _installed_from_here(env):
-            attempts[1] = _pip_install()
-        if _installed_from_here(env):
-            how = "pip install -e"
-        else:
-            errors = "\n".join(a.stderr[-800:] for a in attempts if a is not None)
-            folder = tmp_path_factory.mktemp("fallback-site")
-            _dist_info_fallback(folder)
-            extra = os.pathsep.join([str(folder), str(EXAMPLE)])
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [extra, env.get("PYTHONPATH")]))
-            how = "dist-info fallback (pip could not install):\n" + errors
-            assert _installed_from_here(env), how
-    # This process started before the install, so its .pth file was not read: make the
-    # package importable here too, or in-process plugin loading would report it broken.
-    if str(EXAMPLE) not in sys.path:
-        sys.path.append(str(EXAMPLE))
-    importlib.invalidate_caches()
-    print(f"example plugin: {how}")
+    site = tmp_path_factory.mktemp("example-site")
+    _write_dist_info(site)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), str(EXAMPLE), env.get("PYTHONPATH")]))
+    assert _found_here(env), f"the example is not importable from {EXAMPLE} with PYTHONPATH={site}"
     return env
 
 
@@ -121,21 +95,28 @@ def test_example_plugin_loads_in_strict_mode_and_can_be_blocked(plugin_env):
     assert "example" not in {p["name"] for p in data["plugins"]}
 
 
-# -- the plugin's content, in this process ------------------------------------------------
+# -- the plugin's content, in this process, with ccdflow.testing's fixtures ----------------------
 
 
 @pytest.fixture
-def example(plugin_env):
-    return importlib.import_module(PACKAGE)
+def example():
+    """The example package from this checkout, whatever copy of it may be installed."""
+    module = sys.modules.get(PACKAGE)
+    if module is None or not Path(module.__file__).resolve().is_relative_to(EXAMPLE.resolve()):
+        for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
+            del sys.modules[name]
+        sys.path.insert(0, str(EXAMPLE))
+        try:
+            module = importlib.import_module(PACKAGE)
+        finally:
+            sys.path.remove(str(EXAMPLE))
+    return module
 
 
 @pytest.fixture
-def example_manager(example) -> PluginManager:
-    """Built-in instruments plus the example, registered directly (no entry points)."""
-    manager = PluginManager(strict=True)
-    manager.register(builtin_instruments, "builtin_instruments", "ccdflow")
-    manager.register(example, "example", DIST, "0.1.0")
-    return manager
+def example_manager(example, ccdflow_plugin_manager):
+    """ccdflow's built-ins plus the example, and no other installed plugin (strict)."""
+    return ccdflow_plugin_manager(example)
 
 
 def test_apply_pedestal_adds_and_subtracts(example):
@@ -147,20 +128,30 @@ def test_apply_pedestal_adds_and_subtracts(example):
     np.testing.assert_array_equal(data, [[0, 1], [2, -3]])  # input untouched
 
 
-def test_pedestal_step_through_run_step(example, example_manager):
-    instrument = example_manager.instrument("example-cam")
-    meta = FrameMeta(path="x.fits", frame_type="science", instrument="example-cam",
-                     exposure_time=30.0, date_obs=datetime(2026, 3, 1, tzinfo=UTC), shape=(3, 4))
-    context = StepContext(meta=meta, instrument=instrument)
-    ccd = CCDData(np.full((3, 4), 7.0, np.float32), unit="adu", header=fits.Header(),
-                  uncertainty=StdDevUncertainty(np.full((3, 4), 2.0, np.float32)))
-    step = example_manager.step("pedestal")
-    result = example_manager.hook.run_step(step=step(), ccd=ccd, params=step.Params(level=50.0),
-                                   calibrations={}, context=context)
+def test_pedestal_step_through_run_step(example_manager, ccdflow_run_step, ccdflow_make_ccd):
+    ccd = ccdflow_make_ccd(np.full((3, 4), 7.0), uncertainty=2.0)
+    # example-cam configures the pedestal (steps: pedestal: {level: 50.0}); params go over it
+    result = ccdflow_run_step("pedestal", ccd, instrument="example-cam", manager=example_manager)
     np.testing.assert_allclose(result.data, 57.0)
     np.testing.assert_allclose(result.uncertainty.array, 2.0)  # a constant adds no noise
     np.testing.assert_allclose(ccd.data, 7.0)
     assert result.header["CF_PEDES"] == "DONE"
+    lowered = ccdflow_run_step("pedestal", ccd, params={"level": 5.0, "operation": "subtract"},
+                               instrument="example-cam", manager=example_manager)
+    np.testing.assert_allclose(lowered.data, 2.0)
+
+
+def test_pedestal_on_a_product_of_the_simulated_night(example_manager, ccdflow_night, ccdflow_run_step):
+    from ccdflow.framework.fitsio import read_product
+
+    reduced = read_product(ccdflow_night().products[0])
+    out = ccdflow_run_step("pedestal", reduced, params={"level": 25.0}, instrument="example-cam",
+                           manager=example_manager)
+    np.testing.assert_allclose(out.data, reduced.data + np.float32(25.0))
+    np.testing.assert_array_equal(out.mask, reduced.mask)
+    np.testing.assert_array_equal(out.uncertainty.array, reduced.uncertainty.array)
+    assert out.unit == reduced.unit and out.header["CF_FLAT"] == "DONE"  # the night's cards kept
+    assert out.header["CF_PEDES"] == "DONE"
 
 
 def test_pedestal_params_are_documented_and_strict(example):

@@ -9,18 +9,13 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 
 from ccdflow.framework.config import build
-from ccdflow.framework.errors import NoWorkError, UnprocessableInputError
+from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.recipe import needed_calibrations, optional_calibrations, run_recipe
-from ccdflow.framework.step import StepContext, missing_calibrations
-from ccdflow.plugins.steps.bpm import BadPixelMasker, BpmParams, bad_pixels
-from tests.conftest import make_meta
+from ccdflow.framework.step import StepContext
+from ccdflow.plugins.steps.bpm import bad_pixels
+from ccdflow.testing import run_step
 
 BPM = np.array([[0, 1, 2], [4, 5, 0]], np.uint8)
-
-
-def run_step(manager, ccd, bpm, **params):
-    context = StepContext(make_meta(shape=ccd.shape), build(manager, instrument="generic").instrument)
-    return BadPixelMasker().run(ccd, BpmParams(**params), {"bpm": bpm}, context)
 
 
 def master(bits=BPM, mtype="bpm"):
@@ -33,22 +28,22 @@ def test_bits_select_which_defects_mask():
     assert bad_pixels(BPM.astype(np.int16), 6).tolist() == [[False, False, True], [True, True, False]]
 
 
-def test_bpm_is_ored_into_the_existing_mask(manager):
+def test_bpm_is_ored_into_the_existing_mask():
     ccd = CCDData(np.ones((2, 3), np.float32), unit="adu", mask=np.array([[True, False, False]] * 2))
-    out = run_step(manager, ccd, master(), bits=1)
+    out = run_step("bpm", ccd, calibrations={"bpm": master()}, params={"bits": 1})
     assert out.mask.tolist() == [[True, True, False], [True, True, False]]
     assert out.header["CF_NBPM"] == 2 and out.header["CF_BPMBT"] == 1
     np.testing.assert_array_equal(out.data, ccd.data)
     float_master = master(BPM.astype(np.float32))  # as read back by read_product
-    assert run_step(manager, ccd, float_master).header["CF_NBPM"] == 4
+    assert run_step("bpm", ccd, calibrations={"bpm": float_master}).header["CF_NBPM"] == 4
 
 
-def test_missing_bpm_is_skipped_not_an_error(manager):
+def test_missing_bpm_is_skipped_not_an_error():
     ccd = CCDData(np.ones((2, 3), np.float32), unit="adu")
-    with pytest.raises(NoWorkError, match="no bpm available"):
-        run_step(manager, ccd, None)
-    context = StepContext(make_meta(shape=ccd.shape), build(manager, instrument="generic").instrument)
-    missing_calibrations(BadPixelMasker, {}, context)  # optional: no error
+    for calibrations in ({"bpm": None}, {}):  # optional: asked for, but no error without it
+        out = run_step("bpm", ccd, calibrations=calibrations)
+        assert out.header["CF_BPM"] == "SKIPPED" and out.mask is None
+        assert "ccdflow bpm: skipped (no bpm available)" in str(out.header["HISTORY"])
 
 
 def test_recipe_asks_for_the_bpm_but_can_do_without(manager):
@@ -58,12 +53,13 @@ def test_recipe_asks_for_the_bpm_but_can_do_without(manager):
     assert "bpm" not in needed_calibrations(config, "bias")
 
 
-def test_shape_and_type_mismatch_are_refused(manager):
+def test_shape_and_type_mismatch_are_refused():
     ccd = CCDData(np.ones((3, 3), np.float32), unit="adu")
     with pytest.raises(UnprocessableInputError, match=r"BPM shape \(2, 3\) does not match the frame"):
-        run_step(manager, ccd, master())
+        run_step("bpm", ccd, calibrations={"bpm": master()})
     with pytest.raises(UnprocessableInputError, match=r"keyword CF_MTYPE, found 'flat'"):
-        run_step(manager, CCDData(np.ones((2, 3), np.float32), unit="adu"), master(mtype="flat"))
+        run_step("bpm", CCDData(np.ones((2, 3), np.float32), unit="adu"),
+                 calibrations={"bpm": master(mtype="flat")})
 
 
 def test_simulated_bpm_truth_masks_the_reduced_frame(manager, tmp_path):

@@ -14,12 +14,9 @@ import scipy.ndimage as ndi
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow.framework.config import build
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.instrument import Instrument
-from ccdflow.framework.step import StepContext
-from ccdflow.plugins.steps.cosmicray import CosmicRayDetector, CosmicRayParams
-from tests.conftest import make_meta
+from ccdflow.testing import make_meta, run_step
 
 GMOS = "cosmic-ray-frames/gmos-s-S20190808S0048-cutout.fits"
 
@@ -38,15 +35,9 @@ def star_field_with_hits(shape=(128, 128), sky=200.0, gain=1.5, rn=6.0, seed=3):
     return data.astype(np.float32), hits
 
 
-def run_step(ccd, meta, instrument=None, **params):
-    context = StepContext(meta, instrument or build_generic())
-    return CosmicRayDetector().run(ccd, CosmicRayParams(**params), {}, context)
-
-
-def build_generic():
-    from ccdflow.framework.plugins import get_plugin_manager
-
-    return build(get_plugin_manager(), instrument="generic").instrument
+def cosmicray(ccd, meta, instrument=None, **params):
+    """The cosmic-ray step on ``ccd`` described by ``meta`` (gain, read noise), generic by default."""
+    return run_step("cosmicray", ccd, meta=meta, instrument=instrument, params=params)
 
 
 @pytest.mark.parametrize("with_mask", [False, True])
@@ -57,8 +48,8 @@ def test_mask_identical_to_ccdproc_in_adu(with_mask):
         mask = np.zeros(data.shape, bool)
         mask[50, 50] = mask[5:8, 60:62] = True  # one hit already masked: must stay masked, not counted
     ccd = CCDData(data, unit="adu", mask=mask)
-    ours = run_step(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), sigclip=5.0, niter=2,
-                    satlevel=60000.0)
+    ours = cosmicray(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), sigclip=5.0, niter=2,
+                     satlevel=60000.0)
     ref = ccdproc.cosmicray_lacosmic(ccd, sigclip=5.0, niter=2, gain=1.5 * u.electron / u.adu,
                                      readnoise=6.0 * u.electron, satlevel=60000.0 * 1.5)
     np.testing.assert_array_equal(ours.mask, ref.mask)
@@ -73,8 +64,8 @@ def test_mask_identical_to_ccdproc_in_adu(with_mask):
 def test_data_in_electrons_use_gain_one_like_ccdproc():
     data, _ = star_field_with_hits()
     ccd = CCDData(data * np.float32(1.5), unit="electron")
-    ours = run_step(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), fsmode="convolve",
-                    sepmed=False)
+    ours = cosmicray(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), fsmode="convolve",
+                     sepmed=False)
     ref = ccdproc.cosmicray_lacosmic(ccd, gain=1.0, readnoise=6.0, fsmode="convolve", sepmed=False,
                                      satlevel=65535.0 * 1.5)
     np.testing.assert_array_equal(ours.mask, ref.mask)
@@ -84,7 +75,7 @@ def test_data_in_electrons_use_gain_one_like_ccdproc():
 def test_clean_replaces_only_flagged_pixels_and_keeps_adu():
     data, hits = star_field_with_hits()
     ccd = CCDData(data, unit="adu")
-    out = run_step(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), clean=True)
+    out = cosmicray(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), clean=True)
     np.testing.assert_array_equal(out.data[~out.mask], data[~out.mask])
     y, x = hits[0]
     assert abs(out.data[y, x] - 200.0) < 50.0  # back near the sky level, in ADU
@@ -95,7 +86,7 @@ def test_uncertainty_carried_and_used_as_variance_when_asked():
     data, _ = star_field_with_hits()
     std = np.sqrt(np.maximum(data * 1.5, 0) + 36.0) / 1.5
     ccd = CCDData(data, unit="adu", uncertainty=StdDevUncertainty(std.astype(np.float32)))
-    out = run_step(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), use_variance=True)
+    out = cosmicray(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), use_variance=True)
     np.testing.assert_array_equal(out.uncertainty.array, std.astype(np.float32))
     ref = ccdproc.cosmicray_lacosmic(ccd, gain=1.5 * u.electron / u.adu, readnoise=6.0 * u.electron,
                                      invar=(std**2).astype(np.float32), satlevel=65535.0 * 1.5)
@@ -116,7 +107,7 @@ def test_gmos_cutout_has_exactly_its_two_known_cosmic_rays(real_data):
         # astroscrappy's own test boxes; its 3-px blind edge (no Laplacian excess there) cuts the
         # second track at row 147, which the reflected frame follows to the cutout's last row.
         for edge_pad, last_row in [(0, 147), (None, 150)]:
-            out = run_step(ccd, meta, edge_pad=edge_pad, **params)
+            out = cosmicray(ccd, meta, edge_pad=edge_pad, **params)
             labels, n = ndi.label(out.mask)
             assert n == 2, params
             known = [(slice(41, 72), slice(142, 161)), (slice(117, last_row), slice(35, 43))]
@@ -133,7 +124,7 @@ def test_simulated_cosmic_rays_are_found(tmp_path):
     night = simulate_night(tmp_path, spec)
     (raw,) = sorted(night.raw_dir.glob("*sci*.fits"))
     ccd = CCDData(fits.getdata(raw).astype(np.float32) - np.float32(spec.bias_level), unit="adu")
-    out = run_step(ccd, make_meta(shape=ccd.shape, gain=spec.gain, read_noise=spec.read_noise))
+    out = cosmicray(ccd, make_meta(shape=ccd.shape, gain=spec.gain, read_noise=spec.read_noise))
     cr = fits.getdata(night.truth_dir / f"cr_{raw.stem}.fits") > 0
     sky = fits.getdata(night.truth_dir / f"sky_{raw.stem}.fits")
     excess = ccd.data * spec.gain - sky  # e- the hit added (flat ~1)
@@ -150,11 +141,11 @@ def test_missing_gain_names_the_keyword():
                                      "date_obs": {}, "gain": {"keyword": ["EGAIN"]}},
     })
     with pytest.raises(UnprocessableInputError, match=r"needs the gain.*keyword EGAIN, not present"):
-        run_step(CCDData(data, unit="adu"), make_meta(shape=data.shape, read_noise=5.0), inst)
+        cosmicray(CCDData(data, unit="adu"), make_meta(shape=data.shape, read_noise=5.0), inst)
     with pytest.raises(UnprocessableInputError, match=r"read noise.*keyword RDNOISE"):
-        run_step(CCDData(data, unit="adu"), make_meta(shape=data.shape, gain=1.0), inst)
+        cosmicray(CCDData(data, unit="adu"), make_meta(shape=data.shape, gain=1.0), inst)
     with_default = inst.model_copy(update={"gain": 2.0, "read_noise": 5.0})
-    out = run_step(CCDData(data, unit="adu"), make_meta(shape=data.shape), with_default)
+    out = cosmicray(CCDData(data, unit="adu"), make_meta(shape=data.shape), with_default)
     assert out.header["CF_CRGN"] == 2.0
 
 
@@ -178,8 +169,8 @@ def test_star_at_the_edge_is_not_flagged_and_edge_hits_are():
     data, cores, hits = edge_field()
     ccd = CCDData(data, unit="electron")
     meta = make_meta(shape=data.shape, gain=1.0, read_noise=5.0)
-    ours = run_step(ccd, meta)
-    bare = run_step(ccd, meta, edge_pad=0)  # astroscrappy's own edges
+    ours = cosmicray(ccd, meta)
+    bare = cosmicray(ccd, meta, edge_pad=0)  # astroscrappy's own edges
     ref = ccdproc.cosmicray_lacosmic(ccd, gain=1.0, readnoise=5.0, satlevel=65535.0)
     np.testing.assert_array_equal(bare.mask, ref.mask)
     assert (bare.mask & cores).sum() > 20  # the edge stars' cores, flagged whole

@@ -7,40 +7,30 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ccdflow.framework.config import build
-from ccdflow.framework.instrument import Amplifier, Geometry
-from ccdflow.framework.step import StepContext
-from tests.conftest import make_meta
+from ccdflow.testing import fake_instrument, run_step
 
 RNG = np.random.default_rng(11)
 
 
-def _run(manager, ccd: CCDData, geometry: Geometry | None = None) -> CCDData:
-    config = build(manager, instrument="generic")
-    instrument = config.instrument if geometry is None else \
-        config.instrument.model_copy(update={"geometry": geometry})
-    step = manager.step("overscan")
-    return step().run(ccd, step.Params(), {}, StepContext(make_meta(shape=ccd.shape), instrument))
-
-
-def test_one_amplifier_subtracts_row_medians_and_leaves_input(manager):
+def test_one_amplifier_subtracts_row_medians_and_leaves_input():
     data = RNG.normal(1000, 5, (40, 68)).astype(np.float32) + np.arange(40, dtype=np.float32)[:, None]
     ccd = CCDData(data.copy(), unit="adu", header=fits.Header({"BIASSEC": "[61:68,1:40]",
                                                               "TRIMSEC": "[1:60,1:40]"}))
-    out = _run(manager, ccd)
+    out = run_step("overscan", ccd)  # the generic instrument: sections from BIASSEC/TRIMSEC
     expected = data - np.median(data[:, 60:], axis=1).astype(np.float32)[:, None]
     np.testing.assert_array_equal(out.data, expected)
     np.testing.assert_array_equal(ccd.data, data)
     assert out.data is not ccd.data and out.header is not ccd.header and "CF_OSA" not in ccd.header
 
 
-def test_two_amplifiers_each_their_own_overscan(manager):
+def test_two_amplifiers_each_their_own_overscan():
     data = RNG.normal(500, 3, (40, 76)).astype(np.float32)
     data[:, 38:] += 200  # the right amplifier sits 200 ADU higher, overscan included
     ccd = CCDData(data.copy(), unit="adu", header=fits.Header())
-    geometry = Geometry(amplifiers=[Amplifier(name="L", overscan="[1:8,1:40]", trim="[9:38,1:40]"),
-                                    Amplifier(name="R", overscan="[69:76,1:40]", trim="[39:68,1:40]")])
-    out = _run(manager, ccd, geometry)
+    camera = fake_instrument(geometry={"amplifiers": [
+        {"name": "L", "overscan": "[1:8,1:40]", "trim": "[9:38,1:40]"},
+        {"name": "R", "overscan": "[69:76,1:40]", "trim": "[39:68,1:40]"}]})
+    out = run_step("overscan", ccd, instrument=camera)
     left = data[:, 8:38] - np.median(data[:, :8], axis=1).astype(np.float32)[:, None]
     right = data[:, 38:68] - np.median(data[:, 68:], axis=1).astype(np.float32)[:, None]
     np.testing.assert_array_equal(out.data[:, 8:38], left)

@@ -7,15 +7,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ccdflow.framework.config import build
-from ccdflow.framework.step import StepContext
-from ccdflow.plugins.steps.source_mask import SourceMasker, SourceMaskParams, source_mask
-from tests.conftest import make_meta
-
-
-def run_step(manager, ccd, **params):
-    context = StepContext(make_meta(shape=ccd.shape), build(manager, instrument="generic").instrument)
-    return SourceMasker().run(ccd, SourceMaskParams(**params), {}, context)
+from ccdflow.plugins.steps.source_mask import SourceMasker, source_mask
+from ccdflow.testing import run_step
 
 
 def test_pure_sky_has_no_source_and_a_blob_is_found():
@@ -30,19 +23,19 @@ def test_pure_sky_has_no_source_and_a_blob_is_found():
     assert n == 1 and found[30, 20] and grown.sum() > found.sum()
 
 
-def test_status_keyword_and_apply_to_mask(manager):
+def test_status_keyword_and_apply_to_mask():
     assert SourceMasker.status_keyword() == "CF_SRCMK"
     rng = np.random.default_rng(1)
     data = rng.normal(100.0, 5.0, (48, 48)).astype(np.float32)
     data[20:23, 20:23] += 500.0
-    kept = run_step(manager, CCDData(data, unit="adu"), apply_to_mask=False)
+    kept = run_step("source_mask", CCDData(data, unit="adu"), params={"apply_to_mask": False})
     assert kept.mask is None and kept.source_mask[21, 21]
-    applied = run_step(manager, CCDData(data, unit="adu"))
+    applied = run_step("source_mask", CCDData(data, unit="adu"))
     assert applied.mask[21, 21] and applied.header["CF_NSRC"] == 1
     assert applied.header["CF_SRCPX"] == int(applied.source_mask.sum())
 
 
-def test_covers_simulated_stars(manager, tmp_path):
+def test_covers_simulated_stars(tmp_path):
     from ccdflow.simulator import SimulationSpec, simulate_night
 
     spec = SimulationSpec(shape=(128, 128), overscan=0, n_bias=0, n_dark=0, n_flat=0, filters=("V",),
@@ -55,6 +48,7 @@ def test_covers_simulated_stars(manager, tmp_path):
     bright = sky > level + 10 * noise  # star pixels 10 sigma above the sky
     background = sky < level + 0.1 * noise
     assert bright.sum() > 30
-    out = run_step(manager, CCDData(fits.getdata(raw).astype(np.float32), unit="adu"), box_size=32)
+    out = run_step("source_mask", CCDData(fits.getdata(raw).astype(np.float32), unit="adu"),
+                   params={"box_size": 32})
     assert out.mask[bright].mean() > 0.98
     assert out.mask[background].mean() < 0.05

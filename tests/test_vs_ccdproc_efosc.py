@@ -13,15 +13,15 @@ import pytest
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow.framework.combine import combine
-from ccdflow.framework.config import build
 from ccdflow.framework.fitsio import read_ccd
-from ccdflow.framework.step import StepContext
+from ccdflow.testing import run_step
 
 BIASSEC, TRIMSEC = "[1024:1029,1:1024]", "[2:1022,1:1016]"  # as in efosc2.yaml
 
 
 @pytest.fixture(scope="module")
-def efosc():
+def efosc() -> dict[str, list]:
+    """The EFOSC2 frames' metadata by frame type."""
     from tests.conftest import REAL_DATA
 
     folder = REAL_DATA / "efosc-ntt"
@@ -30,25 +30,22 @@ def efosc():
     from ccdflow.framework.plugins import get_plugin_manager
     from ccdflow.framework.scan import scan_paths
 
-    manager = get_plugin_manager(reload=True)
-    frames, _ = scan_paths(sorted(folder.glob("*.fits.gz")), manager)
-    config = build(manager, instrument="efosc2")
-    by: dict[str, list] = {}
+    frames, _ = scan_paths(sorted(folder.glob("*.fits.gz")), get_plugin_manager(reload=True))
+    by_type: dict[str, list] = {}
     for meta in frames:
-        by.setdefault(meta.frame_type, []).append(meta)
-    return manager, config, by
+        by_type.setdefault(meta.frame_type, []).append(meta)
+    return by_type
 
 
-def step(manager, config, name, ccd, meta, calibrations=None, **params):
-    cls = manager.step(name)
-    return cls().run(ccd, cls.Params(**params), calibrations or {}, StepContext(meta, config.instrument))
+def step(name, ccd, meta, calibrations=None, **params):
+    """One step on an EFOSC2 frame, as the efosc2 recipe runs it."""
+    return run_step(name, ccd, meta=meta, instrument="efosc2", calibrations=calibrations, params=params)
 
 
-def ours_trimmed(efosc, meta) -> CCDData:
-    manager, config, _ = efosc
+def ours_trimmed(meta) -> CCDData:
     ccd = read_ccd(meta.path)
-    ccd = step(manager, config, "overscan", ccd, meta, method="line_median")
-    return step(manager, config, "trim", ccd, meta)
+    ccd = step("overscan", ccd, meta, method="line_median")
+    return step("trim", ccd, meta)
 
 
 def ccdproc_trimmed(meta) -> CCDData:
@@ -62,18 +59,16 @@ def ccdproc_trimmed(meta) -> CCDData:
 
 
 def test_overscan_and_trim_match_ccdproc_on_every_bias(efosc):
-    _, _, by = efosc
-    for meta in by["bias"]:
-        ours, ref = ours_trimmed(efosc, meta), ccdproc_trimmed(meta)
+    for meta in efosc["bias"]:
+        ours, ref = ours_trimmed(meta), ccdproc_trimmed(meta)
         assert ours.shape == ref.shape == (1016, 1021)
         np.testing.assert_allclose(ours.data, ref.data, atol=1e-3)
 
 
 @pytest.fixture(scope="module")
 def stacks(efosc):
-    _, _, by = efosc
-    ours = [ours_trimmed(efosc, m) for m in by["bias"]]
-    theirs = [ccdproc_trimmed(m) for m in by["bias"]]
+    ours = [ours_trimmed(m) for m in efosc["bias"]]
+    theirs = [ccdproc_trimmed(m) for m in efosc["bias"]]
     return ours, theirs
 
 
@@ -102,34 +97,33 @@ def test_sigma_clipped_mean_matches_ccdproc(stacks):
 
 
 def test_bias_flat_gain_and_deviation_match_ccdproc_on_a_real_science_frame(efosc, stacks):
-    manager, config, by = efosc
-    meta = sorted(by["science"], key=lambda m: m.path)[0]
+    meta = sorted(efosc["science"], key=lambda m: m.path)[0]
     bias_data = np.median([c.data for c in stacks[0]], axis=0).astype(np.float32)
     bias = CCDData(bias_data, unit="adu", uncertainty=StdDevUncertainty(np.full(bias_data.shape, 2.0,
                                                                                  np.float32)))
-    flat_meta = by["flat"][0]
-    flat_raw = ours_trimmed(efosc, flat_meta).data - bias_data
+    flat_meta = efosc["flat"][0]
+    flat_raw = ours_trimmed(flat_meta).data - bias_data
     flat = CCDData((flat_raw / np.median(flat_raw)).astype(np.float32), unit="adu",
                    uncertainty=StdDevUncertainty(np.full(flat_raw.shape, 0.01, np.float32)))
     gain, rn = meta.gain, meta.read_noise
     assert gain == pytest.approx(1.10) and rn == pytest.approx(7.8)  # CONAD and RON from the header
 
-    ours = ours_trimmed(efosc, meta)
+    ours = ours_trimmed(meta)
     ref = ccdproc_trimmed(meta)
-    ours = step(manager, config, "uncertainty", ours, meta)
+    ours = step("uncertainty", ours, meta)
     ref = ccdproc.create_deviation(ref, gain=gain * u.electron / u.adu, readnoise=rn * u.electron,
                                    disregard_nan=True)
     np.testing.assert_allclose(ours.uncertainty.array, ref.uncertainty.array, rtol=1e-5, atol=1e-4)
-    ours = step(manager, config, "bias", ours, meta, {"bias": bias})
+    ours = step("bias", ours, meta, {"bias": bias})
     ref = ccdproc.subtract_bias(ref, bias)
     np.testing.assert_allclose(ours.data, ref.data, atol=2e-3)
     np.testing.assert_allclose(ours.uncertainty.array, ref.uncertainty.array, rtol=1e-5)
-    ours = step(manager, config, "flat", ours, meta, {"flat": flat}, min_value=0.2)
+    ours = step("flat", ours, meta, {"flat": flat}, min_value=0.2)
     ref = ccdproc.flat_correct(ref, flat, norm_value=1.0)
     good = flat.data >= 0.2
     np.testing.assert_allclose(ours.data[good], ref.data[good], rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(ours.uncertainty.array[good], ref.uncertainty.array[good], rtol=1e-4)
-    ours = step(manager, config, "gain", ours, meta)
+    ours = step("gain", ours, meta)
     ref = ccdproc.gain_correct(ref, gain * u.electron / u.adu)
     np.testing.assert_allclose(ours.data[good], ref.data[good], rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(ours.uncertainty.array[good], ref.uncertainty.array[good], rtol=1e-4)
