@@ -45,3 +45,11 @@ def test_hook_heading_matches_signature(name):
         f"{DOC.name} has no heading {heading!r} for hook {name}; hook headings found: "
         f"{[h for h in headings if name in h]}"
     )
+
+
+def test_guide_python_examples_compile():
+    """Every ```python block of the guide is valid Python (they are copied into plugins)."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert len(blocks) >= 5
+    for n, block in enumerate(blocks, 1):
+        compile(block, f"{DOC.name} python block {n}", "exec")

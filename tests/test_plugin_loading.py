@@ -1,17 +1,12 @@
-"""The plugin manager against real entry points of fake distributions installed in tmp_path.
-
-Each test writes plugin modules plus a ``*.dist-info`` folder (METADATA, entry_points.txt)
-into a temporary folder put on ``sys.path``, so ``importlib.metadata`` finds them exactly
-as it finds a pip-installed plugin.
-"""
+"""The plugin manager against real entry points of fake distributions installed in tmp_path
+(tests/plugin_site.py: modules plus a ``*.dist-info`` folder that ``importlib.metadata``
+finds exactly as it finds a pip-installed plugin)."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import sys
-import textwrap
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,127 +17,17 @@ from click.testing import CliRunner
 
 from ccdflow.framework import plugins
 from ccdflow.framework.errors import PluginError
-from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.plugins import PluginManager, get_plugin_manager
-from ccdflow.framework.step import StepContext
+from tests.plugin_site import GOOD, FakeSite, context_for, header, isolated_plugins, step_module
 
 ROOT = Path(__file__).resolve().parents[1]
-FAKE_PREFIX = "tp_"  # every fake plugin module's name starts with this
-
-# A well-behaved plugin: one step, one instrument identified by INSTRUME = TPCAM*.
-GOOD = """
-from pydantic import Field
-
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.instrument import Instrument
-from ccdflow.framework.step import Step, StepParams
-
-
-class ScaleParams(StepParams):
-    factor: float = Field(2.0, description="Multiply every pixel by this.")
-
-
-class Scaler(Step):
-    name = "tp_scale"
-    Params = ScaleParams
-
-    def run(self, ccd, params, calibrations, context):
-        out = ccd.copy()
-        out.data = ccd.data * params.factor
-        return out
-
-
-def instrument(name, identify):
-    return Instrument.model_validate({
-        "name": name,
-        "identify": identify,
-        "header": {
-            "frame_type": {"keyword": "IMAGETYP", "required": True},
-            "exposure_time": {"keyword": "EXPTIME", "required": True},
-            "date_obs": {"keyword": "DATE-OBS", "required": True},
-        },
-    })
-
-
-@hookimpl
-def register_steps(register):
-    register(Scaler)
-
-
-@hookimpl
-def register_instruments(register):
-    register(instrument("tpcam", {"INSTRUME": "TPCAM*"}))
-"""
-
-
-def step_module(step_name: str, params_body: str = "", base: str = "Step") -> str:
-    """Source of a plugin registering one step; ``params_body`` goes into its Params."""
-    return f"""
-from pydantic import ConfigDict, Field
-
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.step import Step, StepParams
-
-
-class P(StepParams):
-    {params_body or "pass"}
-
-
-class S({base}):
-    name = {step_name!r}
-    Params = P
-
-    def run(self, ccd, params, calibrations, context):
-        return ccd
-
-
-@hookimpl
-def register_steps(register):
-    register(S)
-"""
-
-
-class FakeSite:
-    """A folder on sys.path where tests 'install' distributions with entry points."""
-
-    def __init__(self, root: Path, patch: pytest.MonkeyPatch) -> None:
-        self.root = root
-        root.mkdir()
-        patch.syspath_prepend(str(root))
-
-    def install(
-        self, dist: str, entry_points: dict[str, str], modules: dict[str, str], version="1.2.3"
-    ) -> None:
-        for module, source in modules.items():
-            assert module.startswith(FAKE_PREFIX), "fake modules are forgotten by this prefix"
-            (self.root / f"{module}.py").write_text(textwrap.dedent(source))
-        info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
-        )
-        lines = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
-        (info / "entry_points.txt").write_text(f"[ccdflow.plugins]\n{lines}")
-        importlib.invalidate_caches()
 
 
 @pytest.fixture
 def patch():
-    """Like ``monkeypatch``, but undone before the process-wide manager is rebuilt.
-
-    Owning the undo here fixes the teardown order: restore sys.path and the environment,
-    forget the fake plugin modules, then reload the cached manager, so no test leaks
-    plugins, modules or settings into the next.
-    """
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("CCDFLOW_STRICT_PLUGINS", raising=False)
-        mp.delenv("CCDFLOW_DISABLE_PLUGINS", raising=False)
+    """Like ``monkeypatch``, but undone before the process-wide manager is rebuilt."""
+    with isolated_plugins() as mp:
         yield mp
-    # The next test may reuse a module name from another folder: forget every fake one.
-    for module in [m for m in sys.modules if m.startswith(FAKE_PREFIX)]:
-        del sys.modules[module]
-    importlib.invalidate_caches()
-    get_plugin_manager(reload=True)
 
 
 @pytest.fixture
@@ -157,19 +42,6 @@ def cli():
     if "plugins" not in cli_package.cli.commands:
         cli_package._add_commands()
     return cli_package.cli
-
-
-def header(**cards) -> dict[int, fits.Header]:
-    base = {"IMAGETYP": "Light Frame", "EXPTIME": 10.0, "DATE-OBS": "2026-03-01T22:00:00"}
-    return {0: fits.Header({**base, **cards})}
-
-
-def context_for(instrument) -> StepContext:
-    meta = FrameMeta(
-        path="frame.fits", frame_type="science", instrument=instrument.name, exposure_time=10.0,
-        date_obs=datetime(2026, 3, 1, 22, tzinfo=UTC), shape=(4, 5),
-    )
-    return StepContext(meta=meta, instrument=instrument)
 
 
 # -- loading ---------------------------------------------------------------------------
@@ -482,10 +354,7 @@ def test_run_step_wrapper_from_plugin_wraps_the_step(site):
     step_cls = manager.step("tp_scale")
     ccd = CCDData(np.ones((4, 5), dtype=np.float32), unit="adu", header=fits.Header())
     context = context_for(manager.instrument("tpcam"))
-    result = manager.hook.run_step(
-        step=step_cls(), ccd=ccd, params=step_cls.Params(factor=3.0), calibrations={},
-        context=context,
-    )
+    result = manager.run_step(step_cls(), ccd, step_cls.Params(factor=3.0), {}, context)
     np.testing.assert_allclose(result.data, 3.0)
     assert result.header["TPWRAP"] == "tp_scale"
     # Plugin wrappers are outside the framework's bookkeeping: they see its status keyword.

@@ -13,6 +13,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
 from ccdflow.caldb.selection import binning_text, shape_text, utc
+from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.errors import ConfigError, UnprocessableInputError
 from ccdflow.framework.fitsio import read_headers, sha256_file
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from ccdflow.framework.plugins import PluginManager
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_REQUIRED = ("CF_MTYPE", "CF_INST", "CF_DATE", "CF_BIN", "CF_RAWSH")
+_REQUIRED = tuple(c.keyword for c in (cards.MTYPE, cards.INST, cards.DATE, cards.BIN, cards.RAWSH))
 
 
 def _image_hdu(path: Path) -> tuple[fits.Header, np.ndarray]:
@@ -55,21 +56,21 @@ def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | N
     """The statistics the caldb tracks: median, noise and level (a ccdflow master carries them
     in its header already), and what the calibration type adds (a dark's rate); a type no
     installed plugin knows gets the common ones."""
-    needs_pixels = "CF_MED" not in header or "CF_NOISE" not in header
+    needs_pixels = cards.MED.keyword not in header or cards.NOISE.keyword not in header
     finite = data[np.isfinite(data)] if needs_pixels else data[:0]
-    if "CF_MED" in header:
-        median = float(header["CF_MED"])
+    if cards.MED.keyword in header:
+        median = float(header[cards.MED.keyword])
     elif finite.size:
         median = float(np.median(finite))
     else:
         return {}
-    if "CF_NOISE" in header:
-        noise = float(header["CF_NOISE"])
+    if cards.NOISE.keyword in header:
+        noise = float(header[cards.NOISE.keyword])
     else:
         noise = 1.4826 * float(np.median(np.abs(finite - median)))
     stats: dict[str, float] = {"median": median, "noise": noise}
-    if "CF_LEVEL" in header:
-        stats["level"] = float(header["CF_LEVEL"])
+    if cards.LEVEL.keyword in header:
+        stats["level"] = float(header[cards.LEVEL.keyword])
     try:
         caltype = calibration_type(kind)
     except ConfigError:
@@ -104,26 +105,27 @@ def fields_from_ccdflow_master(path: Path, header: fits.Header, data: np.ndarray
             "ccdflow master lacks metadata cards", path=str(path), keyword=", ".join(missing),
             expected="cards written by ccdflow's master builder",
         )
-    kind = str(header["CF_MTYPE"]).strip()
-    exposure = _checked(header, "CF_EXPT", path, float, expected="exposure in seconds")
+    kind = str(header[cards.MTYPE.keyword]).strip()
+    exposure = _checked(header, cards.EXPT.keyword, path, float, expected="exposure in seconds")
     n_combined = _checked(header, "NCOMBINE", path, float, expected="a whole number of frames")
     if n_combined is not None and (n_combined != int(n_combined) or n_combined < 1):
         raise UnprocessableInputError("nonsense metadata", path=str(path), keyword="NCOMBINE",
                                       value=header["NCOMBINE"], expected="a whole number >= 1")
     return {
-        "type": kind, "instrument": str(header["CF_INST"]).strip(),
-        "detector": str(header.get("CF_DET", "default")).strip(),
-        "binning": _checked(header, "CF_BIN", path, str, _SHAPE, "'BXxBY' such as '2x2'"),
-        "readout_mode": str(header.get("CF_READM", "default")),
-        "raw_shape": _checked(header, "CF_RAWSH", path, str, _SHAPE, "'NYxNX' such as '1030x1030'"),
-        "filter": str(header.get("CF_FILT", "")).strip() or None,
+        "type": kind, "instrument": str(header[cards.INST.keyword]).strip(),
+        "detector": str(header.get(cards.DET.keyword, "default")).strip(),
+        "binning": _checked(header, cards.BIN.keyword, path, str, _SHAPE, "'BXxBY' such as '2x2'"),
+        "readout_mode": str(header.get(cards.READM.keyword, "default")),
+        "raw_shape": _checked(header, cards.RAWSH.keyword, path, str, _SHAPE, "'NYxNX' such as '1030x1030'"),
+        "filter": str(header.get(cards.FILT.keyword, "")).strip() or None,
         "exposure_time": exposure,
-        "temperature": _checked(header, "CF_TEMP", path, float, expected="Celsius"),
-        "temperature_spread": _checked(header, "CF_TSPRD", path, float, expected="Celsius"),
-        "obs_time": _time(header, "CF_DATE", path), "obs_start": _time(header, "CF_TFIRS", path),
-        "obs_end": _time(header, "CF_TLAST", path),
+        "temperature": _checked(header, cards.TEMP.keyword, path, float, expected="Celsius"),
+        "temperature_spread": _checked(header, cards.TSPRD.keyword, path, float, expected="Celsius"),
+        "obs_time": _time(header, cards.DATE.keyword, path),
+        "obs_start": _time(header, cards.TFIRS.keyword, path),
+        "obs_end": _time(header, cards.TLAST.keyword, path),
         "n_combined": None if n_combined is None else int(n_combined),
-        "software_version": header.get("CF_VERS"), "config_hash": header.get("CF_CHASH"),
+        "software_version": cards.VERS.get(header), "config_hash": cards.CHASH.get(header),
         "stats": _stats(kind, data, header, exposure),
         "inputs": [(str(header[k]), header.get("CF_S" + k[4:])) for k in header
                    if re.fullmatch(r"CF_I\d{4}", k)],
@@ -163,16 +165,16 @@ def read_master(path: str | Path, manager: PluginManager, kind: str | None = Non
     if not path.is_file():
         raise UnprocessableInputError("file not found", path=str(path))
     header, data = _image_hdu(path)
-    if "CF_MTYPE" in header:
+    if cards.MTYPE.keyword in header:
         fields = fields_from_ccdflow_master(path, header, data)
         if instrument is not None and instrument != fields["instrument"]:
             raise UnprocessableInputError(
-                f"--instrument {instrument} contradicts the file", path=str(path), keyword="CF_INST",
+                f"--instrument {instrument} contradicts the file", path=str(path), keyword=cards.INST.keyword,
                 value=fields["instrument"], expected=instrument,
             )
         if kind is not None and kind != fields["type"]:
             raise UnprocessableInputError(
-                f"--type {kind} contradicts the file", path=str(path), keyword="CF_MTYPE",
+                f"--type {kind} contradicts the file", path=str(path), keyword=cards.MTYPE.keyword,
                 value=fields["type"], expected=kind,
             )
     elif kind is None:
@@ -185,7 +187,7 @@ def read_master(path: str | Path, manager: PluginManager, kind: str | None = Non
         raise UnprocessableInputError("calibration type must be a short lowercase word",
                                       path=str(path), keyword="type", value=fields["type"])
     if fields["obs_time"] is None:
-        raise UnprocessableInputError("no observation time", path=str(path), keyword="CF_DATE")
+        raise UnprocessableInputError("no observation time", path=str(path), keyword=cards.DATE.keyword)
     fields["shape"] = shape_text(data.shape)
     fields["path"] = str(path)
     fields["sha256"] = sha256_file(path)

@@ -178,6 +178,8 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                     register: bool, as_json: bool, instrument: str | None, instrument_file: str | None,
                     config_files: tuple, params: tuple, method: str, clip: str, fallback: str,
                     memory_limit: int | None) -> None:
+    from ccdflow.framework import cards
+    from ccdflow.framework.calibrations import card_tag
     from ccdflow.framework.masters import build_master, write_master
     from ccdflow.framework.recipe import needed_calibrations
 
@@ -193,16 +195,17 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                            scratch_dir=out.resolve().parent, progress=advance)
     for k, m in cals.items():  # the caldb id, when the caldb chose it
         if m.caldb_id is not None:
-            ccd.header[f"CF_{k.upper()[:4]}I"] = (m.caldb_id, f"master {k} caldb id")
+            cards.calibration_id(card_tag(k), k).put(ccd.header, m.caldb_id)
     sha = write_master(ccd, out)
     summary = {"type": kind, "path": str(out), "sha256": sha, "instrument": config.instrument.name,
-               "n_combined": len(metas), "method": method, "clip": ccd.header["CF_CLIP"],
-               "fallback": ccd.header.get("CF_FALLB"),
+               "n_combined": len(metas), "method": method, "clip": ccd.header[cards.CLIP.keyword],
+               "fallback": ccd.header.get(cards.FALLB.keyword),
                "inputs": [str(m.path) for m in metas],
                "calibrations": {k: {"path": str(m.path), "sha256": m.checksum, "caldb_id": m.caldb_id}
                                 for k, m in cals.items()},
-               "stats": {k: ccd.header[k] for k in ("CF_MED", "CF_NOISE", "CF_LEVEL", "CF_DKRT",
-                                                   "CF_MASKF", "CF_TEMP") if k in ccd.header}}
+               "stats": {c.keyword: ccd.header[c.keyword] for c in (
+                   cards.MED, cards.NOISE, cards.LEVEL, cards.DKRT, cards.MASKF, cards.TEMP)
+                   if c.keyword in ccd.header}}
     finish(summary, out, register, caldb_url, manager, as_json, t0)
 
 

@@ -24,6 +24,7 @@ from astropy.io import fits
 from astropy.stats import mad_std
 
 from ccdflow import __version__
+from ccdflow.framework import cards
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.fitsio import atomic_write, sha256_file
 from ccdflow.framework.provenance import card_text, stamp_calibration
@@ -33,9 +34,9 @@ BIT_NAMES = {HOT: "hot (dark rate)", LOW: "dead or low (flat)", UNSTABLE: "unsta
 MIN_UNSTABLE_FRAMES = 6
 COUNT_CARDS = {HOT: "CF_NHOT", LOW: "CF_NLOW", UNSTABLE: "CF_NUNST"}
 #: Cards a BPM copies from its source master: what the caldb matches on.
-_SETUP_CARDS = ("CF_INST", "CF_DET", "CF_BIN", "CF_READM", "CF_RAWSH", "CF_DATE", "CF_TFIRS",
-                "CF_TLAST", "CF_TEMP", "CF_TSPRD")
-_MUST_AGREE = ("CF_INST", "CF_DET", "CF_BIN", "CF_READM", "CF_RAWSH")
+_SETUP_CARDS = tuple(c.keyword for c in (*cards.SETUP, cards.DATE, cards.TFIRS, cards.TLAST, cards.TEMP,
+                                         cards.TSPRD))
+_MUST_AGREE = tuple(c.keyword for c in cards.SETUP)
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,11 @@ def build_bpm(
     header = fits.Header()
     if dark is not None:
         _expect(dark, "dark", dark_path)
-        exptime = float(dark.get("CF_EXPT", 0.0))
+        exptime = float(dark.get(cards.EXPT.keyword, 0.0))
         if exptime <= 0:
             raise UnprocessableInputError("master dark has no exposure time", path=str(dark_path),
-                                          keyword="CF_EXPT", value=dark.get("CF_EXPT"), expected="> 0 s")
+                                          keyword=cards.EXPT.keyword, value=cards.EXPT.get(dark),
+                                          expected="> 0 s")
         good = _good(dark_data, dark_mask)
         bpm[hot_pixels(dark_data / np.float32(exptime), good, thresholds.hot_sigma,
                        thresholds.hot_rate)] |= HOT
@@ -179,9 +181,9 @@ def _good(data: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 
 def _expect(header: fits.Header, kind: str, path: object) -> None:
-    found = header.get("CF_MTYPE")
+    found = cards.MTYPE.get(header)
     if found != kind:
-        raise UnprocessableInputError(f"not a master {kind}", path=str(path), keyword="CF_MTYPE",
+        raise UnprocessableInputError(f"not a master {kind}", path=str(path), keyword=cards.MTYPE.keyword,
                                       value=found, expected=f"'{kind}'")
 
 
@@ -196,15 +198,15 @@ def _check_sources(sources: list[tuple[fits.Header, object]]) -> None:
 def _bpm_header(header: fits.Header, source: fits.Header, bpm: np.ndarray, t: BpmThresholds,
                 dark_path: object, flat_path: object, stack_paths: Sequence[str]) -> None:
     header["IMAGETYP"] = ("BPM", "ccdflow bad-pixel mask")
-    header["CF_MTYPE"] = ("bpm", "master calibration type")
+    cards.MTYPE.put(header, "bpm")
     for key in _SETUP_CARDS:
         if key in source:
             header[key] = (source[key], source.comments[key])
-    header["CF_FILT"] = ("", "filter ('' when none)")
+    cards.FILT.put(header, "")
     for bit, name in BIT_NAMES.items():
         header[f"CF_BIT{bit}"] = (name, f"meaning of mask bit value {bit}")
         header[COUNT_CARDS[bit]] = (int(np.count_nonzero(bpm & bit)), f"pixels with bit {bit}")
-    header["CF_MASKF"] = (round(float(np.mean(bpm != 0)), 7), "fraction of pixels flagged")
+    cards.MASKF.put(header, round(float(np.mean(bpm != 0)), 7), "fraction of pixels flagged")
     names = {"hot_sigma": "CF_HOTSG", "hot_rate": "CF_HOTRT", "low_threshold": "CF_LOWTH",
              "background_box": "CF_BKBOX", "unstable_factor": "CF_UNSTF"}
     for field, value in asdict(t).items():
@@ -218,7 +220,7 @@ def _bpm_header(header: fits.Header, source: fits.Header, bpm: np.ndarray, t: Bp
         header[f"CF_S{i:04d}"] = sha256_file(path)
     if stack_paths:
         header["NCOMBINE"] = (len(stack_paths), "frames in the unstable-pixel stack")
-    header["CF_VERS"] = (__version__, "ccdflow version")
+    cards.VERS.put(header, __version__)
     header["COMMENT"] = "Bad-pixel mask: bits OR together; 0 = good pixel."
     for bit, name in BIT_NAMES.items():
         header["COMMENT"] = f"bit value {bit}: {name}"

@@ -18,6 +18,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
 
+from ccdflow.framework import cards
 from ccdflow.framework.errors import UnprocessableInputError
 
 
@@ -192,7 +193,7 @@ def read_ccd(path: str | Path, hdu: int | str = 0, unit: str = "adu", *,
     bad = ~np.isfinite(data)
     if bad.any():
         data[bad] = np.nan
-        header["CF_NBAD"] = (int(bad.sum()), "non-finite raw pixels, masked")
+        cards.NBAD.put(header, int(bad.sum()))
         return CCDData(data, unit=unit, header=header, mask=bad)
     return CCDData(data, unit=unit, header=header)
 

@@ -86,5 +86,6 @@ def run_step(
     :param ccd: the frame, already carrying mask and uncertainty when present.
     :param params: the validated parameters of this step.
     :param calibrations: calibration frames by type (``bias``, ``dark``...).
-    :param context: frame metadata, instrument, selection receipts and timings.
+    :param context: frame metadata, instrument, the caldb's selection receipt summaries
+        (``context.receipts``), and the timings and statuses so far.
     """

@@ -88,7 +88,12 @@ class HeaderMap(_Strict):
 
 
 class Amplifier(_Strict):
-    """One readout amplifier: its overscan and the part of the frame it illuminates."""
+    """One readout amplifier: its overscan and the part of the frame it illuminates.
+
+    No gain or read noise of its own: the steps apply one per frame (header map, then the
+    instrument's ``gain``/``read_noise``), so a per-amplifier value would be silently ignored;
+    as an unknown key it is refused instead.
+    """
 
     name: str = Field("A", description="Amplifier name, used in header cards and logs.")
     overscan: str | None = Field(
@@ -97,8 +102,6 @@ class Amplifier(_Strict):
     trim: str | None = Field(
         None, description="Useful data section in raw pixels; None: TRIMSEC, then DATASEC."
     )
-    gain: float | None = Field(None, description="Gain of this amplifier (e-/ADU).")
-    read_noise: float | None = Field(None, description="Read noise of this amplifier (e-).")
 
 
 class Geometry(_Strict):

@@ -13,6 +13,7 @@ import numpy as np
 from astropy.io import fits
 
 from ccdflow import __version__
+from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.fitsio import sha256_file
@@ -40,8 +41,8 @@ def master_stats(
     if mad > 0:
         finite = finite[deviation < 3 * mad]
     stats: dict[str, tuple] = {
-        "CF_MED": (round(median, 5), "median of the master"),
-        "CF_NOISE": (round(float(np.std(finite, dtype=np.float64)), 5), "3-sigma clipped std of the master"),
+        cards.MED.keyword: (round(median, 5), cards.MED.comment),
+        cards.NOISE.keyword: (round(float(np.std(finite, dtype=np.float64)), 5), cards.NOISE.comment),
     }
     stats.update(calibration_type(kind).stats(median, metas, input_levels))
     return {k: v for k, v in stats.items() if math.isfinite(v[0])}
@@ -69,33 +70,33 @@ def master_header(kind: str, metas: Sequence[FrameMeta], last_header: fits.Heade
     header["DATE-OBS"] = (_iso(mean(times)), "mean observation time of inputs (UTC)")
     # Normalised metadata in ccdflow's own cards: the caldb reads these, whatever the
     # camera's keyword conventions (the raw cards above stay as the camera wrote them).
-    header["CF_MTYPE"] = (kind, "master calibration type")
-    header["CF_INST"] = (first.instrument, "ccdflow instrument config")
-    header["CF_DET"] = (first.detector, "detector")
-    header["CF_EXPT"] = (header["EXPTIME"], "mean exposure of inputs (s)")
-    header["CF_FILT"] = (first.filter or "", "filter ('' when none)")
-    header["CF_DATE"] = (header["DATE-OBS"], "mean observation time of inputs (UTC)")
-    header["CF_TFIRS"] = (_iso(min(times)), "first input (UTC)")
-    header["CF_TLAST"] = (_iso(max(times)), "last input (UTC)")
+    cards.MTYPE.put(header, kind)
+    cards.INST.put(header, first.instrument)
+    cards.DET.put(header, first.detector)
+    cards.EXPT.put(header, header["EXPTIME"])
+    cards.FILT.put(header, first.filter or "")
+    cards.DATE.put(header, header["DATE-OBS"])
+    cards.TFIRS.put(header, _iso(min(times)))
+    cards.TLAST.put(header, _iso(max(times)))
     if temps:
-        header["CF_TEMP"] = (round(mean(temps), 3), "mean detector temperature of inputs (C)")
-        header["CF_TSPRD"] = (round(pstdev(temps), 3), "std of input temperatures (C)")
-    header["CF_BIN"] = (f"{first.binning[0]}x{first.binning[1]}", "binning x by y")
-    header["CF_READM"] = (first.readout_mode, "readout mode")
-    header["CF_RAWSH"] = (f"{first.shape[0]}x{first.shape[1]}", "raw shape (ny x nx) of inputs")
+        cards.TEMP.put(header, round(mean(temps), 3))
+        cards.TSPRD.put(header, round(pstdev(temps), 3))
+    cards.BIN.put(header, f"{first.binning[0]}x{first.binning[1]}")
+    cards.READM.put(header, first.readout_mode)
+    cards.RAWSH.put(header, f"{first.shape[0]}x{first.shape[1]}")
     header["NCOMBINE"] = (len(used), "frames combined")
-    header["CF_METH"] = (method, "combine method")
-    header["CF_CLIP"] = (clip, "rejection")
-    header["CF_VERS"] = (__version__, "ccdflow version")
-    header["CF_CHASH"] = (config.config_hash(), "ccdflow config hash")
+    cards.METH.put(header, method)
+    cards.CLIP.put(header, clip)
+    cards.VERS.put(header, __version__)
+    cards.CHASH.put(header, config.config_hash())
     for i, meta in enumerate(metas, 1):
-        header[f"CF_I{i:04d}"] = (printable(str(meta.path).rsplit("/", 1)[-1])[:68], "input file")
-        header[f"CF_S{i:04d}"] = checksums[i - 1] if checksums else sha256_file(meta.path)
+        cards.INPUT.at(i).put(header, printable(str(meta.path).rsplit("/", 1)[-1])[:68])
+        cards.INPUT_SHA.at(i).put(header, checksums[i - 1] if checksums else sha256_file(meta.path))
     if left_out:
-        header["CF_NEXCL"] = (len(left_out), "inputs left out (CF_Xnnnn: why)")
+        cards.NEXCL.put(header, len(left_out))
     for i, reason in sorted(left_out.items()):
         # a long-string card without a comment: the whole reason, however long
-        header[f"CF_X{i + 1:04d}"] = f"{header[f'CF_I{i + 1:04d}']}: {printable(reason)}"
+        cards.LEFT_OUT.at(i + 1).put(header, f"{header[cards.INPUT.at(i + 1).keyword]}: {printable(reason)}")
     for cal, path in calibration_paths.items():
         stamp_calibration(header, cal, path)
     return header

@@ -14,6 +14,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.dead_readout import refuse_dead_readout
@@ -151,11 +152,11 @@ def build_master(
                            [c or sha256_file(m.path) for c, m in zip(pre.checksums, metas, strict=True)],
                            pre.left_out)
     if fallback_note:
-        header["CF_FALLB"] = (fallback_note[:68], "rejection fallback used")
-    header["CF_NNAN"] = (pre.n_nonfinite, "NaN/inf input pixels masked")
+        cards.FALLB.put(header, fallback_note[:68])
+    cards.NNAN.put(header, pre.n_nonfinite)
     data = np.where(mask, np.float32(0), data).astype(np.float32, copy=False)
     stats = master_stats(kind, data[~mask] if mask.any() else data, metas, pre.levels)
-    stats["CF_MASKF"] = (round(float(mask.mean()), 7), "fraction of pixels masked (no input)")
+    cards.MASKF.put(stats, round(float(mask.mean()), 7))
     for key, (value, comment) in stats.items():
         header[key] = (value, comment)
     return CCDData(data, unit="adu", header=header,
@@ -260,7 +261,7 @@ def write_master(ccd: CCDData, path: str | Path) -> str:
     """Write a master atomically (SCI, UNCERT, MASK, and what its calibration type adds, e.g.
     a dark's RATE image) and return its SHA-256."""
     hdul = ccd_to_hdulist(ccd)
-    hdul.extend(calibration_type(str(ccd.header["CF_MTYPE"])).extra_hdus(ccd))
+    hdul.extend(calibration_type(str(ccd.header[cards.MTYPE.keyword])).extra_hdus(ccd))
     atomic_write(hdul, path)
     return sha256_file(path)
 

@@ -1,40 +1,35 @@
-"""Plugin manager: loads ``ccdflow.plugins`` entry points and collects steps and instruments."""
+"""Plugin manager: loads ``ccdflow.plugins`` entry points, collects steps, instruments and
+calibration types, and is the only caller of pluggy's hooks (one typed method per hook)."""
 
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
-from astropy.io import fits
 
 from ccdflow.framework import hookspecs
-from ccdflow.framework.caltype import CalibrationType, validate_calibration_type
-from ccdflow.framework.errors import ConfigError, PluginError
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.instrument import Instrument
-from ccdflow.framework.step import Step, StepRunnerPlugin, validate_step_class
+from ccdflow.framework.errors import PluginError
+from ccdflow.framework.identifier import DeclarativeIdentifier
+from ccdflow.framework.plugin_registry import PluginInfo, Registry
+from ccdflow.framework.step import StepRunnerPlugin
+
+if TYPE_CHECKING:
+    from astropy.io import fits
+    from astropy.nddata import CCDData
+    from pydantic import BaseModel
+
+    from ccdflow.framework.caltype import CalibrationType
+    from ccdflow.framework.instrument import Instrument
+    from ccdflow.framework.step import Step, StepContext
 
 log = logging.getLogger("ccdflow.plugins")
 ENTRY_POINT_GROUP = "ccdflow.plugins"
-
-
-@dataclass
-class PluginInfo:
-    """One loaded plugin and what it contributed."""
-
-    name: str
-    distribution: str | None
-    version: str | None
-    steps: list[str] = field(default_factory=list)
-    instruments: list[str] = field(default_factory=list)
-    calibration_types: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -50,28 +45,25 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-class PluginManager:
-    """Typed face over pluggy: one method per thing ccdflow asks of its plugins."""
+class PluginManager(Registry):
+    """Typed face over pluggy: one method per hook, and what the plugins registered."""
 
     def __init__(self, *, strict: bool | None = None, disabled: set[str] | None = None) -> None:
+        super().__init__()
         self.strict = _env_flag("CCDFLOW_STRICT_PLUGINS") if strict is None else strict
         env_disabled = {n.strip() for n in os.environ.get("CCDFLOW_DISABLE_PLUGINS", "").split(",")}
         self.disabled = (disabled or set()) | {n for n in env_disabled if n}
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.plugins: dict[str, PluginInfo] = {}
         self.failures: list[PluginFailure] = []
         self.blocked: list[str] = []
-        self.steps: dict[str, type[Step]] = {}
-        self.instruments: dict[str, Instrument] = {}
-        self.calibration_types: dict[str, type[CalibrationType]] = {}
-        self._owner: dict[str, str] = {}
         self.pm.register(StepRunnerPlugin(), name="ccdflow.framework.step")
-        self.pm.register(_DeclarativeIdentifier(self), name="ccdflow.framework.identify")
+        self.pm.register(DeclarativeIdentifier(self.instruments), name="ccdflow.framework.identify")
 
     # -- loading ---------------------------------------------------------------
     def load_entry_points(self) -> PluginManager:
-        """Import every ``ccdflow.plugins`` entry point (built-ins first) and register it."""
+        """Import every ``ccdflow.plugins`` entry point (built-ins first), register it, then
+        :meth:`check_pending`."""
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_builtin_first):
             dist = ep.dist.name if ep.dist else None
             if ep.name in self.disabled or (dist is not None and dist in self.disabled):
@@ -90,12 +82,13 @@ class PluginManager:
                 continue
             version = ep.dist.version if ep.dist else None
             self.register(module, ep.name, dist, version)
+        self.check_pending()
         return self
 
     def register(
         self, plugin: Any, name: str, distribution: str | None = None, version: str | None = None
     ) -> None:
-        """Register one plugin object and collect its steps and instruments.
+        """Register one plugin object and collect its steps, instruments and calibration types.
 
         Anything wrong (a misspelt or mistyped hook, an invalid step or instrument, a
         name already taken) is reported in ``failures`` and leaves no trace of the
@@ -108,7 +101,9 @@ class PluginManager:
             return
         try:
             self.pm.register(plugin, name=name)
-            self._check_hooks(plugin)
+            unknown = _unknown_hook(self.pm, plugin)
+            if unknown:
+                raise pluggy.PluginValidationError(plugin, unknown)
         except Exception as exc:  # e.g. pluggy.PluginValidationError: a bad hookimpl
             if self.pm.get_plugin(name) is plugin:
                 self.pm.unregister(name=name)
@@ -119,34 +114,27 @@ class PluginManager:
         info = PluginInfo(name, distribution, version)
         self.plugins[name] = info
         try:
-            for impl in self.pm.hook.register_steps.get_hookimpls():
-                if impl.plugin_name == name and not _is_wrapper(impl):
-                    impl.function(register=lambda s, i=info: self._add_step(s, i))
-            for impl in self.pm.hook.register_instruments.get_hookimpls():
-                if impl.plugin_name == name and not _is_wrapper(impl):
-                    impl.function(register=lambda x, i=info: self._add_instrument(x, i))
-            for impl in self.pm.hook.register_calibration_types.get_hookimpls():
-                if impl.plugin_name == name and not _is_wrapper(impl):
-                    impl.function(register=lambda c, i=info: self._add_calibration_type(c, i))
+            self.register_steps(plugin, lambda s: self._add_step(s, info))
+            self.register_instruments(plugin, lambda x: self._add_instrument(x, info))
+            self.register_calibration_types(plugin, lambda c: self._add_calibration_type(c, info))
         except Exception as exc:  # a plugin registering garbage is reported, not fatal
-            self._forget(info)
-            self.pm.unregister(name=name)
+            self._withdraw(name)
             self._fail(name, distribution, f"{type(exc).__name__}: {exc}")
 
-    def _check_hooks(self, plugin: Any) -> None:
-        """``check_pending`` for one plugin, with a did-you-mean for misspelt hook names."""
-        for caller in self.pm.get_hookcallers(plugin) or []:
-            if caller.has_spec():
-                continue
-            for impl in caller.get_hookimpls():
-                if impl.plugin is plugin and not impl.optionalhook:
-                    close = difflib.get_close_matches(caller.name, _HOOK_NAMES, n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
-                    raise pluggy.PluginValidationError(
-                        plugin,
-                        f"unknown hook {caller.name!r}{hint} "
-                        f"(hooks: {', '.join(_HOOK_NAMES)})",
-                    )
+    def check_pending(self) -> None:
+        """pluggy's ``check_pending``: a registered implementation of no hook (one that did not
+        come through :meth:`register`, which checks each plugin) fails its plugin, with a hint."""
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+                info = self.plugins.get(name)
+                message = _unknown_hook(self.pm, exc.plugin) or str(exc)
+                self._withdraw(name)
+                self._fail(name, info.distribution if info else None,
+                           f"invalid hook implementation: {message}")
 
     def _info_of(self, plugin: Any) -> PluginInfo | None:
         name = self.pm.get_name(plugin)
@@ -160,103 +148,52 @@ class PluginManager:
         log.warning("plugin %s (%s) skipped: %s", name, dist or "unknown distribution", error)
         self.failures.append(PluginFailure(name, dist, error))
 
-    def _forget(self, info: PluginInfo) -> None:
-        for step in info.steps:
-            self.steps.pop(step, None)
-            self._owner.pop("step:" + step, None)
-        for inst in info.instruments:
-            self.instruments.pop(inst, None)
-            self._owner.pop("instrument:" + inst, None)
-        for kind in info.calibration_types:
-            self.calibration_types.pop(kind, None)
-            self._owner.pop("calibration type:" + kind, None)
-        self.plugins.pop(info.name, None)
+    def _withdraw(self, name: str) -> None:
+        """Unregister a plugin and forget everything it contributed."""
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+        self._forget(name)
 
-    def _add_step(self, step: type[Step], info: PluginInfo) -> None:
-        validate_step_class(step)
-        if step.name in self.steps:
-            owner = self._owner["step:" + step.name]
-            raise PluginError(f"step {step.name!r} is already registered by plugin {owner!r}")
-        # The status keyword is how a re-run knows a step was applied: two steps sharing
-        # one would make the second look done and be skipped.
-        keyword = step.status_keyword()
-        for other in self.steps.values():
-            if other.status_keyword() == keyword:
-                raise PluginError(
-                    f"step {step.name!r} has status keyword {keyword}, already used by step "
-                    f"{other.name!r}; its first five letters must differ"
-                )
-        self.steps[step.name] = step
-        self._owner["step:" + step.name] = info.name
-        info.steps.append(step.name)
+    # -- the hooks, one typed method each ----------------------------------------
+    def register_steps(self, plugin: Any, register: Callable[[type[Step]], None]) -> None:
+        """Call ``plugin``'s ``register_steps`` (that plugin's alone: see :func:`_only`)."""
+        _only(self.pm, plugin, "register_steps")(register=register)
 
-    def _add_instrument(self, instrument: Instrument, info: PluginInfo) -> None:
-        if not isinstance(instrument, Instrument):
-            raise PluginError(
-                f"register_instruments expects an Instrument, got {type(instrument).__name__}"
-            )
-        if instrument.name in self.instruments:
-            owner = self._owner["instrument:" + instrument.name]
-            raise PluginError(f"instrument {instrument.name!r} is already registered by {owner!r}")
-        self.instruments[instrument.name] = instrument
-        self._owner["instrument:" + instrument.name] = info.name
-        info.instruments.append(instrument.name)
+    def register_instruments(self, plugin: Any, register: Callable[[Instrument], None]) -> None:
+        """Call ``plugin``'s ``register_instruments``."""
+        _only(self.pm, plugin, "register_instruments")(register=register)
 
-    def _add_calibration_type(self, cls: type[CalibrationType], info: PluginInfo) -> None:
-        validate_calibration_type(cls)
-        if cls.name in self.calibration_types:
-            owner = self._owner["calibration type:" + cls.name]
-            raise PluginError(f"calibration type {cls.name!r} is already registered by {owner!r}")
-        tags = {c.tag(): c.name for c in self.calibration_types.values()}
-        if cls.tag() in tags:
-            raise PluginError(f"calibration type {cls.name!r} has card tag {cls.tag()}, already used "
-                              f"by {tags[cls.tag()]!r}")
-        self.calibration_types[cls.name] = cls
-        self._owner["calibration type:" + cls.name] = info.name
-        info.calibration_types.append(cls.name)
-
-    # -- queries ---------------------------------------------------------------
-    def calibration_type(self, name: str) -> type[CalibrationType]:
-        try:
-            return self.calibration_types[name]
-        except KeyError:
-            raise ConfigError(f"unknown calibration type {name!r}; registered: "
-                              f"{', '.join(sorted(self.calibration_types))}") from None
-
-    def step(self, name: str) -> type[Step]:
-        try:
-            return self.steps[name]
-        except KeyError:
-            raise ConfigError(
-                f"unknown step {name!r}; registered steps: {', '.join(sorted(self.steps))}"
-            ) from None
-
-    def instrument(self, name: str) -> Instrument:
-        try:
-            return self.instruments[name]
-        except KeyError:
-            raise ConfigError(
-                f"unknown instrument {name!r}; registered: {', '.join(sorted(self.instruments))}"
-            ) from None
-
-    def owner(self, kind: str, name: str) -> str:
-        return self._owner[f"{kind}:{name}"]
+    def register_calibration_types(
+        self, plugin: Any, register: Callable[[type[CalibrationType]], None]
+    ) -> None:
+        """Call ``plugin``'s ``register_calibration_types``."""
+        _only(self.pm, plugin, "register_calibration_types")(register=register)
 
     def identify(self, headers: Mapping[int | str, fits.Header]) -> str | None:
         """Name of the instrument that claims these headers, or None."""
-        return self.pm.hook.identify_instrument(header=headers[0], headers=headers)
+        name: str | None = self.pm.hook.identify_instrument(header=headers[0], headers=headers)
+        return name
 
-    @property
-    def hook(self) -> Any:
-        return self.pm.hook
+    def run_step(self, step: Step, ccd: CCDData, params: BaseModel,
+                 calibrations: Mapping[str, CCDData | None], context: StepContext) -> CCDData:
+        """Run one step through every ``run_step`` wrapper (bookkeeping included)."""
+        result: CCDData | None = self.pm.hook.run_step(
+            step=step, ccd=ccd, params=params, calibrations=calibrations, context=context)
+        if result is None:  # only a wrapper or a replacement implementation can lose the frame
+            raise PluginError(f"run_step of step {step.name!r} returned no frame (a plugin's "
+                              "run_step implementation or wrapper returned None)")
+        return result
 
 
 def _builtin_first(ep: EntryPoint) -> tuple[int, str]:
     return (0 if ep.value.startswith("ccdflow.") else 1, ep.name)
 
 
-def _is_wrapper(impl: pluggy.HookImpl) -> bool:
-    return bool(impl.wrapper or impl.hookwrapper)
+def _only(pm: pluggy.PluginManager, plugin: Any, hook: str) -> pluggy.HookCaller:
+    """The hook as implemented by ``plugin`` alone: registration runs once per plugin, when it
+    loads, so no other plugin's implementation (or wrapper) may run or register in its name.
+    pluggy passes an implementation only the arguments it names."""
+    return pm.subset_hook_caller(hook, [p for p in pm.get_plugins() if p is not plugin])
 
 
 _HOOK_NAMES = sorted(
@@ -264,44 +201,17 @@ _HOOK_NAMES = sorted(
 )
 
 
-class _DeclarativeIdentifier:
-    """Matches each instrument's ``identify`` glob rules; the most specific match wins.
-
-    Specificity is the number of keywords in the rule, then the number of literal
-    (non-wildcard) characters in the patterns that matched: ``INSTRUME: 'EXAMPLECAM*'``
-    beats ``IMAGETYP: '*'``. Equal scores go to the instrument registered first.
-    """
-
-    def __init__(self, manager: PluginManager) -> None:
-        self.manager = manager
-
-    @hookimpl(trylast=True)
-    def identify_instrument(self, header: fits.Header, headers: Mapping[int | str, fits.Header]):
-        best: tuple[tuple[int, int], str] | None = None
-        for name, inst in self.manager.instruments.items():
-            if not inst.identify:
-                continue
-            literal = 0
-            for key, patterns in inst.identify.items():
-                matched = _matching_pattern(headers, key, patterns)
-                if matched is None:
-                    break
-                literal += len(matched.replace("*", "").replace("?", ""))
-            else:
-                score = (len(inst.identify), literal)
-                if best is None or score > best[0]:
-                    best = (score, name)
-        return None if best is None else best[1]
-
-
-def _matching_pattern(
-    headers: Mapping[int | str, fits.Header], key: str, patterns: list[str]
-) -> str | None:
-    """The first of ``patterns`` that the first header holding ``key`` matches, or None."""
-    for header in headers.values():
-        if key in header:
-            value = str(header[key]).strip().lower()
-            return next((p for p in patterns if fnmatch.fnmatchcase(value, p.lower())), None)
+def _unknown_hook(pm: pluggy.PluginManager, plugin: Any) -> str | None:
+    """What ``check_pending`` would refuse in ``plugin`` (an implementation of no hook), with a
+    did-you-mean for a misspelt hook name; None when every implementation has its hook."""
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not impl.optionalhook:
+                close = difflib.get_close_matches(caller.name, _HOOK_NAMES, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                return f"unknown hook {caller.name!r}{hint} (hooks: {', '.join(_HOOK_NAMES)})"
     return None
 
 

@@ -9,6 +9,8 @@ from typing import Any
 from astropy.io import fits
 
 from ccdflow import __version__
+from ccdflow.framework import cards
+from ccdflow.framework.calibrations import card_tag
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.fitsio import sha256_file
 
@@ -23,12 +25,12 @@ def card_text(value: object) -> str:
 def stamp_calibration(header: fits.Header, kind: str, path: str | Path, checksum: str | None = None,
                       caldb_id: int | None = None) -> None:
     """Record one calibration: file name, SHA-256 and (when known) its caldb id."""
-    tag = kind.upper()[:4]
+    tag = card_tag(kind)
     # full name, never cut: astropy writes long strings as CONTINUE cards
-    header[f"CF_{tag}F"] = (card_text(Path(path).name), f"master {kind} file")
-    header[f"CF_{tag}S"] = checksum or sha256_file(path)
+    cards.calibration_file(tag, kind).put(header, card_text(Path(path).name))
+    cards.calibration_sha(tag).put(header, checksum or sha256_file(path))
     if caldb_id is not None:
-        header[f"CF_{tag}I"] = (caldb_id, f"master {kind} caldb id")
+        cards.calibration_id(tag, kind).put(header, caldb_id)
 
 
 def stamp_receipt(header: fits.Header, kind: str, summary: Mapping[str, Any]) -> None:
@@ -57,12 +59,12 @@ def stamp_product(
 ) -> None:
     """Cards every reduced frame carries; ``calibrations`` maps type -> (path, sha256, caldb id),
     ``receipts`` type -> caldb receipt summary (why that master was chosen)."""
-    header["CF_RAW"] = (card_text(Path(raw_path).name), "raw input file")
-    header["CF_RAWS"] = raw_checksum or sha256_file(raw_path)
+    cards.RAW.put(header, card_text(Path(raw_path).name))
+    cards.RAWS.put(header, raw_checksum or sha256_file(raw_path))
     for kind, (path, checksum, caldb_id) in calibrations.items():
         stamp_calibration(header, kind, path, checksum, caldb_id)
     for kind, summary in (receipts or {}).items():
         stamp_receipt(header, kind, summary)
-    header["CF_VERS"] = (__version__, "ccdflow version")
-    header["CF_CHASH"] = (config.config_hash(), "ccdflow config hash")
-    header["CF_INST"] = (config.instrument.name, "ccdflow instrument config")
+    cards.VERS.put(header, __version__)
+    cards.CHASH.put(header, config.config_hash())
+    cards.INST.put(header, config.instrument.name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astropy.nddata import CCDData
 
@@ -11,6 +11,9 @@ from ccdflow.framework.arithmetic import header_of
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.errors import ConfigError, NoWorkError
 from ccdflow.framework.step import StepContext, mark_skipped, missing_calibrations
+
+if TYPE_CHECKING:
+    from ccdflow.framework.plugins import PluginManager
 
 
 def recipe_steps(config: ResolvedConfig, frame_type: str) -> list[tuple[str, Any]]:
@@ -44,7 +47,7 @@ def optional_calibrations(config: ResolvedConfig, frame_type: str) -> set[str]:
 
 
 def run_recipe(
-    manager: Any,
+    manager: PluginManager,
     ccd: CCDData,
     config: ResolvedConfig,
     context: StepContext,
@@ -62,9 +65,7 @@ def run_recipe(
             continue
         missing_calibrations(step_cls, calibrations, context)
         try:
-            ccd = manager.hook.run_step(
-                step=step_cls(), ccd=ccd, params=params, calibrations=calibrations, context=context
-            )
+            ccd = manager.run_step(step_cls(), ccd, params, calibrations, context)
         except NoWorkError as exc:
             ccd = mark_skipped(ccd, step_cls, str(exc), context)
     return ccd

@@ -8,10 +8,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astropy.nddata import CCDData
 
+from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type, for_frame_type
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.dead_readout import refuse_dead_readout
@@ -21,6 +22,9 @@ from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.provenance import stamp_product
 from ccdflow.framework.recipe import needed_calibrations, run_recipe
 from ccdflow.framework.step import StepContext
+
+if TYPE_CHECKING:
+    from ccdflow.framework.plugins import PluginManager
 
 
 @dataclass
@@ -53,19 +57,19 @@ class MasterRef:
             raise UnprocessableInputError(f"master {kind} cannot be read ({exc})",
                                           path=str(path)) from None
         ccd = calibration_type(kind).prepare(ccd)
+        # a ccdflow master says it in CF_ cards; a foreign one (ccdproc) in the usual keywords
         h = ccd.header
-        temp = h.get("CF_TEMP", h.get("CCD-TEMP"))
-        exposure = float(h.get("CF_EXPT", h.get("EXPTIME", 0.0)))
-        return cls(kind, Path(path), ccd, actual, exposure,
-                   None if temp is None else float(temp), h.get("CF_FILT", h.get("FILTER")) or None,
-                   caldb_id)
+        temp = cards.TEMP.get(h, h.get("CCD-TEMP"))
+        exposure = cards.EXPT.get(h, float(h.get("EXPTIME", 0.0)))
+        return cls(kind, Path(path), ccd, actual, exposure, None if temp is None else float(temp),
+                   cards.FILT.get(h, h.get("FILTER")) or None, caldb_id)
 
 
 #: Master header card -> (FrameMeta attribute, text), compared before a master is applied.
 _MATCH_CARDS = {
-    "CF_INST": ("instrument", "instrument"), "CF_DET": ("detector", "detector"),
-    "CF_BIN": ("binning", "binning"), "CF_READM": ("readout_mode", "readout mode"),
-    "CF_RAWSH": ("shape", "raw shape"),
+    cards.INST.keyword: ("instrument", "instrument"), cards.DET.keyword: ("detector", "detector"),
+    cards.BIN.keyword: ("binning", "binning"), cards.READM.keyword: ("readout_mode", "readout mode"),
+    cards.RAWSH.keyword: ("shape", "raw shape"),
 }
 
 
@@ -126,7 +130,7 @@ def group_frames(frames: Iterable[FrameMeta]) -> dict[tuple, list[FrameMeta]]:
 
 def reduce_frame(
     meta: FrameMeta,
-    manager: Any,
+    manager: PluginManager,
     config: ResolvedConfig,
     masters: Mapping[str, MasterRef],
     out_path: Path,
@@ -138,10 +142,11 @@ def reduce_frame(
 ) -> tuple[CCDData, str]:
     """Run the frame type's recipe with the given masters and write the product with provenance.
 
-    ``receipts`` (caldb selection receipts) are summarised in the header; ``timings`` receives
-    each step's seconds. ``raw_content`` and ``raw_checksum`` are the raw file's bytes and their
-    SHA-256 from one read (:func:`read_file_hashed`); without them the file is read and hashed
-    here, also in one read. Returns the product and the SHA-256 of the file written.
+    ``receipts`` (caldb selection receipts) are summarised in the header and handed to the steps
+    as ``StepContext.receipts``; ``timings`` receives each step's seconds. ``raw_content`` and
+    ``raw_checksum`` are the raw file's bytes and their SHA-256 from one read
+    (:func:`read_file_hashed`); without them the file is read and hashed here, also in one read.
+    Returns the product and the SHA-256 of the file written.
     """
     needed = needed_calibrations(config, meta.frame_type)
     start = time.perf_counter()
@@ -150,7 +155,8 @@ def reduce_frame(
     ccd = read_ccd(str(meta.path), hdu=meta.pixel_hdu(config.instrument.data_hdu), content=raw_content)
     refuse_dead_readout(ccd, meta)  # all NaN or all one value: no product of 0 finite pixels
     read_seconds = time.perf_counter() - start
-    context = StepContext(meta, config.instrument)
+    summaries = {k: r.summary() for k, r in (receipts or {}).items() if k in needed}
+    context = StepContext(meta, config.instrument, receipts=summaries)
     for kind in needed:
         if kind in masters:
             check_master(kind, masters[kind], meta)
@@ -160,7 +166,7 @@ def reduce_frame(
         ccd.header, meta.path, config,
         {k: (m.path, m.checksum, m.caldb_id) for k, m in masters.items() if k in needed},
         raw_checksum=raw_checksum,
-        receipts={k: r.summary() for k, r in (receipts or {}).items() if k in needed},
+        receipts=summaries,
     )
     start = time.perf_counter()
     checksum = write_ccd(ccd, out_path)

@@ -19,6 +19,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow import __version__
+from ccdflow.framework import cards
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.fitsio import atomic_write, read_headers, read_product, sha256_file
 from ccdflow.framework.provenance import card_text
@@ -155,8 +156,8 @@ def _stack_header(header: fits.Header, paths: list[str], method: str, clip: str,
         header.remove(key, ignore_missing=True, remove_all=True)
     header["CF_PTYPE"] = ("stack", "ccdflow product type")
     header["NCOMBINE"] = (len(paths), "exposures stacked")
-    header["CF_METH"] = (method, "combine method")
-    header["CF_CLIP"] = (clip, "rejection")
+    cards.METH.put(header, method)
+    cards.CLIP.put(header, clip)
     if clip == "sigma":
         header["CF_SIGLO"], header["CF_SIGHI"] = (low, "sigma clip low"), (high, "sigma clip high")
     header["CF_MATCH"] = (match, "level matching before combining")
@@ -165,7 +166,7 @@ def _stack_header(header: fits.Header, paths: list[str], method: str, clip: str,
         header[f"CF_S{i:04d}"] = sha256_file(path)
         header[f"CF_L{i:04d}"] = (round(level, 4), "input median before matching")
         header[f"CF_R{i:04d}"] = (rej, "pixels rejected from this input")
-    header["CF_VERS"] = (__version__, "ccdflow version")
+    cards.VERS.put(header, __version__)
 
 
 def cr_mask_path(path: str | Path, directory: str | Path | None = None) -> Path:
@@ -190,7 +191,7 @@ def write_cr_masks(stacked: Stacked, stack_path: str | Path,
         header["CF_STKF"] = (card_text(Path(stack_path).name), "stack that rejected them")
         if stack_sha:
             header["CF_STKS"] = stack_sha
-        header["CF_CLIP"] = stacked.ccd.header.get("CF_CLIP")
+        header[cards.CLIP.keyword] = cards.CLIP.get(stacked.ccd.header)
         header["CF_NCR"] = (int(np.count_nonzero(rejected)), "pixels flagged")
         target = cr_mask_path(path, directory)
         atomic_write(fits.HDUList([fits.PrimaryHDU(header=header),

@@ -31,11 +31,17 @@ class StepParams(BaseModel):
 
 @dataclass
 class StepContext:
-    """What a step may know about the frame besides its pixels."""
+    """What a step may know about the frame besides its pixels.
+
+    ``receipts`` holds, per calibration type the recipe uses, the caldb's summary of why that
+    master was chosen (``selected_id``, ``scaling``, ``dt_days``, ``dtemp``, ``cost``,
+    ``n_candidates``, ``waiver``): the same summary the product's header records. It is empty
+    when no caldb chose the masters (a master's own inputs, masters given as files).
+    """
 
     meta: FrameMeta
     instrument: Instrument
-    receipts: dict[str, Any] = field(default_factory=dict)
+    receipts: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type, master_types
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.reduction import group_frames, observing_night
@@ -221,7 +222,7 @@ def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], 
         if entry["status"] not in ("built", "up-to-date") or entry["type"] not in ("dark", "flat"):
             continue
         header = fits.getheader(entry["path"])
-        key = tuple(str(header.get(k)) for k in ("CF_INST", "CF_DET", "CF_BIN", "CF_READM", "CF_RAWSH"))
+        key = tuple(str(header.get(c.keyword)) for c in cards.SETUP)
         setups.setdefault(key, {"dark": [], "flat": []})[entry["type"]].append((entry, header))
     out = []
     for key, found in sorted(setups.items()):
@@ -229,7 +230,7 @@ def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], 
             # longest exposure, then warmest (most dark current), then name: the same choice
             # whatever order the masters finished in
             dark, _ = max(found["dark"], key=lambda d: (
-                float(d[1].get("CF_EXPT", 0)), float(d[1].get("CF_TEMP", -999)), d[0]["name"]))
+                cards.EXPT.get(d[1], 0.0), cards.TEMP.get(d[1], -999.0), d[0]["name"]))
             flat = sorted(found["flat"], key=lambda f: f[0]["name"])[0][0]
             night = dark["name"].split("_")[0]  # the observing night, as in every master's name
             parts = [night, "bpm", key[2], key[1]]

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ccdflow.framework import cards
 from ccdflow.framework.errors import CcdflowError, DiskFullError
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.pipeline.naming import inside
@@ -118,20 +119,20 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
                            method=BUILD_OPTIONS["method"], scratch_dir=spec.masters_dir,
                            calibration_paths={k: str(m.path) for k, m in cals.items()},
                            input_checksums=checksums, excluded=excluded)
-        ccd.header["CF_MKEY"] = (identity, "build identity: inputs, recipe, calibrations")
+        cards.MKEY.put(ccd.header, identity)
         # what shaped this master, not the whole run's config: a science-only parameter must
         # not make the same master come out with other bytes
-        ccd.header["CF_CHASH"] = (config.recipe_hash(kind), f"ccdflow config hash of the {kind} recipe")
-        warnings = [str(ccd.header["CF_FALLB"])] if "CF_FALLB" in ccd.header else []
+        cards.CHASH.put(ccd.header, config.recipe_hash(kind), f"ccdflow config hash of the {kind} recipe")
+        warnings = [str(ccd.header[cards.FALLB.keyword])] if cards.FALLB.keyword in ccd.header else []
         if excluded:
             log.warning("%s: left out %s", out.name, "; ".join(f"{Path(p).name}: {r}" for p, r in excluded))
         path, sha, new = write_new(out, lambda tmp: write_master(ccd, tmp))
         if not new:
             warnings.append(f"rebuilt with identical bytes to {path.name}; nothing added")
         return {**entry, "name": path.name, "path": str(path), "status": "built" if new else "up-to-date",
-                "sha256": sha, "clip": ccd.header.get("CF_CLIP"), "warnings": warnings,
-                "calibrations": calibrations, "median": ccd.header.get("CF_MED"),
-                "noise": ccd.header.get("CF_NOISE"), "seconds": time.perf_counter() - start}
+                "sha256": sha, "clip": cards.CLIP.get(ccd.header), "warnings": warnings,
+                "calibrations": calibrations, "median": cards.MED.get(ccd.header),
+                "noise": cards.NOISE.get(ccd.header), "seconds": time.perf_counter() - start}
     except Exception as exc:  # one bad group never stops the night
         return failed(entry, exc, start)
 
@@ -193,10 +194,10 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
         d, f = loaded
         mask, header = build_bpm(d.header, d.data, f.header, f.data, dark_mask=d.mask, flat_mask=f.mask,
                                  dark_path=dark["path"], flat_path=flat["path"])
-        header["CF_MKEY"] = (identity, "build identity: the dark and flat used")
+        cards.MKEY.put(header, identity, "build identity: the dark and flat used")
         path, sha, new = write_new(out, lambda tmp: write_bpm(mask, header, tmp))
         return {**entry, "name": path.name, "path": str(path), "status": "built" if new else "up-to-date",
-                "sha256": sha, "median": None, "noise": None, "flagged": header.get("CF_MASKF"),
+                "sha256": sha, "median": None, "noise": None, "flagged": cards.MASKF.get(header),
                 "seconds": time.perf_counter() - start}
     except Exception as exc:  # a night without a BPM is still a night
         return failed(entry, exc, start)

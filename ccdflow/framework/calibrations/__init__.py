@@ -41,6 +41,17 @@ def calibration_type(name: str, manager: PluginManager | None = None) -> type[Ca
     return found[name]
 
 
+def card_tag(kind: str) -> str:
+    """The provenance card tag of ``kind`` (``BIAS`` in CF_BIASF): the registered type's, or
+    the name's first four letters for a type no installed plugin knows."""
+    from ccdflow.framework.errors import ConfigError
+
+    try:
+        return calibration_type(kind).tag()
+    except ConfigError:
+        return kind.upper()[:4]
+
+
 def for_frame_type(frame_type: str, manager: PluginManager | None = None) -> type[CalibrationType] | None:
     """The type whose masters are combined from frames of ``frame_type``, or None (science)."""
     return next((t for t in master_types(manager) if t.frame_type == frame_type), None)
@@ -52,5 +63,6 @@ def master_types(manager: PluginManager | None = None) -> list[type[CalibrationT
     return sorted((t for t in types if t.frame_type is not None), key=lambda t: (t.order, t.name))
 
 
-__all__ = ["BUILTIN_TYPES", "BadPixelMask", "Bias", "Dark", "Flat", "calibration_type", "for_frame_type",
+__all__ = ["BUILTIN_TYPES", "BadPixelMask", "Bias", "Dark", "Flat", "calibration_type", "card_tag",
+           "for_frame_type",
            "master_types"]

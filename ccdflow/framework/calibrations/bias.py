@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from statistics import mean
 from typing import Any, ClassVar
 
+from ccdflow.framework import cards
 from ccdflow.framework.caltype import CalibrationType
 from ccdflow.framework.frame import FrameMeta
 
@@ -25,4 +26,6 @@ class Bias(CalibrationType):
         """``CF_LEVEL``: the overscan level removed plus what is left in the master, the bias
         level people watch drift."""
         finite = [v for v in levels if math.isfinite(v)]
-        return {"CF_LEVEL": (round(mean(finite) + median, 4), "bias level of inputs (ADU)")} if finite else {}
+        if not finite:
+            return {}
+        return {cards.LEVEL.keyword: (round(mean(finite) + median, 4), "bias level of inputs (ADU)")}

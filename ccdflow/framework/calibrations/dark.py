@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ccdflow.framework import cards
 from ccdflow.framework.caltype import CalibrationType
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.frame import FrameMeta
@@ -63,7 +64,7 @@ class Dark(CalibrationType):
     def stats(cls, median: float, metas: Sequence[FrameMeta],
               levels: Sequence[float]) -> dict[str, tuple[Any, str]]:
         exptime = mean(m.exposure_time for m in metas)
-        return {"CF_DKRT": (round(median / exptime, 7), "median dark rate (ADU/s)")} if exptime > 0 else {}
+        return {cards.DKRT.keyword: (round(median / exptime, 7), cards.DKRT.comment)} if exptime > 0 else {}
 
     @classmethod
     def extra_hdus(cls, ccd: CCDData) -> list[fits.ImageHDU]:
@@ -71,19 +72,19 @@ class Dark(CalibrationType):
         its exposure time and as a rate."""
         from astropy.io import fits
 
-        exptime = float(ccd.header.get("CF_EXPT", 0.0))
+        exptime = float(ccd.header.get(cards.EXPT.keyword, 0.0))
         if exptime <= 0:
             return []
         rate = fits.ImageHDU(np.asarray(ccd.data, np.float32) / np.float32(exptime), name="RATE")
         rate.header["BUNIT"] = ("adu/s", "dark current rate")
-        rate.header["CF_EXPT"] = (exptime, "SCI = RATE * CF_EXPT")
+        cards.EXPT.put(rate.header, exptime, "SCI = RATE * CF_EXPT")
         return [rate]
 
     @classmethod
     def ingest_stats(cls, stats: dict[str, float], header: fits.Header, data: np.ndarray,
                      exposure: float | None) -> dict[str, float]:
         if exposure:
-            stats["dark_rate"] = float(header.get("CF_DKRT", stats["median"] / exposure))
+            stats["dark_rate"] = float(header.get(cards.DKRT.keyword, stats["median"] / exposure))
         return stats
 
     @classmethod

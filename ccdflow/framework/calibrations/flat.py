@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from statistics import mean
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ccdflow.framework import cards
 from ccdflow.framework.caltype import CalibrationType
 from ccdflow.framework.frame import FrameMeta
 
@@ -33,7 +34,7 @@ class Flat(CalibrationType):
         """``CF_LEVEL``: the mean median of the inputs before normalisation (lamp or twilight
         brightness)."""
         finite = [v for v in levels if math.isfinite(v)]
-        return {"CF_LEVEL": (round(mean(finite), 3), "mean input level (ADU)")} if finite else {}
+        return {cards.LEVEL.keyword: (round(mean(finite), 3), "mean input level (ADU)")} if finite else {}
 
     @classmethod
     def ingest_stats(cls, stats: dict[str, float], header: fits.Header, data: np.ndarray,
@@ -43,4 +44,4 @@ class Flat(CalibrationType):
 
     @classmethod
     def match_cards(cls) -> Mapping[str, tuple[str, str]]:
-        return {"CF_FILT": ("filter", "filter")}
+        return {cards.FILT.keyword: ("filter", "filter")}

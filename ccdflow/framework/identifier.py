@@ -1,0 +1,63 @@
+"""The built-in ``identify_instrument``: every instrument's declarative ``identify`` rules.
+
+It lives apart from the plugin manager because it is a plugin like any other (registered
+``trylast`` so code-based identifiers get the first word); the manager only hands it the
+registry of instruments it reads.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ccdflow.framework.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from astropy.io import fits
+
+    from ccdflow.framework.instrument import Instrument
+
+
+class DeclarativeIdentifier:
+    """Matches each instrument's ``identify`` glob rules; the most specific match wins.
+
+    Specificity is the number of keywords in the rule, then the number of literal
+    (non-wildcard) characters in the patterns that matched: ``INSTRUME: 'EXAMPLECAM*'``
+    beats ``IMAGETYP: '*'``. Equal scores go to the instrument registered first.
+    """
+
+    def __init__(self, instruments: Mapping[str, Instrument]) -> None:
+        # the manager's own dict, read at each call: instruments registered later count too
+        self.instruments = instruments
+
+    @hookimpl(trylast=True)
+    def identify_instrument(
+        self, header: fits.Header, headers: Mapping[int | str, fits.Header]
+    ) -> str | None:
+        best: tuple[tuple[int, int], str] | None = None
+        for name, inst in self.instruments.items():
+            if not inst.identify:
+                continue
+            literal = 0
+            for key, patterns in inst.identify.items():
+                matched = matching_pattern(headers, key, patterns)
+                if matched is None:
+                    break
+                literal += len(matched.replace("*", "").replace("?", ""))
+            else:
+                score = (len(inst.identify), literal)
+                if best is None or score > best[0]:
+                    best = (score, name)
+        return None if best is None else best[1]
+
+
+def matching_pattern(
+    headers: Mapping[int | str, fits.Header], key: str, patterns: list[str]
+) -> str | None:
+    """The first of ``patterns`` that the first header holding ``key`` matches, or None."""
+    for header in headers.values():
+        if key in header:
+            value = str(header[key]).strip().lower()
+            return next((p for p in patterns if fnmatch.fnmatchcase(value, p.lower())), None)
+    return None
