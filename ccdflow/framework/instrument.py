@@ -90,9 +90,11 @@ class HeaderMap(_Strict):
 class Amplifier(_Strict):
     """One readout amplifier: its overscan and the part of the frame it illuminates.
 
-    No gain or read noise of its own: the steps apply one per frame (header map, then the
+    No gain or read noise of its own yet: the steps apply one per frame (header map, then the
     instrument's ``gain``/``read_noise``), so a per-amplifier value would be silently ignored;
-    as an unknown key it is refused instead.
+    one that is set is refused instead. (The two fields stay in the model, always None, so the
+    config hash of every existing instrument, and every product and master name made with it,
+    stays what it was.)
     """
 
     name: str = Field("A", description="Amplifier name, used in header cards and logs.")
@@ -102,6 +104,16 @@ class Amplifier(_Strict):
     trim: str | None = Field(
         None, description="Useful data section in raw pixels; None: TRIMSEC, then DATASEC."
     )
+    gain: None = Field(None, description="Not supported: set the instrument's gain (e-/ADU).")
+    read_noise: None = Field(None, description="Not supported: set the instrument's read_noise (e-).")
+
+    @field_validator("gain", "read_noise", mode="before")
+    @classmethod
+    def _not_per_amplifier(cls, value: Any, info: Any) -> None:
+        if value is not None:
+            raise ValueError(f"a per-amplifier {info.field_name} is not applied by any step; give the "
+                             f"instrument's {info.field_name} (or a header keyword) instead")
+        return None
 
 
 class Geometry(_Strict):
