@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.orm import Session
@@ -32,6 +32,9 @@ from ccdflow.caldb.selection import select as choose
 from ccdflow.framework.errors import CcdflowError
 from ccdflow.framework.frame import FrameMeta
 from ccdflow.framework.instrument import MatchRule
+
+if TYPE_CHECKING:
+    from ccdflow.framework.plugins import PluginManager
 
 _RECORD_COLUMNS = [getattr(Calibration, f) for f in CalRecord.__dataclass_fields__]
 
@@ -101,14 +104,14 @@ class CalDB:
         self.sessions.dispose()
 
     # -- ingest ------------------------------------------------------------------
-    def add(self, path: str | Path, manager: Any, *, kind: str | None = None,
+    def add(self, path: str | Path, manager: PluginManager, *, kind: str | None = None,
             instrument: str | None = None, raw_shape: str | None = None,
             who: str | None = None) -> AddResult:
         """Ingest one master file; the same content twice returns the existing id."""
         fields = read_master(path, manager, kind, instrument, raw_shape)
         return self.add_fields(fields, who=who)
 
-    def add_many(self, paths: Iterable[str | Path], manager: Any, **options) -> list[AddResult]:
+    def add_many(self, paths: Iterable[str | Path], manager: PluginManager, **options) -> list[AddResult]:
         """Ingest each file in its own transaction; a bad file is reported, others go in."""
         results = []
         for path in paths:

@@ -10,17 +10,20 @@ detector, binning, readout mode and raw shape) when no such type is registered.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ccdflow.framework.errors import ConfigError
 from ccdflow.framework.instrument import Instrument, MatchRule
+
+if TYPE_CHECKING:
+    from ccdflow.framework.plugins import PluginManager
 
 DEFAULT_RULE = MatchRule(
     max_age_days=30, must_match=["instrument", "detector", "binning", "readout_mode", "shape"]
 )
 
 
-def rule_for(manager: Any, instrument: str, kind: str) -> MatchRule:
+def rule_for(manager: PluginManager | Mapping[str, Instrument], instrument: str, kind: str) -> MatchRule:
     """The instrument's rule for ``kind``, or :data:`DEFAULT_RULE` for unlisted types.
 
     ``manager`` is the plugin manager, or any mapping of instrument name to

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ccdflow.caldb import CalDB
     from ccdflow.framework.frame import FrameMeta
     from ccdflow.framework.instrument import Instrument
+    from ccdflow.framework.plugins import PluginManager
 
 # Everything from ccdflow.caldb (and so SQLAlchemy) is imported inside functions: at module
 # level it would add ~0.3 s to every ccdflow command, caldb or not.
@@ -96,7 +97,7 @@ def remember(caldb_url: str | None) -> str:
     return url
 
 
-def plugin_manager() -> Any:
+def plugin_manager() -> PluginManager:
     root = click.get_current_context().find_root()
     from ccdflow.framework.plugins import get_plugin_manager
 
@@ -109,8 +110,8 @@ instrument_config_option = click.option(
          "used instead of the registered instrument of the same name.")
 
 
-def instruments_with(manager: Any, instrument_file: str | None) -> tuple[dict[str, Instrument],
-                                                                    Instrument | None]:
+def instruments_with(manager: PluginManager, instrument_file: str | None
+                     ) -> tuple[dict[str, Instrument], Instrument | None]:
     """Registered instruments with a site's instrument file over its namesake, and that one."""
     known = dict(manager.instruments)
     if instrument_file is None:
@@ -122,7 +123,8 @@ def instruments_with(manager: Any, instrument_file: str | None) -> tuple[dict[st
     return known, site
 
 
-def read_frame(file: Path, manager: Any, instrument: str | None, site: Instrument | None) -> FrameMeta:
+def read_frame(file: Path, manager: PluginManager, instrument: str | None,
+               site: Instrument | None) -> FrameMeta:
     """FrameMeta of a raw frame, read through the site instrument's header map when one is given."""
     from ccdflow.framework.fitsio import read_headers
     from ccdflow.framework.header_map import normalise

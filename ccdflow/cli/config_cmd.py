@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 import yaml
@@ -11,8 +12,13 @@ from rich.table import Table
 
 from ccdflow.cli.options import config_options
 
+if TYPE_CHECKING:
+    from ccdflow.framework.config import ResolvedConfig
+    from ccdflow.framework.plugins import PluginManager
 
-def resolve_from_options(ctx: click.Context, instrument, instrument_file, config_files, params):
+
+def resolve_from_options(ctx: click.Context, instrument, instrument_file, config_files, params
+                         ) -> tuple[PluginManager, ResolvedConfig]:
     # imported here: pydantic, astropy and the plugins are not needed for `--help`
     from ccdflow.framework import config as cfg
     from ccdflow.framework.plugins import get_plugin_manager

@@ -13,13 +13,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ccdflow.cli import ErrorsToExitGroup
 from ccdflow.cli.options import CALDB_ENV_VAR, config_options
 from ccdflow.framework.errors import UnprocessableInputError
+
+if TYPE_CHECKING:
+    from ccdflow.framework.config import ResolvedConfig
+    from ccdflow.framework.frame import FrameMeta
+    from ccdflow.framework.plugins import PluginManager
 
 # caldb_options and config_cmd import astropy and pydantic at module level: taken inside the
 # functions, so `ccdflow master --help` stays as fast as `ccdflow --help`.
@@ -107,7 +112,8 @@ for _kind in ("bias", "dark", "flat"):
 
 
 def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | None,
-                instrument_file: str | None, config_files: tuple, params: tuple) -> tuple[Any, Any, list]:
+                instrument_file: str | None, config_files: tuple, params: tuple
+                ) -> tuple[PluginManager, ResolvedConfig, list[FrameMeta]]:
     """Frames and the configuration of their instrument; any unreadable file stops the build."""
     from ccdflow.framework.scan import scan_paths
 
@@ -221,13 +227,14 @@ def check_register_target(register: bool, caldb_url: str | None, out: Path) -> N
         open_db(caldb_url, write=True)
 
 
-def finish(summary: dict, out: Path, register: bool, caldb_url: str | None, manager: Any,
-           as_json: bool, t0: float) -> None:
-    """Register when asked, then print the summary."""
+def finish(summary: dict, out: Path, register: bool, caldb_url: str | None,
+           manager: PluginManager | None, as_json: bool, t0: float) -> None:
+    """Register when asked (``manager`` None: the command read no frame, load the plugins now),
+    then print the summary."""
     if register:
-        from ccdflow.cli.caldb_options import open_db
+        from ccdflow.cli.caldb_options import open_db, plugin_manager
 
-        added = open_db(caldb_url).add(out, manager)
+        added = open_db(caldb_url).add(out, manager or plugin_manager())
         summary["caldb_id"], summary["caldb_new"] = added.id, added.created
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     if as_json:
@@ -287,7 +294,7 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
                          dark_mask=parts["dark_mask"], flat_mask=parts["flat_mask"], dark_path=dark_path,
                          flat_path=flat_path, stack=stack, stack_paths=paths, thresholds=thresholds)
 
-    manager = None
+    manager: PluginManager | None = None
     if files:
         manager, config, metas = scan_inputs(ctx, files, instrument, instrument_file, config_files, params)
         kind = metas[0].frame_type
@@ -304,10 +311,6 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
     else:
         mask, header = make()
     sha = write_bpm(mask, header, out)
-    if register and manager is None:
-        from ccdflow.cli.caldb_options import plugin_manager
-
-        manager = plugin_manager()
     summary = {"type": "bpm", "path": str(out), "sha256": sha, "n_combined": header.get("NCOMBINE", 0),
                "sources": {"dark": dark_path, "flat": flat_path},
                "stats": {k: header[k] for k in ("CF_NHOT", "CF_NLOW", "CF_NUNST", "CF_MASKF")}}

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ccdflow.framework.errors import ConfigError
 from ccdflow.framework.instrument import Instrument
 from ccdflow.framework.step import StepParams
+
+if TYPE_CHECKING:
+    from ccdflow.framework.plugins import PluginManager
 
 LAYERS = ("step default", "instrument plugin", "instrument file", "site/night file", "command line")
 
@@ -217,7 +220,7 @@ def _apply(
 
 
 def build(
-    manager: Any,
+    manager: PluginManager,
     *,
     instrument: str | None = None,
     instrument_file: str | Path | None = None,

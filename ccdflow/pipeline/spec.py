@@ -6,9 +6,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ccdflow.framework.config import ResolvedConfig, build
+
+if TYPE_CHECKING:
+    from ccdflow.framework.plugins import PluginManager
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Environment:
     """One per process and spec: building plugins and configs costs ~0.3 s, masters more."""
 
     spec: RunSpec
-    manager: Any
+    manager: PluginManager
     configs: dict[str, ResolvedConfig] = field(default_factory=dict)
     masters: dict[int, Any] = field(default_factory=dict)
     _db: Any = None
