@@ -270,8 +270,10 @@ def normalise(
         binning=_parse_binning(reader),
         readout_mode=names["readout_mode"] or "default",
         shape=shape,
-        gain=numbers["gain"] or instrument.gain,
-        read_noise=numbers["read_noise"] or instrument.read_noise,
+        # what the header says, or None: the instrument's value (when it sets one) is found by
+        # the steps through one resolver (plugins/steps/noise.py), never defaulted here
+        gain=numbers["gain"],
+        read_noise=numbers["read_noise"] or None,
         note=note,
         data_hdu=None if instrument.data_hdu in (AUTO_HDU, data_hdu) else data_hdu,
     )

@@ -122,7 +122,7 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         cards.MKEY.put(ccd.header, identity)
         # what shaped this master, not the whole run's config: a science-only parameter must
         # not make the same master come out with other bytes
-        cards.CHASH.put(ccd.header, config.recipe_hash(kind), f"ccdflow config hash of the {kind} recipe")
+        cards.CHASH.put(ccd.header, config.recipe_hash(kind), f"config hash of the {kind} recipe")
         warnings = [str(ccd.header[cards.FALLB.keyword])] if cards.FALLB.keyword in ccd.header else []
         if excluded:
             log.warning("%s: left out %s", out.name, "; ".join(f"{Path(p).name}: {r}" for p, r in excluded))

@@ -8,6 +8,7 @@ from astropy.nddata import CCDData
 from ccdflow.framework.arithmetic import header_of
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.plugins.steps.noise import detector_gain
 
 
 class GainCorrector(Step):
@@ -19,7 +20,7 @@ class GainCorrector(Step):
         if str(ccd.unit) not in ("adu", "ct"):
             raise UnprocessableInputError(f"gain expects ADU data, got unit {ccd.unit}",
                                           path=context.meta.path)
-        gain = np.float32(context.meta.gain or context.instrument.gain)
+        gain = np.float32(detector_gain(context, "the gain step"))
         unc = None if ccd.uncertainty is None else ccd.uncertainty.__class__(
             np.asarray(ccd.uncertainty.array, np.float32) * gain, copy=False)
         header = header_of(ccd)

@@ -8,6 +8,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from ccdflow.framework.arithmetic import header_of
 from ccdflow.framework.kernels import deviation_array
 from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.plugins.steps.noise import detector_gain, detector_read_noise
 
 
 def deviation(data: np.ndarray, gain: float, read_noise_e: float,
@@ -28,8 +29,8 @@ class UncertaintyEstimator(Step):
     description = "Create the uncertainty plane from read noise and Poisson noise."
 
     def run(self, ccd: CCDData, params: StepParams, calibrations, context: StepContext) -> CCDData:
-        gain = context.meta.gain or context.instrument.gain
-        rn = context.meta.read_noise if context.meta.read_noise is not None else context.instrument.read_noise
+        gain = detector_gain(context, "the uncertainty step")
+        rn = detector_read_noise(context, "the uncertainty step")
         carried = None if ccd.uncertainty is None else ccd.uncertainty.array
         std = deviation(ccd.data, gain, rn, carried)
         out = CCDData(ccd.data, unit=ccd.unit, header=header_of(ccd), mask=ccd.mask,
