@@ -12,11 +12,12 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
-from ccdflow.caldb.selection import binning_text, shape_text, utc
+from ccdflow.caldb.selection import utc
 from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.errors import ConfigError, UnprocessableInputError
 from ccdflow.framework.fitsio import read_headers, sha256_file
+from ccdflow.framework.frame import binning_text, shape_text
 from ccdflow.framework.header_map import normalise
 from ccdflow.framework.instrument import KeywordSpec
 

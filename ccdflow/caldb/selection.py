@@ -25,7 +25,7 @@ from typing import Any
 
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.errors import ConfigError, UnprocessableInputError
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.frame import FrameMeta, binning_text, shape_text
 from ccdflow.framework.instrument import MatchRule
 
 
@@ -108,12 +108,6 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
-def binning_text(binning: tuple[int, int]) -> str:
-    return f"{binning[0]}x{binning[1]}"
-
-
-def shape_text(shape: tuple[int, int]) -> str:
-    return f"{shape[0]}x{shape[1]}"
 
 
 _FRAME_VALUE = {

@@ -25,12 +25,11 @@ from astropy.stats import mad_std
 
 from ccdflow import __version__
 from ccdflow.framework import cards
+from ccdflow.framework.calibrations.bpm import BIT_NAMES, HOT, LOW, UNSTABLE
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.fitsio import atomic_write, sha256_file
 from ccdflow.framework.provenance import card_text, stamp_calibration
 
-HOT, LOW, UNSTABLE = 1, 2, 4
-BIT_NAMES = {HOT: "hot (dark rate)", LOW: "dead or low (flat)", UNSTABLE: "unstable (temporal scatter)"}
 MIN_UNSTABLE_FRAMES = 6
 COUNT_CARDS = {HOT: "CF_NHOT", LOW: "CF_NLOW", UNSTABLE: "CF_NUNST"}
 #: Cards a BPM copies from its source master: what the caldb matches on.

@@ -6,9 +6,30 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Frame types used for imaging reduction. Instruments may classify other types
-#: (``arc``, ``spectrum``, ``spec_flat``...) which are recognised but not reduced.
+#: Frame types of the built-in imaging reduction: what masters are combined from, and science.
+#: A plugin's calibration type adds its own raw frame type (see :func:`imaging_types`).
 IMAGING_TYPES = ("bias", "dark", "flat", "science")
+#: Types an instrument may classify that are recognised but not reduced (spectroscopy...).
+OTHER_TYPES = ("arc", "spectrum", "spec_flat", "other")
+
+
+def imaging_types() -> tuple[str, ...]:
+    """The built-in imaging types and the raw frame types of every registered calibration
+    type (a fringe type's night-sky frames)."""
+    from ccdflow.framework.calibrations import master_types
+
+    extra = [t.frame_type for t in master_types() if t.frame_type and t.frame_type not in IMAGING_TYPES]
+    return (*IMAGING_TYPES, *extra)
+
+
+def binning_text(binning: tuple[int, int]) -> str:
+    """``2x2``: binning x by y, as the caldb stores it and master names show it."""
+    return f"{binning[0]}x{binning[1]}"
+
+
+def shape_text(shape: tuple[int, int]) -> str:
+    """``1030x1030``: raw shape, ny x nx."""
+    return f"{shape[0]}x{shape[1]}"
 
 
 class FrameMeta(BaseModel):
@@ -41,4 +62,4 @@ class FrameMeta(BaseModel):
     @property
     def is_imaging(self) -> bool:
         """True when the frame takes part in imaging reduction."""
-        return self.frame_type in IMAGING_TYPES
+        return self.frame_type in imaging_types()

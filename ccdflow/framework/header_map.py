@@ -16,7 +16,7 @@ from erfa import ErfaWarning
 from ccdflow.framework import limits
 from ccdflow.framework.errors import UnprocessableInputError
 from ccdflow.framework.fitsio import AUTO_HDU
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.frame import OTHER_TYPES, FrameMeta, imaging_types
 from ccdflow.framework.instrument import Instrument, KeywordSpec
 from ccdflow.framework.pixel_hdu import Headers, data_shape, resolve_data_hdu
 
@@ -205,7 +205,7 @@ def frame_type_of(reader: HeaderReader, exposure: float) -> tuple[str, str | Non
     # Errors and notes quote what the header really says, not the mapped value.
     value = _lookup(reader.headers, spec, reader.data_hdu)[1] if key else mapped
     kind = str(mapped).strip().lower()
-    if kind not in _KNOWN_OUTPUTS:
+    if kind not in (*imaging_types(), *OTHER_TYPES):
         known, generic = match_value(value, _GENERIC_TYPES)
         if not known:
             raise UnprocessableInputError(
@@ -221,7 +221,6 @@ def frame_type_of(reader: HeaderReader, exposure: float) -> tuple[str, str | Non
     return kind, note
 
 
-_KNOWN_OUTPUTS = {"bias", "dark", "flat", "science", "arc", "spectrum", "spec_flat", "other"}
 #: Common spellings, used when an instrument's own map does not decide.
 _GENERIC_TYPES: dict[str, str] = {
     "bias*": "bias", "zero*": "bias", "dark*": "dark", "*flat*": "flat",

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ccdflow.framework.caltype import SETUP_FIELDS
+
 Scalar = str | int | float | bool
 
 
@@ -134,7 +136,7 @@ class MatchRule(_Strict):
 
     max_age_days: float = Field(description="Largest |observation time difference| in days.")
     must_match: list[str] = Field(
-        default_factory=lambda: ["instrument", "detector", "binning", "readout_mode", "shape"],
+        default_factory=lambda: list(SETUP_FIELDS),
         description="FrameMeta fields that must be equal.",
     )
     temperature_tolerance: float | None = Field(

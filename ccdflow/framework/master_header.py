@@ -17,7 +17,7 @@ from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.fitsio import sha256_file
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.frame import FrameMeta, binning_text, shape_text
 from ccdflow.framework.provenance import stamp_calibration
 from ccdflow.framework.writable_header import printable
 
@@ -81,9 +81,9 @@ def master_header(kind: str, metas: Sequence[FrameMeta], last_header: fits.Heade
     if temps:
         cards.TEMP.put(header, round(mean(temps), 3))
         cards.TSPRD.put(header, round(pstdev(temps), 3))
-    cards.BIN.put(header, f"{first.binning[0]}x{first.binning[1]}")
+    cards.BIN.put(header, binning_text(first.binning))
     cards.READM.put(header, first.readout_mode)
-    cards.RAWSH.put(header, f"{first.shape[0]}x{first.shape[1]}")
+    cards.RAWSH.put(header, shape_text(first.shape))
     header["NCOMBINE"] = (len(used), "frames combined")
     cards.METH.put(header, method)
     cards.CLIP.put(header, clip)

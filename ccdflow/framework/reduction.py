@@ -18,7 +18,7 @@ from ccdflow.framework.config import ResolvedConfig
 from ccdflow.framework.dead_readout import refuse_dead_readout
 from ccdflow.framework.errors import CalibrationChangedError, UnprocessableInputError
 from ccdflow.framework.fitsio import read_ccd, read_file_hashed, read_product, write_ccd
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.frame import FrameMeta, binning_text, shape_text
 from ccdflow.framework.provenance import stamp_product
 from ccdflow.framework.recipe import needed_calibrations, run_recipe
 from ccdflow.framework.step import StepContext
@@ -81,7 +81,7 @@ def check_master(kind: str, master: MasterRef, meta: FrameMeta) -> None:
     header = master.ccd.header
     cards = {**_MATCH_CARDS, **calibration_type(kind).match_cards()}
     frame_values = {
-        "binning": f"{meta.binning[0]}x{meta.binning[1]}", "shape": f"{meta.shape[0]}x{meta.shape[1]}",
+        "binning": binning_text(meta.binning), "shape": shape_text(meta.shape),
     }
     problems = []
     for card, (attr, text) in cards.items():

@@ -19,7 +19,7 @@ import yaml
 
 from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type, master_types
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.frame import FrameMeta, binning_text, imaging_types
 from ccdflow.framework.reduction import group_frames, observing_night
 from ccdflow.framework.scan import discover_fits_files
 from ccdflow.pipeline.executor import SerialExecutor
@@ -36,12 +36,6 @@ def master_frame_types() -> dict[str, str]:
     """Raw frame type -> calibration type whose masters are combined from it, in build order
     (bias before dark before flat, then any plugin type by its order)."""
     return {t.frame_type: t.name for t in master_types() if t.frame_type is not None}
-
-
-def reduced_types() -> tuple[str, ...]:
-    """Frame types the imaging pipeline uses; anything else (arcs, spectra...) is listed and
-    left alone."""
-    return (*master_frame_types(), "science")
 
 
 def _master_order(entry: dict[str, Any]) -> tuple:
@@ -93,7 +87,7 @@ def master_group_name(kind: str, metas: list[FrameMeta]) -> str:
     The master's file name adds its build identity (see :func:`master_task`)."""
     meta = metas[0]
     parts: list[object] = [observing_night(meta), kind, *calibration_type(kind).name_parts(meta)]
-    parts.append(f"{meta.binning[0]}x{meta.binning[1]}")
+    parts.append(binning_text(meta.binning))
     if meta.detector not in ("", "default", None):
         parts.append(meta.detector)
     if meta.readout_mode not in ("", "default", None):
@@ -270,7 +264,7 @@ def _scan(rawdir: str | Path, spec: RunSpec, executor: Any, result: NightResult,
         progress("scan", done, len(chunks))
     frames.sort(key=lambda m: str(m.path))
     result.unknown.sort(key=lambda u: u["path"])
-    reduced = reduced_types()
+    reduced = imaging_types()
     for meta in frames:
         result.frames.append({
             "path": str(meta.path), "type": meta.frame_type, "instrument": meta.instrument,

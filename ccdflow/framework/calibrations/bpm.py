@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from astropy.nddata import CCDData
 
 
+#: The bits of a ccdflow bad-pixel mask, defined here once (the builder sets them, the bpm step
+#: reads them): a pixel may carry several.
+HOT, LOW, UNSTABLE = 1, 2, 4
+BIT_NAMES = {HOT: "hot (dark rate)", LOW: "dead or low (flat)", UNSTABLE: "unstable (temporal scatter)"}
+
+
 class BadPixelMask(CalibrationType):
     name: ClassVar[str] = "bpm"
     description: ClassVar[str] = "bit mask of hot, low/dead and unstable pixels"

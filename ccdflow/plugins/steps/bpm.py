@@ -7,17 +7,15 @@ from astropy.nddata import CCDData
 from pydantic import Field
 
 from ccdflow.framework.arithmetic import header_of
+from ccdflow.framework.calibrations.bpm import HOT, LOW, UNSTABLE
 from ccdflow.framework.errors import NoWorkError, UnprocessableInputError
 from ccdflow.framework.step import Step, StepContext, StepParams
-
-#: Bits of a ccdflow master BPM (written by ccdflow.framework.badpixels).
-HOT, DEAD, UNSTABLE = 1, 2, 4
 
 
 class BpmParams(StepParams):
     bits: int = Field(
-        HOT | DEAD | UNSTABLE, ge=1, le=0x7FFF,
-        description="Which BPM bits mask a pixel: 1 hot, 2 dead/low, 4 bad column/unstable.",
+        HOT | LOW | UNSTABLE, ge=1, le=0x7FFF,
+        description="Which BPM bits mask a pixel: 1 hot, 2 dead/low, 4 unstable.",
     )
 
 
