@@ -34,8 +34,8 @@ from astropy.io import fits
 from sqlalchemy import text
 
 from ccdflow.caldb import CalDB, NoCalibrationError
-from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.plugins import get_plugin_manager
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.engine.plugins import get_plugin_manager
 
 START = datetime(2023, 11, 1)
 

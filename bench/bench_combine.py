@@ -43,7 +43,7 @@ extra = json.loads(sys.argv[5])
 repeat = int(extra.pop("_repeat", 2))
 paths = sorted(str(p) for p in Path(folder).glob("*.fits"))
 if kind == "ccdflow":
-    from ccdflow.framework.combine import combine, fits_source
+    from ccdflow.framework.numerics.combine import combine, fits_source
     opts = dict(method="median", clip="none") if method == "median" else dict(method="mean", clip="sigma")
     run = lambda: combine([fits_source(p) for p in paths], **opts, **extra).data
 else:

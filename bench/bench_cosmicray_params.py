@@ -24,12 +24,12 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
-from ccdflow.framework.config import build
-from ccdflow.framework.fitsio import write_ccd
-from ccdflow.framework.masters import build_master
-from ccdflow.framework.plugins import get_plugin_manager
-from ccdflow.framework.reduction import MasterRef, group_frames, reduce_frame
-from ccdflow.framework.scan import scan_paths
+from ccdflow.framework.builders.masters import build_master
+from ccdflow.framework.builders.reduction import MasterRef, group_frames, reduce_frame
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.plugins import get_plugin_manager
+from ccdflow.framework.headers.scan import scan_paths
+from ccdflow.framework.io.fitsio import write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 

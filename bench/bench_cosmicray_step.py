@@ -25,11 +25,11 @@ import ccdproc
 import numpy as np
 from astropy.nddata import CCDData
 
-from ccdflow.framework.config import build
-from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.memory import retain_freed_memory
-from ccdflow.framework.plugins import get_plugin_manager
-from ccdflow.framework.step import StepContext
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.engine.plugins import get_plugin_manager
+from ccdflow.framework.engine.step import StepContext
+from ccdflow.framework.numerics.memory import retain_freed_memory
 from ccdflow.plugins.steps.cosmicray import CosmicRayDetector, CosmicRayParams
 
 

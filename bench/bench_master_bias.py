@@ -26,10 +26,10 @@ CCDFLOW = """
 import sys, time, json, resource, warnings
 warnings.simplefilter("ignore")
 from pathlib import Path
-from ccdflow.framework.config import build
-from ccdflow.framework.masters import build_master
-from ccdflow.framework.plugins import get_plugin_manager
-from ccdflow.framework.scan import scan_paths
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.builders.masters import build_master
+from ccdflow.framework.engine.plugins import get_plugin_manager
+from ccdflow.framework.headers.scan import scan_paths
 paths = sorted(Path(sys.argv[1]).glob("*.fits"))
 t0 = time.perf_counter()
 manager = get_plugin_manager()

@@ -19,7 +19,7 @@ Contenders, each in its own process so that its peak memory is its own:
   cosmicray step's parameters, on exactly the frame the step saw (the serial run's recipe up
   to the gain step, rebuilt untimed from its masters); again with ``OMP_NUM_THREADS=1`` (what a
   Dask worker gets) on a subset, and on a subset in a process that retains freed memory as the
-  night's processes do (``ccdflow.framework.memory``), to tell the allocator's share of the
+  night's processes do (``ccdflow.framework.numerics.memory``), to tell the allocator's share of the
   difference from the step's own.
 
 Peak memory: ``os.wait4`` gives the maximum RSS of a contender's process tree; each process's
@@ -200,8 +200,8 @@ def run_ccdflow(raw: Path, out: Path, workers: int) -> dict[str, Any]:
 
 def lacosmic_options() -> dict[str, Any]:
     """The cosmicray step's L.A.Cosmic parameters as ccdflow's generic instrument resolves them."""
-    from ccdflow.framework.config import build
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.config import build
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     params = build(get_plugin_manager(), instrument="generic").params("cosmicray")
     return params.model_dump(exclude=NOT_ASTROSCRAPPY)
@@ -324,11 +324,11 @@ def scrappy_floor(serial_report: str, result: str, limit: str, retain: str = "0"
     import numpy as np
     from astropy.io import fits
 
-    from ccdflow.framework.config import build
-    from ccdflow.framework.memory import retain_freed_memory
-    from ccdflow.framework.plugins import get_plugin_manager
-    from ccdflow.framework.reduction import MasterRef, reduce_frame
-    from ccdflow.framework.scan import scan_paths
+    from ccdflow.framework.builders.reduction import MasterRef, reduce_frame
+    from ccdflow.framework.engine.config import build
+    from ccdflow.framework.engine.plugins import get_plugin_manager
+    from ccdflow.framework.headers.scan import scan_paths
+    from ccdflow.framework.numerics.memory import retain_freed_memory
     from ccdflow.plugins.steps.cosmicray import edge_pad_needed
 
     retained = retain == "1" and retain_freed_memory()

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ccdflow.caldb import CalDB
-from ccdflow.framework.fitsio import read_product
-from ccdflow.framework.reduction import MasterRef
+from ccdflow.framework.builders.reduction import MasterRef
+from ccdflow.framework.io.fitsio import read_product
 from ccdflow.pipeline.executor import SerialExecutor
 from ccdflow.pipeline.night import run_night
 from ccdflow.pipeline.spec import RunSpec, forget_environments

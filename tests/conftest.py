@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ccdflow.framework.plugins import get_plugin_manager
+from ccdflow.framework.engine.plugins import get_plugin_manager
 from ccdflow.testing import make_meta
 
 __all__ = ["fake_calibration_fields", "make_meta"]  # make_meta: ccdflow.testing's, for older imports

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.plugins import get_plugin_manager
-from ccdflow.framework.step import StepContext
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.engine.plugins import get_plugin_manager
+from ccdflow.framework.engine.step import StepContext
 
 FAKE_PREFIX = "tp_"  # every fake plugin module's name starts with this
 
@@ -28,9 +28,9 @@ FAKE_PREFIX = "tp_"  # every fake plugin module's name starts with this
 GOOD = """
 from pydantic import Field
 
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.instrument import Instrument
-from ccdflow.framework.step import Step, StepParams
+from ccdflow.framework.engine.hookspecs import hookimpl
+from ccdflow.framework.engine.instrument import Instrument
+from ccdflow.framework.engine.step import Step, StepParams
 
 
 class ScaleParams(StepParams):
@@ -75,8 +75,8 @@ def step_module(step_name: str, params_body: str = "", base: str = "Step") -> st
     return f"""
 from pydantic import ConfigDict, Field
 
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.step import Step, StepParams
+from ccdflow.framework.engine.hookspecs import hookimpl
+from ccdflow.framework.engine.step import Step, StepParams
 
 
 class P(StepParams):

@@ -13,13 +13,13 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ccdflow.framework.combine import combine
-from ccdflow.framework.config import build
-from ccdflow.framework.errors import AlgorithmError, CcdflowError, UnprocessableInputError
-from ccdflow.framework.fitsio import read_ccd, read_product, sha256_file, write_ccd
-from ccdflow.framework.masters import build_master
-from ccdflow.framework.reduction import MasterRef, reduce_frame
-from ccdflow.framework.scan import scan_file, scan_paths
+from ccdflow.framework.builders.masters import build_master
+from ccdflow.framework.builders.reduction import MasterRef, reduce_frame
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.errors import AlgorithmError, CcdflowError, UnprocessableInputError
+from ccdflow.framework.headers.scan import scan_file, scan_paths
+from ccdflow.framework.io.fitsio import read_ccd, read_product, sha256_file, write_ccd
+from ccdflow.framework.numerics.combine import combine
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 NY, NX, OSCAN = 48, 64, 8
@@ -35,7 +35,7 @@ def night(tmp_path_factory):
 @pytest.fixture(scope="module")
 def env(night, tmp_path_factory):
     """Plugin manager, a generic config without a dark step, frames by type, and masters."""
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     manager = get_plugin_manager(reload=True)
     config = build(manager, instrument="generic", params=["dark.skip=true"])

@@ -8,7 +8,7 @@ import pytest
 from astropy.io import fits
 from astropy.stats import mad_std
 
-from ccdflow.framework.badpixels import (
+from ccdflow.framework.builders.badpixels import (
     HOT,
     LOW,
     UNSTABLE,
@@ -17,12 +17,12 @@ from ccdflow.framework.badpixels import (
     unstable_pixels,
     write_bpm,
 )
-from ccdflow.framework.config import build
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.masters import build_master, preprocess_into
-from ccdflow.framework.reduction import group_frames
-from ccdflow.framework.scan import scan_paths
-from ccdflow.framework.spool import Spool
+from ccdflow.framework.builders.masters import build_master, preprocess_into
+from ccdflow.framework.builders.reduction import group_frames
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.headers.scan import scan_paths
+from ccdflow.framework.io.spool import Spool
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 EXPTIME = 300.0
@@ -31,7 +31,7 @@ EXPTIME = 300.0
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     """Long darks so hot pixels (10-100x the median rate) stand far above the noise."""
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     spec = SimulationSpec(shape=(128, 128), n_bias=5, n_dark=6, dark_exptimes=(EXPTIME,),
                           dark_temperatures=(-20.0,), n_flat=5, filters=("V",), n_science=0, seed=3)

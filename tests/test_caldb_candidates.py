@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ccdflow.caldb import CalDB, NoCalibrationError
-from ccdflow.framework.instrument import MatchRule
+from ccdflow.framework.engine.instrument import MatchRule
 from tests.conftest import fake_calibration_fields, make_meta
 
 RULE = MatchRule(max_age_days=30, must_match=["instrument", "detector", "binning", "readout_mode",

@@ -15,13 +15,13 @@ from click.testing import CliRunner
 from ccdflow.caldb import CalDB
 from ccdflow.caldb.rules import DEFAULT_RULE, rule_for
 from ccdflow.cli import EXIT_CONFIG, EXIT_FAILURES, EXIT_INPUT, _add_commands, cli
-from ccdflow.framework.config import build
-from ccdflow.framework.errors import ConfigError
-from ccdflow.framework.fitsio import write_ccd
-from ccdflow.framework.masters import build_master
-from ccdflow.framework.plugins import get_plugin_manager
-from ccdflow.framework.reduction import group_frames
-from ccdflow.framework.scan import scan_file, scan_paths
+from ccdflow.framework.builders.masters import build_master
+from ccdflow.framework.builders.reduction import group_frames
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.errors import ConfigError
+from ccdflow.framework.engine.plugins import get_plugin_manager
+from ccdflow.framework.headers.scan import scan_file, scan_paths
+from ccdflow.framework.io.fitsio import write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 if "caldb" not in cli.commands:

@@ -11,18 +11,18 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 
 from ccdflow.caldb import CalDB, CaldbError, NoCalibrationError
-from ccdflow.framework.config import build
-from ccdflow.framework.fitsio import sha256_file, write_ccd
-from ccdflow.framework.masters import build_master
-from ccdflow.framework.reduction import group_frames
-from ccdflow.framework.scan import scan_paths
+from ccdflow.framework.builders.masters import build_master
+from ccdflow.framework.builders.reduction import group_frames
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.headers.scan import scan_paths
+from ccdflow.framework.io.fitsio import sha256_file, write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Two simulated nights and their masters written by ccdflow."""
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     root = tmp_path_factory.mktemp("caldb")
     spec = SimulationSpec(shape=(48, 64), overscan=8, n_bias=3, n_dark=3, dark_exptimes=(60.0,),

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ccdflow.caldb.selection import CalRecord, NoCalibrationError, select
-from ccdflow.framework.instrument import Instrument
+from ccdflow.framework.engine.instrument import Instrument
 from tests.conftest import make_meta
 
 T0 = datetime(2026, 3, 1, 22, 0)

@@ -12,8 +12,8 @@ from astropy.nddata import CCDData
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccdflow.framework.combine import combine, fits_source
-from ccdflow.framework.errors import AlgorithmError, ConfigError, UnprocessableInputError
+from ccdflow.framework.engine.errors import AlgorithmError, ConfigError, UnprocessableInputError
+from ccdflow.framework.numerics.combine import combine, fits_source
 
 
 def _stack(seed: int = 3, n: int = 11, shape=(64, 48)) -> list[np.ndarray]:

@@ -7,9 +7,9 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from ccdflow.framework.config import build, parse_cli_params
-from ccdflow.framework.errors import ConfigError
-from ccdflow.framework.plugins import get_plugin_manager
+from ccdflow.framework.engine.config import build, parse_cli_params
+from ccdflow.framework.engine.errors import ConfigError
+from ccdflow.framework.engine.plugins import get_plugin_manager
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_every_layer_overrides_the_one_below(manager, tmp_path):
 
 
 def test_instrument_plugin_layer_sits_above_defaults(manager, tmp_path):
-    from ccdflow.framework.instrument import Instrument
+    from ccdflow.framework.engine.instrument import Instrument
 
     base = manager.instrument("generic").model_dump()
     base.update(name="plugcam", steps={"overscan": {"method": "median"}})

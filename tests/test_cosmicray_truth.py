@@ -14,11 +14,11 @@ import pytest
 from astropy.io import fits
 from scipy import ndimage
 
-from ccdflow.framework.config import build
-from ccdflow.framework.fitsio import write_ccd
-from ccdflow.framework.masters import build_master
-from ccdflow.framework.reduction import MasterRef, group_frames, reduce_frame
-from ccdflow.framework.scan import scan_paths
+from ccdflow.framework.builders.masters import build_master
+from ccdflow.framework.builders.reduction import MasterRef, group_frames, reduce_frame
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.headers.scan import scan_paths
+from ccdflow.framework.io.fitsio import write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 SIZE = 256
@@ -33,7 +33,7 @@ def detections(tmp_path_factory):
                           dark_temperatures=(-20.0,), n_flat=5, filters=("V",), n_science=2,
                           n_stars=60, cosmic_ray_rate=40.0, seed=21)
     night = simulate_night(folder / "sim", spec)
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     manager = get_plugin_manager(reload=True)
     config = build(manager, instrument="generic")

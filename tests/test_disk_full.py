@@ -40,8 +40,8 @@ def leftovers(folder: Path) -> list[Path]:
 
 
 def test_full_disk_spool_is_a_named_error_not_a_bus_error(small_disk):
-    from ccdflow.framework.errors import DiskFullError
-    from ccdflow.framework.spool import Spool
+    from ccdflow.framework.engine.errors import DiskFullError
+    from ccdflow.framework.io.spool import Spool
 
     frame = np.ones((128, 128), np.float32)  # 3 of them need 196,608 bytes: more than the disk
     with pytest.raises(DiskFullError, match=r"no space left in .*small.*196,608 bytes needed"), \
@@ -51,8 +51,8 @@ def test_full_disk_spool_is_a_named_error_not_a_bus_error(small_disk):
 
 
 def test_full_disk_atomic_writers_remove_their_partial_files(small_disk):
-    from ccdflow.framework.errors import DiskFullError
-    from ccdflow.framework.fitsio import atomic_write
+    from ccdflow.framework.engine.errors import DiskFullError
+    from ccdflow.framework.io.fitsio import atomic_write
     from ccdflow.pipeline.outputs import write_text_atomic
 
     big = fits.HDUList([fits.PrimaryHDU(np.ones((200, 200), np.float32))])

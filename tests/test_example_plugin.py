@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from ccdflow.framework.header_map import normalise
+from ccdflow.framework.headers.header_map import normalise
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ccdflow-example-plugin"
@@ -142,7 +142,7 @@ def test_pedestal_step_through_run_step(example_manager, ccdflow_run_step, ccdfl
 
 
 def test_pedestal_on_a_product_of_the_simulated_night(example_manager, ccdflow_night, ccdflow_run_step):
-    from ccdflow.framework.fitsio import read_product
+    from ccdflow.framework.io.fitsio import read_product
 
     reduced = read_product(ccdflow_night().products[0])
     out = ccdflow_run_step("pedestal", reduced, params={"level": 25.0}, instrument="example-cam",

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from ccdflow import cli as cli_package
 from ccdflow.cli import ErrorsToExit
-from ccdflow.framework.errors import ConfigError, PluginError, UnprocessableInputError
+from ccdflow.framework.engine.errors import ConfigError, PluginError, UnprocessableInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from ccdflow.framework import fitsio
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import read_ccd
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.io import fitsio
+from ccdflow.framework.io.fitsio import read_ccd
 
 
 def _raw(dtype) -> np.ndarray:

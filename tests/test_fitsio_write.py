@@ -8,8 +8,8 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow.framework import fitsio
-from ccdflow.framework.fitsio import atomic_write, ccd_to_hdulist, read_product, sha256_file, write_ccd
+from ccdflow.framework.io import fitsio
+from ccdflow.framework.io.fitsio import atomic_write, ccd_to_hdulist, read_product, sha256_file, write_ccd
 
 
 def _ccd(shape: tuple[int, int], *, mask: bool, uncertainty: bool) -> CCDData:

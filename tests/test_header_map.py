@@ -9,12 +9,12 @@ import pytest
 from astropy.io import fits
 
 import ccdflow.plugins.instruments as builtin_instruments
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import read_ccd, read_headers
-from ccdflow.framework.header_map import match_value, normalise
-from ccdflow.framework.instrument import Instrument
-from ccdflow.framework.plugins import PluginManager
-from ccdflow.framework.scan import scan_file, scan_paths
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.instrument import Instrument
+from ccdflow.framework.engine.plugins import PluginManager
+from ccdflow.framework.headers.header_map import match_value, normalise
+from ccdflow.framework.headers.scan import scan_file, scan_paths
+from ccdflow.framework.io.fitsio import read_ccd, read_headers
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +306,7 @@ def test_named_instrument_overrides_identification(tmp_path, builtin):
 
 
 def test_unknown_instrument_name_is_a_config_error_for_the_whole_scan(tmp_path, builtin):
-    from ccdflow.framework.errors import ConfigError
+    from ccdflow.framework.engine.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown instrument 'nope'"):
         scan_paths([tmp_path], builtin, instrument="nope")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ccdflow.framework import hookspecs
+from ccdflow.framework.engine import hookspecs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 SPEC_MARK = f"{hookspecs.PROJECT}_spec"
@@ -26,7 +26,7 @@ def test_hookspecs_found():
 @pytest.mark.parametrize("name", HOOKS)
 def test_hook_has_docstring(name):
     doc = inspect.getdoc(getattr(hookspecs, name))
-    assert doc and doc.strip(), f"hookspec {name} (ccdflow/framework/hookspecs.py) has no docstring"
+    assert doc and doc.strip(), f"hookspec {name} (ccdflow/framework/engine/hookspecs.py) has no docstring"
 
 
 @pytest.mark.parametrize("name", HOOKS)

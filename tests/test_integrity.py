@@ -192,8 +192,8 @@ def test_equal_names_in_subfolders_give_distinct_products(raw, tmp_path):
 def test_checksum_and_pixels_come_from_one_read(raw, tmp_path, monkeypatch):
     """A raw file rewritten while the night reads it: the product records the checksum of the
     bytes it reduced, whatever the file holds afterwards."""
-    import ccdflow.framework.fitsio as fitsio
-    from ccdflow.framework.reduction import reduce_frame  # noqa: F401 (imports fitsio users)
+    import ccdflow.framework.io.fitsio as fitsio
+    from ccdflow.framework.builders.reduction import reduce_frame  # noqa: F401 (imports fitsio users)
 
     calls = []
     real = fitsio.read_file_hashed

@@ -12,12 +12,12 @@ import pytest
 from astropy.io import fits
 
 import ccdflow.plugins.instruments as builtin_instruments
-from ccdflow.framework import limits
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.header_map import normalise
-from ccdflow.framework.plugins import PluginManager
-from ccdflow.framework.reduction import observing_night
-from ccdflow.framework.scan import scan_file
+from ccdflow.framework.builders.reduction import observing_night
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.plugins import PluginManager
+from ccdflow.framework.headers import limits
+from ccdflow.framework.headers.header_map import normalise
+from ccdflow.framework.headers.scan import scan_file
 from tests.conftest import make_meta
 from tests.test_header_map import eso, header
 
@@ -86,8 +86,15 @@ def test_values_at_the_limits_are_accepted(generic, cards):
 
 
 def test_read_noise_of_zero_means_the_instrument_default(generic):
+    """0 in the header means "not given": the frame holds no value and the steps' one resolver
+    takes the instrument's."""
+    from ccdflow.framework.engine.step import StepContext
+    from ccdflow.plugins.steps.noise import detector_gain, detector_read_noise
+
     meta = normalise(generic, [header(RDNOISE=0.0, GAIN=2.0)], "f.fits")
-    assert (meta.read_noise, meta.gain) == (generic.read_noise, 2.0)
+    assert (meta.read_noise, meta.gain) == (None, 2.0)
+    context = StepContext(meta, generic)
+    assert (detector_read_noise(context, "t"), detector_gain(context, "t")) == (generic.read_noise, 2.0)
 
 
 def test_a_zero_exposure_dark_that_the_instrument_calls_a_bias_is_accepted(builtin):

@@ -12,7 +12,7 @@ from astropy.io import fits
 from click.testing import CliRunner
 
 from ccdflow.cli import cli
-from ccdflow.framework.fitsio import sha256_file
+from ccdflow.framework.io.fitsio import sha256_file
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 

@@ -11,19 +11,19 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ccdflow.framework.config import build
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.masters import build_master, check_group, preprocess_into, write_master
-from ccdflow.framework.reduction import group_frames
-from ccdflow.framework.scan import scan_paths
-from ccdflow.framework.spool import Spool
+from ccdflow.framework.builders.masters import build_master, check_group, preprocess_into, write_master
+from ccdflow.framework.builders.reduction import group_frames
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.headers.scan import scan_paths
+from ccdflow.framework.io.spool import Spool
 from ccdflow.simulator import SimulationSpec, simulate_night
 from tests.conftest import make_meta
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     spec = SimulationSpec(shape=(64, 80), n_bias=5, n_dark=4, dark_exptimes=(60.0,),
                           dark_temperatures=(-20.0,), n_flat=4, filters=("V",), n_science=0, seed=8)
@@ -229,7 +229,7 @@ def test_sigma_clip_falls_back_for_what_remains(sim, tmp_path):
 
 
 def test_master_stats_of_no_finite_pixel_are_empty_not_nan():
-    from ccdflow.framework.masters import master_stats
+    from ccdflow.framework.builders.masters import master_stats
 
     assert master_stats("bias", np.full(4, np.nan, np.float32), [make_meta()], [np.nan]) == {}
     stats = master_stats("bias", np.ones(4, np.float32), [make_meta()], [np.nan])
@@ -239,7 +239,7 @@ def test_master_stats_of_no_finite_pixel_are_empty_not_nan():
 def test_an_input_changed_after_hashing_is_left_out_and_checksums_are_of_the_bytes_read(sim):
     """The checksum a master records for an input is that of the bytes it combined: a file whose
     bytes differ from the checksum taken earlier (for the ledger) is left out, not mixed in."""
-    from ccdflow.framework.fitsio import sha256_file
+    from ccdflow.framework.io.fitsio import sha256_file
 
     _, manager, config, groups = sim
     metas = groups["bias"]

@@ -16,7 +16,7 @@ import pytest
 PROBE = """
 import json, resource, sys
 import numpy as np
-from ccdflow.framework.memory import retain_freed_memory
+from ccdflow.framework.numerics.memory import retain_freed_memory
 
 retained = retain_freed_memory() if sys.argv[1] == "retain" else False
 faults = []

@@ -13,15 +13,15 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ccdflow.framework import hookspecs
-from ccdflow.framework.config import build
-from ccdflow.framework.errors import PluginError
-from ccdflow.framework.fitsio import write_ccd
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.plugins import PluginManager
-from ccdflow.framework.recipe import recipe_steps
-from ccdflow.framework.reduction import MasterRef, reduce_frame
-from ccdflow.framework.scan import scan_file
+from ccdflow.framework.builders.reduction import MasterRef, reduce_frame
+from ccdflow.framework.engine import hookspecs
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.errors import PluginError
+from ccdflow.framework.engine.hookspecs import hookimpl
+from ccdflow.framework.engine.plugins import PluginManager
+from ccdflow.framework.engine.recipe import recipe_steps
+from ccdflow.framework.headers.scan import scan_file
+from ccdflow.framework.io.fitsio import write_ccd
 from tests.plugin_site import GOOD, FakeSite, context_for, header, isolated_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_every_hook_has_one_typed_method_and_no_raw_hook_is_exposed():
 
 def test_only_the_manager_calls_pluggy_hooks():
     """ccdflow, its docs and the example plugin go through the typed methods."""
-    plugins_py = ROOT / "ccdflow" / "framework" / "plugins.py"
+    plugins_py = ROOT / "ccdflow" / "framework" / "engine" / "plugins.py"
     files = [*(ROOT / "ccdflow").rglob("*.py"), *(ROOT / "examples").rglob("*.py"),
              *(ROOT / "docs").glob("*.md")]
     offenders = [f"{path.relative_to(ROOT)}:{n}" for path in files if path != plugins_py
@@ -63,7 +63,7 @@ def test_only_the_manager_calls_pluggy_hooks():
 # -- registration through pluggy --------------------------------------------------------------
 
 FEWER_ARGUMENTS = """
-from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.engine.hookspecs import hookimpl
 
 CALLS = []
 
@@ -88,7 +88,7 @@ def test_register_hook_with_fewer_arguments_loads_and_registers_nothing(site):
 
 
 WATCHER = """
-from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.engine.hookspecs import hookimpl
 
 CALLS = []
 

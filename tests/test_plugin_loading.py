@@ -15,9 +15,9 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 from click.testing import CliRunner
 
-from ccdflow.framework import plugins
-from ccdflow.framework.errors import PluginError
-from ccdflow.framework.plugins import PluginManager, get_plugin_manager
+from ccdflow.framework.engine import plugins
+from ccdflow.framework.engine.errors import PluginError
+from ccdflow.framework.engine.plugins import PluginManager, get_plugin_manager
 from tests.plugin_site import GOOD, FakeSite, context_for, header, isolated_plugins, step_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def test_disable_plugins_by_distribution_name(site, patch):
 
 
 MISSPELT = """
-from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.engine.hookspecs import hookimpl
 
 @hookimpl
 def register_step(register):
@@ -136,7 +136,7 @@ def register_step(register):
 """
 
 WRONG_ARGUMENT = """
-from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.engine.hookspecs import hookimpl
 
 @hookimpl
 def register_steps(reg):
@@ -160,7 +160,7 @@ def test_misspelt_hook_is_a_failure(site):
 
 
 WRAPPER_NOT_GENERATOR = """
-from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.engine.hookspecs import hookimpl
 
 @hookimpl(wrapper=True)
 def run_step(step, ccd, params, calibrations, context):
@@ -286,7 +286,7 @@ DECLARATIVE = GOOD.replace("register(Scaler)", "pass").replace(
 )
 
 CODE_IDENTIFIER = """
-from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.engine.hookspecs import hookimpl
 from tp_decl_mod import instrument
 
 @hookimpl
@@ -332,7 +332,7 @@ def test_code_identifier_is_asked_before_declarative_rules(site):
 # -- run_step wrappers ------------------------------------------------------------------
 
 WRAPPER = """
-from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.engine.hookspecs import hookimpl
 
 CALLS = []
 

@@ -7,11 +7,11 @@ import warnings
 import numpy as np
 import pytest
 
-from ccdflow.framework.config import build
-from ccdflow.framework.fitsio import read_product
-from ccdflow.framework.masters import build_master
-from ccdflow.framework.reduction import MasterRef, reduce_frame
-from ccdflow.framework.scan import scan_paths
+from ccdflow.framework.builders.masters import build_master
+from ccdflow.framework.builders.reduction import MasterRef, reduce_frame
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.headers.scan import scan_paths
+from ccdflow.framework.io.fitsio import read_product
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def efosc(tmp_path_factory):
     folder = REAL_DATA / "efosc-ntt"
     if not folder.is_dir():
         pytest.skip(f"real data not available: {folder} is missing")
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     manager = get_plugin_manager(reload=True)
     frames, rejected = scan_paths(sorted(folder.glob("*.fits.gz")), manager)
@@ -35,7 +35,7 @@ def efosc(tmp_path_factory):
         warnings.simplefilter("ignore", RuntimeWarning)
         bias = build_master("bias", by_type["bias"], manager, config)
         flat = build_master("flat", by_type["flat"], manager, config, {"bias": bias})
-    from ccdflow.framework.fitsio import write_ccd
+    from ccdflow.framework.io.fitsio import write_ccd
 
     write_ccd(bias, out / "bias.fits")
     write_ccd(flat, out / "flat.fits")

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import ccdflow.plugins.instruments as builtin_instruments
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import read_ccd, read_headers
-from ccdflow.framework.geometry import amplifier_regions
-from ccdflow.framework.plugins import PluginManager, get_plugin_manager
-from ccdflow.framework.scan import iter_fits_files, scan_file, scan_paths
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.plugins import PluginManager, get_plugin_manager
+from ccdflow.framework.headers.geometry import amplifier_regions
+from ccdflow.framework.headers.scan import iter_fits_files, scan_file, scan_paths
+from ccdflow.framework.io.fitsio import read_ccd, read_headers
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 if not REAL.is_dir():

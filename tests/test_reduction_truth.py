@@ -10,11 +10,11 @@ import pytest
 from astropy.io import fits
 from scipy import ndimage
 
-from ccdflow.framework.config import build
-from ccdflow.framework.fitsio import sha256_file, write_ccd
-from ccdflow.framework.masters import build_master
-from ccdflow.framework.reduction import MasterRef, group_frames, reduce_frame
-from ccdflow.framework.scan import scan_paths
+from ccdflow.framework.builders.masters import build_master
+from ccdflow.framework.builders.reduction import MasterRef, group_frames, reduce_frame
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.headers.scan import scan_paths
+from ccdflow.framework.io.fitsio import sha256_file, write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 NX, NY, OSCAN = 160, 128, 24
@@ -30,7 +30,7 @@ def night(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def setup(night):
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     manager = get_plugin_manager(reload=True)
     config = build(manager, instrument="generic")

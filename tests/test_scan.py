@@ -13,10 +13,10 @@ import pytest
 from astropy.io import fits
 
 import ccdflow.plugins.instruments as builtin_instruments
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import read_ccd
-from ccdflow.framework.plugins import PluginManager
-from ccdflow.framework.scan import discover_fits_files, iter_fits_files, scan_file, scan_paths
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.plugins import PluginManager
+from ccdflow.framework.headers.scan import discover_fits_files, iter_fits_files, scan_file, scan_paths
+from ccdflow.framework.io.fitsio import read_ccd
 from tests.test_header_map import header
 
 

@@ -12,13 +12,13 @@ from astropy.io import fits
 from click.testing import CliRunner
 
 from ccdflow.cli import cli
-from ccdflow.framework.config import build
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import read_ccd, sha256_file, write_ccd
-from ccdflow.framework.recipe import run_recipe
-from ccdflow.framework.scan import scan_paths
-from ccdflow.framework.stack import cr_mask_path, stack_products
-from ccdflow.framework.step import StepContext
+from ccdflow.framework.builders.stack import cr_mask_path, stack_products
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.recipe import run_recipe
+from ccdflow.framework.engine.step import StepContext
+from ccdflow.framework.headers.scan import scan_paths
+from ccdflow.framework.io.fitsio import read_ccd, sha256_file, write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 SKIP = ["saturation", "linearity", "bias", "dark", "flat", "bpm", "cosmicray"]
@@ -28,7 +28,7 @@ SKIP = ["saturation", "linearity", "bias", "dark", "flat", "bpm", "cosmicray"]
 def products(tmp_path_factory):
     """Seven blank-sky exposures (no stars, no dither to undo), overscan-corrected and trimmed,
     in electrons with an uncertainty plane; many cosmic rays each."""
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     spec = SimulationSpec(shape=(96, 96), n_bias=0, n_dark=0, n_flat=0, filters=("V",), n_science=7,
                           n_stars=0, n_saturated_stars=0, science_exptime=10.0, sky_rates={"V": 20.0},

@@ -8,10 +8,10 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ccdflow.framework.config import build
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.recipe import needed_calibrations, optional_calibrations, run_recipe
-from ccdflow.framework.step import StepContext
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.recipe import needed_calibrations, optional_calibrations, run_recipe
+from ccdflow.framework.engine.step import StepContext
 from ccdflow.plugins.steps.bpm import bad_pixels
 from ccdflow.testing import run_step
 
@@ -63,8 +63,8 @@ def test_shape_and_type_mismatch_are_refused():
 
 
 def test_simulated_bpm_truth_masks_the_reduced_frame(manager, tmp_path):
-    from ccdflow.framework.fitsio import read_ccd
-    from ccdflow.framework.scan import scan_paths
+    from ccdflow.framework.headers.scan import scan_paths
+    from ccdflow.framework.io.fitsio import read_ccd
     from ccdflow.simulator import SimulationSpec, simulate_night
 
     spec = SimulationSpec(shape=(64, 64), overscan=8, n_bias=0, n_dark=0, n_flat=0, filters=("V",),

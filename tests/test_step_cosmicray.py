@@ -14,8 +14,8 @@ import scipy.ndimage as ndi
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.instrument import Instrument
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.testing import make_meta, run_step
 
 GMOS = "cosmic-ray-frames/gmos-s-S20190808S0048-cutout.fits"

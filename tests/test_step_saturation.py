@@ -8,8 +8,8 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.instrument import Instrument
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.plugins.steps.saturation import saturation_mask
 from ccdflow.testing import run_step
 
@@ -60,7 +60,7 @@ def test_existing_mask_and_uncertainty_are_carried():
 
 
 def test_simulated_saturated_stars_masked_and_mask_survives_trim(tmp_path):
-    from ccdflow.framework.fitsio import read_ccd
+    from ccdflow.framework.io.fitsio import read_ccd
     from ccdflow.simulator import SimulationSpec, simulate_night
 
     spec = SimulationSpec(shape=(96, 96), overscan=16, n_bias=0, n_dark=0, n_flat=0, filters=("V",),

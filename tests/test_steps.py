@@ -9,10 +9,10 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow.framework.config import build
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.recipe import run_recipe
-from ccdflow.framework.step import StepContext
+from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.recipe import run_recipe
+from ccdflow.framework.engine.step import StepContext
 from ccdflow.testing import make_ccd, make_meta, run_step
 
 RNG = np.random.default_rng(7)

@@ -16,9 +16,9 @@ import pytest
 from astropy.io import fits
 from pydantic import Field
 
-from ccdflow.framework.errors import ConfigError, NoWorkError, PluginError, UnprocessableInputError
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.errors import ConfigError, NoWorkError, PluginError, UnprocessableInputError
+from ccdflow.framework.engine.hookspecs import hookimpl
+from ccdflow.framework.engine.step import Step, StepContext, StepParams
 from ccdflow.testing import make_ccd, make_meta, plugin_manager, run_step
 from ccdflow.testing.manager import builtin_entry_points
 

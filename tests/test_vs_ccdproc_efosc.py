@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow.framework.combine import combine
-from ccdflow.framework.fitsio import read_ccd
+from ccdflow.framework.io.fitsio import read_ccd
+from ccdflow.framework.numerics.combine import combine
 from ccdflow.testing import run_step
 
 BIASSEC, TRIMSEC = "[1024:1029,1:1024]", "[2:1022,1:1016]"  # as in efosc2.yaml
@@ -27,8 +27,8 @@ def efosc() -> dict[str, list]:
     folder = REAL_DATA / "efosc-ntt"
     if not folder.is_dir():
         pytest.skip(f"real data not available: {folder} is missing")
-    from ccdflow.framework.plugins import get_plugin_manager
-    from ccdflow.framework.scan import scan_paths
+    from ccdflow.framework.engine.plugins import get_plugin_manager
+    from ccdflow.framework.headers.scan import scan_paths
 
     frames, _ = scan_paths(sorted(folder.glob("*.fits.gz")), get_plugin_manager(reload=True))
     by_type: dict[str, list] = {}

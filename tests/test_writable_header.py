@@ -8,9 +8,9 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ccdflow.framework.dead_readout import dead_readout
-from ccdflow.framework.fitsio import ccd_to_hdulist, read_ccd, write_ccd
-from ccdflow.framework.writable_header import NonFiniteCardError, writable_header
+from ccdflow.framework.io.fitsio import ccd_to_hdulist, read_ccd, write_ccd
+from ccdflow.framework.io.writable_header import NonFiniteCardError, writable_header
+from ccdflow.framework.numerics.dead_readout import dead_readout
 
 
 def raw_with(tmp_path, card_text: bytes) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, InterfaceEr
 from sqlalchemy.orm import Session, sessionmaker
 
 from ccdflow.caldb.errors import CaldbUnavailableError
-from ccdflow.framework.errors import CcdflowError, DiskFullError
+from ccdflow.framework.engine.errors import CcdflowError, DiskFullError
 
 ENV_VAR = "CCDFLOW_CALDB"
 T = TypeVar("T")

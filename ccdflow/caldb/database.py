@@ -29,12 +29,12 @@ from ccdflow.caldb.selection import _FRAME_VALUE as FRAME_VALUE
 from ccdflow.caldb.selection import _RECORD_FIELD as RECORD_FIELD
 from ccdflow.caldb.selection import CalRecord, NoCalibrationError, Receipt, judge, now_utc, utc
 from ccdflow.caldb.selection import select as choose
-from ccdflow.framework.errors import CcdflowError
-from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.instrument import MatchRule
+from ccdflow.framework.engine.errors import CcdflowError
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.engine.instrument import MatchRule
 
 if TYPE_CHECKING:
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.plugins import PluginManager
 
 _RECORD_COLUMNS = [getattr(Calibration, f) for f in CalRecord.__dataclass_fields__]
 

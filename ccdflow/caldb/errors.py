@@ -3,7 +3,7 @@ them (and the CLI can name them without importing SQLAlchemy)."""
 
 from __future__ import annotations
 
-from ccdflow.framework.errors import CcdflowError
+from ccdflow.framework.engine.errors import CcdflowError
 
 
 class CaldbError(CcdflowError):

@@ -17,7 +17,7 @@ from typing import Any
 from ccdflow.caldb.database import CalDB
 from ccdflow.caldb.errors import CaldbError
 from ccdflow.framework.calibrations import calibration_type
-from ccdflow.framework.errors import ConfigError
+from ccdflow.framework.engine.errors import ConfigError
 
 #: Other names people use for the standard statistics.
 ALIASES = {"bias_level": "level", "flat_level": "level", "read_noise": "noise", "rate": "dark_rate"}

@@ -13,16 +13,16 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
 from ccdflow.caldb.selection import utc
-from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type
-from ccdflow.framework.errors import ConfigError, UnprocessableInputError
-from ccdflow.framework.fitsio import read_headers, sha256_file
-from ccdflow.framework.frame import binning_text, shape_text
-from ccdflow.framework.header_map import normalise
-from ccdflow.framework.instrument import KeywordSpec
+from ccdflow.framework.engine.errors import ConfigError, UnprocessableInputError
+from ccdflow.framework.engine.frame import binning_text, shape_text
+from ccdflow.framework.engine.instrument import KeywordSpec
+from ccdflow.framework.headers.header_map import normalise
+from ccdflow.framework.io import cards
+from ccdflow.framework.io.fitsio import read_headers, sha256_file
 
 if TYPE_CHECKING:
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.plugins import PluginManager
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _REQUIRED = tuple(c.keyword for c in (cards.MTYPE, cards.INST, cards.DATE, cards.BIN, cards.RAWSH))

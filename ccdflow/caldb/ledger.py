@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from ccdflow.caldb.models import Calibration, CalibrationInput, Product
-from ccdflow.framework.fitsio import sha256_file
+from ccdflow.framework.io.fitsio import sha256_file
 
 
 def file_matches(path: str | Path, sha256: str | None) -> bool:

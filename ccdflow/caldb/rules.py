@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ccdflow.framework.errors import ConfigError
-from ccdflow.framework.instrument import Instrument, MatchRule
+from ccdflow.framework.engine.errors import ConfigError
+from ccdflow.framework.engine.instrument import Instrument, MatchRule
 
 if TYPE_CHECKING:
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.plugins import PluginManager
 
 DEFAULT_RULE = MatchRule(
     max_age_days=30, must_match=["instrument", "detector", "binning", "readout_mode", "shape"]

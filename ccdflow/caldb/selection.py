@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ccdflow.framework.calibrations import calibration_type
-from ccdflow.framework.errors import ConfigError, UnprocessableInputError
-from ccdflow.framework.frame import FrameMeta, binning_text, shape_text
-from ccdflow.framework.instrument import MatchRule
+from ccdflow.framework.engine.errors import ConfigError, UnprocessableInputError
+from ccdflow.framework.engine.frame import FrameMeta, binning_text, shape_text
+from ccdflow.framework.engine.instrument import MatchRule
 
 
 @dataclass(frozen=True)

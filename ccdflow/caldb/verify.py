@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ccdflow.caldb.database import CalDB
 from ccdflow.caldb.models import Product
-from ccdflow.framework.fitsio import sha256_file
+from ccdflow.framework.io.fitsio import sha256_file
 
 #: Statuses other than "ok": the file is gone, its bytes differ, or it cannot be read.
 PROBLEMS = ("missing", "changed", "unreadable")

@@ -22,7 +22,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from ccdflow import __version__
-from ccdflow.framework.errors import CcdflowError, ConfigError, DiskFullError, PluginError
+from ccdflow.framework.engine.errors import CcdflowError, ConfigError, DiskFullError, PluginError
 
 err_console = Console(stderr=True)
 log = logging.getLogger("ccdflow.cli")

@@ -85,7 +85,7 @@ def add(files: tuple[Path, ...], kind: str | None, instrument: str | None, raw_s
     if instrument:
         manager.instrument(instrument)  # an unknown name fails before anything is ingested
     db = open_db(caldb_url, write=True)
-    from ccdflow.framework.scan import iter_fits_files  # astropy: only when ingesting
+    from ccdflow.framework.headers.scan import iter_fits_files  # astropy: only when ingesting
 
     results = db.add_many(iter_fits_files(files), manager, kind=kind, instrument=instrument,
                           raw_shape=raw_shape)

@@ -15,13 +15,13 @@ from rich.console import Console
 
 from ccdflow.cli import ErrorsToExitGroup, fail  # noqa: F401  (fail re-exported)
 from ccdflow.cli.options import CALDB_ENV_VAR, caldb_options  # noqa: F401  (re-exported)
-from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.engine.errors import UnprocessableInputError
 
 if TYPE_CHECKING:
     from ccdflow.caldb import CalDB
-    from ccdflow.framework.frame import FrameMeta
-    from ccdflow.framework.instrument import Instrument
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.frame import FrameMeta
+    from ccdflow.framework.engine.instrument import Instrument
+    from ccdflow.framework.engine.plugins import PluginManager
 
 # Everything from ccdflow.caldb (and so SQLAlchemy) is imported inside functions: at module
 # level it would add ~0.3 s to every ccdflow command, caldb or not.
@@ -99,7 +99,7 @@ def remember(caldb_url: str | None) -> str:
 
 def plugin_manager() -> PluginManager:
     root = click.get_current_context().find_root()
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     return get_plugin_manager(strict=(root.obj or {}).get("strict_plugins") or None)
 
@@ -116,7 +116,7 @@ def instruments_with(manager: PluginManager, instrument_file: str | None
     known = dict(manager.instruments)
     if instrument_file is None:
         return known, None
-    from ccdflow.framework.config import load_instrument_file
+    from ccdflow.framework.engine.config import load_instrument_file
 
     site, _, _ = load_instrument_file(instrument_file, manager.instruments)
     known[site.name] = site
@@ -126,9 +126,9 @@ def instruments_with(manager: PluginManager, instrument_file: str | None
 def read_frame(file: Path, manager: PluginManager, instrument: str | None,
                site: Instrument | None) -> FrameMeta:
     """FrameMeta of a raw frame, read through the site instrument's header map when one is given."""
-    from ccdflow.framework.fitsio import read_headers
-    from ccdflow.framework.header_map import normalise
-    from ccdflow.framework.scan import scan_file
+    from ccdflow.framework.headers.header_map import normalise
+    from ccdflow.framework.headers.scan import scan_file
+    from ccdflow.framework.io.fitsio import read_headers
 
     if site is None:
         return scan_file(file, manager, instrument)

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ccdflow.caldb.selection import Candidate, Receipt, describe_frame, scales_with_exposure
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.engine.frame import FrameMeta
 
 #: Keys of each candidate in `caldb best --json` (a stable, documented shape).
 CANDIDATE_KEYS = ("id", "path", "accepted", "reasons", "cost")

@@ -13,15 +13,15 @@ from rich.table import Table
 from ccdflow.cli.options import config_options
 
 if TYPE_CHECKING:
-    from ccdflow.framework.config import ResolvedConfig
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.config import ResolvedConfig
+    from ccdflow.framework.engine.plugins import PluginManager
 
 
 def resolve_from_options(ctx: click.Context, instrument, instrument_file, config_files, params
                          ) -> tuple[PluginManager, ResolvedConfig]:
     # imported here: pydantic, astropy and the plugins are not needed for `--help`
-    from ccdflow.framework import config as cfg
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine import config as cfg
+    from ccdflow.framework.engine.plugins import get_plugin_manager
 
     manager = get_plugin_manager(strict=(ctx.obj or {}).get("strict_plugins"))
     return manager, cfg.build(

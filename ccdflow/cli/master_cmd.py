@@ -19,12 +19,12 @@ import click
 
 from ccdflow.cli import ErrorsToExitGroup
 from ccdflow.cli.options import CALDB_ENV_VAR, config_options
-from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.engine.errors import UnprocessableInputError
 
 if TYPE_CHECKING:
-    from ccdflow.framework.config import ResolvedConfig
-    from ccdflow.framework.frame import FrameMeta
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.config import ResolvedConfig
+    from ccdflow.framework.engine.frame import FrameMeta
+    from ccdflow.framework.engine.plugins import PluginManager
 
 # caldb_options and config_cmd import astropy and pydantic at module level: taken inside the
 # functions, so `ccdflow master --help` stays as fast as `ccdflow --help`.
@@ -115,13 +115,13 @@ def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | No
                 instrument_file: str | None, config_files: tuple, params: tuple
                 ) -> tuple[PluginManager, ResolvedConfig, list[FrameMeta]]:
     """Frames and the configuration of their instrument; any unreadable file stops the build."""
-    from ccdflow.framework.scan import scan_paths
+    from ccdflow.framework.headers.scan import scan_paths
 
     manager, config = resolve_from_options(ctx, instrument, instrument_file, config_files, params)
     if instrument_file is not None:
-        from ccdflow.framework.fitsio import read_headers
-        from ccdflow.framework.header_map import normalise
-        from ccdflow.framework.scan import iter_fits_files
+        from ccdflow.framework.headers.header_map import normalise
+        from ccdflow.framework.headers.scan import iter_fits_files
+        from ccdflow.framework.io.fitsio import read_headers
 
         metas = [normalise(config.instrument, read_headers(f, complete=True), f)
                  for f in iter_fits_files(files)]
@@ -142,7 +142,7 @@ def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | No
 def load_calibrations(kinds: list[str], explicit: dict[str, str | None], meta: Any, config: Any,
                       caldb_url: str | None) -> dict[str, Any]:
     """MasterRef per needed type: the given file, else the caldb's best for ``meta``."""
-    from ccdflow.framework.reduction import MasterRef
+    from ccdflow.framework.builders.reduction import MasterRef
 
     out, missing = {}, []
     for kind in kinds:
@@ -184,10 +184,10 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                     register: bool, as_json: bool, instrument: str | None, instrument_file: str | None,
                     config_files: tuple, params: tuple, method: str, clip: str, fallback: str,
                     memory_limit: int | None) -> None:
-    from ccdflow.framework import cards
+    from ccdflow.framework.builders.masters import build_master, write_master
     from ccdflow.framework.calibrations import card_tag
-    from ccdflow.framework.masters import build_master, write_master
-    from ccdflow.framework.recipe import needed_calibrations
+    from ccdflow.framework.engine.recipe import needed_calibrations
+    from ccdflow.framework.io import cards
 
     t0 = time.perf_counter()
     check_register_target(register, caldb_url, out)
@@ -272,11 +272,11 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
     FILES, if given, add unstable pixels from their frame-to-frame scatter.
 
     Bits: 1 hot, 2 dead/low, 4 unstable."""
-    from ccdflow.framework.badpixels import BpmThresholds, build_bpm, write_bpm
-    from ccdflow.framework.fitsio import read_product
-    from ccdflow.framework.masters import preprocess_into
-    from ccdflow.framework.recipe import needed_calibrations
-    from ccdflow.framework.spool import Spool
+    from ccdflow.framework.builders.badpixels import BpmThresholds, build_bpm, write_bpm
+    from ccdflow.framework.builders.masters import preprocess_into
+    from ccdflow.framework.engine.recipe import needed_calibrations
+    from ccdflow.framework.io.fitsio import read_product
+    from ccdflow.framework.io.spool import Spool
 
     t0 = time.perf_counter()
     if dark_path is None and flat_path is None:

@@ -46,8 +46,8 @@ def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_file, 
     before any work: a bad parameter exits 2, a caldb that cannot be used exits 3."""
     from ccdflow.caldb import CalDB
     from ccdflow.caldb.connection import resolve_url
-    from ccdflow.framework.config import build
-    from ccdflow.framework.plugins import get_plugin_manager
+    from ccdflow.framework.engine.config import build
+    from ccdflow.framework.engine.plugins import get_plugin_manager
     from ccdflow.pipeline.spec import RunSpec
 
     root = click.get_current_context().find_root()
@@ -130,8 +130,8 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
 def require_fits_files(rawdir: Path) -> None:
     """Exit 3 before any work when nothing under RAWDIR even looks like FITS. (FITS-named
     entries that cannot be read, such as dangling links, are the night's to report: exit 1.)"""
-    from ccdflow.framework.errors import UnprocessableInputError
-    from ccdflow.framework.scan import COMPRESSED, FITS_SUFFIXES, discover_fits_files
+    from ccdflow.framework.engine.errors import UnprocessableInputError
+    from ccdflow.framework.headers.scan import COMPRESSED, FITS_SUFFIXES, discover_fits_files
 
     files, problems = discover_fits_files([rawdir])
     if not files and not problems:

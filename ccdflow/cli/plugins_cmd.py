@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ccdflow.framework.plugins import get_plugin_manager
+from ccdflow.framework.engine.plugins import get_plugin_manager
 
 
 @click.command("plugins")

@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import select
 
 from ccdflow.caldb.models import Calibration
-from ccdflow.framework.errors import CcdflowError
-from ccdflow.framework.fitsio import sha256_file
+from ccdflow.framework.engine.errors import CcdflowError
+from ccdflow.framework.io.fitsio import sha256_file
 from ccdflow.pipeline.naming import short_hash
 
 #: How the nightly pipeline combines every master (part of each master's identity).

@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-from ccdflow.framework.errors import CcdflowError
+from ccdflow.framework.engine.errors import CcdflowError
 
 #: Characters kept as they are; anything else becomes '-'. No separators, no spaces, no '#'
 #: or '%' (file names end up in the report's links).

@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from ccdflow.framework import cards
+from ccdflow.framework.builders.reduction import group_frames, observing_night
 from ccdflow.framework.calibrations import calibration_type, master_types
-from ccdflow.framework.frame import FrameMeta, binning_text, imaging_types
-from ccdflow.framework.reduction import group_frames, observing_night
-from ccdflow.framework.scan import discover_fits_files
+from ccdflow.framework.engine.frame import FrameMeta, binning_text, imaging_types
+from ccdflow.framework.headers.scan import discover_fits_files
+from ccdflow.framework.io import cards
 from ccdflow.pipeline.executor import SerialExecutor
 from ccdflow.pipeline.naming import product_relpath, safe_component, short_hash
 from ccdflow.pipeline.outputs import write_text_atomic

@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ccdflow.framework.errors import CcdflowError
+from ccdflow.framework.engine.errors import CcdflowError
 
 log = logging.getLogger("ccdflow.night")
 

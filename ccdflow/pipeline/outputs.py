@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ccdflow.framework.errors import DiskFullError
+from ccdflow.framework.engine.errors import DiskFullError
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -52,7 +52,7 @@ def _quicklook(fits_path: str, png: Path) -> str:
         from astropy.visualization import ZScaleInterval
         from matplotlib.figure import Figure
 
-        from ccdflow.framework.fitsio import read_product
+        from ccdflow.framework.io.fitsio import read_product
 
         ccd = read_product(fits_path)
         data = np.asarray(ccd.data, np.float32)

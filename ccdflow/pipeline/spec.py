@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ccdflow.framework.config import ResolvedConfig, build
+from ccdflow.framework.engine.config import ResolvedConfig, build
 
 if TYPE_CHECKING:
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.plugins import PluginManager
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Environment:
 
     def master(self, kind: str, record: dict[str, Any]) -> Any:
         """A master loaded once per process, keyed by caldb id."""
-        from ccdflow.framework.reduction import MasterRef
+        from ccdflow.framework.builders.reduction import MasterRef
 
         if record["id"] not in self.masters:
             self.masters[record["id"]] = MasterRef.load(kind, record["path"], record["id"],
@@ -83,7 +83,7 @@ def environment(spec: RunSpec) -> Environment:
     with _LOCK:
         env = _ENVIRONMENTS.get(spec)
         if env is None:
-            from ccdflow.framework.plugins import get_plugin_manager
+            from ccdflow.framework.engine.plugins import get_plugin_manager
 
             env = _ENVIRONMENTS[spec] = Environment(spec, get_plugin_manager())
         return env

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ccdflow.framework import cards
-from ccdflow.framework.errors import CcdflowError, DiskFullError
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.engine.errors import CcdflowError, DiskFullError
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.io import cards
 from ccdflow.pipeline.naming import inside
 from ccdflow.pipeline.spec import RunSpec, environment
 
@@ -23,7 +23,7 @@ log = logging.getLogger("ccdflow.night")
 
 def scan_chunk(spec: RunSpec, paths: Sequence[str]) -> dict[str, Any]:
     """Headers only: frames classified, and (path, reason) for files that were not."""
-    from ccdflow.framework.scan import scan_paths
+    from ccdflow.framework.headers.scan import scan_paths
 
     env = environment(spec)
     frames, unknown = scan_paths(paths, env.manager, instrument=spec.instrument)
@@ -83,9 +83,9 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
 
     The file is named ``<group>_<identity>.fits`` (see :mod:`ccdflow.pipeline.immutable`) and
     never written over: a changed parameter or input gives a new name beside the old one."""
-    from ccdflow.framework.fitsio import sha256_file
-    from ccdflow.framework.masters import build_master, write_master
-    from ccdflow.framework.recipe import needed_calibrations, optional_calibrations
+    from ccdflow.framework.builders.masters import build_master, write_master
+    from ccdflow.framework.engine.recipe import needed_calibrations, optional_calibrations
+    from ccdflow.framework.io.fitsio import sha256_file
     from ccdflow.pipeline.immutable import BUILD_OPTIONS, master_identity, write_new
 
     start = time.perf_counter()
@@ -141,8 +141,8 @@ def _existing_master(db: Any, out: Path) -> dict[str, Any] | None:
     """The entry for a master already at ``out``: registered and intact -> up to date; on disk
     but not registered (a run killed between writing and registering) -> handed back as built,
     so the caller registers it; registered but changed -> CalibrationChangedError."""
-    from ccdflow.framework.errors import CalibrationChangedError
-    from ccdflow.framework.fitsio import sha256_file
+    from ccdflow.framework.engine.errors import CalibrationChangedError
+    from ccdflow.framework.io.fitsio import sha256_file
     from ccdflow.pipeline.immutable import registered
 
     record = registered(db, out)
@@ -165,8 +165,8 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
     """A bad-pixel mask from the night's longest master dark and a master flat of the same setup
     (hot pixels from the dark's rate, low pixels from the flat), named by the two masters'
     checksums: the same pair is found again, a new pair gives a new file."""
-    from ccdflow.framework.badpixels import BpmThresholds, build_bpm, write_bpm
-    from ccdflow.framework.fitsio import read_file_hashed, read_product
+    from ccdflow.framework.builders.badpixels import BpmThresholds, build_bpm, write_bpm
+    from ccdflow.framework.io.fitsio import read_file_hashed, read_product
     from ccdflow.pipeline.immutable import write_new
     from ccdflow.pipeline.naming import short_hash
 
@@ -186,7 +186,7 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
         for master in (dark, flat):  # the bytes hashed are the bytes used
             content, sha = read_file_hashed(master["path"])
             if sha != master["sha256"]:
-                from ccdflow.framework.errors import CalibrationChangedError
+                from ccdflow.framework.engine.errors import CalibrationChangedError
 
                 raise CalibrationChangedError(f"{master['path']} changed since it was built; "
                                               "no bad-pixel mask made from it")
@@ -220,10 +220,10 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
     unless the ledger says the same product (same raw checksum, config and calibration ids) is
     already there. The raw file is read once: its checksum and its pixels are the same bytes."""
     from ccdflow.caldb.ledger import find_product
-    from ccdflow.framework.fitsio import read_file_hashed
-    from ccdflow.framework.memory import retain_freed_memory
-    from ccdflow.framework.recipe import needed_calibrations, optional_calibrations
-    from ccdflow.framework.reduction import reduce_frame
+    from ccdflow.framework.builders.reduction import reduce_frame
+    from ccdflow.framework.engine.recipe import needed_calibrations, optional_calibrations
+    from ccdflow.framework.io.fitsio import read_file_hashed
+    from ccdflow.framework.numerics.memory import retain_freed_memory
 
     retain_freed_memory()  # frame after frame reuses the same arrays: keep them, see its docstring
     start = time.perf_counter()

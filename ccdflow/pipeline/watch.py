@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.scan import discover_fits_files, scan_file
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.headers.scan import discover_fits_files, scan_file
 from ccdflow.pipeline.naming import short_hash
 from ccdflow.pipeline.night import (
     NightResult,

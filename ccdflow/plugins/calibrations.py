@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ccdflow.framework.calibrations import BUILTIN_TYPES
-from ccdflow.framework.caltype import CalibrationType
-from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.engine.caltype import CalibrationType
+from ccdflow.framework.engine.hookspecs import hookimpl
 
 
 @hookimpl

@@ -21,9 +21,9 @@ import pytest
 if TYPE_CHECKING:
     from astropy.nddata import CCDData
 
-    from ccdflow.framework.frame import FrameMeta
-    from ccdflow.framework.instrument import Instrument
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.frame import FrameMeta
+    from ccdflow.framework.engine.instrument import Instrument
+    from ccdflow.framework.engine.plugins import PluginManager
     from ccdflow.simulator import SimulationSpec
     from ccdflow.testing.night import NightRun
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from astropy.nddata import CCDData
 
-    from ccdflow.framework.frame import FrameMeta
-    from ccdflow.framework.instrument import Instrument
+    from ccdflow.framework.engine.frame import FrameMeta
+    from ccdflow.framework.engine.instrument import Instrument
 
 #: Raw shape (ny, nx) of the fake camera: 60 data columns, then 8 overscan columns.
 FAKE_RAW_SHAPE = (40, 68)
@@ -42,7 +42,7 @@ FAKE_INSTRUMENT: dict[str, Any] = {
 
 def make_meta(**overrides: Any) -> FrameMeta:
     """FrameMeta of a 60 s V-band science frame of the generic instrument; any field overridable."""
-    from ccdflow.framework.frame import FrameMeta
+    from ccdflow.framework.engine.frame import FrameMeta
 
     values: dict[str, Any] = dict(
         path="frame.fits", frame_type="science", instrument="generic", exposure_time=60.0,
@@ -94,7 +94,7 @@ def fake_instrument(**overrides: Any) -> Instrument:
     Mappings merge key by key (``geometry={"overscan_keyword": None}`` keeps the amplifiers);
     anything else, lists included, replaces the value.
     """
-    from ccdflow.framework.config import deep_merge
-    from ccdflow.framework.instrument import Instrument
+    from ccdflow.framework.engine.config import deep_merge
+    from ccdflow.framework.engine.instrument import Instrument
 
     return Instrument.model_validate(deep_merge(FAKE_INSTRUMENT, overrides))

@@ -12,11 +12,11 @@ import importlib
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from ccdflow.framework.hookspecs import hookimpl  # pluggy only: light to import
+from ccdflow.framework.engine.hookspecs import hookimpl  # pluggy only: light to import
 
 if TYPE_CHECKING:
-    from ccdflow.framework.plugins import PluginManager
-    from ccdflow.framework.step import Step
+    from ccdflow.framework.engine.plugins import PluginManager
+    from ccdflow.framework.engine.step import Step
 
 _WITH_STEP: dict[type[Step], PluginManager] = {}
 
@@ -25,7 +25,7 @@ def builtin_entry_points() -> list[Any]:
     """ccdflow's own ``ccdflow.plugins`` entry points (module under ``ccdflow.``), by name."""
     from importlib.metadata import entry_points
 
-    from ccdflow.framework.plugins import ENTRY_POINT_GROUP
+    from ccdflow.framework.engine.plugins import ENTRY_POINT_GROUP
 
     return sorted((ep for ep in entry_points(group=ENTRY_POINT_GROUP)
                    if ep.module.startswith("ccdflow.")), key=lambda ep: ep.name)
@@ -39,7 +39,7 @@ def plugin_manager(*plugins: Any, strict: bool = True) -> PluginManager:
     subclass. Contributions are gathered into one plugin named ``ccdflow-testing``; modules
     are registered under their ``__name__``, other objects under their class's name.
     """
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.plugins import PluginManager
 
     manager = PluginManager(strict=strict)
     for ep in builtin_entry_points():
@@ -87,9 +87,9 @@ class _Contributions:
 
     def take(self, item: Any) -> bool:
         """Keep ``item`` when it is a single contribution; False for a whole plugin."""
-        from ccdflow.framework.caltype import CalibrationType
-        from ccdflow.framework.instrument import Instrument
-        from ccdflow.framework.step import Step
+        from ccdflow.framework.engine.caltype import CalibrationType
+        from ccdflow.framework.engine.instrument import Instrument
+        from ccdflow.framework.engine.step import Step
 
         if isinstance(item, type) and issubclass(item, Step):
             self.steps.append(item)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from astropy.nddata import CCDData
 
-    from ccdflow.framework.frame import FrameMeta
-    from ccdflow.framework.instrument import Instrument
-    from ccdflow.framework.plugins import PluginManager
-    from ccdflow.framework.step import Step, StepContext, StepParams
+    from ccdflow.framework.engine.frame import FrameMeta
+    from ccdflow.framework.engine.instrument import Instrument
+    from ccdflow.framework.engine.plugins import PluginManager
+    from ccdflow.framework.engine.step import Step, StepContext, StepParams
 
 
 def run_step(
@@ -46,11 +46,11 @@ def run_step(
     ``ccd`` itself is not rebound or re-headed; a step that writes into its input's pixels
     still shows that in ``ccd``, as it would in a night.
     """
-    from ccdflow.framework.config import resolve
-    from ccdflow.framework.errors import ConfigError
-    from ccdflow.framework.instrument import RecipeEntry
-    from ccdflow.framework.recipe import run_recipe
-    from ccdflow.framework.step import StepContext, StepParams
+    from ccdflow.framework.engine.config import resolve
+    from ccdflow.framework.engine.errors import ConfigError
+    from ccdflow.framework.engine.instrument import RecipeEntry
+    from ccdflow.framework.engine.recipe import run_recipe
+    from ccdflow.framework.engine.step import StepContext, StepParams
     from ccdflow.testing.fakes import make_meta
     from ccdflow.testing.manager import builtin_manager, manager_with
 

@@ -13,10 +13,10 @@ from ccdflow.framework.calibrations.bias import Bias
 from ccdflow.framework.calibrations.bpm import BadPixelMask
 from ccdflow.framework.calibrations.dark import Dark
 from ccdflow.framework.calibrations.flat import Flat
-from ccdflow.framework.caltype import CalibrationType
+from ccdflow.framework.engine.caltype import CalibrationType
 
 if TYPE_CHECKING:
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.plugins import PluginManager
 
 BUILTIN_TYPES: tuple[type[CalibrationType], ...] = (Bias, Dark, Flat, BadPixelMask)
 
@@ -25,7 +25,7 @@ def _registered(manager: PluginManager | None) -> list[type[CalibrationType]]:
     """The types of ``manager``, else of the process's plugin manager. A manager holding no
     types at all (a test's bare manager with one plugin) falls back to the process's."""
     if manager is None or not manager.calibration_types:
-        from ccdflow.framework.plugins import get_plugin_manager
+        from ccdflow.framework.engine.plugins import get_plugin_manager
 
         manager = get_plugin_manager()
     return list(manager.calibration_types.values())
@@ -35,7 +35,7 @@ def calibration_type(name: str, manager: PluginManager | None = None) -> type[Ca
     """The registered type called ``name`` (the process's plugin manager unless one is given)."""
     found = {t.name: t for t in _registered(manager)}
     if name not in found:
-        from ccdflow.framework.errors import ConfigError
+        from ccdflow.framework.engine.errors import ConfigError
 
         raise ConfigError(f"unknown calibration type {name!r}; registered: {', '.join(sorted(found))}")
     return found[name]
@@ -44,7 +44,7 @@ def calibration_type(name: str, manager: PluginManager | None = None) -> type[Ca
 def card_tag(kind: str) -> str:
     """The provenance card tag of ``kind`` (``BIAS`` in CF_BIASF): the registered type's, or
     the name's first four letters for a type no installed plugin knows."""
-    from ccdflow.framework.errors import ConfigError
+    from ccdflow.framework.engine.errors import ConfigError
 
     try:
         return calibration_type(kind).tag()

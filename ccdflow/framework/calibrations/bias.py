@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from statistics import mean
 from typing import Any, ClassVar
 
-from ccdflow.framework import cards
-from ccdflow.framework.caltype import CalibrationType
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.engine.caltype import CalibrationType
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.io import cards
 
 
 class Bias(CalibrationType):

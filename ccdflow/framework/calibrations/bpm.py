@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from ccdflow.framework.caltype import CalibrationType
+from ccdflow.framework.engine.caltype import CalibrationType
 
 if TYPE_CHECKING:
     from astropy.io import fits

@@ -8,16 +8,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ccdflow.framework import cards
-from ccdflow.framework.caltype import CalibrationType
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.engine.caltype import CalibrationType
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.io import cards
 
 if TYPE_CHECKING:
     from astropy.io import fits
     from astropy.nddata import CCDData
 
-    from ccdflow.framework.instrument import MatchRule
+    from ccdflow.framework.engine.instrument import MatchRule
 
 #: Darks within this many degrees C (rounded) go into one master: the cooler's set points.
 TEMPERATURE_STEP = 2.0

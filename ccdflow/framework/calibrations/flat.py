@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from statistics import mean
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ccdflow.framework import cards
-from ccdflow.framework.caltype import CalibrationType
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.engine.caltype import CalibrationType
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.io import cards
 
 if TYPE_CHECKING:
     import numpy as np

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ccdflow.framework.config import describe_validation, load_yaml
-from ccdflow.framework.errors import PluginError
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.instrument import Instrument
+from ccdflow.framework.engine.config import describe_validation, load_yaml
+from ccdflow.framework.engine.errors import PluginError
+from ccdflow.framework.engine.hookspecs import hookimpl
+from ccdflow.framework.engine.instrument import Instrument
 
 HERE = Path(__file__).parent
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.step import Step
+from ccdflow.framework.engine.hookspecs import hookimpl
+from ccdflow.framework.engine.step import Step
 
 
 def builtin_steps() -> list[type[Step]]:

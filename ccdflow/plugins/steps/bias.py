@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from astropy.nddata import CCDData
 
-from ccdflow.framework.arithmetic import subtract_scaled
-from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.numerics.arithmetic import subtract_scaled
 
 
 class BiasSubtractor(Step):

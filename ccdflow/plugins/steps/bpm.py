@@ -6,10 +6,10 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from ccdflow.framework.arithmetic import header_of
 from ccdflow.framework.calibrations.bpm import HOT, LOW, UNSTABLE
-from ccdflow.framework.errors import NoWorkError, UnprocessableInputError
-from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.errors import NoWorkError, UnprocessableInputError
+from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.numerics.arithmetic import header_of
 
 
 class BpmParams(StepParams):

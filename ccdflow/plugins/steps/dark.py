@@ -5,9 +5,9 @@ from __future__ import annotations
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from ccdflow.framework.arithmetic import subtract_scaled
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.numerics.arithmetic import subtract_scaled
 
 
 class DarkParams(StepParams):

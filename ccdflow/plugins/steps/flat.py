@@ -6,9 +6,9 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from ccdflow.framework.arithmetic import divide_by_flat
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.numerics.arithmetic import divide_by_flat
 
 
 class FlatParams(StepParams):

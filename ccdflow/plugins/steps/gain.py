@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from astropy.nddata import CCDData
 
-from ccdflow.framework.arithmetic import header_of
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.numerics.arithmetic import header_of
 from ccdflow.plugins.steps.noise import detector_gain
 
 

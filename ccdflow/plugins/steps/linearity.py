@@ -6,9 +6,9 @@ import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 from pydantic import Field
 
-from ccdflow.framework.arithmetic import header_of
-from ccdflow.framework.errors import NoWorkError
-from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.errors import NoWorkError
+from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.numerics.arithmetic import header_of
 
 
 class LinearityParams(StepParams):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from astropy.nddata import CCDData
 
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.step import StepContext
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.step import StepContext
 
 
 def in_electrons(ccd: CCDData) -> bool:

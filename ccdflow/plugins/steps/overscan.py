@@ -10,10 +10,10 @@ from astropy.nddata import CCDData
 from astropy.stats import sigma_clipped_stats
 from pydantic import Field
 
-from ccdflow.framework.arithmetic import header_of
-from ccdflow.framework.errors import NoWorkError, UnprocessableInputError
-from ccdflow.framework.geometry import amplifier_regions
-from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.errors import NoWorkError, UnprocessableInputError
+from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.headers.geometry import amplifier_regions
+from ccdflow.framework.numerics.arithmetic import header_of
 
 
 class OverscanParams(StepParams):

@@ -7,9 +7,9 @@ from astropy.nddata import CCDData
 from pydantic import Field
 from scipy.ndimage import binary_dilation
 
-from ccdflow.framework.arithmetic import header_of
-from ccdflow.framework.errors import NoWorkError, UnprocessableInputError
-from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.errors import NoWorkError, UnprocessableInputError
+from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.numerics.arithmetic import header_of
 
 
 class SaturationParams(StepParams):

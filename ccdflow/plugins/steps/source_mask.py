@@ -8,9 +8,9 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from ccdflow.framework.arithmetic import header_of
-from ccdflow.framework.errors import AlgorithmError
-from ccdflow.framework.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.errors import AlgorithmError
+from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.numerics.arithmetic import header_of
 
 
 class SourceMaskParams(StepParams):

@@ -13,9 +13,9 @@ from importlib.resources import files
 import yaml
 from astropy.io import fits
 
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.instrument import Instrument
-from ccdflow.framework.step import Step
+from ccdflow.framework.engine.hookspecs import hookimpl
+from ccdflow.framework.engine.instrument import Instrument
+from ccdflow.framework.engine.step import Step
 from ccdflow_example_plugin.pedestal import PedestalAdder, PedestalParams, apply_pedestal
 
 __all__ = ["PedestalAdder", "PedestalParams", "apply_pedestal", "example_cam"]

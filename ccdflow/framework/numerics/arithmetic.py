@@ -7,8 +7,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.kernels import divide_arrays, subtract_scaled_arrays
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.numerics.kernels import divide_arrays, subtract_scaled_arrays
 
 
 def header_of(ccd: CCDData) -> fits.Header:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from astropy.nddata import CCDData
 
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.frame import FrameMeta
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.frame import FrameMeta
 
 #: Stride of the first look: one pixel in 7x7 varies in any real frame, so a full pass over the
 #: frame is needed only when that sample is constant.

@@ -15,15 +15,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ccdflow.framework.errors import PluginError
+from ccdflow.framework.engine.errors import PluginError
 
 if TYPE_CHECKING:
     import numpy as np
     from astropy.io import fits
     from astropy.nddata import CCDData
 
-    from ccdflow.framework.frame import FrameMeta
-    from ccdflow.framework.instrument import MatchRule
+    from ccdflow.framework.engine.frame import FrameMeta
+    from ccdflow.framework.engine.instrument import MatchRule
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -72,7 +72,7 @@ class CalibrationType:
     @classmethod
     def default_rule(cls) -> MatchRule:
         """How the caldb matches a master of this type to a frame, unless the instrument says."""
-        from ccdflow.framework.instrument import MatchRule
+        from ccdflow.framework.engine.instrument import MatchRule
 
         return MatchRule(max_age_days=cls.max_age_days, must_match=[*SETUP_FIELDS, *cls.also_match],
                          **({} if cls.temperature_tolerance is None

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ccdflow.framework.caltype import SETUP_FIELDS
+from ccdflow.framework.engine.caltype import SETUP_FIELDS
 
 Scalar = str | int | float | bool
 
@@ -60,7 +60,7 @@ class KeywordSpec(_Strict):
 
 
 class HeaderMap(_Strict):
-    """Keyword map from a camera's headers to :class:`~ccdflow.framework.frame.FrameMeta`."""
+    """Keyword map from a camera's headers to :class:`~ccdflow.framework.engine.frame.FrameMeta`."""
 
     frame_type: KeywordSpec = Field(description="Frame type; values map raw strings to types.")
     exposure_time: KeywordSpec = Field(description="Exposure time.")

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from astropy.nddata import CCDData
 
-from ccdflow.framework.arithmetic import header_of
-from ccdflow.framework.config import ResolvedConfig
-from ccdflow.framework.errors import ConfigError, NoWorkError
-from ccdflow.framework.step import StepContext, mark_skipped, missing_calibrations
+from ccdflow.framework.engine.config import ResolvedConfig
+from ccdflow.framework.engine.errors import ConfigError, NoWorkError
+from ccdflow.framework.engine.step import StepContext, mark_skipped, missing_calibrations
+from ccdflow.framework.numerics.arithmetic import header_of
 
 if TYPE_CHECKING:
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.plugins import PluginManager
 
 
 def recipe_steps(config: ResolvedConfig, frame_type: str) -> list[tuple[str, Any]]:

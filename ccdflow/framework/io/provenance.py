@@ -9,10 +9,10 @@ from typing import Any
 from astropy.io import fits
 
 from ccdflow import __version__
-from ccdflow.framework import cards
 from ccdflow.framework.calibrations import card_tag
-from ccdflow.framework.config import ResolvedConfig
-from ccdflow.framework.fitsio import sha256_file
+from ccdflow.framework.engine.config import ResolvedConfig
+from ccdflow.framework.io import cards
+from ccdflow.framework.io.fitsio import sha256_file
 
 
 def card_text(value: object) -> str:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ccdflow.framework.errors import ConfigError
-from ccdflow.framework.instrument import Instrument
-from ccdflow.framework.step import StepParams
+from ccdflow.framework.engine.errors import ConfigError
+from ccdflow.framework.engine.instrument import Instrument
+from ccdflow.framework.engine.step import StepParams
 
 if TYPE_CHECKING:
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.plugins import PluginManager
 
 LAYERS = ("step default", "instrument plugin", "instrument file", "site/night file", "command line")
 

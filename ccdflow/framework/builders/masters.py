@@ -14,20 +14,20 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow.framework import cards
+from ccdflow.framework.builders.master_header import master_header, master_stats
 from ccdflow.framework.calibrations import calibration_type
-from ccdflow.framework.config import ResolvedConfig
-from ccdflow.framework.dead_readout import refuse_dead_readout
-from ccdflow.framework.errors import AlgorithmError, UnprocessableInputError
-from ccdflow.framework.fitsio import atomic_write, ccd_to_hdulist, read_ccd, read_file_hashed, sha256_file
-from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.master_header import master_header, master_stats
-from ccdflow.framework.recipe import run_recipe
-from ccdflow.framework.spool import Spool, combine_frames
-from ccdflow.framework.step import StepContext
+from ccdflow.framework.engine.config import ResolvedConfig
+from ccdflow.framework.engine.errors import AlgorithmError, UnprocessableInputError
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.engine.recipe import run_recipe
+from ccdflow.framework.engine.step import StepContext
+from ccdflow.framework.io import cards
+from ccdflow.framework.io.fitsio import atomic_write, ccd_to_hdulist, read_ccd, read_file_hashed, sha256_file
+from ccdflow.framework.io.spool import Spool, combine_frames
+from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
 
 if TYPE_CHECKING:
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.plugins import PluginManager
 
 __all__ = ["build_master", "check_group", "choose_rejection", "master_stats",
            "one_line_reason", "preprocess_into", "write_master"]

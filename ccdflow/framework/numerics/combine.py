@@ -37,8 +37,8 @@ from typing import Literal
 
 import numpy as np
 
-from ccdflow.framework.combine_sources import FitsSource, describe, fits_source, read_band
-from ccdflow.framework.errors import AlgorithmError, ConfigError
+from ccdflow.framework.engine.errors import AlgorithmError, ConfigError
+from ccdflow.framework.numerics.combine_sources import FitsSource, describe, fits_source, read_band
 
 __all__ = ["Combined", "FitsSource", "combine", "fits_source"]
 
@@ -145,7 +145,7 @@ def gaussian_error_scale(n: int, rule: tuple) -> np.ndarray:
     expectations are known (1/k and 1): that control variate cuts the noise of ``c`` 2-3 fold.
     A plain mean needs no factor (ddof=1 variance is unbiased).
     """
-    from ccdflow.framework import combine_kernels as kernels
+    from ccdflow.framework.numerics import combine_kernels as kernels
 
     scale = np.ones(n + 1)
     if rule[:2] == (kernels.METHOD_MEAN, kernels.CLIP_NONE):
@@ -197,7 +197,7 @@ def combine(
     ``memory_limit`` bounds the engine's buffers and outputs (default a quarter of available RAM);
     ``band_bytes`` caps the input band below that (default 8 MiB, as fast as larger ones).
     """
-    from ccdflow.framework import combine_kernels as kernels  # numba: import only when combining
+    from ccdflow.framework.numerics import combine_kernels as kernels  # numba: import only when combining
 
     n, shape = _check(frames, method, clip, center, deviation, iterations, n_low, n_high)
     scale = _per_frame("scales", scales, n)

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
     from astropy.nddata import CCDData
     from pydantic import BaseModel
 
-    from ccdflow.framework.caltype import CalibrationType
-    from ccdflow.framework.instrument import Instrument
-    from ccdflow.framework.step import Step, StepContext
+    from ccdflow.framework.engine.caltype import CalibrationType
+    from ccdflow.framework.engine.instrument import Instrument
+    from ccdflow.framework.engine.step import Step, StepContext
 
 PROJECT = "ccdflow"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -37,7 +37,7 @@ def register_instruments(register: Callable[[Instrument], None]) -> None:
 
     Called once per plugin when the plugin manager loads it.
 
-    :param register: callback taking an :class:`~ccdflow.framework.instrument.Instrument`.
+    :param register: callback taking an :class:`~ccdflow.framework.engine.instrument.Instrument`.
     """
 
 

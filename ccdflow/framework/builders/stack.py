@@ -19,11 +19,11 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow import __version__
-from ccdflow.framework import cards
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import atomic_write, read_headers, read_product, sha256_file
-from ccdflow.framework.provenance import card_text
-from ccdflow.framework.spool import Spool, combine_frames
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.io import cards
+from ccdflow.framework.io.fitsio import atomic_write, read_headers, read_product, sha256_file
+from ccdflow.framework.io.provenance import card_text
+from ccdflow.framework.io.spool import Spool, combine_frames
 
 Match = Literal["none", "offset", "scale"]
 #: Suffix of the cosmic-ray mask written next to each input: ``frame.fits`` -> ``frame.crmask.fits``.

@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 from astropy.nddata import CCDData
 
-from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type, for_frame_type
-from ccdflow.framework.config import ResolvedConfig
-from ccdflow.framework.dead_readout import refuse_dead_readout
-from ccdflow.framework.errors import CalibrationChangedError, UnprocessableInputError
-from ccdflow.framework.fitsio import read_ccd, read_file_hashed, read_product, write_ccd
-from ccdflow.framework.frame import FrameMeta, binning_text, shape_text
-from ccdflow.framework.provenance import stamp_product
-from ccdflow.framework.recipe import needed_calibrations, run_recipe
-from ccdflow.framework.step import StepContext
+from ccdflow.framework.engine.config import ResolvedConfig
+from ccdflow.framework.engine.errors import CalibrationChangedError, UnprocessableInputError
+from ccdflow.framework.engine.frame import FrameMeta, binning_text, shape_text
+from ccdflow.framework.engine.recipe import needed_calibrations, run_recipe
+from ccdflow.framework.engine.step import StepContext
+from ccdflow.framework.io import cards
+from ccdflow.framework.io.fitsio import read_ccd, read_file_hashed, read_product, write_ccd
+from ccdflow.framework.io.provenance import stamp_product
+from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
 
 if TYPE_CHECKING:
-    from ccdflow.framework.plugins import PluginManager
+    from ccdflow.framework.engine.plugins import PluginManager
 
 
 @dataclass

@@ -11,12 +11,12 @@ import fnmatch
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ccdflow.framework.hookspecs import hookimpl
+from ccdflow.framework.engine.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from astropy.io import fits
 
-    from ccdflow.framework.instrument import Instrument
+    from ccdflow.framework.engine.instrument import Instrument
 
 
 class DeclarativeIdentifier:

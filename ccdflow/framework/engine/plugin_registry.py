@@ -1,7 +1,7 @@
 """What the plugins contributed: steps, instruments and calibration types by name, the plugin
 that owns each, and the checks a contribution must pass to be kept.
 
-Kept apart from the loading (ccdflow.framework.plugins) so that the rules for a valid
+Kept apart from the loading (ccdflow.framework.engine.plugins) so that the rules for a valid
 contribution read in one place, without pluggy around them.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ccdflow.framework.caltype import CalibrationType, validate_calibration_type
-from ccdflow.framework.errors import ConfigError, PluginError
-from ccdflow.framework.instrument import Instrument
-from ccdflow.framework.step import Step, validate_step_class
+from ccdflow.framework.engine.caltype import CalibrationType, validate_calibration_type
+from ccdflow.framework.engine.errors import ConfigError, PluginError
+from ccdflow.framework.engine.instrument import Instrument
+from ccdflow.framework.engine.step import Step, validate_step_class
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError, VerifyWarning
 
-from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.engine.errors import UnprocessableInputError
 
 log = logging.getLogger("ccdflow.fitsio")
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ccdflow.framework.errors import NoWorkError, PluginError, UnprocessableInputError
-from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.hookspecs import hookimpl
-from ccdflow.framework.instrument import Instrument
+from ccdflow.framework.engine.errors import NoWorkError, PluginError, UnprocessableInputError
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.engine.hookspecs import hookimpl
+from ccdflow.framework.engine.instrument import Instrument
 
 if TYPE_CHECKING:  # astropy.nddata costs ~0.5 s to import; `--help` must not pay it
     from astropy.nddata import CCDData

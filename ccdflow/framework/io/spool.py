@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ccdflow.framework.combine import Combined, combine
-from ccdflow.framework.errors import DiskFullError, UnprocessableInputError
+from ccdflow.framework.engine.errors import DiskFullError, UnprocessableInputError
+from ccdflow.framework.numerics.combine import Combined, combine
 
 #: Band budget when neither the caller nor the combine engine chooses one.
 DEFAULT_MEMORY_LIMIT = 512 * 2**20

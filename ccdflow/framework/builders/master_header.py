@@ -13,13 +13,13 @@ import numpy as np
 from astropy.io import fits
 
 from ccdflow import __version__
-from ccdflow.framework import cards
 from ccdflow.framework.calibrations import calibration_type
-from ccdflow.framework.config import ResolvedConfig
-from ccdflow.framework.fitsio import sha256_file
-from ccdflow.framework.frame import FrameMeta, binning_text, shape_text
-from ccdflow.framework.provenance import stamp_calibration
-from ccdflow.framework.writable_header import printable
+from ccdflow.framework.engine.config import ResolvedConfig
+from ccdflow.framework.engine.frame import FrameMeta, binning_text, shape_text
+from ccdflow.framework.io import cards
+from ccdflow.framework.io.fitsio import sha256_file
+from ccdflow.framework.io.provenance import stamp_calibration
+from ccdflow.framework.io.writable_header import printable
 
 
 def master_stats(

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 from astropy.io import fits
 
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import AUTO_HDU, first_image_hdu, is_image_header
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.io.fitsio import AUTO_HDU, first_image_hdu, is_image_header
 
 Headers = Mapping[int | str, fits.Header]
 

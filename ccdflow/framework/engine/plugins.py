@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from ccdflow.framework import hookspecs
-from ccdflow.framework.errors import PluginError
-from ccdflow.framework.identifier import DeclarativeIdentifier
-from ccdflow.framework.plugin_registry import PluginInfo, Registry
-from ccdflow.framework.step import StepRunnerPlugin
+from ccdflow.framework.engine import hookspecs
+from ccdflow.framework.engine.errors import PluginError
+from ccdflow.framework.engine.identifier import DeclarativeIdentifier
+from ccdflow.framework.engine.plugin_registry import PluginInfo, Registry
+from ccdflow.framework.engine.step import StepRunnerPlugin
 
 if TYPE_CHECKING:
     from astropy.io import fits
     from astropy.nddata import CCDData
     from pydantic import BaseModel
 
-    from ccdflow.framework.caltype import CalibrationType
-    from ccdflow.framework.instrument import Instrument
-    from ccdflow.framework.step import Step, StepContext
+    from ccdflow.framework.engine.caltype import CalibrationType
+    from ccdflow.framework.engine.instrument import Instrument
+    from ccdflow.framework.engine.step import Step, StepContext
 
 log = logging.getLogger("ccdflow.plugins")
 ENTRY_POINT_GROUP = "ccdflow.plugins"
@@ -57,7 +57,7 @@ class PluginManager(Registry):
         self.pm.add_hookspecs(hookspecs)
         self.failures: list[PluginFailure] = []
         self.blocked: list[str] = []
-        self.pm.register(StepRunnerPlugin(), name="ccdflow.framework.step")
+        self.pm.register(StepRunnerPlugin(), name="ccdflow.framework.engine.step")
         self.pm.register(DeclarativeIdentifier(self.instruments), name="ccdflow.framework.identify")
 
     # -- loading ---------------------------------------------------------------

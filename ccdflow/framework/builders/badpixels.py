@@ -24,11 +24,11 @@ from astropy.io import fits
 from astropy.stats import mad_std
 
 from ccdflow import __version__
-from ccdflow.framework import cards
 from ccdflow.framework.calibrations.bpm import BIT_NAMES, HOT, LOW, UNSTABLE
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import atomic_write, sha256_file
-from ccdflow.framework.provenance import card_text, stamp_calibration
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.io import cards
+from ccdflow.framework.io.fitsio import atomic_write, sha256_file
+from ccdflow.framework.io.provenance import card_text, stamp_calibration
 
 MIN_UNSTABLE_FRAMES = 6
 COUNT_CARDS = {HOT: "CF_NHOT", LOW: "CF_NLOW", UNSTABLE: "CF_NUNST"}

@@ -18,8 +18,8 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
 
-from ccdflow.framework import cards
-from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.io import cards
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -290,7 +290,7 @@ def atomic_write(hdul: fits.HDUList, path: str | Path) -> str:
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        from ccdflow.framework.errors import DiskFullError
+        from ccdflow.framework.engine.errors import DiskFullError
 
         if isinstance(exc, OSError) and exc.errno in DiskFullError.ERRNOS:
             try:
@@ -305,10 +305,10 @@ def atomic_write(hdul: fits.HDUList, path: str | Path) -> str:
 def ccd_to_hdulist(ccd: CCDData) -> fits.HDUList:
     """SCI (float32), UNCERT (std dev, float32) and MASK (uint8) extensions. The primary header
     holds only cards FITS can carry: copied cards are fixed and noted, a NaN or inf computed by
-    code is refused by name (:func:`~ccdflow.framework.writable_header.writable_header`). When a
+    code is refused by name (:func:`~ccdflow.framework.io.writable_header.writable_header`). When a
     card had to be fixed, ``ccd.header`` becomes the fixed header too, so what the caller reads
     afterwards is what the file holds (an unparsable card would fail the next ``items()``)."""
-    from ccdflow.framework.writable_header import writable_header
+    from ccdflow.framework.io.writable_header import writable_header
 
     fixed: list[str] = []
     # CCDData built in memory carries a plain dict as its header until someone sets one

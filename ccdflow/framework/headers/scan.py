@@ -15,12 +15,12 @@ from typing import NamedTuple
 
 from astropy.io import fits
 
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import read_headers
-from ccdflow.framework.frame import FrameMeta
-from ccdflow.framework.header_map import Headers, normalise
-from ccdflow.framework.instrument import Instrument
-from ccdflow.framework.plugins import PluginManager, get_plugin_manager
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.engine.instrument import Instrument
+from ccdflow.framework.engine.plugins import PluginManager, get_plugin_manager
+from ccdflow.framework.headers.header_map import Headers, normalise
+from ccdflow.framework.io.fitsio import read_headers
 
 #: File name endings scanned when a directory is given.
 FITS_SUFFIXES = (".fits", ".fit", ".fts")

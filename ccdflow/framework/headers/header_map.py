@@ -13,12 +13,12 @@ from astropy.io import fits
 from astropy.time import Time
 from erfa import ErfaWarning
 
-from ccdflow.framework import limits
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.fitsio import AUTO_HDU
-from ccdflow.framework.frame import OTHER_TYPES, FrameMeta, imaging_types
-from ccdflow.framework.instrument import Instrument, KeywordSpec
-from ccdflow.framework.pixel_hdu import Headers, data_shape, resolve_data_hdu
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.frame import OTHER_TYPES, FrameMeta, imaging_types
+from ccdflow.framework.engine.instrument import Instrument, KeywordSpec
+from ccdflow.framework.headers import limits
+from ccdflow.framework.headers.pixel_hdu import Headers, data_shape, resolve_data_hdu
+from ccdflow.framework.io.fitsio import AUTO_HDU
 
 
 def _lookup(headers: Headers, spec: KeywordSpec, data_hdu: int | str) -> tuple[str | None, Any]:
@@ -232,7 +232,7 @@ def normalise(
     instrument: Instrument, headers: Headers | Sequence[fits.Header], path: str | None = None
 ) -> FrameMeta:
     """FrameMeta for a file's headers (index 0 is the primary HDU); every value is checked
-    against the ranges in :mod:`ccdflow.framework.limits`, so an absurd header is refused here."""
+    against the ranges in :mod:`ccdflow.framework.headers.limits`, so an absurd header is refused here."""
     if not isinstance(headers, Mapping):
         headers = _index_headers(headers)
     data_hdu = resolve_data_hdu(headers, instrument.data_hdu, path)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from astropy.io import fits
 
-from ccdflow.framework.errors import UnprocessableInputError
-from ccdflow.framework.instrument import Instrument
-from ccdflow.framework.sections import SectionError, parse_section
+from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.instrument import Instrument
+from ccdflow.framework.headers.sections import SectionError, parse_section
 
 Region = tuple[slice, slice]
 

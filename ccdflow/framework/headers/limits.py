@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ccdflow.framework.errors import UnprocessableInputError
+from ccdflow.framework.engine.errors import UnprocessableInputError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,2 @@
+"""Reading raw headers: instrument header maps, per-frame limits, classification of files,
+where the pixels are, detector sections and amplifier geometry."""
