@@ -34,7 +34,7 @@ from ccdflow.framework.builders.reduction import MasterRef, group_frames, reduce
 from ccdflow.framework.engine.config import build
 from ccdflow.framework.engine.plugins import get_plugin_manager
 from ccdflow.framework.headers.scan import scan_paths
-from ccdflow.framework.io.fitsio import write_ccd
+from ccdflow.framework.io.fitswrite import write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 #: The cosmicray step's defaults, given to ccdproc and astroscrappy too.

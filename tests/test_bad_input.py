@@ -18,7 +18,8 @@ from ccdflow.framework.builders.reduction import MasterRef, reduce_frame
 from ccdflow.framework.engine.config import build
 from ccdflow.framework.engine.errors import AlgorithmError, CcdflowError, UnprocessableInputError
 from ccdflow.framework.headers.scan import scan_file, scan_paths
-from ccdflow.framework.io.fitsio import read_ccd, read_product, sha256_file, write_ccd
+from ccdflow.framework.io.fitsio import read_ccd, read_product, sha256_file
+from ccdflow.framework.io.fitswrite import write_ccd
 from ccdflow.framework.numerics.combine import combine
 from ccdflow.simulator import SimulationSpec, simulate_night
 

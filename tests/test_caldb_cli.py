@@ -21,7 +21,7 @@ from ccdflow.framework.engine.config import build
 from ccdflow.framework.engine.errors import ConfigError
 from ccdflow.framework.engine.plugins import get_plugin_manager
 from ccdflow.framework.headers.scan import scan_file, scan_paths
-from ccdflow.framework.io.fitsio import write_ccd
+from ccdflow.framework.io.fitswrite import write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 if "caldb" not in cli.commands:

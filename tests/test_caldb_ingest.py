@@ -15,7 +15,8 @@ from ccdflow.framework.builders.masters import build_master
 from ccdflow.framework.builders.reduction import group_frames
 from ccdflow.framework.engine.config import build
 from ccdflow.framework.headers.scan import scan_paths
-from ccdflow.framework.io.fitsio import sha256_file, write_ccd
+from ccdflow.framework.io.fitsio import sha256_file
+from ccdflow.framework.io.fitswrite import write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 

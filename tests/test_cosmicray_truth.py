@@ -18,7 +18,7 @@ from ccdflow.framework.builders.masters import build_master
 from ccdflow.framework.builders.reduction import MasterRef, group_frames, reduce_frame
 from ccdflow.framework.engine.config import build
 from ccdflow.framework.headers.scan import scan_paths
-from ccdflow.framework.io.fitsio import write_ccd
+from ccdflow.framework.io.fitswrite import write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 SIZE = 256

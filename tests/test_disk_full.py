@@ -52,7 +52,7 @@ def test_full_disk_spool_is_a_named_error_not_a_bus_error(small_disk):
 
 def test_full_disk_atomic_writers_remove_their_partial_files(small_disk):
     from ccdflow.framework.engine.errors import DiskFullError
-    from ccdflow.framework.io.fitsio import atomic_write
+    from ccdflow.framework.io.fitswrite import atomic_write
     from ccdflow.pipeline.outputs import write_text_atomic
 
     big = fits.HDUList([fits.PrimaryHDU(np.ones((200, 200), np.float32))])

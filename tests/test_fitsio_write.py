@@ -8,8 +8,9 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow.framework.io import fitsio
-from ccdflow.framework.io.fitsio import atomic_write, ccd_to_hdulist, read_product, sha256_file, write_ccd
+from ccdflow.framework.io import fitswrite
+from ccdflow.framework.io.fitsio import read_product, sha256_file
+from ccdflow.framework.io.fitswrite import atomic_write, ccd_to_hdulist, write_ccd
 
 
 def _ccd(shape: tuple[int, int], *, mask: bool, uncertainty: bool) -> CCDData:
@@ -48,7 +49,7 @@ def test_bytes_equal_astropy_and_checksum_is_the_files(tmp_path, shape, mask, un
 
 def test_pieces_span_several_row_blocks(tmp_path, monkeypatch):
     """Blocks smaller than the image and not dividing it: the layout must not depend on them."""
-    monkeypatch.setattr(fitsio, "_PIECE_BYTES", 3000)
+    monkeypatch.setattr(fitswrite, "_PIECE_BYTES", 3000)
     ccd = _ccd((101, 97), mask=True, uncertainty=True)
     checksum = write_ccd(ccd, tmp_path / "ours.fits")
     ccd_to_hdulist(ccd).writeto(tmp_path / "astropy.fits")
@@ -61,7 +62,7 @@ def test_scaled_integers_go_through_astropy(tmp_path, dtype):
     """uint16 and int8 are stored with BZERO: astropy writes them, the checksum still matches."""
     data = np.arange(12, dtype=dtype).reshape(3, 4) + np.array(7, dtype)
     hdul = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, name="BPM")])
-    assert not fitsio._plain(hdul)
+    assert not fitswrite._plain(hdul)
     checksum = atomic_write(hdul, tmp_path / "bpm.fits")
     assert checksum == sha256_file(tmp_path / "bpm.fits")
     np.testing.assert_array_equal(fits.getdata(tmp_path / "bpm.fits", "BPM"), data)
@@ -77,7 +78,7 @@ def test_write_is_atomic_and_leaves_no_temporary(tmp_path, monkeypatch):
         next(pieces)
         raise OSError("disk full")
 
-    monkeypatch.setattr(fitsio, "_write_hashing", broken)
+    monkeypatch.setattr(fitswrite, "_write_hashing", broken)
     with pytest.raises(OSError, match="disk full"):
         write_ccd(_ccd((8, 8), mask=False, uncertainty=False), target)
     assert target.read_bytes() == before

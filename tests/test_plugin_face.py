@@ -21,7 +21,7 @@ from ccdflow.framework.engine.hookspecs import hookimpl
 from ccdflow.framework.engine.plugins import PluginManager
 from ccdflow.framework.engine.recipe import recipe_steps
 from ccdflow.framework.headers.scan import scan_file
-from ccdflow.framework.io.fitsio import write_ccd
+from ccdflow.framework.io.fitswrite import write_ccd
 from tests.plugin_site import GOOD, FakeSite, context_for, header, isolated_plugins
 
 ROOT = Path(__file__).resolve().parents[1]

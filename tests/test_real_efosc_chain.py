@@ -35,7 +35,7 @@ def efosc(tmp_path_factory):
         warnings.simplefilter("ignore", RuntimeWarning)
         bias = build_master("bias", by_type["bias"], manager, config)
         flat = build_master("flat", by_type["flat"], manager, config, {"bias": bias})
-    from ccdflow.framework.io.fitsio import write_ccd
+    from ccdflow.framework.io.fitswrite import write_ccd
 
     write_ccd(bias, out / "bias.fits")
     write_ccd(flat, out / "flat.fits")

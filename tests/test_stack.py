@@ -18,7 +18,8 @@ from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.recipe import run_recipe
 from ccdflow.framework.engine.step import StepContext
 from ccdflow.framework.headers.scan import scan_paths
-from ccdflow.framework.io.fitsio import read_ccd, sha256_file, write_ccd
+from ccdflow.framework.io.fitsio import read_ccd, sha256_file
+from ccdflow.framework.io.fitswrite import write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 SKIP = ["saturation", "linearity", "bias", "dark", "flat", "bpm", "cosmicray"]

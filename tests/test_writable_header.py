@@ -8,7 +8,8 @@ import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ccdflow.framework.io.fitsio import ccd_to_hdulist, read_ccd, write_ccd
+from ccdflow.framework.io.fitsio import read_ccd
+from ccdflow.framework.io.fitswrite import ccd_to_hdulist, write_ccd
 from ccdflow.framework.io.writable_header import NonFiniteCardError, writable_header
 from ccdflow.framework.numerics.dead_readout import dead_readout
 

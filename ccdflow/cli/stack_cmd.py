@@ -43,7 +43,7 @@ def command(files: tuple[str, ...], out: Path, method: str, clip: str, sigma_low
 def _run(files, out, method, clip, sigma_low, sigma_high, match, cr_masks, cr_dir, memory_limit,
          as_json) -> None:
     from ccdflow.framework.builders.stack import stack_products, write_cr_masks
-    from ccdflow.framework.io.fitsio import write_ccd
+    from ccdflow.framework.io.fitswrite import write_ccd
 
     t0 = time.perf_counter()
     with progress_bar(not as_json, len(files), "stack") as advance:

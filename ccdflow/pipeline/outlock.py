@@ -30,7 +30,7 @@ log = logging.getLogger("ccdflow.night")
 LOCK_NAME = ".ccdflow.lock"
 
 #: Names of temporary files, all hidden and written next to their target:
-#: ``.NAME.XXXXXXXX.tmp`` (fitsio.atomic_write), ``.NAME.XXXXXXXX.tmp.SUFFIX``
+#: ``.NAME.XXXXXXXX.tmp`` (fitswrite.atomic_write), ``.NAME.XXXXXXXX.tmp.SUFFIX``
 #: (pipeline.outputs.write_atomic; XXXXXXXX is mkstemp's 8 random characters) and
 #: ``.NAME.PID.build.tmp`` (pipeline.immutable's scratch name of a master being published).
 TEMP_FILE = re.compile(r"^\..+\.(?:[a-z0-9_]{8}\.tmp(?:\.[^.]+)?|\d+\.build\.tmp)$")

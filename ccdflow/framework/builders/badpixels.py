@@ -27,7 +27,8 @@ from ccdflow import __version__
 from ccdflow.framework.calibrations.bpm import BIT_NAMES, HOT, LOW, UNSTABLE
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.io import cards
-from ccdflow.framework.io.fitsio import atomic_write, sha256_file
+from ccdflow.framework.io.fitsio import sha256_file
+from ccdflow.framework.io.fitswrite import atomic_write
 from ccdflow.framework.io.provenance import card_text, stamp_calibration
 
 MIN_UNSTABLE_FRAMES = 6

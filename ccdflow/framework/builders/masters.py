@@ -22,7 +22,8 @@ from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.engine.recipe import run_recipe
 from ccdflow.framework.engine.step import StepContext
 from ccdflow.framework.io import cards
-from ccdflow.framework.io.fitsio import atomic_write, ccd_to_hdulist, read_ccd, read_file_hashed, sha256_file
+from ccdflow.framework.io.fitsio import read_ccd, read_file_hashed, sha256_file
+from ccdflow.framework.io.fitswrite import atomic_write, ccd_to_hdulist
 from ccdflow.framework.io.spool import Spool, combine_frames
 from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
 

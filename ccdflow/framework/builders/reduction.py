@@ -19,7 +19,8 @@ from ccdflow.framework.engine.frame import FrameMeta, binning_text, shape_text
 from ccdflow.framework.engine.recipe import needed_calibrations, run_recipe
 from ccdflow.framework.engine.step import StepContext
 from ccdflow.framework.io import cards
-from ccdflow.framework.io.fitsio import read_ccd, read_file_hashed, read_product, write_ccd
+from ccdflow.framework.io.fitsio import read_ccd, read_file_hashed, read_product
+from ccdflow.framework.io.fitswrite import write_ccd
 from ccdflow.framework.io.provenance import stamp_product
 from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
 

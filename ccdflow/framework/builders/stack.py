@@ -21,7 +21,8 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from ccdflow import __version__
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.io import cards
-from ccdflow.framework.io.fitsio import atomic_write, read_headers, read_product, sha256_file
+from ccdflow.framework.io.fitsio import read_headers, read_product, sha256_file
+from ccdflow.framework.io.fitswrite import atomic_write
 from ccdflow.framework.io.provenance import card_text
 from ccdflow.framework.io.spool import Spool, combine_frames
 
