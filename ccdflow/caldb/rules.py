@@ -35,8 +35,7 @@ def rule_for(manager: PluginManager | Mapping[str, Instrument], instrument: str,
             f"unknown instrument {instrument!r} for caldb {kind} matching; "
             f"registered: {', '.join(sorted(known)) or 'none'}"
         )
-    rules = known[instrument].caldb
-    if kind in rules:
-        return rules[kind]
-    types = getattr(manager, "calibration_types", {})
-    return types[kind].default_rule() if kind in types else DEFAULT_RULE.model_copy(deep=True)
+    try:  # a mapping of instruments has no types of its own: the process's registered ones
+        return known[instrument].match_rule(kind, None if isinstance(manager, Mapping) else manager)
+    except ConfigError:  # a type no installed plugin registers (a foreign master's)
+        return DEFAULT_RULE.model_copy(deep=True)

@@ -70,7 +70,7 @@ def choose_calibrations(env: Any, config: Any, kind_needed: Sequence[str], meta:
     chosen = {}
     for kind in kind_needed:
         try:
-            chosen[kind] = env.db.best(kind, meta, config.instrument.caldb[kind])
+            chosen[kind] = env.db.best(kind, meta, config.instrument.match_rule(kind, env.manager))
         except NoCalibrationError:
             if kind in optional:
                 continue
@@ -100,7 +100,9 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         needed = needed_calibrations(config, frame_type)
         chosen = choose_calibrations(env, config, needed, group_meta(metas),
                                      optional=optional_calibrations(config, frame_type))
-        identity = master_identity(kind, checksums, config.recipe_hash(kind),
+        # the hash of the recipe that preprocesses the inputs: the raw frame type's (a fringe
+        # master's night-sky frames), which for bias, dark and flat is the type's own name
+        identity = master_identity(kind, checksums, config.recipe_hash(frame_type),
                                    {k: r["sha256"] for k, (r, _) in chosen.items()}, BUILD_OPTIONS)
         out = inside(spec.outdir, spec.masters_dir / f"{group}_{identity}.fits")
         entry.update(name=out.name, path=str(out), identity=identity)
@@ -122,7 +124,7 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         cards.MKEY.put(ccd.header, identity)
         # what shaped this master, not the whole run's config: a science-only parameter must
         # not make the same master come out with other bytes
-        cards.CHASH.put(ccd.header, config.recipe_hash(kind), f"config hash of the {kind} recipe")
+        cards.CHASH.put(ccd.header, config.recipe_hash(frame_type), f"config hash of the {kind} recipe")
         warnings = [str(ccd.header[cards.FALLB.keyword])] if cards.FALLB.keyword in ccd.header else []
         if excluded:
             log.warning("%s: left out %s", out.name, "; ".join(f"{Path(p).name}: {r}" for p, r in excluded))

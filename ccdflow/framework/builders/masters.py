@@ -51,7 +51,7 @@ def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -
             examples = "; ".join(f"{v} in {p}" for v, p in by_value.items())
             raise UnprocessableInputError(
                 f"{kind} inputs disagree on {key}: {examples}; build one master per value")
-    rule = config.instrument.caldb.get(kind)
+    rule = config.instrument.match_rule(kind)
     caltype.check_inputs(metas, rule)
     temps = [m for m in metas if m.temperature is not None]
     tol = rule.temperature_tolerance if rule is not None else None
@@ -149,6 +149,7 @@ def build_master(
             raise UnprocessableInputError(f"combined flat has median {norm:.4g}; cannot normalise "
                                           f"(inputs {', '.join(str(metas[i].path) for i in kept)})")
         data, error = data / np.float32(norm), error / np.float32(norm)
+    data, error = caltype.finish_master(data, error, mask)
     header = master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
                            [c or sha256_file(m.path) for c, m in zip(pre.checksums, metas, strict=True)],
                            pre.left_out)
@@ -197,7 +198,8 @@ def preprocess_into(
     ``checksums`` (hashed earlier, e.g. for the ledger), a file whose bytes have changed since
     is unusable: the master must not record one checksum and combine other pixels.
     """
-    normalised = calibration_type(kind).normalised
+    caltype = calibration_type(kind)
+    normalised = caltype.normalised
     out = Preprocessed(levels=[0.0] * len(metas), scales=[0.0] * len(metas) if normalised else [],
                        checksums=list(checksums) if checksums else [""] * len(metas))
     calibrations = dict(calibrations or {})
@@ -217,6 +219,7 @@ def preprocess_into(
             ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
             overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
             out.levels[i] = float(np.mean(overscan)) if overscan else 0.0
+            ccd = caltype.prepare_input(ccd, meta)
             if normalised:  # inputs scaled to one level: the level of each, from its pixels
                 out.levels[i] = _flat_level(ccd, meta)
                 out.scales[i] = 1.0 / out.levels[i]

@@ -45,8 +45,10 @@ class CalibrationType:
     order: ClassVar[int] = 100
     #: Up to four letters naming its provenance cards in products: CF_<TAG>F, CF_<TAG>S, CF_<TAG>I.
     card_tag: ClassVar[str] = ""
-    #: Steps that preprocess each raw input before combining (the instrument's recipe for
-    #: ``frame_type`` replaces it when the instrument has one).
+    #: Steps that preprocess each raw input before combining. The instrument's recipe for
+    #: ``frame_type`` replaces it when the instrument has one; an instrument without one (a
+    #: camera that knows nothing of a plugin's night-sky frames) runs this recipe instead, for
+    #: the inputs of a master and for the hash that names the master alike.
     default_recipe: ClassVar[tuple[str, ...]] = ()
     #: FrameMeta fields beyond the setup that every input of one master shares and that the
     #: frame must match (a flat's filter).
@@ -94,6 +96,31 @@ class CalibrationType:
         """Refuse inputs of one group that must not be combined (beyond shared fields)."""
 
     # -- building a master ----------------------------------------------------------------------
+    @classmethod
+    def prepare_input(cls, ccd: CCDData, meta: FrameMeta) -> CCDData:
+        """One input after its recipe, made ready to be combined (once per input, for every type).
+
+        The hook for a master that is not a plain stack of its inputs: a fringe frame removes
+        each night-sky frame's sky level and scales it to unit sky, so the combine keeps the
+        pattern and not the sky. Return a new frame (or ``ccd`` untouched, the default); only
+        its data and mask are combined. Raise UnprocessableInputError for an input that cannot
+        be used: the nightly pipeline leaves it out with the reason. Runs before a normalised
+        type's scaling, which then scales what this returns.
+        """
+        return ccd
+
+    @classmethod
+    def finish_master(cls, data: np.ndarray, error: np.ndarray,
+                      mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The combined master's pixels and errors made final (for every type), after a normalised
+        type's division by its median and before the statistics cards are computed from it.
+
+        ``mask`` marks pixels no input reached (their values are meaningless); return new arrays
+        of the same shape (the default returns them unchanged). A fringe frame removes the median
+        left over from its inputs' sky levels, so its master is a zero-mean pattern.
+        """
+        return data, error
+
     @classmethod
     def stats(cls, median: float, metas: Sequence[FrameMeta],
               levels: Sequence[float]) -> dict[str, tuple[Any, str]]:

@@ -159,9 +159,11 @@ class ResolvedConfig:
         """Hash of what shapes one frame type's output: the instrument (without the recipes of
         other frame types and without the caldb match rules, whose effect is the choice of
         calibrations, identified by their checksums elsewhere) and the parameters of the steps
-        in this recipe. A flat parameter therefore never changes a bias's hash."""
+        in this recipe. A flat parameter therefore never changes a bias's hash. The recipe is the
+        one that runs: the instrument's, else the calibration type's default."""
         instrument = self.instrument.model_dump(mode="json")
-        recipe = instrument.pop("recipes", {}).get(frame_type, [])
+        del instrument["recipes"]
+        recipe = [e.model_dump(mode="json") for e in self.instrument.recipe_for(frame_type) or []]
         instrument.pop("caldb", None)
         names = {entry["step"] for entry in recipe}
         instrument["steps"] = {k: v for k, v in instrument.get("steps", {}).items() if k in names}

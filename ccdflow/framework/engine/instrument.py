@@ -6,11 +6,14 @@ observatory can describe a new camera without writing Python.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
+
+if TYPE_CHECKING:
+    from ccdflow.framework.engine.plugins import PluginManager
 
 Scalar = str | int | float | bool
 
@@ -242,6 +245,31 @@ class Instrument(_Strict):
         for kind, entries in value.items():
             out[kind] = [_entry(e) for e in entries] if isinstance(entries, list) else entries
         return out
+
+    def recipe_for(self, frame_type: str) -> list[RecipeEntry] | None:
+        """This instrument's recipe for ``frame_type``, else the default recipe of the registered
+        calibration type made from such frames, else None.
+
+        An instrument is validated when its plugin loads, possibly before another plugin
+        registers a type (a fringe frame from night-sky frames), so a type's recipe is looked up
+        here, when it is needed, rather than filled in as the built-in types' are."""
+        if frame_type in self.recipes:
+            return self.recipes[frame_type]
+        from ccdflow.framework.calibrations import for_frame_type
+
+        caltype = for_frame_type(frame_type)
+        return None if caltype is None else [RecipeEntry(step=s) for s in caltype.default_recipe]
+
+    def match_rule(self, kind: str, manager: PluginManager | None = None) -> MatchRule:
+        """This instrument's caldb rule for ``kind``, else the registered type's default rule
+        (``manager``'s types, or the process's): for the same reason as :meth:`recipe_for`,
+        a plugin's type is not in ``caldb`` unless the instrument's YAML lists it. An unknown
+        type is a ConfigError."""
+        if kind in self.caldb:
+            return self.caldb[kind]
+        from ccdflow.framework.calibrations import calibration_type
+
+        return calibration_type(kind, manager).default_rule()
 
 
 def _entry(entry: Any) -> Any:

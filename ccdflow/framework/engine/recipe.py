@@ -17,12 +17,14 @@ if TYPE_CHECKING:
 
 
 def recipe_steps(config: ResolvedConfig, frame_type: str) -> list[tuple[str, Any]]:
-    """(step name, validated params) for a frame type, in recipe order."""
-    recipe = config.instrument.recipes.get(frame_type)
+    """(step name, validated params) for a frame type, in recipe order: the instrument's recipe,
+    else the default recipe of the calibration type made from that frame type."""
+    recipe = config.instrument.recipe_for(frame_type)
     if recipe is None:
         raise ConfigError(
-            f"instrument {config.instrument.name!r} has no recipe for {frame_type!r} frames; "
-            f"recipes exist for: {', '.join(sorted(config.instrument.recipes))}"
+            f"instrument {config.instrument.name!r} has no recipe for {frame_type!r} frames, and "
+            f"no registered calibration type is made from them; recipes exist for: "
+            f"{', '.join(sorted(config.instrument.recipes))}"
         )
     return [(entry.step, config.params(entry.step, entry.params)) for entry in recipe]
 
