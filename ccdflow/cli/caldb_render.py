@@ -140,17 +140,17 @@ def print_receipt(out: Console, kind: str, meta: FrameMeta, record: dict[str, An
     out.print(f"policy: {escape(_policy_line(kind, receipt.policy))}")
     tab = table("", "id", "cost", "dt (d)", "dT (C)", "exposure", "reasons", "file")
     for c in _sorted(receipt.candidates):
-        chosen = record is not None and c.id == record["id"]
-        mark = "[green]>>[/green]" if chosen else ("ok" if c.accepted else "[red]x[/red]")
-        reasons = "; ".join(c.reasons) or ("selected" if chosen else "passes all gates")
+        selected = record is not None and c.id == record["id"]
+        mark = "[green]>>[/green]" if selected else ("ok" if c.accepted else "[red]x[/red]")
+        reasons = "; ".join(c.reasons) or ("selected" if selected else "passes all gates")
         tab.add_row(mark, str(c.id), _num(c.cost, "{:.4g}"), _num(c.dt_days, "{:+.2f}"),
                     _num(c.dtemp, "{:+.2f}"), _exposure(c) if scales_with_exposure(kind) else "-",
                     escape(reasons), escape(Path(c.path).name))
     out.print(tab)
     if receipt.note and receipt.note != "pinned by override":  # the verdict says "pinned"
         out.print(f"note: {escape(receipt.note)}")
-    if error is not None:
-        out.print(f"[red]no {escape(kind)}:[/red] {escape(error)}")
+    if record is None:  # the caller passes a record or the error that left none
+        out.print(f"[red]no {escape(kind)}:[/red] {escape(str(error))}")
         return
     chosen = next(c for c in receipt.candidates if c.id == record["id"])
     verdict = f"[green]selected[/green] {escape(kind)} {record['id']} ({escape(record['path'])})"

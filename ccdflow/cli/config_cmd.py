@@ -54,11 +54,12 @@ def show(ctx, instrument, instrument_file, config_files, params, as_json, as_yam
         {"step": step, "param": key, "value": s.value, "layer": s.layer, "source": s.source}
         for step, settings in resolved.steps.items() for key, s in settings.items()
     ]
+    recipes = {k: [e.step for e in v] for k, v in resolved.instrument.recipes.items()}
     summary = {
         "instrument": resolved.instrument.name,
         "instrument_source": resolved.instrument_source,
         "config_hash": resolved.config_hash(),
-        "recipes": {k: [e.step for e in v] for k, v in resolved.instrument.recipes.items()},
+        "recipes": recipes,
         "params": rows,
     }
     if as_json:
@@ -67,7 +68,7 @@ def show(ctx, instrument, instrument_file, config_files, params, as_json, as_yam
     console = Console()
     console.print(f"instrument [bold]{resolved.instrument.name}[/bold] from {resolved.instrument_source}"
                   f"  (config hash {summary['config_hash']})", highlight=False)
-    for kind, steps in summary["recipes"].items():
+    for kind, steps in recipes.items():
         console.print(f"  recipe {kind}: {' -> '.join(steps)}", highlight=False)
     table = Table("step", "param", "value", "layer", "source")
     for r in rows:

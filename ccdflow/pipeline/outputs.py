@@ -10,7 +10,7 @@ from pathlib import Path
 from ccdflow.framework.engine.errors import DiskFullError
 
 
-def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary name in the target folder, then rename over ``path``.
     A full disk is a :class:`DiskFullError` (the partial temporary file is removed)."""
     path = Path(path)

@@ -45,12 +45,12 @@ class Exposure:
 def _science_light(frame: SimFrame, model: NightModel, rng: np.random.Generator) -> np.ndarray:
     """Noiseless sky + stars (e-) as they arrive at the telescope, i.e. before the flat."""
     spec = model.spec
-    sky = sky_rate(spec, frame.filter) * rng.uniform(1 - SKY_SPREAD, 1 + SKY_SPREAD)
+    sky = sky_rate(spec, frame.band) * rng.uniform(1 - SKY_SPREAD, 1 + SKY_SPREAD)
     fwhm = spec.fwhm * rng.uniform(1 - FWHM_SPREAD, 1 + FWHM_SPREAD)
     kind = "gaussian" if int(frame.name.rsplit("_", 1)[1]) % 2 else "moffat"
     beta = rng.uniform(2.5, 4.5)
     dy, dx = rng.normal(0.0, DITHER, 2)
-    flux = model.stars.rates_in(spec, frame.filter) * frame.exptime
+    flux = model.stars.rates_in(spec, frame.band) * frame.exptime
     light = render_stars(spec.shape, model.stars.y + dy, model.stars.x + dx, flux, kind, fwhm, beta)
     light += np.float32(sky * frame.exptime)
     frame.truth.update(sky_rate=round(sky, 4), fwhm=round(fwhm, 4), psf=kind,
@@ -73,10 +73,10 @@ def expose(frame: SimFrame, model: NightModel) -> Exposure:
     if frame.frame_type == "flat":
         level = spec.flat_level * rng.uniform(1 - FLAT_LEVEL_SPREAD, 1 + FLAT_LEVEL_SPREAD)
         frame.truth["flat_level_e"] = round(level, 3)
-        expected += model.flats[frame.filter] * np.float32(level)
+        expected += model.flats[frame.band] * np.float32(level)
     elif frame.frame_type == "science":
         light = _science_light(frame, model, rng)
-        expected += light * model.flats[frame.filter]
+        expected += light * model.flats[frame.band]
 
     electrons = photon_counts(rng, expected)
     n_events = int(rng.poisson(expected_events(spec.cosmic_ray_rate, frame.exptime, spec.shape)))

@@ -78,7 +78,7 @@ def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure: Exposure) -> 
     if exposure.cosmics is not None:
         write_truth(truth_dir / f"cr_{frame.name}.fits", (exposure.cosmics > 0).astype(np.uint8),
                     "pixels hit by cosmic rays", "")
-    if exposure.sky is not None:
+    if exposure.sky is not None and exposure.saturated is not None:  # science frames have both
         write_truth(truth_dir / f"sky_{frame.name}.fits", exposure.sky,
                     "noiseless sky + stars before the flat, data area", "electron")
         write_truth(truth_dir / f"sat_{frame.name}.fits", exposure.saturated,

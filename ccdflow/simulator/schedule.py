@@ -29,6 +29,13 @@ class SimFrame:
     bias_offset: float = 0.0  # ADU added to the whole frame (overscan included)
     truth: dict[str, Any] = field(default_factory=dict)  # flat level, sky, PSF, cosmic rays...
 
+    @property
+    def band(self) -> str:
+        """The filter of a flat or science frame (biases and darks have none)."""
+        if self.filter is None:
+            raise ValueError(f"simulated {self.frame_type} frame {self.name} has no filter")
+        return self.filter
+
     def summary(self, root: Path) -> dict[str, Any]:
         """JSON-ready description, with the path relative to the simulation's root."""
         return {
@@ -44,11 +51,15 @@ def iso_ms(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
-def _requests(spec: SimulationSpec) -> list[tuple[str, str, float, str | None, float, str]]:
+_Request = tuple[str, str, float, str | None, float, str]
+
+
+def _requests(spec: SimulationSpec) -> list[_Request]:
     """(name stem, type, exptime, filter, set point, OBJECT) in observing order: biases, dusk
     flats, science, then the darks while the cooler is stepped through its set points."""
     cold = spec.dark_temperatures[0]
-    out = [(f"bias_{i:03d}", "bias", 0.0, None, cold, "bias") for i in range(1, spec.n_bias + 1)]
+    out: list[_Request] = [(f"bias_{i:03d}", "bias", 0.0, None, cold, "bias")
+                           for i in range(1, spec.n_bias + 1)]
     for f in spec.filters:
         out += [(f"flat_{file_safe(f)}_{i:03d}", "flat", spec.flat_exptime, f, cold, "dome flat")
                 for i in range(1, spec.n_flat + 1)]

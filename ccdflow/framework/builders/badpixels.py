@@ -143,7 +143,8 @@ def build_bpm(
     if not sources:
         raise UnprocessableInputError("a bad-pixel mask needs a master dark, a master flat or both")
     _check_sources(sources)
-    shape = (dark_data if dark is not None else flat_data).shape
+    first, first_data = ("dark", dark_data) if dark is not None else ("flat", flat_data)
+    shape = _pixels(first, first_data).shape
     bpm = np.zeros(shape, np.uint8)
     header = fits.Header()
     if dark is not None:
@@ -153,15 +154,17 @@ def build_bpm(
             raise UnprocessableInputError("master dark has no exposure time", path=str(dark_path),
                                           keyword=cards.EXPT.keyword, value=cards.EXPT.get(dark),
                                           expected="> 0 s")
-        good = _good(dark_data, dark_mask)
-        bpm[hot_pixels(dark_data / np.float32(exptime), good, thresholds.hot_sigma,
+        dark_px = _pixels("dark", dark_data)
+        good = _good(dark_px, dark_mask)
+        bpm[hot_pixels(dark_px / np.float32(exptime), good, thresholds.hot_sigma,
                        thresholds.hot_rate)] |= HOT
     if flat is not None:
         _expect(flat, "flat", flat_path)
-        if flat_data.shape != shape:
-            raise UnprocessableInputError(f"master flat shape {flat_data.shape} differs from the "
+        flat_px = _pixels("flat", flat_data)
+        if flat_px.shape != shape:
+            raise UnprocessableInputError(f"master flat shape {flat_px.shape} differs from the "
                                           f"dark's {shape}", path=str(flat_path))
-        bpm[low_pixels(flat_data, _good(flat_data, flat_mask), thresholds.low_threshold,
+        bpm[low_pixels(flat_px, _good(flat_px, flat_mask), thresholds.low_threshold,
                        thresholds.background_box)] |= LOW
     if stack is not None:
         frames, masks, scales = stack
@@ -173,6 +176,13 @@ def build_bpm(
         header["CF_VAROF"] = (round(model["var_offset"], 4), "stack variance at level 0")
     _bpm_header(header, sources[0][0], bpm, thresholds, dark_path, flat_path, stack_paths)
     return bpm, header
+
+
+def _pixels(kind: str, data: np.ndarray | None) -> np.ndarray:
+    """A master's pixels, which must come with its header."""
+    if data is None:
+        raise ValueError(f"build_bpm: the master {kind}'s header came without its pixels ({kind}_data)")
+    return data
 
 
 def _good(data: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -187,7 +197,7 @@ def _expect(header: fits.Header, kind: str, path: object) -> None:
                                       value=found, expected=f"'{kind}'")
 
 
-def _check_sources(sources: list[tuple[fits.Header, object]]) -> None:
+def _check_sources(sources: Sequence[tuple[fits.Header, object]]) -> None:
     for key in _MUST_AGREE:
         values = {str(h.get(key)): str(p) for h, p in sources}
         if len(values) > 1:
@@ -196,7 +206,8 @@ def _check_sources(sources: list[tuple[fits.Header, object]]) -> None:
 
 
 def _bpm_header(header: fits.Header, source: fits.Header, bpm: np.ndarray, t: BpmThresholds,
-                dark_path: object, flat_path: object, stack_paths: Sequence[str]) -> None:
+                dark_path: str | Path | None, flat_path: str | Path | None,
+                stack_paths: Sequence[str]) -> None:
     header["IMAGETYP"] = ("BPM", "ccdflow bad-pixel mask")
     cards.MTYPE.put(header, "bpm")
     for key in _SETUP_CARDS:

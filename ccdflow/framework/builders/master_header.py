@@ -91,7 +91,7 @@ def master_header(kind: str, metas: Sequence[FrameMeta], last_header: fits.Heade
     cards.CHASH.put(header, config.config_hash())
     for i, meta in enumerate(metas, 1):
         cards.INPUT.at(i).put(header, printable(str(meta.path).rsplit("/", 1)[-1])[:68])
-        cards.INPUT_SHA.at(i).put(header, checksums[i - 1] if checksums else sha256_file(meta.path))
+        cards.INPUT_SHA.at(i).put(header, checksums[i - 1] if checksums else sha256_file(meta.file))
     if left_out:
         cards.NEXCL.put(header, len(left_out))
     for i, reason in sorted(left_out.items()):

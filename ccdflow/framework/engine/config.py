@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ccdflow.framework.engine.errors import ConfigError
 from ccdflow.framework.engine.instrument import Instrument
-from ccdflow.framework.engine.step import StepParams
+from ccdflow.framework.engine.step import Step, StepParams
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
@@ -130,7 +130,7 @@ class ResolvedConfig:
     instrument: Instrument
     instrument_source: str
     steps: dict[str, dict[str, Setting]] = field(default_factory=dict)
-    step_classes: dict[str, type] = field(default_factory=dict)
+    step_classes: dict[str, type[Step]] = field(default_factory=dict)
 
     def params(self, step: str, recipe_params: Mapping[str, Any] | None = None) -> StepParams:
         """Validated parameters for a step; recipe entry values sit in the instrument layer."""
@@ -176,7 +176,7 @@ class ResolvedConfig:
 
 def resolve(
     *,
-    steps: Mapping[str, type],
+    steps: Mapping[str, type[Step]],
     instrument: Instrument,
     instrument_source: str,
     plugin_layer: tuple[str, Mapping[str, Any]],
@@ -203,7 +203,7 @@ def resolve(
 
 
 def _apply(
-    resolved: ResolvedConfig, steps: Mapping[str, type], layer: str, source: str,
+    resolved: ResolvedConfig, steps: Mapping[str, type[Step]], layer: str, source: str,
     step_values: Mapping[str, Any],
 ) -> None:
     for step, values in step_values.items():

@@ -60,6 +60,13 @@ class FrameMeta(BaseModel):
         return default if self.data_hdu is None else self.data_hdu
 
     @property
+    def file(self) -> str:
+        """The file the metadata was read from, for code that reads it again."""
+        if self.path is None:
+            raise ValueError(f"{self.frame_type} frame metadata has no file path: {self!r}")
+        return self.path
+
+    @property
     def is_imaging(self) -> bool:
         """True when the frame takes part in imaging reduction."""
         return self.frame_type in imaging_types()

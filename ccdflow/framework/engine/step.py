@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,8 +46,14 @@ class StepContext:
     statuses: dict[str, str] = field(default_factory=dict)
 
 
-class Step:
+P = TypeVar("P", bound=StepParams)
+
+
+class Step(Generic[P]):
     """Base class: subclasses set ``name``, ``Params``, ``calibrations`` and implement ``run``.
+
+    A step names its parameters' class twice, as ``Step[MyParams]`` (so ``run`` is typed with it)
+    and as ``Params = MyParams`` (so the engine can validate them).
 
     ``calibrations`` are required (missing: an error before the step runs);
     ``optional_calibrations`` are asked for too, but the step copes without them
@@ -68,7 +74,7 @@ class Step:
     def run(
         self,
         ccd: CCDData,
-        params: StepParams,
+        params: P,
         calibrations: Mapping[str, CCDData],
         context: StepContext,
     ) -> CCDData:
@@ -82,7 +88,8 @@ def validate_step_class(step: Any) -> None:
         raise PluginError(f"{where} is not a subclass of ccdflow Step")
     if not isinstance(getattr(step, "name", None), str) or not step.name.isidentifier():
         raise PluginError(f"{where}.name must be an identifier string, got {getattr(step, 'name', None)!r}")
-    if not (isinstance(step.Params, type) and issubclass(step.Params, StepParams)):
+    params: object = step.Params  # a plugin's class attribute: anything until checked
+    if not (isinstance(params, type) and issubclass(params, StepParams)):
         raise PluginError(f"{where}.Params must subclass ccdflow StepParams")
     if step.Params.model_config.get("extra") != "forbid":
         raise PluginError(f"{where}.Params must forbid unknown keys (extra='forbid')")

@@ -110,11 +110,13 @@ def _walk(folder: str, found: list[str], problems: list[tuple[str, str]]) -> Non
                                  "were not scanned"))
         return
     for entry in listed:
+        # before the checks that may fail: a failure is reported for this entry's name, never
+        # with the previous entry's verdict (or none at all for the first)
+        named = _looks_fits(Path(entry.name))
         try:
             if entry.is_dir(follow_symlinks=False):
                 _walk(entry.path, found, problems)
                 continue
-            named = _looks_fits(Path(entry.name))
             if entry.is_file(follow_symlinks=False):
                 if named:
                     found.append(entry.path)

@@ -75,7 +75,7 @@ def _write_hashing(pieces: Iterator[bytes | np.ndarray], fd: int) -> str:
     with ThreadPoolExecutor(1, thread_name_prefix="ccdflow-sha256") as pool:
         pending = []
         for piece in pieces:
-            view = memoryview(piece).cast("B") if isinstance(piece, np.ndarray) else memoryview(piece)
+            view = piece.data.cast("B") if isinstance(piece, np.ndarray) else memoryview(piece)
             pending.append(pool.submit(digest.update, view))  # one worker: updates stay in order
             while view:
                 view = view[os.write(fd, view):]

@@ -36,8 +36,7 @@ class Spool:
         if directory is not None:
             Path(directory).mkdir(parents=True, exist_ok=True)
         self.directory = Path(tempfile.mkdtemp(prefix=".ccdflow-spool-", dir=directory))
-        self.data: np.memmap | None = None
-        self.mask: np.memmap | None = None
+        self._maps: tuple[np.memmap, np.memmap] | None = None  # data and mask, mapped together
         self.paths: list[str] = [""] * n
         self._lock = threading.Lock()  # frames arrive from several preprocessing threads
 
@@ -53,24 +52,40 @@ class Spool:
         Safe to call from several threads for different ``i``.
         """
         with self._lock:
-            if self.data is None:
-                self.data, self.mask = self._allocate((self.n, *data.shape))
+            if self._maps is None:
+                self._maps = self._allocate((self.n, *data.shape))
+            store, flags = self._maps
             self.paths[i] = path or ""
-        if data.shape != self.data.shape[1:]:
+        if data.shape != store.shape[1:]:
             first = next((p for p in self.paths if p and p != path), "")
             raise UnprocessableInputError(
                 f"preprocessed shape {data.shape} differs from the other inputs' "
-                f"{self.data.shape[1:]} ({first})", path=path)
+                f"{store.shape[1:]} ({first})", path=path)
         bad = ~np.isfinite(data)
         n_nonfinite = int(np.count_nonzero(bad))
         if mask is not None:
             bad |= np.asarray(mask, bool)
-        out = self.data[i]
+        out = store[i]
         out[...] = data
         if n_nonfinite or mask is not None:
             np.copyto(out, np.float32(0), where=bad)
-        self.mask[i] = bad
+        flags[i] = bad
         return n_nonfinite
+
+    @property
+    def data(self) -> np.memmap:
+        """The frames, float32 (n, ny, nx)."""
+        return self._mapped()[0]
+
+    @property
+    def mask(self) -> np.memmap:
+        """Their masks, bool (n, ny, nx): True where a pixel is not to be combined."""
+        return self._mapped()[1]
+
+    def _mapped(self) -> tuple[np.memmap, np.memmap]:
+        if self._maps is None:
+            raise RuntimeError(f"spool {self.directory} holds no frames: none put yet, or closed")
+        return self._maps
 
     def _allocate(self, shape: tuple[int, ...]) -> tuple[np.memmap, np.memmap]:
         """Both maps, or neither (and no file): a thread that finds the spool still unmapped
@@ -116,7 +131,7 @@ class Spool:
         return [self.mask[i] for i in range(self.n)]
 
     def close(self) -> None:
-        self.data = self.mask = None  # drop the maps before removing their files
+        self._maps = None  # drop the maps before removing their files
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -62,7 +62,7 @@ def writable_header(meta: fits.Header | Mapping[str, Any], notes: list[str] | No
 
 def _suspect(card: fits.Card) -> bool:
     image = getattr(card, "_image", None)  # the 80 characters as read: astropy parses lazily
-    return bool(image) and _SUSPECT.search(image) is not None
+    return isinstance(image, str) and _SUSPECT.search(image) is not None
 
 
 def _card_problem(card: fits.Card) -> str | None:

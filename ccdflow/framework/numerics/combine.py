@@ -132,8 +132,13 @@ def _band_rows(n: int, shape: tuple[int, int], memory_limit: int | None, band_by
     return int(min(height, max(1, budget // per_row)))
 
 
+#: The kernel's rule arguments: method, clip, use_median, use_mad, iterations, sigma_low,
+#: sigma_high, n_low, n_high.
+Rule = tuple[int, int, bool, bool, int, float, float, int, int]
+
+
 @functools.lru_cache(maxsize=32)
-def gaussian_error_scale(n: int, rule: tuple) -> np.ndarray:
+def gaussian_error_scale(n: int, rule: Rule) -> np.ndarray:
     """Factor ``c[k]`` for a pixel with ``k`` good values: ``(c[k] * std / sqrt(n_used))^2`` is unbiased
     for the variance of the result when the values are Gaussian.
 
@@ -220,7 +225,8 @@ def combine(
             if tuple(r.shape) != shape or r.dtype != bool or not r.flags.writeable:
                 raise ConfigError(f"combine: rejected_out[{i}] must be a writable bool array of shape "
                                   f"{shape}; got {r.dtype} {tuple(r.shape)}")
-    has_masks = masks is not None and any(m is not None for m in masks)
+    band_masks = masks if masks is not None and any(m is not None for m in masks) else None
+    has_masks = band_masks is not None
     want_rejected = rejected_out is not None
     rows = _band_rows(n, shape, memory_limit, band_bytes, has_masks, want_rejected)
     height, width = shape
@@ -235,10 +241,12 @@ def combine(
     weight_arr = np.ones(n) if weight is None else weight
     pairs = kernels.sorting_network(n)
     clip_code = {"none": kernels.CLIP_NONE, "sigma": kernels.CLIP_SIGMA, "minmax": kernels.CLIP_MINMAX}[clip]
-    rule = (_METHODS.index(method), clip_code, center == "median", deviation == "mad_std",
-            int(iterations), float(sigma_low), float(sigma_high), int(n_low), int(n_high))
+    rule: Rule = (_METHODS.index(method), clip_code, center == "median", deviation == "mad_std",
+                  int(iterations), float(sigma_low), float(sigma_high), int(n_low), int(n_high))
     previous = kernels.get_num_threads()
-    kernels.set_num_threads(max(1, min(threads or previous, kernels.config.NUMBA_NUM_THREADS)))
+    # numba.config sets its settings through globals() when it reads the environment
+    most = kernels.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    kernels.set_num_threads(max(1, min(threads or previous, most)))
     try:
         error_scale = gaussian_error_scale(n, rule)
         with contextlib.ExitStack() as stack, kernels.parallel_chunksize(kernels.CHUNK):
@@ -250,8 +258,8 @@ def combine(
                 npix = (r1 - r0) * width
                 for i, f in enumerate(frames):
                     read_band(f, r0, r1, band[i, :npix].reshape(r1 - r0, width), raw)
-                    if has_masks:
-                        m = masks[i]
+                    if band_masks is not None:
+                        m = band_masks[i]
                         target = mask_band[i, :npix].reshape(r1 - r0, width)
                         if m is None:
                             target[...] = 0
@@ -263,7 +271,7 @@ def combine(
                     band, npix, mask_band, has_masks, scale_arr, weight_arr, weight is not None, rej_band,
                     want_rejected, pairs, *rule, error_scale, flat_data[r0 * width: r1 * width],
                     flat_err[r0 * width: r1 * width], flat_used[r0 * width: r1 * width])
-                if want_rejected:
+                if rejected_out is not None:
                     for i, r in enumerate(rejected_out):
                         r[r0:r1] = rej_band[i, :npix].reshape(r1 - r0, width)
     finally:

@@ -74,7 +74,7 @@ class FitsSource:
             raw = np.empty(nbytes, np.uint8)
         buf = raw[:nbytes]
         self._fh.seek(self.offset + r0 * width * self.dtype.itemsize)
-        got = self._fh.readinto(memoryview(buf))
+        got = self._fh.readinto(buf.data)  # the array's memoryview
         if got != nbytes:
             raise UnprocessableInputError(
                 f"file is truncated: rows {r0}-{r1} of {self.shape[0]} need {nbytes} bytes at offset "

@@ -8,7 +8,7 @@ from ccdflow.framework.engine.step import Step, StepContext, StepParams
 from ccdflow.framework.numerics.arithmetic import subtract_scaled
 
 
-class BiasSubtractor(Step):
+class BiasSubtractor(Step[StepParams]):
     name = "bias"
     Params = StepParams
     calibrations = ("bias",)

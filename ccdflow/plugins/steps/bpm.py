@@ -27,7 +27,7 @@ def bad_pixels(bpm: np.ndarray, bits: int) -> np.ndarray:
     return (bpm & bits) != 0
 
 
-class BadPixelMasker(Step):
+class BadPixelMasker(Step[BpmParams]):
     """The BPM is optional: without one the step is SKIPPED, not an error."""
 
     name = "bpm"

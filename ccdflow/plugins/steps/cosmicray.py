@@ -111,7 +111,7 @@ def detect_cosmic_rays(
     return crmask, cleaned
 
 
-class CosmicRayDetector(Step):
+class CosmicRayDetector(Step[CosmicRayParams]):
     """Runs on one frame; after the gain step the data are electrons, so gain 1 is used."""
 
     name = "cosmicray"

@@ -35,7 +35,7 @@ def dark_scale(
     return scale
 
 
-class DarkSubtractor(Step):
+class DarkSubtractor(Step[DarkParams]):
     name = "dark"
     Params = DarkParams
     calibrations = ("dark",)

@@ -17,7 +17,7 @@ class FlatParams(StepParams):
     )
 
 
-class FlatDivider(Step):
+class FlatDivider(Step[FlatParams]):
     name = "flat"
     Params = FlatParams
     calibrations = ("flat",)

@@ -11,7 +11,7 @@ from ccdflow.framework.numerics.arithmetic import header_of
 from ccdflow.plugins.steps.noise import detector_gain
 
 
-class GainCorrector(Step):
+class GainCorrector(Step[StepParams]):
     name = "gain"
     Params = StepParams
     description = "Multiply by the gain (e-/ADU): data and uncertainty in electrons."

@@ -33,7 +33,7 @@ def derivative(data: np.ndarray, coefficients: list[float]) -> np.ndarray:
     return linearize(data, slope)
 
 
-class LinearityCorrector(Step):
+class LinearityCorrector(Step[LinearityParams]):
     """Place after overscan (the polynomial is defined on signal, not on signal + bias level)
     and before gain (it is defined in ADU)."""
 

@@ -92,7 +92,7 @@ def subtract_overscan(
     return float(np.nanmean(level))  # lines without a level leave NaN rows (masked downstream)
 
 
-class OverscanSubtractor(Step):
+class OverscanSubtractor(Step[OverscanParams]):
     name = "overscan"
     Params = OverscanParams
     description = "Subtract the overscan level of each amplifier."

@@ -55,7 +55,7 @@ def saturation_level(ccd: CCDData, params: SaturationParams, context: StepContex
     raise NoWorkError("no saturation level known (no keyword, no instrument `saturation`)")
 
 
-class SaturationMasker(Step):
+class SaturationMasker(Step[SaturationParams]):
     """Runs first, on raw ADU: after overscan or bias subtraction the level is no longer fixed."""
 
     name = "saturation"

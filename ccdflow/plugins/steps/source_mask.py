@@ -58,7 +58,7 @@ def source_mask(
     return found, int(segments.n_labels)
 
 
-class SourceMasker(Step):
+class SourceMasker(Step[SourceMaskParams]):
     """Opt-in (not in the default recipes): add it to a flat recipe when flats are sky flats."""
 
     name = "source_mask"

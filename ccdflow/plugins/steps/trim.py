@@ -21,7 +21,7 @@ def assemble(array: np.ndarray, regions: list[tuple[slice, slice]]) -> np.ndarra
     return array[np.ix_(row_idx, col_idx)]
 
 
-class Trimmer(Step):
+class Trimmer(Step[StepParams]):
     name = "trim"
     Params = StepParams
     description = "Cut away overscan/prescan, keeping the data section of every amplifier."

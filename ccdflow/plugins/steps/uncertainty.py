@@ -18,7 +18,7 @@ def deviation(data: np.ndarray, gain: float, read_noise_e: float,
     return deviation_array(data, gain, read_noise_e, carried)
 
 
-class UncertaintyEstimator(Step):
+class UncertaintyEstimator(Step[StepParams]):
     """Place it after overscan (the Poisson term must see signal, not the bias level) and
     before bias, so the master bias's error adds to it. Any uncertainty already carried is
     kept: variances add.
