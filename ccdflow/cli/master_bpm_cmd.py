@@ -1,0 +1,91 @@
+"""`ccdflow master bpm`: a bad-pixel mask from a master dark and a master flat (or from raw darks
+or flats, combined first), with the unstable-pixel test when a stack of frames is given."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ccdflow.framework.engine.errors import UnprocessableInputError
+
+if TYPE_CHECKING:
+    from ccdflow.framework.engine.plugins import PluginManager
+
+from ccdflow.cli.master_inputs import (
+    check_register_target,
+    common_options,
+    finish,
+    load_calibrations,
+    progress_bar,
+    scan_inputs,
+)
+
+
+@click.command("bpm")
+@click.argument("files", nargs=-1, type=click.Path(exists=True))
+@common_options
+@click.option("--flat", "flat_path", type=click.Path(exists=True, dir_okay=False),
+              help="Master flat: dead/low pixels.")
+@click.option("--hot-sigma", type=float, default=10.0, show_default=True,
+              help="Hot: dark rate this many robust sigma above the median.")
+@click.option("--hot-rate", type=float, default=None, help="Hot: dark rate above this (ADU/s).")
+@click.option("--low-threshold", type=float, default=0.5, show_default=True,
+              help="Low: flat below this fraction of its local level.")
+@click.option("--unstable-factor", type=float, default=5.0, show_default=True,
+              help="Unstable: temporal scatter this many times what the level predicts.")
+@click.pass_context
+def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str | None,
+        dark_path: str | None, flat_path: str | None, caldb_url: str | None, register: bool,
+        as_json: bool, instrument: str | None, instrument_file: str | None, config_files: tuple,
+        params: tuple, hot_sigma: float, hot_rate: float | None, low_threshold: float,
+        unstable_factor: float) -> None:
+    """Bad-pixel mask from --dark MASTER (hot) and --flat MASTER (dead/low); raw dark or flat
+    FILES, if given, add unstable pixels from their frame-to-frame scatter.
+
+    Bits: 1 hot, 2 dead/low, 4 unstable."""
+    from ccdflow.framework.builders.badpixels import BpmThresholds, build_bpm, write_bpm
+    from ccdflow.framework.builders.masters import preprocess_into
+    from ccdflow.framework.engine.recipe import needed_calibrations
+    from ccdflow.framework.io.fitsio import read_product
+    from ccdflow.framework.io.spool import Spool
+
+    t0 = time.perf_counter()
+    if dark_path is None and flat_path is None:
+        raise click.UsageError("give --dark MASTER_DARK and/or --flat MASTER_FLAT")
+    check_register_target(register, caldb_url, out)
+    masters = {k: read_product(p) for k, p in (("dark", dark_path), ("flat", flat_path)) if p}
+    thresholds = BpmThresholds(hot_sigma=hot_sigma, hot_rate=hot_rate, low_threshold=low_threshold,
+                               unstable_factor=unstable_factor)
+
+    def make(stack: Any = None, paths: tuple = ()) -> tuple:
+        d, f = masters.get("dark"), masters.get("flat")
+        parts = {f"{k}{a}": None if m is None else getattr(m, a.strip("_") or "header")
+                 for k, m in (("dark", d), ("flat", f)) for a in ("", "_data", "_mask")}
+        return build_bpm(parts["dark"], parts["dark_data"], parts["flat"], parts["flat_data"],
+                         dark_mask=parts["dark_mask"], flat_mask=parts["flat_mask"], dark_path=dark_path,
+                         flat_path=flat_path, stack=stack, stack_paths=paths, thresholds=thresholds)
+
+    manager: PluginManager | None = None
+    if files:
+        manager, config, metas = scan_inputs(ctx, files, instrument, instrument_file, config_files, params)
+        kind = metas[0].frame_type
+        if kind not in ("dark", "flat") or any(m.frame_type != kind for m in metas):
+            raise UnprocessableInputError("the unstable-pixel stack must be all darks or all flats, got "
+                                          + ", ".join(sorted({m.frame_type for m in metas})))
+        cals = load_calibrations(needed_calibrations(config, kind), {"bias": bias_path, "dark": dark_path},
+                                 metas[0], config, caldb_url)
+        with Spool(len(metas), out.resolve().parent) as spool, \
+                progress_bar(not as_json, len(metas), "stack") as advance:
+            pre = preprocess_into(spool, kind, metas, manager, config,
+                                  {k: m.ccd for k, m in cals.items()}, advance)
+            mask, header = make((spool.frames, spool.masks, pre.scales or None), tuple(spool.paths))
+    else:
+        mask, header = make()
+    sha = write_bpm(mask, header, out)
+    summary = {"type": "bpm", "path": str(out), "sha256": sha, "n_combined": header.get("NCOMBINE", 0),
+               "sources": {"dark": dark_path, "flat": flat_path},
+               "stats": {k: header[k] for k in ("CF_NHOT", "CF_NLOW", "CF_NUNST", "CF_MASKF")}}
+    finish(summary, out, register, caldb_url, manager, as_json, t0)

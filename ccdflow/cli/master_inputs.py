@@ -1,0 +1,175 @@
+"""What every `ccdflow master` sub-command shares: options, reading the inputs, the
+calibrations they need (given or from the caldb), a progress bar, the checks before a build and
+the registration and summary after it."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ccdflow.cli.options import CALDB_ENV_VAR, config_options
+from ccdflow.framework.engine.errors import UnprocessableInputError
+
+if TYPE_CHECKING:
+    from ccdflow.framework.engine.config import ResolvedConfig
+    from ccdflow.framework.engine.frame import FrameMeta
+    from ccdflow.framework.engine.plugins import PluginManager
+
+# caldb_options and config_cmd import astropy and pydantic at module level: taken inside the
+# functions, so `ccdflow master --help` stays as fast as `ccdflow --help`.
+
+_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+class ByteSize(click.ParamType):
+    """``1GB``, ``512MiB`` or a plain number of bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(value))
+        if not match or match.group(2).upper() not in _UNITS:
+            self.fail(f"{value!r} is not a size such as 1GB, 512MB or 2GiB", param, ctx)
+        size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+        if size < 2**20:
+            self.fail(f"{value!r}: a memory limit below 1 MiB cannot hold a row band", param, ctx)
+        return size
+
+
+def resolve_from_options(*args: Any) -> tuple[Any, Any]:
+    from ccdflow.cli.config_cmd import resolve_from_options as resolve
+
+    return resolve(*args)
+
+
+def common_options(func: Callable) -> Callable:
+    for option in reversed([
+        click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="Master file to write (atomically)."),
+        click.option("--bias", "bias_path", type=click.Path(exists=True, dir_okay=False),
+                     help="Master bias to use (else the caldb's best)."),
+        click.option("--dark", "dark_path", type=click.Path(exists=True, dir_okay=False),
+                     help="Master dark to use (else the caldb's best)."),
+        click.option("--caldb", "caldb_url", metavar="URL|PATH", envvar=CALDB_ENV_VAR, show_envvar=True,
+                     help="Caldb to choose missing calibrations from and to --register in."),
+        click.option("--register", is_flag=True, help="Add the new master to the caldb."),
+        click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary."),
+    ]):
+        func = option(func)
+    return config_options(func)
+
+
+def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | None,
+                instrument_file: str | None, config_files: tuple, params: tuple
+                ) -> tuple[PluginManager, ResolvedConfig, list[FrameMeta]]:
+    """Frames and the configuration of their instrument; any unreadable file stops the build."""
+    from ccdflow.framework.headers.scan import scan_paths
+
+    manager, config = resolve_from_options(ctx, instrument, instrument_file, config_files, params)
+    if instrument_file is not None:
+        from ccdflow.framework.headers.header_map import normalise
+        from ccdflow.framework.headers.scan import iter_fits_files
+        from ccdflow.framework.io.fitsio import read_headers
+
+        metas = [normalise(config.instrument, read_headers(f, complete=True), f)
+                 for f in iter_fits_files(files)]
+        return manager, config, metas
+    metas, unknown = scan_paths(files, manager, instrument)
+    if unknown:
+        raise UnprocessableInputError("cannot use: " + "; ".join(f"{p}: {why}" for p, why in unknown))
+    if not metas:
+        raise UnprocessableInputError(f"no FITS files in {', '.join(files)}")
+    names = sorted({m.instrument for m in metas})
+    if len(names) > 1:
+        raise UnprocessableInputError(f"inputs come from different instruments: {', '.join(names)}")
+    if instrument is None and names[0] != config.instrument.name:
+        manager, config = resolve_from_options(ctx, names[0], None, config_files, params)
+    return manager, config, sorted(metas, key=lambda m: m.date_obs)
+
+
+def load_calibrations(kinds: list[str], explicit: dict[str, str | None], meta: Any, config: Any,
+                      caldb_url: str | None) -> dict[str, Any]:
+    """MasterRef per needed type: the given file, else the caldb's best for ``meta``."""
+    from ccdflow.framework.builders.reduction import MasterRef
+
+    out, missing = {}, []
+    for kind in kinds:
+        if explicit.get(kind):
+            out[kind] = MasterRef.load(kind, explicit[kind])
+        else:
+            missing.append(kind)
+    if missing and caldb_url is None:
+        raise UnprocessableInputError(
+            f"the recipe needs a master {' and '.join(missing)}: give "
+            + " ".join(f"--{k} FILE" for k in missing) + " or --caldb URL to choose from")
+    if missing:
+        from ccdflow.cli.caldb_options import open_db
+
+        db = open_db(caldb_url)
+        for kind in missing:
+            record, _ = db.best(kind, meta, config.instrument.caldb[kind])
+            out[kind] = MasterRef.load(kind, record["path"], record["id"], record["sha256"])
+    return out
+
+
+@contextmanager
+def progress_bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[str], None]]:
+    """A Rich bar on stderr when it is a terminal; otherwise a no-op callback."""
+    if not (enabled and sys.stderr.isatty()):
+        yield lambda _: None
+        return
+    from rich.progress import Progress
+
+    from ccdflow.cli import err_console
+
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda what: bar.update(task, advance=1, description=f"{label}: {Path(what).name}")
+
+
+def check_register_target(register: bool, caldb_url: str | None, out: Path) -> None:
+    """Before the build: OUT must not be a file the caldb has a record of (registered
+    calibrations never change), and with --register the caldb must be able to take the master."""
+    from ccdflow.pipeline.immutable import refuse_registered
+
+    refuse_registered(out, caldb_url)
+    if register:
+        from ccdflow.cli.caldb_options import open_db
+
+        open_db(caldb_url, write=True)
+
+
+def finish(summary: dict, out: Path, register: bool, caldb_url: str | None,
+           manager: PluginManager | None, as_json: bool, t0: float) -> None:
+    """Register when asked (``manager`` None: the command read no frame, load the plugins now),
+    then print the summary."""
+    if register:
+        from ccdflow.cli.caldb_options import open_db, plugin_manager
+
+        added = open_db(caldb_url).add(out, manager or plugin_manager())
+        summary["caldb_id"], summary["caldb_new"] = added.id, added.created
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    stats = ", ".join(f"{k[3:].lower()} {v}" for k, v in summary.get("stats", {}).items())
+    source = f"from {summary['n_combined']} frame(s)" if summary["type"] != "bpm" else "(bad-pixel mask)"
+    click.echo(f"wrote {summary['type']} {out} {source}: {stats}")
+    if summary.get("fallback"):
+        click.echo(f"rejection fallback: {summary['fallback']}")
+    if register:
+        state = "added" if summary["caldb_new"] else "already present"
+        click.echo(f"caldb: {state}, id {summary['caldb_id']}")
+
+
