@@ -235,3 +235,14 @@ def test_master_command_refuses_to_write_over_a_registered_master(raw, tmp_path)
     fresh = tmp_path / "bias.fits"  # any other name is fine
     ccdflow("master", "bias", *map(str, sorted(raw.glob("*bias*"))), "--out", str(fresh), "--caldb", caldb)
     assert fresh.is_file()
+
+
+def test_an_out_folder_inside_rawdir_is_not_read_back_as_raw_frames(raw, tmp_path):
+    local = tmp_path / "raw"
+    shutil.copytree(raw, local)
+    out, caldb = local / "out", str(tmp_path / "caldb.sqlite")
+    first = run_night(local, out, caldb)
+    again = run_night(local, out, caldb)
+    assert again["counts"]["files"] == first["counts"]["files"]
+    assert again["counts"]["masters"] == {"up-to-date": 5}
+    assert again["counts"]["science"] == {"up-to-date": 2}

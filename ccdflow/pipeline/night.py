@@ -254,7 +254,8 @@ def stale_products(db: Any, env: Any) -> list[dict[str, Any]]:
 def _scan(rawdir: str | Path, spec: RunSpec, executor: Any, result: NightResult,
           progress: Callable[[str, int, int], None]) -> list[FrameMeta]:
     paths, problems = discover_fits_files([rawdir])
-    result.unknown += [{"path": p, "reason": r} for p, r in problems]
+    paths = [p for p in paths if not spec.made_here(p)]
+    result.unknown += [{"path": p, "reason": r} for p, r in problems if not spec.made_here(p)]
     size = max(1, min(50, len(paths) // 8 or 1))
     chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
     frames: list[FrameMeta] = []

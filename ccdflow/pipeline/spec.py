@@ -34,6 +34,13 @@ class RunSpec:
     def masters_dir(self) -> Path:
         return Path(self.outdir) / "masters"
 
+    def made_here(self, path: str | Path) -> bool:
+        """True for a file this run's outputs hold (a master, a product, a quicklook): when OUT
+        lies inside RAWDIR, a re-run must not take its own masters and products for raw frames."""
+        resolved = Path(path).resolve()
+        return any(resolved.is_relative_to(Path(self.outdir).resolve() / sub)
+                   for sub in ("masters", "reduced", "quicklook"))
+
 
 @dataclass
 class Environment:

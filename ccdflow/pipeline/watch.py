@@ -67,8 +67,9 @@ class Watcher:
         ready = []
         files, problems = discover_fits_files([self.rawdir])
         known = {u["path"] for u in self.result.unknown}
-        self.result.unknown += [{"path": p, "reason": r} for p, r in problems if p not in known]
-        for path in files:
+        self.result.unknown += [{"path": p, "reason": r} for p, r in problems
+                                if p not in known and not self.spec.made_here(p)]
+        for path in (f for f in files if not self.spec.made_here(f)):
             if path in self.taken:
                 continue
             try:
