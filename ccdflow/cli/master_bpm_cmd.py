@@ -72,6 +72,7 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
     if files:
         manager, config, metas = scan_inputs(ctx, files, instrument, instrument_file, config_files, params)
         kind = metas[0].frame_type
+        # a mask is made from darks (hot pixels) or flats (low pixels): what the bpm type needs
         if kind not in ("dark", "flat") or any(m.frame_type != kind for m in metas):
             raise UnprocessableInputError("the unstable-pixel stack must be all darks or all flats, got "
                                           + ", ".join(sorted({m.frame_type for m in metas})))

@@ -149,7 +149,7 @@ class Watcher:
                 self._record_master(entry)
                 built += 1
             self.built_inputs |= {frozenset(str(m.path) for m in g[2]) for g in todo}
-        if built:
+        if built:  # bad-pixel masks: the one type made from other masters (see plan_bpms)
             latest = {}
             for entry in self.result.masters:  # the newest master of each group makes the masks
                 if entry["type"] in ("dark", "flat") and entry["status"] in ("built", "up-to-date"):

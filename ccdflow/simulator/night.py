@@ -12,6 +12,7 @@ import numpy as np
 
 from ccdflow.simulator.detector import BAD_COLUMN, DEAD, HOT, Detector, make_detector
 from ccdflow.simulator.exposure import Exposure, NightModel, expose
+from ccdflow.simulator.fringes import fringe_pattern
 from ccdflow.simulator.optics import Optics, flat_field, make_optics
 from ccdflow.simulator.schedule import SimFrame, plan_night
 from ccdflow.simulator.seeds import rng_for
@@ -136,11 +137,16 @@ def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None,
     full_well = float(np.float32(spec.full_well))
     levels = bias_levels(spec)
     _write_detector_truth(truth_dir, detector)
+    fringes = {f: fringe_pattern(spec, f) for f, strength in spec.fringe.items() if strength > 0}
+    for name, pattern in fringes.items():
+        write_truth(truth_dir / f"fringe_{file_safe(name)}.fits", pattern,
+                    f"fringe pattern (RMS 1); a frame holds it times its truth's fringe_rms_e, "
+                    f"{spec.fringe[name]} of its sky level", "")
     nights_json = []
     for night, planned in enumerate(plans, start=1):
         model = NightModel(spec=spec, detector=detector, bias=detector.bias(levels[night - 1]),
                            flats={f: flat_field(optics, detector, f, night) for f in spec.filters},
-                           stars=stars, full_well=full_well)
+                           stars=stars, full_well=full_well, fringes=fringes)
         entry = _simulate_one_night(model, optics, planned, night, levels, truth_dir, workers)
         nights_json.append({"raw_dir": str(raw_dirs[night - 1].relative_to(outdir)), **entry})
 

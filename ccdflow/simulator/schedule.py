@@ -19,7 +19,7 @@ class SimFrame:
 
     path: Path
     name: str
-    frame_type: str  # 'bias' | 'dark' | 'flat' | 'science'
+    frame_type: str  # 'bias' | 'dark' | 'flat' | 'science' | 'sky'
     exptime: float
     filter: str | None
     temperature: float  # C, the value in CCD-TEMP and the one the dark current follows
@@ -66,6 +66,9 @@ def _requests(spec: SimulationSpec) -> list[_Request]:
     for f in spec.filters:
         out += [(f"sci_{file_safe(f)}_{i:03d}", "science", spec.science_exptime, f, cold,
                  "simfield") for i in range(1, spec.n_science + 1)]
+    for f in spec.fringe:  # night-sky frames between the science, where the fringes are
+        out += [(f"sky_{file_safe(f)}_{i:03d}", "sky", spec.science_exptime, f, cold,
+                 "blank sky") for i in range(1, spec.n_sky + 1)]
     for temp in spec.dark_temperatures:
         for t in spec.dark_exptimes:
             out += [(f"dark_{t:g}s_{temp:+.0f}C_{i:03d}", "dark", t, None, temp, "dark")

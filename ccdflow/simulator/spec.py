@@ -82,6 +82,13 @@ class SimulationSpec(BaseModel):
         2.0, ge=0,
         description="Cosmic-ray events per megapixel per second of exposure (exaggerated so "
                     "small frames get several).")
+    fringe: dict[str, float] = Field(
+        default_factory=dict,
+        description="Fringe strength per filter: the fringe pattern's RMS as a fraction of the "
+                    "sky level (e.g. {'I': 0.02}); filters not listed have no fringes.")
+    n_sky: int = Field(
+        0, ge=0, description="Night-sky frames (blank fields, IMAGETYP SKY, science exposure "
+                             "time) per filter that has fringes: the inputs of a fringe frame.")
 
     @field_validator("shape")
     @classmethod
@@ -112,6 +119,14 @@ class SimulationSpec(BaseModel):
             raise ValueError(f"filters {value}: names must be non-empty and distinct in file "
                              "names (characters other than A-Z a-z 0-9 . + - become '_')")
         return value
+
+    @model_validator(mode="after")
+    def _fringes_in_filters(self) -> SimulationSpec:
+        unknown = sorted(set(self.fringe) - set(self.filters))
+        if unknown or any(v < 0 for v in self.fringe.values()):
+            raise ValueError(f"fringe {self.fringe}: every filter must be one of {self.filters} "
+                             f"(not {unknown}) with a strength >= 0")
+        return self
 
     @model_validator(mode="after")
     def _saturation_above_bias(self) -> SimulationSpec:

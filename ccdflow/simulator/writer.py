@@ -10,7 +10,7 @@ from astropy.io import fits
 from ccdflow.simulator.schedule import SimFrame, iso_ms
 from ccdflow.simulator.spec import SimulationSpec
 
-IMAGETYP = {"bias": "BIAS", "dark": "DARK", "flat": "FLAT", "science": "LIGHT"}
+IMAGETYP = {"bias": "BIAS", "dark": "DARK", "flat": "FLAT", "science": "LIGHT", "sky": "SKY"}
 
 
 def raw_header(frame: SimFrame, spec: SimulationSpec) -> fits.Header:

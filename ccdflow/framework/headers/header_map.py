@@ -216,6 +216,7 @@ def frame_type_of(reader: HeaderReader, exposure: float) -> tuple[str, str | Non
             )
         kind = str(generic)
     note = None
+    # classification, not a calibration type: ESO files call a zero-second dark a bias
     if kind == "dark" and exposure == 0 and reader.instrument.zero_exposure_dark_is_bias:
         kind, note = "bias", f"{key}={value!r} with zero exposure: bias"
     return kind, note
