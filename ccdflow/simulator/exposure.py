@@ -60,12 +60,11 @@ def _science_light(frame: SimFrame, model: NightModel, rng: np.random.Generator)
     return light
 
 
-def _blank_sky_light(frame: SimFrame, band: str, model: NightModel,
-                     rng: np.random.Generator) -> np.ndarray:
+def _blank_sky_light(frame: SimFrame, model: NightModel, rng: np.random.Generator) -> np.ndarray:
     """Noiseless light (e-) of a night-sky frame: the sky and faint stars of a field seen once
     (every frame points elsewhere, so a median of a few keeps the sky and none of the stars)."""
     spec = model.spec
-    sky = sky_rate(spec, band) * rng.uniform(1 - SKY_SPREAD, 1 + SKY_SPREAD)
+    sky = sky_rate(spec, frame.band) * rng.uniform(1 - SKY_SPREAD, 1 + SKY_SPREAD)
     (ny, nx), n = spec.shape, spec.n_stars
     y, x = rng.uniform(2, ny - 3, n), rng.uniform(2, nx - 3, n)
     flux = 10.0 ** rng.uniform(np.log10(30.0), np.log10(3000.0), n) * frame.exptime
@@ -93,15 +92,15 @@ def expose(frame: SimFrame, model: NightModel) -> Exposure:
     elif frame.frame_type == "science":
         light = _science_light(frame, model, rng)
         expected += light * model.flats[frame.band]
-    elif frame.frame_type == "sky" and frame.filter is not None:
-        light = _blank_sky_light(frame, frame.filter, model, rng)
-        expected += light * model.flats[frame.filter]
-    if light is not None and frame.filter is not None and frame.filter in model.fringes:
+    elif frame.frame_type == "sky":
+        light = _blank_sky_light(frame, model, rng)
+        expected += light * model.flats[frame.band]
+    if light is not None and frame.band in model.fringes:
         # the fringe light follows the sky level and passes through the flat like the sky; it
         # is added noiselessly (its own photon noise is a per cent of the sky's)
-        fringe_e = spec.fringe[frame.filter] * frame.truth["sky_rate"] * frame.exptime
+        fringe_e = spec.fringe[frame.band] * frame.truth["sky_rate"] * frame.exptime
         frame.truth["fringe_rms_e"] = round(fringe_e, 4)
-        expected += model.fringes[frame.filter] * np.float32(fringe_e) * model.flats[frame.filter]
+        expected += model.fringes[frame.band] * np.float32(fringe_e) * model.flats[frame.band]
 
     electrons = photon_counts(rng, expected)
     n_events = int(rng.poisson(expected_events(spec.cosmic_ray_rate, frame.exptime, spec.shape)))
