@@ -5,21 +5,49 @@ The checksums in tests/data/demo_products.sha256.json were written by `ccdflow d
 (defaults) at the end of the integrity work (issue 11), before the calibration types moved into
 plugins (issue 12). A change that is meant to alter products (new physics, a new card) updates
 the file in the same commit and says why; a refactoring never does.
+
+The demo runs with ccdflow's own plugins only: a product's CF_CHASH hashes the parameters of
+every installed step, so a third-party plugin installed beside ccdflow (the example plugin, in
+a developer's environment) would change the products' bytes. The reduced products' checksums
+were re-recorded once for that (with the example plugin installed they had held its pedestal
+parameters); the masters' never changed, and the code before and after the fringe contract
+gave the same twelve files with third-party plugins blocked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from importlib.metadata import entry_points
 from pathlib import Path
 
+import pytest
+
 from ccdflow.demo import run_demo
+from ccdflow.framework.engine.plugins import get_plugin_manager
 from ccdflow.simulator import SimulationSpec
 
 GOLDEN = Path(__file__).parent / "data" / "demo_products.sha256.json"
 
 
-def test_demo_products_are_bit_identical_to_the_recorded_ones(tmp_path):
+@pytest.fixture
+def builtins_only():
+    """ccdflow's own plugins for the test's duration: every other entry point blocked."""
+    others = [ep.name for ep in entry_points(group="ccdflow.plugins")
+              if not ep.value.startswith("ccdflow.")]
+    before = os.environ.get("CCDFLOW_DISABLE_PLUGINS")
+    os.environ["CCDFLOW_DISABLE_PLUGINS"] = ",".join(filter(None, [before, *others]))
+    get_plugin_manager(reload=True)
+    yield
+    if before is None:
+        del os.environ["CCDFLOW_DISABLE_PLUGINS"]
+    else:
+        os.environ["CCDFLOW_DISABLE_PLUGINS"] = before
+    get_plugin_manager(reload=True)
+
+
+def test_demo_products_are_bit_identical_to_the_recorded_ones(tmp_path, builtins_only):
     run_demo(tmp_path, SimulationSpec())
     made = {str(p.relative_to(tmp_path)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted([*tmp_path.glob("masters/*.fits"), *tmp_path.glob("reduced/**/*.fits")])}
