@@ -12,18 +12,27 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-from sqlalchemy import JSON, Table, select
+from sqlalchemy import JSON, CursorResult, Table, select
 from sqlalchemy import insert as core_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ccdflow.caldb.errors import CaldbError
-from ccdflow.caldb.models import Calibration, CalibrationEvent, CalibrationInput
+from ccdflow.caldb.models import Base, Calibration, CalibrationEvent, CalibrationInput
 from ccdflow.caldb.selection import utc
 
-_TABLE = Calibration.__table__
+
+def _table(model: type[Base]) -> Table:
+    """A model's table (declarative models type it as any FROM clause)."""
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to one table")
+    return table
+
+
+_TABLE = _table(Calibration)
 _COLUMNS = [c.name for c in _TABLE.columns if c.name not in ("id", "quality", "ingested_at")]
 _OPTIONAL = {c.name for c in _TABLE.columns if c.nullable} | {"stats"}
 _CONVERT = {c.name: c.type.python_type for c in _TABLE.columns
@@ -66,7 +75,8 @@ def _known(session: Session, shas: list[str]) -> dict[str, int]:
     return found
 
 
-def _pg_unnest(session: Session, table: Table, rows: list[dict[str, Any]], suffix: str = ""):
+def _pg_unnest(session: Session, table: Table, rows: list[dict[str, Any]],
+               suffix: str = "") -> CursorResult[Unpack[tuple[Any, ...]]]:
     """PostgreSQL: ``INSERT ... SELECT FROM unnest(one array per column)``, one short statement.
 
     Several times faster than a multi-row VALUES of 1,000 x 27 parameters, which the driver
@@ -116,9 +126,10 @@ def insert_batch(session: Session, batch: Sequence[dict[str, Any]], who: str, no
     rows: dict[str, dict[str, Any]] = {}
     inputs: dict[str, list] = {}
     for fields in batch:
-        sha = fields.get("sha256")
-        if sha not in rows:
-            rows[sha] = _row(fields)
+        if fields.get("sha256") not in rows:
+            row = _row(fields)  # refuses a record without its SHA-256
+            sha = row["sha256"]
+            rows[sha] = row
             inputs[sha] = list(fields.get("inputs") or [])
     order = sorted(rows)
     ids = _known(session, order)
@@ -131,10 +142,10 @@ def insert_batch(session: Session, batch: Sequence[dict[str, Any]], who: str, no
         ids.update(_known(session, [sha for sha in todo if sha not in created]))
         ids.update(created)
         new = [sha for sha in todo if sha in created]
-        _insert(session, CalibrationInput.__table__, [
+        _insert(session, _table(CalibrationInput), [
             {"calibration_id": created[sha], "name": str(name), "sha256": digest}
             for sha in new for name, digest in inputs[sha]])
-        _insert(session, CalibrationEvent.__table__, [
+        _insert(session, _table(CalibrationEvent), [
             {"calibration_id": created[sha], "action": "ingest", "reason": None, "who": who,
              "at": now, "details": details} for sha in new])
     out, reported = [], set()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import builtins
 import functools
 import getpass
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ccdflow import __version__
@@ -86,14 +88,14 @@ def record_dict(cal: Calibration) -> dict[str, Any]:
 class CalDB(ProductRecords):
     """One calibration database. ``CalDB(url)`` opens it and checks its schema is current."""
 
-    def __init__(self, url: str | None = None, *, check: bool = True) -> None:
+    def __init__(self, url: str | os.PathLike[str] | None = None, *, check: bool = True) -> None:
         self.url = resolve_url(url)
         self.sessions = Sessions(self.url)
         if check:
             schema.check_current(self.sessions.writer, self.url)
 
     @classmethod
-    def create(cls, url: str | None = None) -> CalDB:
+    def create(cls, url: str | os.PathLike[str] | None = None) -> CalDB:
         """Create or upgrade the schema, then open (what `ccdflow caldb init` does)."""
         db = cls(url, check=False)
         schema.upgrade(db.sessions.writer)
@@ -132,7 +134,10 @@ class CalDB(ProductRecords):
         results: list[AddResult] = []
         for start in range(0, len(records), batch_size):
             batch = records[start:start + batch_size]
-            done = self.sessions.write(lambda s, b=batch: insert_batch(s, b, who, now_utc(), details))
+            def insert(session: Session, b: list[dict[str, Any]] = batch) -> list[tuple[int, bool]]:
+                return insert_batch(session, b, who, now_utc(), details)
+
+            done = self.sessions.write(insert)
             results += [AddResult(f["path"], cal_id, created)
                         for f, (cal_id, created) in zip(batch, done, strict=True)]
         return results
@@ -169,7 +174,7 @@ class CalDB(ProductRecords):
             return [record_dict(c) for c in session.scalars(query)]
 
     def _records(self, session: Session, kind: str, meta: FrameMeta,
-                 rule: MatchRule) -> tuple[list[CalRecord], int]:
+                 rule: MatchRule) -> tuple[builtins.list[CalRecord], int]:
         """Candidates for ``best``, and how many records of the kind the query left out.
 
         First the records that pass the rule's equality gates (detector, binning, filter...)
@@ -200,8 +205,8 @@ class CalDB(ProductRecords):
         return records, excluded
 
     @staticmethod
-    def _in_window(session: Session, where: list, t: datetime,
-                   window: timedelta) -> tuple[list[CalRecord], int]:
+    def _in_window(session: Session, where: builtins.list[ColumnElement[bool]], t: datetime,
+                   window: timedelta) -> tuple[builtins.list[CalRecord], int]:
         """Records matching ``where`` within ``window`` of ``t``, and how many match outside it."""
         rows = session.execute(select(*_RECORD_COLUMNS).where(
             *where, Calibration.obs_time >= t - window, Calibration.obs_time <= t + window)).all()
@@ -213,18 +218,24 @@ class CalDB(ProductRecords):
         """The chosen record (as a dict) and its receipt; raises NoCalibrationError."""
         with self.sessions.read() as session:
             pinned = None
+            records: builtins.list[CalRecord] = []
             if pin is not None:
-                column = Calibration.id if str(pin).isdigit() else Calibration.path
-                value = int(pin) if str(pin).isdigit() else str(Path(pin).resolve())
-                row = session.execute(select(*_RECORD_COLUMNS).where(column == value)).first()
+                if isinstance(pin, int) or pin.isdigit():
+                    match = Calibration.id == int(pin)
+                else:
+                    match = Calibration.path == str(Path(pin).resolve())
+                row = session.execute(select(*_RECORD_COLUMNS).where(match)).first()
                 if row is None:
                     raise CaldbError(f"pinned {kind} {pin!r} is not in {self.display_url}")
-                pinned, records, excluded = CalRecord(*row), [], 0
+                pinned, excluded = CalRecord(*row), 0
             else:
                 records, excluded = self._records(session, kind, meta, rule)
             chosen, receipt = choose(kind, meta, records, rule, pinned=pinned, waive=waive,
                                      excluded=excluded)
-            return record_dict(session.get(Calibration, chosen.id)), receipt
+            cal = session.get(Calibration, chosen.id)
+            if cal is None:  # chosen from the rows this session just read
+                raise CaldbError(f"{kind} {chosen.id} vanished from {self.display_url} while read")
+            return record_dict(cal), receipt
 
     # -- quality and validity ----------------------------------------------------------
     def _event(self, cal_id: int, action: str, reason: str | None, who: str | None,

@@ -91,12 +91,13 @@ def plot_history(series: list[dict[str, Any]], path: str | Path, title: str) -> 
     for p in series:
         if p["quality"] != "bad":
             groups.setdefault(setup_label(p), []).append(p)
+    # matplotlib's stubs type x as numbers only; its unit converters take datetimes (dates axis)
     for label, points in sorted(groups.items()):
-        ax.plot([_time(p) for p in points], [p["value"] for p in points], "o-", markersize=5,
+        ax.plot([_time(p) for p in points], [p["value"] for p in points], "o-", markersize=5,  # type: ignore[arg-type]
                 linewidth=1, label=f"{label or 'good'} ({len(points)})")
     bad = [p for p in series if p["quality"] == "bad"]
     if bad:
-        ax.plot([_time(p) for p in bad], [p["value"] for p in bad], "x", color="tab:red",
+        ax.plot([_time(p) for p in bad], [p["value"] for p in bad], "x", color="tab:red",  # type: ignore[arg-type]
                 markersize=9, markeredgewidth=2, label=f"marked bad ({len(bad)})")
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)

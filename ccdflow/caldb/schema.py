@@ -117,17 +117,19 @@ def upgrade(engine: Engine, target: str = "head") -> None:
     def attempt() -> None:
         with engine.connect() as conn:
             sqlite = conn.dialect.name == "sqlite"
+            driver = conn.connection.dbapi_connection
+            assert driver is not None, "a connection just checked out of the pool is live"
             if sqlite:
                 # SQLite alters a table by copying it and dropping the old one (Alembic batch
                 # mode), and with foreign keys on, DROP TABLE cascades into the rows that
                 # refer to it. The pragma works only outside a transaction, so set it before.
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+                driver.execute("PRAGMA foreign_keys=OFF")
             try:
                 with conn.begin():
                     _upgrade_in(conn, target)
             finally:
                 if sqlite:
-                    conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+                    driver.execute("PRAGMA foreign_keys=ON")
 
     with usable(engine.url):
         with_retry(attempt)

@@ -77,10 +77,11 @@ def open_db(caldb_url: str | None, *, write: bool = False) -> CalDB:
     url = remember(caldb_url)
     ctx = click.get_current_context()
     parsed = make_url(url)
-    on_disk = parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:")
-    if on_disk and not Path(parsed.database.removeprefix("file:")).exists():
-        raise CaldbError(f"no caldb at {parsed.database}; create it with "
-                         f"`ccdflow caldb init --caldb {parsed.database}`")
+    database = parsed.database or ""
+    on_disk = parsed.drivername.startswith("sqlite") and database not in ("", ":memory:")
+    if on_disk and not Path(database.removeprefix("file:")).exists():
+        raise CaldbError(f"no caldb at {database}; create it with "
+                         f"`ccdflow caldb init --caldb {database}`")
     db = CalDB(url)
     ctx.call_on_close(db.close)
     if write:

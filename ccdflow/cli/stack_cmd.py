@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -52,11 +53,11 @@ def _run(files, out, method, clip, sigma_low, sigma_high, match, cr_masks, cr_di
                                  keep_rejected=cr_masks, scratch_dir=out.resolve().parent,
                                  progress=advance)
     sha = write_ccd(stacked.ccd, out)
-    masks = write_cr_masks(stacked, out, cr_dir) if cr_masks else []
+    masks: Sequence[Path | None] = write_cr_masks(stacked, out, cr_dir) if cr_masks else [None] * len(files)
     summary = {"path": str(out), "sha256": sha, "n_combined": len(files), "method": method, "clip": clip,
                "match": match, "inputs": [
                    {"path": p, "rejected_pixels": n, "cr_mask": str(m) if m else None}
-                   for p, n, m in zip(stacked.paths, stacked.n_rejected, masks or [None] * len(files),
+                   for p, n, m in zip(stacked.paths, stacked.n_rejected, masks,
                                       strict=True)],
                "seconds": round(time.perf_counter() - t0, 3)}
     if as_json:

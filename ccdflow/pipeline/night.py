@@ -189,11 +189,11 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
     if redo_stale:
         stale_raw = {str(s["raw"]) for s in stale_products(db, env)}
         science = [f for f in science if str(f.path) in stale_raw]
-    planned = plan_products(science, rawdir)
+    products = plan_products(science, rawdir)
     for done, entry in enumerate(executor.map_unordered(
-            science_task, [(spec, m, rel) for m, rel in planned]), 1):
+            science_task, [(spec, m, rel) for m, rel in products]), 1):
         result.science.append(entry)
-        progress("science", done, len(planned))
+        progress("science", done, len(products))
     result.seconds["science"] = time.perf_counter() - start
 
 
@@ -279,7 +279,7 @@ def _scan(rawdir: str | Path, spec: RunSpec, executor: Any, result: NightResult,
 
 def _save_config(path: Path, env: Any, frames: list[FrameMeta]) -> None:
     """The merged config of every instrument seen, beside the outputs."""
-    names = sorted({f.instrument for f in frames}) or [None]
+    names: list[str | None] = [*sorted({f.instrument for f in frames})] or [None]
     data = {"configs": {str(n): {**env.config(n).as_dict(), "config_hash": env.config(n).config_hash()}
                         for n in names}}
     write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ def is_fatal(exc: BaseException) -> bool:
 
 
 def choose_calibrations(env: Any, config: Any, kind_needed: Sequence[str], meta: FrameMeta,
-                        optional: Sequence[str] = ()) -> dict[str, tuple[dict, Any]]:
+                        optional: Collection[str] = ()) -> dict[str, tuple[dict, Any]]:
     """Best caldb record and receipt for each calibration a recipe needs; a missing optional
     calibration (e.g. a BPM) is simply left out, a missing required one raises."""
     from ccdflow.caldb import NoCalibrationError

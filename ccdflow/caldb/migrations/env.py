@@ -40,6 +40,8 @@ def run_online() -> None:
         return
     url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option(
         "sqlalchemy.url")
+    if url is None:
+        raise SystemExit("alembic by hand: give the caldb's URL with -x url=...")
     engine = create_engine(url)
     with engine.begin() as conn:
         _configure(conn)

@@ -152,8 +152,8 @@ def reduce_frame(
     needed = needed_calibrations(config, meta.frame_type)
     start = time.perf_counter()
     if raw_content is None:
-        raw_content, raw_checksum = read_file_hashed(str(meta.path))
-    ccd = read_ccd(str(meta.path), hdu=meta.pixel_hdu(config.instrument.data_hdu), content=raw_content)
+        raw_content, raw_checksum = read_file_hashed(meta.file)
+    ccd = read_ccd(meta.file, hdu=meta.pixel_hdu(config.instrument.data_hdu), content=raw_content)
     refuse_dead_readout(ccd, meta)  # all NaN or all one value: no product of 0 finite pixels
     read_seconds = time.perf_counter() - start
     summaries = {k: r.summary() for k, r in (receipts or {}).items() if k in needed}
@@ -164,7 +164,7 @@ def reduce_frame(
     cal_frames = {k: masters[k].ccd if k in masters else None for k in needed}
     ccd = run_recipe(manager, ccd, config, context, cal_frames)
     stamp_product(
-        ccd.header, meta.path, config,
+        ccd.header, meta.file, config,
         {k: (m.path, m.checksum, m.caldb_id) for k, m in masters.items() if k in needed},
         raw_checksum=raw_checksum,
         receipts=summaries,

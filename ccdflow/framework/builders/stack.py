@@ -70,16 +70,16 @@ def stack_products(
     median difference to the median of medians (sky-dominated frames whose sky changed),
     ``scale`` multiplies by the ratio (transparency changes), ``none`` leaves them.
     """
-    paths = [str(p) for p in paths]
-    check_grid(paths)
-    if clip == "sigma" and len(paths) < 3:
-        raise UnprocessableInputError(f"sigma clipping needs at least 3 frames, got {len(paths)}; "
+    files = [str(p) for p in paths]
+    check_grid(files)
+    if clip == "sigma" and len(files) < 3:
+        raise UnprocessableInputError(f"sigma clipping needs at least 3 frames, got {len(files)}; "
                                       "use clip='minmax' or 'none'")
-    n = len(paths)
+    n = len(files)
     header = fits.Header()
     with Spool(n, scratch_dir) as spool:
         levels = []
-        for i, path in enumerate(paths):
+        for i, path in enumerate(files):
             ccd = read_product(path)
             spool.put(i, ccd.data, ccd.mask, path)
             good = ~spool.mask[i]
@@ -88,7 +88,7 @@ def stack_products(
             if progress is not None:
                 progress(path)
         if not np.all(np.isfinite(levels)):
-            bad = [p for p, v in zip(paths, levels, strict=True) if not np.isfinite(v)]
+            bad = [p for p, v in zip(files, levels, strict=True) if not np.isfinite(v)]
             raise UnprocessableInputError(f"inputs with no unmasked pixel: {', '.join(bad)}")
         ref = float(np.median(levels))
         scales = None
@@ -116,15 +116,15 @@ def stack_products(
         kept = [np.array(r) for r in rejected] if keep_rejected else []
         del rejected
     mask = result.n_used == 0
-    _stack_header(header, paths, method, clip, sigma_low, sigma_high, match, levels, n_rejected)
+    _stack_header(header, files, method, clip, sigma_low, sigma_high, match, levels, n_rejected)
     data = np.where(mask, np.float32(0), result.data).astype(np.float32)
     ccd = CCDData(data, unit=header.get("BUNIT", "adu"), header=header, mask=mask if mask.any() else None,
                   uncertainty=StdDevUncertainty(np.nan_to_num(result.error)))
-    return Stacked(ccd, paths, n_rejected, kept)
+    return Stacked(ccd, files, n_rejected, kept)
 
 
 def _reject_like_engine(spool: Spool, scales: Sequence[float] | None, clip: str, low: float, high: float,
-                        rejected: list[np.ndarray], rows: int = 128) -> None:
+                        rejected: Sequence[np.ndarray], rows: int = 128) -> None:
     """Pixels the combine engine's documented rule removes (one-pass median/MAD-std sigma clip,
     or each pixel's lowest and highest value), for engines that cannot report them."""
     n, ny = spool.n, spool.data.shape[1]
