@@ -29,7 +29,7 @@ def rule_for(manager: PluginManager | Mapping[str, Instrument], instrument: str,
     ``manager`` is the plugin manager, or any mapping of instrument name to
     :class:`Instrument` (e.g. the registered ones with a site's instrument file on top).
     """
-    known: Mapping[str, Instrument] = getattr(manager, "instruments", manager)
+    known = manager if isinstance(manager, Mapping) else manager.instruments
     if instrument not in known:
         raise ConfigError(
             f"unknown instrument {instrument!r} for caldb {kind} matching; "
