@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import JSON, CursorResult, Table, select
 from sqlalchemy import insert as core_insert
@@ -76,7 +76,7 @@ def _known(session: Session, shas: list[str]) -> dict[str, int]:
 
 
 def _pg_unnest(session: Session, table: Table, rows: list[dict[str, Any]],
-               suffix: str = "") -> CursorResult[Unpack[tuple[Any, ...]]]:
+               suffix: str = "") -> CursorResult[*tuple[Any, ...]]:
     """PostgreSQL: ``INSERT ... SELECT FROM unnest(one array per column)``, one short statement.
 
     Several times faster than a multi-row VALUES of 1,000 x 27 parameters, which the driver

@@ -16,7 +16,8 @@ import click
 from ccdflow.cli import ErrorsToExitGroup
 
 if TYPE_CHECKING:
-    pass
+    from ccdflow.framework.builders.masters import Fallback
+    from ccdflow.framework.numerics.combine import Clip, Method
 
 from ccdflow.cli.master_inputs import (
     ByteSize,
@@ -56,7 +57,7 @@ def _master_command(kind: str) -> click.Command:
     @common_options
     @_combine_options
     @click.pass_context
-    def run(ctx: click.Context, files: tuple[str, ...], **opts: Any) -> None:
+    def run(ctx: click.Context, /, files: tuple[str, ...], **opts: Any) -> None:
         build_and_write(ctx, kind, files, **opts)
 
     run.__doc__ = f"Combine raw {kind} FILES (directories are searched) into a master {kind}."
@@ -72,7 +73,7 @@ for _kind in ("bias", "dark", "flat"):
 def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, out: Path,
                     bias_path: str | None, dark_path: str | None, caldb_url: str | None,
                     register: bool, as_json: bool, instrument: str | None, instrument_file: str | None,
-                    config_files: tuple, params: tuple, method: str, clip: str, fallback: str,
+                    config_files: tuple, params: tuple, method: Method, clip: Clip, fallback: Fallback,
                     memory_limit: int | None) -> None:
     from ccdflow.framework.builders.masters import build_master, write_master
     from ccdflow.framework.calibrations import card_tag

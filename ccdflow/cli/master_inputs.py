@@ -105,8 +105,9 @@ def load_calibrations(kinds: list[str], explicit: dict[str, str | None], meta: A
 
     out, missing = {}, []
     for kind in kinds:
-        if explicit.get(kind):
-            out[kind] = MasterRef.load(kind, explicit[kind])
+        path = explicit.get(kind)
+        if path:
+            out[kind] = MasterRef.load(kind, path)
         else:
             missing.append(kind)
     if missing and caldb_url is None:

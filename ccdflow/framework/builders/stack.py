@@ -25,6 +25,7 @@ from ccdflow.framework.io.fitsio import read_headers, read_product, sha256_file
 from ccdflow.framework.io.fitswrite import atomic_write
 from ccdflow.framework.io.provenance import card_text
 from ccdflow.framework.io.spool import Spool, combine_frames
+from ccdflow.framework.numerics.combine import Clip, Method
 
 Match = Literal["none", "offset", "scale"]
 #: Suffix of the cosmic-ray mask written next to each input: ``frame.fits`` -> ``frame.crmask.fits``.
@@ -59,8 +60,8 @@ def check_grid(paths: Sequence[str | Path]) -> tuple[int, int]:
 
 
 def stack_products(
-    paths: Sequence[str | Path], *, method: Literal["median", "mean"] = "median",
-    clip: Literal["sigma", "minmax", "none"] = "sigma", sigma_low: float = 3.0, sigma_high: float = 3.0,
+    paths: Sequence[str | Path], *, method: Method = "median",
+    clip: Clip = "sigma", sigma_low: float = 3.0, sigma_high: float = 3.0,
     match: Match = "offset", memory_limit: int | None = None, keep_rejected: bool = False,
     scratch_dir: str | Path | None = None, progress: Callable[[str], None] | None = None,
 ) -> Stacked:

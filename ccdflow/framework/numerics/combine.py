@@ -46,6 +46,8 @@ Frame = np.ndarray | FitsSource
 BAND_CAP = 8 * 2**20  # default input band: fresh memory is slow on this VM; bigger bands gain nothing
 CALIBRATION_PIXELS = 2**14  # Gaussian stacks per size calibrating the error: factor within ~0.3 %
 _METHODS, _CLIPS = ("median", "mean"), ("sigma", "minmax", "none")
+Method = Literal["median", "mean"]
+Clip = Literal["sigma", "minmax", "none"]
 
 
 @dataclass
@@ -180,8 +182,8 @@ def gaussian_error_scale(n: int, rule: Rule) -> np.ndarray:
 def combine(
     frames: Sequence[Frame],
     *,
-    method: Literal["median", "mean"] = "median",
-    clip: Literal["sigma", "minmax", "none"] = "sigma",
+    method: Method = "median",
+    clip: Clip = "sigma",
     sigma_low: float = 3.0,
     sigma_high: float = 3.0,
     center: Literal["median", "mean"] = "median",
