@@ -544,9 +544,9 @@ def test_rule_for(night):
     manager = get_plugin_manager()
     assert rule_for(manager, "generic", "dark").temperature_tolerance == 2.0
     assert rule_for(manager, "generic", "flat").max_age_days == 60
-    fringe = rule_for(manager, "generic", "fringe")
-    assert fringe == DEFAULT_RULE and fringe.max_age_days == 30
-    assert fringe.must_match == ["instrument", "detector", "binning", "readout_mode", "shape"]
+    unknown = rule_for(manager, "generic", "shutter")  # a type no installed plugin registers
+    assert unknown == DEFAULT_RULE and unknown.max_age_days == 30
+    assert unknown.must_match == ["instrument", "detector", "binning", "readout_mode", "shape"]
     with pytest.raises(ConfigError, match="registered: .*generic"):
         rule_for(manager, "nope", "bias")
 

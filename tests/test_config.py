@@ -147,7 +147,8 @@ def test_config_show_cli_reports_sources(tmp_path):
     assert rows[("overscan", "method")]["source"] == str(site)
     assert rows[("flat", "min_value")]["layer"] == "command line"
     assert rows[("dark", "dark_doubling_c")]["layer"] == "step default"
-    table = CliRunner().invoke(cli, ["config", "show", "--config", str(site)])
+    # wide enough that no installed plugin's long parameter value wraps the layer column
+    table = CliRunner(env={"COLUMNS": "200"}).invoke(cli, ["config", "show", "--config", str(site)])
     assert table.exit_code == 0 and "site/night file" in table.output
     bad = CliRunner().invoke(cli, ["config", "show", "-p", "overscan.method=zzz"])
     assert bad.exit_code != 0

@@ -81,8 +81,9 @@ def test_ccdflow_plugins_discovers_example_plugin(plugin_env):
     example = by_name["example"]
     assert example["distribution"] == DIST
     assert example["version"] == "0.1.0"
-    assert example["steps"] == ["pedestal"]
+    assert example["steps"] == ["pedestal", "fringe"]
     assert example["instruments"] == ["example-cam"]
+    assert example["calibration_types"] == ["fringe"]
     assert "example" not in [f["name"] for f in data["failed"]]
 
 

@@ -1,4 +1,5 @@
-"""Example ccdflow plugin: one step (``pedestal``) and one instrument (``example-cam``).
+"""Example ccdflow plugin: steps (``pedestal``, ``fringe``), an instrument (``example-cam``) and a
+calibration type (``fringe``, a fringe frame made from night-sky frames).
 
 ccdflow imports this module through the ``ccdflow.plugins`` entry point and calls the
 functions below marked with ``@hookimpl``; their names must be exactly the hook names.
@@ -13,12 +14,16 @@ from importlib.resources import files
 import yaml
 from astropy.io import fits
 
+from ccdflow.framework.engine.caltype import CalibrationType
 from ccdflow.framework.engine.hookspecs import hookimpl
 from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.step import Step
+from ccdflow_example_plugin.fringe import FringeParams, FringeSubtractor, fit_fringe
+from ccdflow_example_plugin.fringe_frame import FringeFrame, unit_sky
 from ccdflow_example_plugin.pedestal import PedestalAdder, PedestalParams, apply_pedestal
 
-__all__ = ["PedestalAdder", "PedestalParams", "apply_pedestal", "example_cam"]
+__all__ = ["FringeFrame", "FringeParams", "FringeSubtractor", "PedestalAdder", "PedestalParams",
+           "apply_pedestal", "example_cam", "fit_fringe", "unit_sky"]
 
 
 @cache
@@ -31,11 +36,17 @@ def example_cam() -> Instrument:
 @hookimpl
 def register_steps(register: Callable[[type[Step]], None]) -> None:
     register(PedestalAdder)
+    register(FringeSubtractor)
 
 
 @hookimpl
 def register_instruments(register: Callable[[Instrument], None]) -> None:
     register(example_cam())
+
+
+@hookimpl
+def register_calibration_types(register: Callable[[type[CalibrationType]], None]) -> None:
+    register(FringeFrame)
 
 
 @hookimpl
