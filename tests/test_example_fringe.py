@@ -152,6 +152,15 @@ def test_the_fitted_scale_matches_the_injected_fringes_and_none_are_left(night):
         assert np.std(before) > 3.0  # what the step removed was well above the noise
 
 
+def test_ccdflow_plugins_lists_calibration_types(plugin_env):
+    done = _ccdflow({**plugin_env, "COLUMNS": "200"}, "plugins")
+    assert done.returncode == 0, done.stderr
+    assert "calibration types" in done.stdout
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if "│" in line}
+    assert rows["example"].split("│")[6].strip() == "fringe"
+    assert rows["builtin_calibrations"].split("│")[6].strip() == "bias, dark, flat, bpm"
+
+
 # -- the numerics and the step in this process, with ccdflow.testing's fixtures --------------------
 
 

@@ -17,7 +17,7 @@ from ccdflow.framework.engine.plugins import get_plugin_manager
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_context
 def command(ctx: click.Context, as_json: bool) -> None:
-    """List plugins (name, distribution, version), their steps and instruments."""
+    """List plugins (name, distribution, version), their steps, instruments and calibration types."""
     strict = (ctx.obj or {}).get("strict_plugins") or None  # None: CCDFLOW_STRICT_PLUGINS
     manager = get_plugin_manager(strict=strict)
     if as_json:
@@ -28,13 +28,14 @@ def command(ctx: click.Context, as_json: bool) -> None:
         }, indent=2))
         return
     table = Table(title="ccdflow plugins")
-    for col in ("plugin", "distribution", "version", "steps", "instruments"):
+    for col in ("plugin", "distribution", "version", "steps", "instruments", "calibration types"):
         table.add_column(col)
     for p in manager.plugins.values():
         # Names and errors come from third parties: escape them so '[...]' is not markup.
         table.add_row(*(escape(cell) for cell in (
             p.name, p.distribution or "-", p.version or "-",
             ", ".join(p.steps) or "-", ", ".join(p.instruments) or "-",
+            ", ".join(p.calibration_types) or "-",
         )))
     console = Console()
     console.print(table)
