@@ -7,6 +7,13 @@ builder, the caldb and the reduction ask the type instead of branching on its na
 A type is a class with class attributes and classmethods, not an instance: it holds knowledge,
 not state. Override only what differs from the defaults here, which describe a plain additive
 calibration (a bias-like master: combined, not normalised, matched on the detector setup).
+
+A plugin's type needs nothing from the instruments: one without a recipe for the type's
+``frame_type`` preprocesses its inputs with ``default_recipe`` (``Instrument.recipe_for``), and
+one whose ``caldb:`` section does not list the type matches it with ``default_rule()``
+(``Instrument.match_rule``). ``prepare_input`` and ``finish_master`` shape a master that is not
+a plain stack of its inputs. The example plugin's fringe frame uses all of this
+(examples/ccdflow-example-plugin, docs/plugins.md).
 """
 
 from __future__ import annotations
