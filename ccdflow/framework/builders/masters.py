@@ -54,7 +54,7 @@ def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -
     rule = config.instrument.match_rule(kind)
     caltype.check_inputs(metas, rule)
     temps = [m for m in metas if m.temperature is not None]
-    tol = rule.temperature_tolerance if rule is not None else None
+    tol = rule.temperature_tolerance
     if temps and tol is not None:
         cold, warm = min(temps, key=lambda m: m.temperature), max(temps, key=lambda m: m.temperature)
         if warm.temperature - cold.temperature > 2 * tol:
