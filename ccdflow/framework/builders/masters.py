@@ -53,13 +53,13 @@ def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -
                 f"{kind} inputs disagree on {key}: {examples}; build one master per value")
     rule = config.instrument.match_rule(kind)
     caltype.check_inputs(metas, rule)
-    temps = [m for m in metas if m.temperature is not None]
+    temps = [(m.temperature, m) for m in metas if m.temperature is not None]
     tol = rule.temperature_tolerance
     if temps and tol is not None:
-        cold, warm = min(temps, key=lambda m: m.temperature), max(temps, key=lambda m: m.temperature)
-        if warm.temperature - cold.temperature > 2 * tol:
+        (t_cold, cold), (t_warm, warm) = min(temps, key=lambda t: t[0]), max(temps, key=lambda t: t[0])
+        if t_warm - t_cold > 2 * tol:
             raise UnprocessableInputError(
-                f"{kind} inputs span {cold.temperature:.2f} C ({cold.path}) to {warm.temperature:.2f} C "
+                f"{kind} inputs span {t_cold:.2f} C ({cold.path}) to {t_warm:.2f} C "
                 f"({warm.path}), more than 2x the {tol} C tolerance of the {kind} match rule")
 
 
@@ -151,7 +151,7 @@ def build_master(
         data, error = data / np.float32(norm), error / np.float32(norm)
     data, error = caltype.finish_master(data, error, mask)
     header = master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
-                           [c or sha256_file(m.path) for c, m in zip(pre.checksums, metas, strict=True)],
+                           [c or sha256_file(m.file) for c, m in zip(pre.checksums, metas, strict=True)],
                            pre.left_out)
     if fallback_note:
         cards.FALLB.put(header, fallback_note[:68])
@@ -207,13 +207,13 @@ def preprocess_into(
     def one(i: int) -> tuple[int, fits.Header | None]:
         meta = metas[i]
         try:
-            content, sha = read_file_hashed(meta.path)
+            content, sha = read_file_hashed(meta.file)
             if checksums and sha != checksums[i]:
                 raise UnprocessableInputError(
                     f"file changed while the night read it (SHA-256 {checksums[i][:12]}... when "
                     f"hashed, {sha[:12]}... when read); left out", path=str(meta.path))
             out.checksums[i] = sha
-            ccd = read_ccd(meta.path, hdu=meta.pixel_hdu(config.instrument.data_hdu), content=content)
+            ccd = read_ccd(meta.file, hdu=meta.pixel_hdu(config.instrument.data_hdu), content=content)
             del content
             refuse_dead_readout(ccd, meta)
             ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)

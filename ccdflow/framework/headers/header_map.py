@@ -171,6 +171,8 @@ def _hours_to_hms(hours: float) -> str:
 
 
 def _parse_binning(reader: HeaderReader) -> tuple[int, int]:
+    bx: float  # parsed as int from one card, read as numbers from two
+    by: float
     hmap = reader.instrument.header
     if hmap.binning is not None:
         key, value = reader.raw("binning", hmap.binning)
@@ -241,8 +243,9 @@ def normalise(
     hmap = instrument.header
     exposure = reader.number("exposure_time", hmap.exposure_time.model_copy(update={"required": True}))
     exposure_key = _keyword(reader, hmap.exposure_time)
-    limits.check_range(limits.EXPOSURE, float("nan") if exposure is None else exposure, path=path,
-                       keyword=exposure_key)
+    if exposure is None:  # required, yet the header's value maps to nothing
+        exposure = float("nan")  # which the range check refuses, naming the keyword
+    limits.check_range(limits.EXPOSURE, exposure, path=path, keyword=exposure_key)
     kind, note = frame_type_of(reader, exposure)
     limits.check_exposure(kind, exposure, path=path, keyword=exposure_key)
     shape = data_shape(headers, data_hdu, path)
