@@ -136,13 +136,13 @@ def exit_on_error(exc: BaseException) -> NoReturn:
     fail(*mapped)
 
 
-class ErrorsToExit:
+class ErrorsToExit(click.Group):
     """Mixin for click groups: errors of any sub-command become :func:`exit_status`'s line and
     status, also under CliRunner (where :func:`main` is not involved)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)  # type: ignore[misc]
+            return super().invoke(ctx)
         except (Exception, KeyboardInterrupt) as exc:
             if isinstance(exc, click.ClickException | click.exceptions.Exit | click.Abort):
                 raise
