@@ -3,6 +3,7 @@ environment (plugins, configs, caldb connection, loaded masters) built from it o
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,9 @@ class RunSpec:
     def made_here(self, path: str | Path) -> bool:
         """True for a file this run's outputs hold (a master, a product, a quicklook): when OUT
         lies inside RAWDIR, a re-run must not take its own masters and products for raw frames."""
-        resolved = Path(path).resolve()
-        return any(resolved.is_relative_to(Path(self.outdir).resolve() / sub)
+        # realpath, not Path.resolve: a symbolic-link loop in RAWDIR must be reported, not raise
+        resolved = Path(os.path.realpath(path))
+        return any(resolved.is_relative_to(Path(os.path.realpath(self.outdir)) / sub)
                    for sub in ("masters", "reduced", "quicklook"))
 
 
