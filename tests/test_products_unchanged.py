@@ -6,12 +6,12 @@ The checksums in tests/data/demo_products.sha256.json were written by `ccdflow d
 plugins (issue 12). A change that is meant to alter products (new physics, a new card) updates
 the file in the same commit and says why; a refactoring never does.
 
-The demo runs with ccdflow's own plugins only: a product's CF_CHASH hashes the parameters of
-every installed step, so a third-party plugin installed beside ccdflow (the example plugin, in
-a developer's environment) would change the products' bytes. The reduced products' checksums
-were re-recorded once for that (with the example plugin installed they had held its pedestal
-parameters); the masters' never changed, and the code before and after the fringe contract
-gave the same twelve files with third-party plugins blocked.
+The demo runs with ccdflow's own plugins only, as a belt: since products' CF_CHASH hashes only
+the instrument and the steps of their own recipe, a third-party plugin installed beside ccdflow
+no longer changes their bytes (checked with the example plugin installed: the same twelve
+files). Re-recorded twice on purpose: masters' CF_CHASH comment shortened to fit its card (all
+files, through the masters' identities), then products' CF_CHASH from the whole config to the
+recipe's (the four reduced frames).
 """
 
 from __future__ import annotations

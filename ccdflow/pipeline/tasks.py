@@ -122,9 +122,6 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
                            calibration_paths={k: str(m.path) for k, m in cals.items()},
                            input_checksums=checksums, excluded=excluded)
         cards.MKEY.put(ccd.header, identity)
-        # what shaped this master, not the whole run's config: a science-only parameter must
-        # not make the same master come out with other bytes
-        cards.CHASH.put(ccd.header, config.recipe_hash(frame_type), f"config hash of the {kind} recipe")
         warnings = [str(ccd.header[cards.FALLB.keyword])] if cards.FALLB.keyword in ccd.header else []
         if excluded:
             log.warning("%s: left out %s", out.name, "; ".join(f"{Path(p).name}: {r}" for p, r in excluded))
@@ -244,7 +241,7 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
                                  for k, (r, rc) in chosen.items()}
         ids = {k: r["id"] for k, (r, _) in chosen.items()}
         if not spec.force:
-            done = find_product(env.db, raw_sha, config.config_hash(), ids, out)
+            done = find_product(env.db, raw_sha, config.recipe_hash(meta.frame_type), ids, out)
             if done is not None:
                 return {**entry, "status": "up-to-date", "product_id": done["product_id"],
                         "seconds": time.perf_counter() - start}
@@ -256,7 +253,7 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
                                      timings=context_timings)
         del content
         product_id = env.db.record_product(out, meta, receipts, sha256=checksum, raw_sha256=raw_sha,
-                                           config_hash=config.config_hash())
+                                           config_hash=config.recipe_hash(meta.frame_type))
         statuses = {k[3:]: v for k, v in ccd.header.items()
                     if k.startswith("CF_") and v in ("DONE", "SKIPPED")}
         return {**entry, "status": "reduced", "product_id": product_id, "sha256": checksum,

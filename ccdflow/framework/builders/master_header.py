@@ -88,7 +88,9 @@ def master_header(kind: str, metas: Sequence[FrameMeta], last_header: fits.Heade
     cards.METH.put(header, method)
     cards.CLIP.put(header, clip)
     cards.VERS.put(header, __version__)
-    cards.CHASH.put(header, config.config_hash())
+    # what shaped this master, not the whole run's config: a science-only parameter or another
+    # plugin's step must not make the same master come out with other bytes
+    cards.CHASH.put(header, config.recipe_hash(first.frame_type), f"config hash of the {kind} recipe")
     for i, meta in enumerate(metas, 1):
         cards.INPUT.at(i).put(header, printable(str(meta.path).rsplit("/", 1)[-1])[:68])
         cards.INPUT_SHA.at(i).put(header, checksums[i - 1] if checksums else sha256_file(meta.file))

@@ -167,7 +167,7 @@ def reduce_frame(
         ccd.header, meta.file, config,
         {k: (m.path, m.checksum, m.caldb_id) for k, m in masters.items() if k in needed},
         raw_checksum=raw_checksum,
-        receipts=summaries,
+        receipts=summaries, frame_type=meta.frame_type,
     )
     start = time.perf_counter()
     checksum = write_ccd(ccd, out_path)

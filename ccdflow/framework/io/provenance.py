@@ -56,9 +56,14 @@ def stamp_product(
     calibrations: Mapping[str, tuple[str | Path, str | None, int | None]],
     raw_checksum: str | None = None,
     receipts: Mapping[str, Mapping[str, Any]] | None = None,
+    frame_type: str = "science",
 ) -> None:
     """Cards every reduced frame carries; ``calibrations`` maps type -> (path, sha256, caldb id),
-    ``receipts`` type -> caldb receipt summary (why that master was chosen)."""
+    ``receipts`` type -> caldb receipt summary (why that master was chosen).
+
+    ``CF_CHASH`` is the hash of what shaped the product: the instrument and the parameters of
+    the steps in ``frame_type``'s recipe, so installing a plugin with a step this recipe does not
+    use changes neither the product nor its ledger key."""
     cards.RAW.put(header, card_text(Path(raw_path).name))
     cards.RAWS.put(header, raw_checksum or sha256_file(raw_path))
     for kind, (path, checksum, caldb_id) in calibrations.items():
@@ -66,5 +71,5 @@ def stamp_product(
     for kind, summary in (receipts or {}).items():
         stamp_receipt(header, kind, summary)
     cards.VERS.put(header, __version__)
-    cards.CHASH.put(header, config.config_hash())
+    cards.CHASH.put(header, config.recipe_hash(frame_type))
     cards.INST.put(header, config.instrument.name)
