@@ -9,8 +9,7 @@ from astropy.nddata import CCDData
 
 from ccdflow.framework.engine.config import ResolvedConfig
 from ccdflow.framework.engine.errors import ConfigError, NoWorkError
-from ccdflow.framework.engine.step import StepContext, mark_skipped, missing_calibrations
-from ccdflow.framework.numerics.arithmetic import header_of
+from ccdflow.framework.engine.step import StepContext, header_of, mark_skipped, missing_calibrations
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from astropy.io import fits
 from pydantic import BaseModel, ConfigDict, Field
 
 from ccdflow.framework.engine.errors import NoWorkError, PluginError, UnprocessableInputError
@@ -145,3 +146,9 @@ __all__ = [
     "NoWorkError", "Step", "StepContext", "StepParams", "StepRunnerPlugin",
     "mark_skipped", "missing_calibrations", "validate_step_class",
 ]
+
+
+def header_of(ccd: CCDData) -> fits.Header:
+    """A real FITS header copy (CCDData built in memory may carry a plain dict)."""
+    header = ccd.header
+    return header.copy() if isinstance(header, fits.Header) else fits.Header(dict(header))

@@ -4,17 +4,11 @@ float64 through astropy's NDData propagation, ~25x slower per frame on 2048x2048
 from __future__ import annotations
 
 import numpy as np
-from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.step import header_of
 from ccdflow.framework.numerics.kernels import divide_arrays, subtract_scaled_arrays
-
-
-def header_of(ccd: CCDData) -> fits.Header:
-    """A real FITS header copy (CCDData built in memory may carry a plain dict)."""
-    header = ccd.header
-    return header.copy() if isinstance(header, fits.Header) else fits.Header(dict(header))
 
 
 def _check_shapes(ccd: CCDData, cal: CCDData, what: str, path: str | None) -> None:

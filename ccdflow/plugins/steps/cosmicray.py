@@ -18,8 +18,7 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from ccdflow.framework.engine.step import Step, StepContext, StepParams
-from ccdflow.framework.numerics.arithmetic import header_of
+from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 from ccdflow.plugins.steps.noise import detector_gain, detector_read_noise, in_electrons
 
 

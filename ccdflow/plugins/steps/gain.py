@@ -6,8 +6,7 @@ import numpy as np
 from astropy.nddata import CCDData
 
 from ccdflow.framework.engine.errors import UnprocessableInputError
-from ccdflow.framework.engine.step import Step, StepContext, StepParams
-from ccdflow.framework.numerics.arithmetic import header_of
+from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 from ccdflow.plugins.steps.noise import detector_gain
 
 

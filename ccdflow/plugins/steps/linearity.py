@@ -7,8 +7,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from pydantic import Field
 
 from ccdflow.framework.engine.errors import NoWorkError
-from ccdflow.framework.engine.step import Step, StepContext, StepParams
-from ccdflow.framework.numerics.arithmetic import header_of
+from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 
 
 class LinearityParams(StepParams):

@@ -11,9 +11,8 @@ from astropy.stats import sigma_clipped_stats
 from pydantic import Field
 
 from ccdflow.framework.engine.errors import NoWorkError, UnprocessableInputError
-from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 from ccdflow.framework.headers.geometry import amplifier_regions
-from ccdflow.framework.numerics.arithmetic import header_of
 
 
 class OverscanParams(StepParams):

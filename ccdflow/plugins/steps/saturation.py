@@ -8,8 +8,7 @@ from pydantic import Field
 from scipy.ndimage import binary_dilation
 
 from ccdflow.framework.engine.errors import NoWorkError, UnprocessableInputError
-from ccdflow.framework.engine.step import Step, StepContext, StepParams
-from ccdflow.framework.numerics.arithmetic import header_of
+from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 
 
 class SaturationParams(StepParams):

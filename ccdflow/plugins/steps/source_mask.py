@@ -9,8 +9,7 @@ from astropy.nddata import CCDData
 from pydantic import Field
 
 from ccdflow.framework.engine.errors import AlgorithmError
-from ccdflow.framework.engine.step import Step, StepContext, StepParams
-from ccdflow.framework.numerics.arithmetic import header_of
+from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 
 
 class SourceMaskParams(StepParams):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 from astropy.nddata import CCDData
 
-from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 from ccdflow.framework.headers.geometry import amplifier_regions
-from ccdflow.framework.numerics.arithmetic import header_of
 
 
 def assemble(array: np.ndarray, regions: list[tuple[slice, slice]]) -> np.ndarray:

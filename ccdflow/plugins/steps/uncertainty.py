@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow.framework.engine.step import Step, StepContext, StepParams
-from ccdflow.framework.numerics.arithmetic import header_of
+from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 from ccdflow.framework.numerics.kernels import deviation_array
 from ccdflow.plugins.steps.noise import detector_gain, detector_read_noise
 

@@ -14,10 +14,7 @@ from importlib.resources import files
 import yaml
 from astropy.io import fits
 
-from ccdflow.framework.engine.caltype import CalibrationType
-from ccdflow.framework.engine.hookspecs import hookimpl
-from ccdflow.framework.engine.instrument import Instrument
-from ccdflow.framework.engine.step import Step
+from ccdflow.plugin import CalibrationType, Instrument, Step, hookimpl
 from ccdflow_example_plugin.fringe import FringeParams, FringeSubtractor, fit_fringe
 from ccdflow_example_plugin.fringe_frame import FringeFrame, unit_sky
 from ccdflow_example_plugin.pedestal import PedestalAdder, PedestalParams, apply_pedestal

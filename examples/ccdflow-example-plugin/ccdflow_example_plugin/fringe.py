@@ -22,9 +22,15 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from ccdflow.framework.engine.errors import AlgorithmError, NoWorkError, UnprocessableInputError
-from ccdflow.framework.engine.step import Step, StepContext, StepParams
-from ccdflow.framework.numerics.arithmetic import subtract_scaled
+from ccdflow.plugin import (
+    AlgorithmError,
+    NoWorkError,
+    Step,
+    StepContext,
+    StepParams,
+    UnprocessableInputError,
+    subtract_scaled,
+)
 
 #: The fitted scale, in the frame's unit per unit of the fringe frame (about the sky level).
 SCALE_CARD = "CF_FRSCL"

@@ -28,10 +28,7 @@ from typing import ClassVar
 import numpy as np
 from astropy.nddata import CCDData
 
-from ccdflow.framework.engine.caltype import CalibrationType
-from ccdflow.framework.engine.errors import UnprocessableInputError
-from ccdflow.framework.engine.frame import FrameMeta
-from ccdflow.framework.io import cards
+from ccdflow.plugin import CalibrationType, FrameMeta, UnprocessableInputError, cards
 
 #: Pixels more than this many robust sigma above a night-sky frame's sky are masked as sources.
 SOURCE_SIGMA = 5.0

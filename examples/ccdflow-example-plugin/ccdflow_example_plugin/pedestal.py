@@ -9,7 +9,7 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from ccdflow.framework.engine.step import Step, StepContext, StepParams
+from ccdflow.plugin import Step, StepContext, StepParams
 
 
 class PedestalParams(StepParams):
