@@ -26,9 +26,6 @@ from ccdflow.framework.engine.errors import CcdflowError
 from ccdflow.framework.io.fitsio import sha256_file
 from ccdflow.pipeline.naming import short_hash
 
-#: How the nightly pipeline combines every master (part of each master's identity).
-BUILD_OPTIONS: dict[str, Any] = {"method": "median", "clip": "sigma", "fallback": "none"}
-
 
 def master_identity(kind: str, input_sha256s: Sequence[str], recipe_hash: str,
                     calibration_sha256s: Mapping[str, str], options: Mapping[str, Any]) -> str:

@@ -84,9 +84,10 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
     The file is named ``<group>_<identity>.fits`` (see :mod:`ccdflow.pipeline.immutable`) and
     never written over: a changed parameter or input gives a new name beside the old one."""
     from ccdflow.framework.builders.masters import build_master, write_master
+    from ccdflow.framework.calibrations import calibration_type
     from ccdflow.framework.engine.recipe import needed_calibrations, optional_calibrations
     from ccdflow.framework.io.fitsio import sha256_file
-    from ccdflow.pipeline.immutable import BUILD_OPTIONS, master_identity, write_new
+    from ccdflow.pipeline.immutable import master_identity, write_new
 
     start = time.perf_counter()
     entry: dict[str, Any] = {"type": kind, "name": f"{group}.fits", "group": group, "n": len(metas),
@@ -100,10 +101,11 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         needed = needed_calibrations(config, frame_type)
         chosen = choose_calibrations(env, config, needed, group_meta(metas),
                                      optional=optional_calibrations(config, frame_type))
+        options = calibration_type(kind).combine_options  # the type's combine defaults
         # the hash of the recipe that preprocesses the inputs: the raw frame type's (a fringe
         # master's night-sky frames), which for bias, dark and flat is the type's own name
         identity = master_identity(kind, checksums, config.recipe_hash(frame_type),
-                                   {k: r["sha256"] for k, (r, _) in chosen.items()}, BUILD_OPTIONS)
+                                   {k: r["sha256"] for k, (r, _) in chosen.items()}, dict(options))
         out = inside(spec.outdir, spec.masters_dir / f"{group}_{identity}.fits")
         entry.update(name=out.name, path=str(out), identity=identity)
         calibrations = {k: {"id": r["id"], "name": Path(r["path"]).name, **rc.summary()}
@@ -117,8 +119,8 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         excluded: list[tuple[str, str]] = []  # frames left out (no finite pixel, dead readout...)
         entry["excluded"] = excluded
         ccd = build_master(kind, list(metas), env.manager, config, {k: m.ccd for k, m in cals.items()},
-                           clip=BUILD_OPTIONS["clip"], fallback=BUILD_OPTIONS["fallback"],
-                           method=BUILD_OPTIONS["method"], scratch_dir=spec.masters_dir,
+                           clip=options["clip"], fallback=options["fallback"],
+                           method=options["method"], scratch_dir=spec.masters_dir,
                            calibration_paths={k: str(m.path) for k, m in cals.items()},
                            input_checksums=checksums, excluded=excluded)
         cards.MKEY.put(ccd.header, identity)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from ccdflow.framework.engine.errors import PluginError
 
@@ -29,13 +29,23 @@ if TYPE_CHECKING:
     from astropy.io import fits
     from astropy.nddata import CCDData
 
+    from ccdflow.framework.builders.masters import Fallback
     from ccdflow.framework.engine.frame import FrameMeta
     from ccdflow.framework.engine.instrument import MatchRule
+    from ccdflow.framework.numerics.combine import Clip, Method
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 #: FrameMeta fields every calibration must share with the frame it is applied to (its setup).
 SETUP_FIELDS = ("instrument", "detector", "binning", "readout_mode", "shape")
+
+
+class CombineOptions(TypedDict):
+    """How a master is combined: ``build_master``'s method, clip and fallback."""
+
+    method: Method
+    clip: Clip
+    fallback: Fallback
 
 
 class CalibrationType:
@@ -63,6 +73,10 @@ class CalibrationType:
     #: Inputs are scaled to a common level before combining and the master is normalised to a
     #: median of 1 (flat fields).
     normalised: ClassVar[bool] = False
+    #: How the nightly pipeline combines its masters: method, rejection, and what to do when a
+    #: group is too small for sigma clipping (see ``build_master``). Part of a master's identity.
+    combine_options: ClassVar[CombineOptions] = {"method": "median", "clip": "sigma",
+                                                 "fallback": "none"}
     #: Applied in proportion to exposure time (a dark): the caldb compares exposures, prefers
     #: an exact one and may choose a scaled one, as the match rule allows.
     scales_with_exposure: ClassVar[bool] = False
