@@ -80,13 +80,22 @@ def _grey_cmap() -> Any:
     return cmap
 
 
+def _title(kind: str, stat: str) -> str:
+    """'bias level', 'dark rate' (not 'dark dark rate')."""
+    words = stat.replace("_", " ")
+    return words if words.startswith(kind) else f"{kind} {words}"
+
+
 def _history_plots(db: Any, looks: Path) -> dict[str, str]:
-    """The caldb's bias level and dark rate over time, this night included."""
+    """The caldb's history of each combined type's statistic, this night included."""
     from ccdflow.caldb.errors import CaldbError
     from ccdflow.caldb.history import history, plot_history
+    from ccdflow.framework.calibrations import master_types
 
     out = {}
-    for kind, stat, title in (("bias", "level", "bias level"), ("dark", "dark_rate", "dark rate")):
+    # each combined type's own statistic (bias level, dark rate, flat level, a plugin type's)
+    plots = [(t.name, t.trend_stat, _title(t.name, t.trend_stat)) for t in master_types()]
+    for kind, stat, title in plots:
         try:
             series = history(db, kind, stat)
             if series:
