@@ -152,3 +152,30 @@ def test_config_show_cli_reports_sources(tmp_path):
     assert table.exit_code == 0 and "site/night file" in table.output
     bad = CliRunner().invoke(cli, ["config", "show", "-p", "overscan.method=zzz"])
     assert bad.exit_code != 0
+
+
+def test_an_extending_instrument_tries_its_own_frame_type_patterns_first(manager, tmp_path):
+    """generic's '*flat*' must not win over the child's 'spec*flat*' (spectroscopic flats were
+    classified as imaging flats)."""
+    from astropy.io import fits
+
+    from ccdflow.framework.engine.config import load_instrument_file
+    from ccdflow.framework.headers.header_map import normalise
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(textwrap.dedent("""\
+        extends: generic
+        name: spec-cam
+        header:
+          frame_type:
+            values:
+              "spec*flat*": spec_flat
+    """))
+    child, _, _ = load_instrument_file(path, manager.instruments)
+    assert list(child.header.frame_type.values)[0] == "spec*flat*"
+    assert "*flat*" in child.header.frame_type.values  # the parent's patterns still follow
+    header = fits.Header({"NAXIS": 2, "NAXIS1": 8, "NAXIS2": 8, "IMAGETYP": "Spec Flat",
+                          "EXPTIME": 3.0, "DATE-OBS": "2026-01-01T00:00:00", "GAIN": 1.0})
+    assert normalise(child, [header], "f.fits").frame_type == "spec_flat"
+    header["IMAGETYP"] = "Dome Flat"
+    assert normalise(child, [header], "f.fits").frame_type == "flat"

@@ -78,12 +78,22 @@ def parse_cli_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
     return steps
 
 
+#: Mappings whose order means something (a header map's ``values``: patterns tried in order, the
+#: first match wins): when merged, ``update``'s entries come first, so an instrument that
+#: ``extends`` another has its own patterns tried before the parent's general ones.
+ORDERED_MAPPINGS = frozenset({"values"})
+
+
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; lists and scalars in ``update`` replace those in ``base``."""
+    """Recursive dict merge; lists and scalars in ``update`` replace those in ``base``; in an
+    ordered mapping (:data:`ORDERED_MAPPINGS`) ``update``'s keys come first."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
+            merged = deep_merge(out[key], value)
+            if key in ORDERED_MAPPINGS:
+                merged = {**{k: merged[k] for k in value}, **merged}
+            out[key] = merged
         else:
             out[key] = value
     return out
