@@ -16,8 +16,7 @@ from typing import Any
 
 from ccdflow.caldb.database import CalDB
 from ccdflow.caldb.errors import CaldbError
-from ccdflow.framework.calibrations import calibration_type
-from ccdflow.framework.engine.errors import ConfigError
+from ccdflow.framework.calibrations import find_type
 
 #: Other names people use for the standard statistics.
 ALIASES = {"bias_level": "level", "flat_level": "level", "read_noise": "noise", "rate": "dark_rate"}
@@ -28,10 +27,8 @@ UNITS = {"level": "ADU", "median": "ADU", "noise": "ADU", "dark_rate": "ADU/s",
 def _type_attribute(kind: str, name: str, default: Any) -> Any:
     """An attribute of a registered calibration type, or ``default`` for a type no installed
     plugin knows (its records can still be listed and plotted)."""
-    try:
-        return getattr(calibration_type(kind), name)
-    except ConfigError:
-        return default
+    found = find_type(kind)
+    return default if found is None else getattr(found, name)
 
 
 def stat_name(kind: str, stat: str | None) -> str:

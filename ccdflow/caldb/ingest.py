@@ -13,8 +13,8 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
 from ccdflow.caldb.selection import utc
-from ccdflow.framework.calibrations import calibration_type
-from ccdflow.framework.engine.errors import ConfigError, UnprocessableInputError
+from ccdflow.framework.calibrations import find_type
+from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import binning_text, shape_text
 from ccdflow.framework.engine.instrument import KeywordSpec
 from ccdflow.framework.headers.header_map import normalise
@@ -72,11 +72,8 @@ def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | N
     stats: dict[str, float] = {"median": median, "noise": noise}
     if cards.LEVEL.keyword in header:
         stats["level"] = float(header[cards.LEVEL.keyword])
-    try:
-        caltype = calibration_type(kind)
-    except ConfigError:
-        return stats
-    return caltype.ingest_stats(stats, header, data, exposure)
+    caltype = find_type(kind)
+    return stats if caltype is None else caltype.ingest_stats(stats, header, data, exposure)
 
 
 _SHAPE = re.compile(r"^\d+x\d+$")

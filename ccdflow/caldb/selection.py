@@ -17,14 +17,13 @@ Ties go to the later ingested record, then the higher id.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ccdflow.framework.calibrations import calibration_type
-from ccdflow.framework.engine.errors import ConfigError, UnprocessableInputError
+from ccdflow.framework.calibrations import find_type
+from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta, binning_text, shape_text
 from ccdflow.framework.engine.instrument import MatchRule
 
@@ -191,17 +190,16 @@ def rank_key(cand: Candidate, rec: CalRecord) -> tuple:
 def scales_with_exposure(kind: str) -> bool:
     """Whether masters of ``kind`` are applied scaled by exposure time (darks); False for a
     type no installed plugin knows."""
-    try:
-        return calibration_type(kind).scales_with_exposure
-    except ConfigError:
-        return False
+    found = find_type(kind)
+    return found is not None and found.scales_with_exposure
 
 
 def describe_frame(kind: str, meta: FrameMeta) -> str:
     """'flat for generic sim0 1x1 filter V': what a frame needs, in the type's own words."""
     parts = [kind, "for", meta.instrument, meta.detector, binning_text(meta.binning)]
-    with contextlib.suppress(ConfigError):  # a type no plugin knows: the setup says enough
-        parts += calibration_type(kind).describe(meta)
+    found = find_type(kind)
+    if found is not None:  # a type no plugin knows: the setup says enough
+        parts += found.describe(meta)
     return " ".join(parts)
 
 

@@ -114,11 +114,13 @@ def plan_masters(frames: Iterable[FrameMeta]) -> list[tuple[str, str, list[Frame
     return out
 
 
-def plan_products(science: Iterable[FrameMeta], rawdir: str | Path | None) -> list[tuple[FrameMeta, str]]:
+def plan_products(science: Iterable[FrameMeta], rawdir: str | Path | None,
+                  taken: set[str] | None = None) -> list[tuple[FrameMeta, str]]:
     """(frame, product path under reduced/) for each science frame: the raw file's path relative
-    to RAWDIR, made safe (see :func:`product_relpath`); a second frame that would get a name
-    already taken gets its raw path's hash added, so no product is ever written twice."""
-    taken: set[str] = set()
+    to RAWDIR, made safe (see :func:`product_relpath`); a frame whose name is already in
+    ``taken`` (this batch's, or what a watch planned before; updated here) gets its raw path's
+    hash added, so no product is ever written twice."""
+    taken = set() if taken is None else taken
     out = []
     for meta in sorted(science, key=lambda m: str(m.path)):
         rel = product_relpath(str(meta.path), rawdir)

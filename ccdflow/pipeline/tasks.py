@@ -167,7 +167,7 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
     (hot pixels from the dark's rate, low pixels from the flat), named by the two masters'
     checksums: the same pair is found again, a new pair gives a new file."""
     from ccdflow.framework.builders.badpixels import BpmThresholds, build_bpm, write_bpm
-    from ccdflow.framework.io.fitsio import read_file_hashed, read_product
+    from ccdflow.framework.builders.reduction import MasterRef
     from ccdflow.pipeline.immutable import write_new
     from ccdflow.pipeline.naming import short_hash
 
@@ -183,16 +183,9 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
             done = _existing_master(env.db, out)
             if done is not None:
                 return {**entry, **done, "seconds": time.perf_counter() - start}
-        loaded = []
-        for master in (dark, flat):  # the bytes hashed are the bytes used
-            content, sha = read_file_hashed(master["path"])
-            if sha != master["sha256"]:
-                from ccdflow.framework.engine.errors import CalibrationChangedError
-
-                raise CalibrationChangedError(f"{master['path']} changed since it was built; "
-                                              "no bad-pixel mask made from it")
-            loaded.append(read_product(master["path"], content=content))
-        d, f = loaded
+        # MasterRef.load hashes the bytes it reads and refuses ones that changed since the build
+        d, f = (MasterRef.load(kind, m["path"], m.get("caldb_id"), m["sha256"]).ccd
+                for kind, m in (("dark", dark), ("flat", flat)))
         mask, header = build_bpm(d.header, d.data, f.header, f.data, dark_mask=d.mask, flat_mask=f.mask,
                                  dark_path=dark["path"], flat_path=flat["path"])
         cards.MKEY.put(header, identity, "build identity: the dark and flat used")

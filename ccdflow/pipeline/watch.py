@@ -21,7 +21,6 @@ from typing import Any
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.headers.scan import discover_fits_files, scan_file
-from ccdflow.pipeline.naming import short_hash
 from ccdflow.pipeline.night import (
     NightResult,
     master_frame_types,
@@ -123,11 +122,7 @@ class Watcher:
         work = 0
         if self.calibrations and (science or now - self.last_calibration >= self.calibration_quiet):
             work += self.build_masters()
-        planned = [(m, rel) for m, rel in plan_products(science, self.rawdir)]
-        planned = [(m, rel if rel not in self.products else
-                    rel.removesuffix(".fits") + f".{short_hash(m.path, length=6)}.fits")
-                   for m, rel in planned]
-        self.products |= {rel for _, rel in planned}
+        planned = plan_products(science, self.rawdir, self.products)
         for entry in self.executor.map_unordered(science_task, [(self.spec, m, rel) for m, rel in planned]):
             self.result.science.append(entry)
             log.info("%s: %s %s", Path(entry["raw"]).name, entry["status"], entry.get("reason", ""))

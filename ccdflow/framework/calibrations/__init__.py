@@ -31,25 +31,28 @@ def _registered(manager: PluginManager | None) -> list[type[CalibrationType]]:
     return list(manager.calibration_types.values())
 
 
+def find_type(name: str, manager: PluginManager | None = None) -> type[CalibrationType] | None:
+    """The registered type called ``name``, or None: the caldb may hold masters of a type no
+    installed plugin knows, and must still list, plot and ingest them."""
+    return next((t for t in _registered(manager) if t.name == name), None)
+
+
 def calibration_type(name: str, manager: PluginManager | None = None) -> type[CalibrationType]:
     """The registered type called ``name`` (the process's plugin manager unless one is given)."""
-    found = {t.name: t for t in _registered(manager)}
-    if name not in found:
+    found = find_type(name, manager)
+    if found is None:
         from ccdflow.framework.engine.errors import ConfigError
 
-        raise ConfigError(f"unknown calibration type {name!r}; registered: {', '.join(sorted(found))}")
-    return found[name]
+        known = ", ".join(sorted(t.name for t in _registered(manager)))
+        raise ConfigError(f"unknown calibration type {name!r}; registered: {known}")
+    return found
 
 
 def card_tag(kind: str) -> str:
     """The provenance card tag of ``kind`` (``BIAS`` in CF_BIASF): the registered type's, or
     the name's first four letters for a type no installed plugin knows."""
-    from ccdflow.framework.engine.errors import ConfigError
-
-    try:
-        return calibration_type(kind).tag()
-    except ConfigError:
-        return kind.upper()[:4]
+    found = find_type(kind)
+    return found.tag() if found is not None else kind.upper()[:4]
 
 
 def for_frame_type(frame_type: str, manager: PluginManager | None = None) -> type[CalibrationType] | None:
@@ -64,5 +67,4 @@ def master_types(manager: PluginManager | None = None) -> list[type[CalibrationT
 
 
 __all__ = ["BUILTIN_TYPES", "BadPixelMask", "Bias", "Dark", "Flat", "calibration_type", "card_tag",
-           "for_frame_type",
-           "master_types"]
+           "find_type", "for_frame_type", "master_types"]
