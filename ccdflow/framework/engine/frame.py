@@ -47,6 +47,16 @@ class FrameMeta(BaseModel):
     temperature: float | None = Field(None, description="Detector temperature in Celsius.")
     binning: tuple[int, int] = Field((1, 1), description="Binning (x, y).")
     readout_mode: str = Field("default", description="Readout mode/speed/port identifier.")
+    camera: str | None = Field(
+        None, description="Camera identity: the header's INSTRUME value, plus ' #<serial>' when the "
+        "instrument maps a serial-number keyword and the header has it. Calibrations never cross "
+        "cameras; None when the header names no camera.")
+    gain_setting: str | None = Field(
+        None, description="A CMOS camera's unitless gain setting as text ('0', '120'; ZWO, NINA and "
+        "SharpCap write GAIN so), never e-/ADU. Calibrations match on it.")
+    offset: str | None = Field(
+        None, description="The camera's offset (pedestal) setting as text ('9'). Calibrations "
+        "match on it.")
     shape: tuple[int, int] = Field(description="Raw data shape (ny, nx).")
     gain: float | None = Field(None, description="Gain in electrons per ADU.")
     read_noise: float | None = Field(None, description="Read noise in electrons.")
