@@ -11,11 +11,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
+from ccdflow.framework.engine.frame_type_rules import FrameTypeRule, FrameTypeSource
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
 
 Scalar = str | int | float | bool
+#: Units a raw header value may be in: times (to seconds), temperatures (to Celsius), and for an
+#: observation time given as a number, Modified or plain Julian Date.
+Unit = Literal["us", "ms", "s", "min", "h", "C", "K", "F", "mjd", "jd"]
 
 
 class _Strict(BaseModel):
@@ -39,8 +43,14 @@ class KeywordSpec(_Strict):
     )
     default: Scalar | None = Field(None, description="Value used when no keyword is present.")
     required: bool = Field(False, description="Missing value (and no default) is an error.")
-    unit: Literal["s", "ms", "C", "K", "F"] | None = Field(
-        None, description="Unit of the raw value; converted to seconds or Celsius."
+    unit: Unit | None = Field(
+        None, description="Unit of the raw value; converted to seconds or Celsius (us, ms, s, "
+        "min, h; C, K, F), or for date_obs a number read as 'mjd' or 'jd'.",
+    )
+    units: dict[str, Unit] = Field(
+        default_factory=dict,
+        description="Unit of one keyword when it differs from `unit` (ZWO's EXPOINUS: us after "
+        "EXPTIME in s; MJD-OBS: mjd after DATE-OBS), so a fallback keyword keeps its own unit.",
     )
     kelvin_above: float | None = Field(
         None,
@@ -69,7 +79,25 @@ class HeaderMap(_Strict):
     exposure_time: KeywordSpec = Field(description="Exposure time.")
     date_obs: KeywordSpec = Field(description="Observation start (ISO date or date+time).")
     time_obs: KeywordSpec | None = Field(
-        None, description="Time of day, for headers whose date_obs holds only the date."
+        None, description="Time of day, for headers whose date_obs holds only the date "
+        "('hh:mm:ss[.sss]', or a number: decimal hours unless `unit` says otherwise)."
+    )
+    frame_type_rules: list[FrameTypeRule] = Field(
+        default_factory=list,
+        description="Frame type from conditions on several keywords (EXPTIME == 0 and SHUTTER "
+        "closed -> bias); the first rule whose conditions all hold decides.",
+    )
+    frame_type_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="Opt-in: case-insensitive glob on the file's path -> frame type, for cameras "
+        "that write the type only in file or folder names. A pattern of k parts ('Bias/*') is "
+        "matched against the last k parts of the path; the first match wins.",
+    )
+    frame_type_from: list[FrameTypeSource] = Field(
+        default_factory=lambda: ["header", "rules", "path"],
+        description="Where the frame type is looked for, in order: the frame_type keyword "
+        "('header', which wins when present unless listed later), frame_type_rules ('rules'), "
+        "frame_type_paths ('path').",
     )
     filter: KeywordSpec = Field(default_factory=KeywordSpec, description="Filter name.")
     temperature: KeywordSpec = Field(default_factory=KeywordSpec, description="CCD temperature.")
@@ -90,6 +118,21 @@ class HeaderMap(_Strict):
     )
     gain: KeywordSpec = Field(default_factory=KeywordSpec, description="Gain (e-/ADU).")
     read_noise: KeywordSpec = Field(default_factory=KeywordSpec, description="Read noise (e-).")
+    camera: KeywordSpec = Field(
+        default_factory=lambda: KeywordSpec(keyword=["INSTRUME"]),
+        description="Camera model or name; with camera_serial, the identity calibrations never "
+        "cross.",
+    )
+    camera_serial: KeywordSpec = Field(
+        default_factory=KeywordSpec, description="Camera serial number, when the header has one."
+    )
+    gain_setting: KeywordSpec = Field(
+        default_factory=KeywordSpec,
+        description="A CMOS camera's unitless gain setting (ZWO/NINA/SharpCap GAIN), never e-/ADU.",
+    )
+    offset: KeywordSpec = Field(
+        default_factory=KeywordSpec, description="The camera's offset (pedestal) setting."
+    )
 
 
 class Amplifier(_Strict):
