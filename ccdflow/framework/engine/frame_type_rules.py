@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 #: Where a frame type may come from, in the order an instrument lists them.
 FrameTypeSource = Literal["header", "rules", "path"]
+#: The default order: the type keyword wins when present, then rules, then the path.
+FRAME_TYPE_ORDER: tuple[FrameTypeSource, ...] = ("header", "rules", "path")
 
 #: Normalised values a condition may test instead of a raw keyword (read before the type).
 RULE_FIELDS = ("exposure_time",)

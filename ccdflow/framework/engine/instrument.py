@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
-from ccdflow.framework.engine.frame_type_rules import FrameTypeRule, FrameTypeSource
+from ccdflow.framework.engine.frame_type_rules import FRAME_TYPE_ORDER, FrameTypeRule, FrameTypeSource
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
@@ -94,7 +94,7 @@ class HeaderMap(_Strict):
         "matched against the last k parts of the path; the first match wins.",
     )
     frame_type_from: list[FrameTypeSource] = Field(
-        default_factory=lambda: ["header", "rules", "path"],
+        default_factory=lambda: list(FRAME_TYPE_ORDER),
         description="Where the frame type is looked for, in order: the frame_type keyword "
         "('header', which wins when present unless listed later), frame_type_rules ('rules'), "
         "frame_type_paths ('path').",

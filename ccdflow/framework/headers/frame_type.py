@@ -45,10 +45,10 @@ def frame_type_of(reader: HeaderReader, exposure: float) -> tuple[str, str | Non
     kind, note = found
     # classification, not a calibration type: ESO files call a zero-second dark a bias
     if kind == "dark" and exposure == 0 and reader.instrument.zero_exposure_dark_is_bias:
-        source = reader.sources["frame_type"]
-        kind, note = "bias", f"{source.keyword or 'frame type'}={source.raw!r} with zero exposure: bias"
-        reader.sources["frame_type"] = FieldSource("frame_type", source.keyword, source.raw, kind,
-                                                   (*source.notes, note))
+        typed = reader.sources["frame_type"]
+        kind, note = "bias", f"{typed.keyword or 'frame type'}={typed.raw!r} with zero exposure: bias"
+        reader.sources["frame_type"] = FieldSource("frame_type", typed.keyword, typed.raw, kind,
+                                                   (*typed.notes, note))
     return kind, note
 
 

@@ -97,12 +97,12 @@ class HeaderReader:
         for card in self._cards(spec):
             try:
                 found = self._value(name, spec, card, parse)
-            except _Refused as why:
-                refused.append(why)
+            except _Refused as refusal:
+                refused.append(refusal)
                 continue
-            for why in refused:
-                self.warnings.append(f"{why.keyword}: {name} {why.message} (found {why.value!r}); "
-                                     f"{card.keyword} used instead")
+            for earlier in refused:
+                self.warnings.append(f"{earlier.keyword}: {name} {earlier.message} (found "
+                                     f"{earlier.value!r}); {card.keyword} used instead")
             return self._record(found)
         if refused:
             why = refused[0]
