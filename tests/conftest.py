@@ -3,6 +3,8 @@ fake instruments and "run one step" come from ccdflow.testing, the plugin author
 
 from __future__ import annotations
 
+import os
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +14,10 @@ from ccdflow.framework.engine.plugins import get_plugin_manager
 from ccdflow.testing import make_meta
 
 __all__ = ["fake_calibration_fields", "make_meta"]  # make_meta: ccdflow.testing's, for older imports
+
+# The tests never see the developer's own instrument folder (~/.config/ccdflow/instruments):
+# an empty one of their own, inherited by every ccdflow process a test starts.
+os.environ["CCDFLOW_INSTRUMENTS"] = tempfile.mkdtemp(prefix="ccdflow-no-user-instruments-")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL_DATA = SHARED / "data" / "real"

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from ccdflow.framework.engine.config import build, parse_cli_params
 from ccdflow.framework.engine.errors import ConfigError
+from ccdflow.framework.engine.instrument_files import manager_with_files
 from ccdflow.framework.engine.plugins import get_plugin_manager
 
 
@@ -43,7 +44,7 @@ def test_every_layer_overrides_the_one_below(manager, tmp_path):
           flat: {min_value: 0.4}
     """)
     night = write(tmp_path / "night.yaml", "steps:\n  flat: {min_value: 0.5}\n")
-    cfg = build(manager, instrument_file=inst, config_files=[site, night],
+    cfg = build(manager_with_files([inst]), config_files=[site, night],
                 params=["overscan.poly_order=5"])
     assert cfg.instrument.name == "mycam"
     o, f = cfg.steps["overscan"], cfg.steps["flat"]
@@ -75,9 +76,9 @@ def test_recipe_entry_params_apply_below_user_layers(manager, tmp_path):
         recipes:
           science: [overscan: {method: mean}, trim]
     """)
-    cfg = build(manager, instrument_file=inst)
+    cfg = build(manager_with_files([inst]))
     assert cfg.params("overscan", {"method": "mean"}).method == "mean"
-    cfg = build(manager, instrument_file=inst, params=["overscan.method=median"])
+    cfg = build(manager_with_files([inst]), params=["overscan.method=median"])
     assert cfg.params("overscan", {"method": "mean"}).method == "median"
 
 
@@ -105,10 +106,10 @@ def test_invalid_site_file_names_file_key_value_and_expectation(manager, tmp_pat
 def test_invalid_instrument_file_is_reported_with_the_key(manager, tmp_path):
     inst = write(tmp_path / "bad.yaml", "extends: generic\nname: bad\ngain: -2\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: gain: .*greater than 0.*-2"):
-        build(manager, instrument_file=inst)
+        build(manager_with_files([inst]))
     inst = write(tmp_path / "bad2.yaml", "extends: nosuchcam\nname: bad\n")
     with pytest.raises(ConfigError, match="unknown instrument 'nosuchcam'"):
-        build(manager, instrument_file=inst)
+        build(manager_with_files([inst]))
 
 
 def test_cli_params_parse_yaml_scalars_and_reject_garbage():
@@ -159,7 +160,7 @@ def test_an_extending_instrument_tries_its_own_frame_type_patterns_first(manager
     classified as imaging flats)."""
     from astropy.io import fits
 
-    from ccdflow.framework.engine.config import load_instrument_file
+    from ccdflow.framework.engine.instrument_files import load_instrument_file
     from ccdflow.framework.headers.header_map import normalise
 
     path = tmp_path / "spec.yaml"

@@ -230,7 +230,7 @@ def test_non_instrument_registration_is_reported(site):
                           'register({"name": "tpcam"})')
     site.install("tp-dict", {"tp_dict": "tp_dict_mod"}, {"tp_dict_mod": source})
     manager = PluginManager().load_entry_points()
-    assert "expects an Instrument, got dict" in manager.failures[0].error
+    assert "expects an Instrument or the Path of an instrument YAML, got dict" in manager.failures[0].error
 
 
 def test_duplicate_step_name_is_reported(site):

@@ -13,6 +13,7 @@ from scipy import ndimage
 from ccdflow.framework.builders.masters import build_master
 from ccdflow.framework.builders.reduction import MasterRef, group_frames, reduce_frame
 from ccdflow.framework.engine.config import build
+from ccdflow.framework.engine.instrument_files import manager_with_files
 from ccdflow.framework.headers.scan import scan_paths
 from ccdflow.framework.io.fitsio import sha256_file
 from ccdflow.framework.io.fitswrite import write_ccd
@@ -165,7 +166,7 @@ def reduced(night, setup, tmp_path_factory):
     manager, _, groups = setup
     out = tmp_path_factory.mktemp("reduced")
     (out / "simtruth.yaml").write_text(FULL_RECIPES)
-    config = build(manager, instrument_file=out / "simtruth.yaml")
+    config = build(manager_with_files([out / "simtruth.yaml"]))
     (bias_metas,) = groups["bias"]
     cold = min(groups["dark"], key=lambda g: g[0].temperature)
     (flat_metas,) = groups["flat"]

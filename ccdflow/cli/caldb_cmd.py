@@ -17,7 +17,6 @@ from ccdflow.cli.caldb_options import (
     caldb_options,
     echo_json,
     instrument_config_option,
-    instruments_with,
     open_db,
     out_console,
     plugin_manager,
@@ -66,9 +65,10 @@ def init(caldb_url: str | None) -> None:
 @click.option("--instrument", help="Instrument whose header map reads such masters.")
 @click.option("--raw-shape", callback=raw_shape, metavar="NYxNX",
               help="Shape of the raw frames a foreign master was made from (default: its own).")
+@instrument_config_option
 @caldb_options()
 def add(files: tuple[Path, ...], kind: str | None, instrument: str | None, raw_shape: str | None,
-        caldb_url: str | None, as_json: bool) -> None:
+        instrument_files: tuple[str, ...], caldb_url: str | None, as_json: bool) -> None:
     """Ingest master calibration files (directories are searched for FITS files).
 
     Masters written by ccdflow carry all their metadata. Others (e.g. from ccdproc) need
@@ -81,7 +81,7 @@ def add(files: tuple[Path, ...], kind: str | None, instrument: str | None, raw_s
       ccdflow caldb add masters/
       ccdflow caldb add old/master_bias.fits --type bias --instrument generic --raw-shape 2048x2148
     """
-    manager = plugin_manager()
+    manager = plugin_manager(instrument_files)
     if instrument:
         manager.instrument(instrument)  # an unknown name fails before anything is ingested
     db = open_db(caldb_url, write=True)
@@ -164,7 +164,7 @@ def show(cal_id: int, caldb_url: str | None, as_json: bool) -> None:
 @instrument_config_option
 @caldb_options()
 def best(file: Path, kind: str, instrument: str | None, pin: str | None, waive: bool,
-         instrument_file: str | None, caldb_url: str | None, as_json: bool) -> None:
+         instrument_files: tuple[str, ...], caldb_url: str | None, as_json: bool) -> None:
     """The calibration of type T for raw frame FILE, with every candidate and why.
 
     Exit status 1 when no calibration passes the gates.
@@ -181,10 +181,9 @@ def best(file: Path, kind: str, instrument: str | None, pin: str | None, waive: 
 
     if waive and pin is None:
         raise click.UsageError("--waive only applies to a calibration chosen with --pin")
-    manager = plugin_manager()
-    instruments, site = instruments_with(manager, instrument_file)
-    meta = read_frame(file.resolve(), manager, instrument, site)
-    rule = rule_for(instruments, meta.instrument, kind)
+    manager = plugin_manager(instrument_files)
+    meta = read_frame(file.resolve(), manager, instrument)
+    rule = rule_for(manager.instruments, meta.instrument, kind)
     db = open_db(caldb_url)
     record, receipt, error = None, None, None
     try:

@@ -14,13 +14,15 @@ import click
 from rich.console import Console
 
 from ccdflow.cli import ErrorsToExitGroup, fail  # noqa: F401  (fail re-exported)
-from ccdflow.cli.options import CALDB_ENV_VAR, caldb_options  # noqa: F401  (re-exported)
-from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.cli.options import (  # noqa: F401  (re-exported)
+    CALDB_ENV_VAR,
+    caldb_options,
+    instrument_config_option,
+)
 
 if TYPE_CHECKING:
     from ccdflow.caldb import CalDB
     from ccdflow.framework.engine.frame import FrameMeta
-    from ccdflow.framework.engine.instrument import Instrument
     from ccdflow.framework.engine.plugins import PluginManager
 
 # Everything from ccdflow.caldb (and so SQLAlchemy) is imported inside functions: at module
@@ -98,49 +100,21 @@ def remember(caldb_url: str | None) -> str:
     return url
 
 
-def plugin_manager() -> PluginManager:
+def plugin_manager(instrument_files: tuple[str, ...] = ()) -> PluginManager:
+    """The plugins, plus the instruments of the ``--instrument-config`` files given."""
     root = click.get_current_context().find_root()
-    from ccdflow.framework.engine.plugins import get_plugin_manager
+    from ccdflow.framework.engine.instrument_files import manager_with_files
 
-    return get_plugin_manager(strict=(root.obj or {}).get("strict_plugins") or None)
-
-
-instrument_config_option = click.option(
-    "--instrument-config", "instrument_file", type=click.Path(exists=True, dir_okay=False),
-    help="Instrument YAML (complete, or `extends: NAME` with your own `caldb:` match rules); "
-         "used instead of the registered instrument of the same name.")
+    return manager_with_files(instrument_files, strict=(root.obj or {}).get("strict_plugins") or None)
 
 
-def instruments_with(manager: PluginManager, instrument_file: str | None
-                     ) -> tuple[dict[str, Instrument], Instrument | None]:
-    """Registered instruments with a site's instrument file over its namesake, and that one."""
-    known = dict(manager.instruments)
-    if instrument_file is None:
-        return known, None
-    from ccdflow.framework.engine.config import load_instrument_file
-
-    site, _, _ = load_instrument_file(instrument_file, manager.instruments)
-    known[site.name] = site
-    return known, site
-
-
-def read_frame(file: Path, manager: PluginManager, instrument: str | None,
-               site: Instrument | None) -> FrameMeta:
-    """FrameMeta of a raw frame, read through the site instrument's header map when one is given."""
-    from ccdflow.framework.headers.header_map import normalise
+def read_frame(file: Path, manager: PluginManager, instrument: str | None) -> FrameMeta:
+    """FrameMeta of a raw frame: read as ``instrument`` when named, else as the instrument that
+    identifies it (instrument files given on the command line included)."""
+    from ccdflow.framework.engine.instrument_files import forced_instrument
     from ccdflow.framework.headers.scan import scan_file
-    from ccdflow.framework.io.fitsio import read_headers
 
-    if site is None:
-        return scan_file(file, manager, instrument)
-    if instrument not in (None, site.name):
-        raise click.UsageError(f"--instrument {instrument} contradicts --instrument-config, "
-                               f"which defines instrument {site.name}")
-    try:
-        return normalise(site, read_headers(file, complete=True), str(file))
-    except (ValueError, TypeError, KeyError) as exc:  # malformed cards, as in framework.scan
-        raise UnprocessableInputError(f"header cannot be read as {site.name!r}: {exc}",
-                                      path=str(file)) from None
+    return scan_file(file, manager, forced_instrument(manager, instrument))
 
 
 def echo_json(data: Any) -> None:

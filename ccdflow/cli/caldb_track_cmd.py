@@ -16,7 +16,6 @@ from ccdflow.cli.caldb_options import (
     caldb_options,
     echo_json,
     instrument_config_option,
-    instruments_with,
     open_db,
     out_console,
     plugin_manager,
@@ -178,7 +177,7 @@ def used_by(cal_id: int, caldb_url: str | None, as_json: bool) -> None:
 @click.command("stale")
 @instrument_config_option
 @caldb_options()
-def stale(instrument_file: str | None, caldb_url: str | None, as_json: bool) -> None:
+def stale(instrument_files: tuple[str, ...], caldb_url: str | None, as_json: bool) -> None:
     """Products whose best calibration today is not the one they used: re-reduce these.
 
     A product goes stale when a better master arrives or the one it used is marked bad.
@@ -190,7 +189,7 @@ def stale(instrument_file: str | None, caldb_url: str | None, as_json: bool) -> 
     from ccdflow.caldb.rules import rule_for
     from ccdflow.cli.caldb_render import table
 
-    instruments, _ = instruments_with(plugin_manager(), instrument_file)
+    instruments = plugin_manager(instrument_files).instruments
     rows = open_db(caldb_url).stale(lambda inst, kind: rule_for(instruments, inst, kind))
     if as_json:
         echo_json(rows)

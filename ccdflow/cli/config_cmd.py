@@ -17,17 +17,14 @@ if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
 
 
-def resolve_from_options(ctx: click.Context, instrument, instrument_file, config_files, params
+def resolve_from_options(ctx: click.Context, instrument, instrument_files, config_files, params
                          ) -> tuple[PluginManager, ResolvedConfig]:
     # imported here: pydantic, astropy and the plugins are not needed for `--help`
     from ccdflow.framework.engine import config as cfg
-    from ccdflow.framework.engine.plugins import get_plugin_manager
+    from ccdflow.framework.engine.instrument_files import manager_with_files
 
-    manager = get_plugin_manager(strict=(ctx.obj or {}).get("strict_plugins"))
-    return manager, cfg.build(
-        manager, instrument=instrument, instrument_file=instrument_file,
-        config_files=config_files, params=params,
-    )
+    manager = manager_with_files(instrument_files, strict=(ctx.obj or {}).get("strict_plugins"))
+    return manager, cfg.build(manager, instrument=instrument, config_files=config_files, params=params)
 
 
 @click.group("config")
@@ -40,13 +37,13 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--yaml", "as_yaml", is_flag=True, help="Print the merged config as YAML.")
 @click.pass_context
-def show(ctx, instrument, instrument_file, config_files, params, as_json, as_yaml) -> None:
+def show(ctx, instrument, instrument_files, config_files, params, as_json, as_yaml) -> None:
     """Print the merged step parameters and the layer each value came from.
 
     Layers, low to high: step default < instrument plugin < instrument file <
     site/night file < command line (-p).
     """
-    _, resolved = resolve_from_options(ctx, instrument, instrument_file, config_files, params)
+    _, resolved = resolve_from_options(ctx, instrument, instrument_files, config_files, params)
     if as_yaml:
         click.echo(yaml.safe_dump(resolved.as_dict(), sort_keys=False))
         return

@@ -39,7 +39,7 @@ from ccdflow.cli.master_inputs import (
 @click.pass_context
 def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str | None,
         dark_path: str | None, flat_path: str | None, caldb_url: str | None, register: bool,
-        as_json: bool, instrument: str | None, instrument_file: str | None, config_files: tuple,
+        as_json: bool, instrument: str | None, instrument_files: tuple[str, ...], config_files: tuple,
         params: tuple, hot_sigma: float, hot_rate: float | None, low_threshold: float,
         unstable_factor: float) -> None:
     """Bad-pixel mask from --dark MASTER (hot) and --flat MASTER (dead/low); raw dark or flat
@@ -48,7 +48,6 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
     Bits: 1 hot, 2 dead/low, 4 unstable."""
     from ccdflow.framework.builders.badpixels import BpmThresholds, build_bpm, write_bpm
     from ccdflow.framework.builders.masters import preprocess_into
-    from ccdflow.framework.engine.recipe import needed_calibrations
     from ccdflow.framework.io.fitsio import read_product
     from ccdflow.framework.io.spool import Spool
 
@@ -70,18 +69,18 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
 
     manager: PluginManager | None = None
     if files:
-        manager, config, metas = scan_inputs(ctx, files, instrument, instrument_file, config_files, params)
+        manager, config, metas = scan_inputs(ctx, files, instrument, instrument_files, config_files, params)
         kind = metas[0].frame_type
         # a mask is made from darks (hot pixels) or flats (low pixels): what the bpm type needs
         if kind not in ("dark", "flat") or any(m.frame_type != kind for m in metas):
             raise UnprocessableInputError("the unstable-pixel stack must be all darks or all flats, got "
                                           + ", ".join(sorted({m.frame_type for m in metas})))
-        cals = load_calibrations(needed_calibrations(config, kind), {"bias": bias_path, "dark": dark_path},
-                                 metas[0], config, caldb_url)
+        cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path},
+                                         metas[0], caldb_url)
         with Spool(len(metas), out.resolve().parent) as spool, \
                 progress_bar(not as_json, len(metas), "stack") as advance:
             pre = preprocess_into(spool, kind, metas, manager, config,
-                                  {k: m.ccd for k, m in cals.items()}, advance)
+                                  {k: m.ccd for k, m in cals.items()}, advance, absent=absent)
             mask, header = make((spool.frames, spool.masks, pre.scales or None), tuple(spool.paths))
     else:
         mask, header = make()

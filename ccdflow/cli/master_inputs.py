@@ -71,21 +71,15 @@ def common_options(func: Callable) -> Callable:
 
 
 def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | None,
-                instrument_file: str | None, config_files: tuple, params: tuple
+                instrument_files: tuple[str, ...], config_files: tuple, params: tuple
                 ) -> tuple[PluginManager, ResolvedConfig, list[FrameMeta]]:
     """Frames and the configuration of their instrument; any unreadable file stops the build."""
+    from ccdflow.framework.engine.instrument_files import forced_instrument
     from ccdflow.framework.headers.scan import scan_paths
 
-    manager, config = resolve_from_options(ctx, instrument, instrument_file, config_files, params)
-    if instrument_file is not None:
-        from ccdflow.framework.headers.header_map import normalise
-        from ccdflow.framework.headers.scan import iter_fits_files
-        from ccdflow.framework.io.fitsio import read_headers
-
-        metas = [normalise(config.instrument, read_headers(f, complete=True), f)
-                 for f in iter_fits_files(files)]
-        return manager, config, metas
-    metas, unknown = scan_paths(files, manager, instrument)
+    manager, config = resolve_from_options(ctx, instrument, instrument_files, config_files, params)
+    forced = forced_instrument(manager, instrument)
+    metas, unknown = scan_paths(files, manager, forced)
     if unknown:
         raise UnprocessableInputError("cannot use: " + "; ".join(f"{p}: {why}" for p, why in unknown))
     if not metas:
@@ -93,35 +87,40 @@ def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | No
     names = sorted({m.instrument for m in metas})
     if len(names) > 1:
         raise UnprocessableInputError(f"inputs come from different instruments: {', '.join(names)}")
-    if instrument is None and names[0] != config.instrument.name:
-        manager, config = resolve_from_options(ctx, names[0], None, config_files, params)
+    if names[0] != config.instrument.name:
+        manager, config = resolve_from_options(ctx, names[0], instrument_files, config_files, params)
     return manager, config, sorted(metas, key=lambda m: m.date_obs)
 
 
-def load_calibrations(kinds: list[str], explicit: dict[str, str | None], meta: Any, config: Any,
-                      caldb_url: str | None) -> dict[str, Any]:
-    """MasterRef per needed type: the given file, else the caldb's best for ``meta``."""
+def load_calibrations(config: Any, frame_type: str, explicit: dict[str, str | None], meta: Any,
+                      caldb_url: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """MasterRef per calibration the inputs' recipe looks for (the given file, else the caldb's
+    best for ``meta``), and why each other one is absent, under the instrument's
+    ``calibrations:`` policy, as in a night (a missing required one is an error saying how to
+    give it, or how to declare it optional)."""
     from ccdflow.framework.builders.reduction import MasterRef
+    from ccdflow.framework.engine.calibration_policy import choose
+    from ccdflow.framework.engine.errors import MissingCalibrationError
+    from ccdflow.framework.engine.recipe import calibration_needs
 
-    out, missing = {}, []
-    for kind in kinds:
+    dbs: list[Any] = []
+
+    def find(kind: str) -> MasterRef:
         path = explicit.get(kind)
         if path:
-            out[kind] = MasterRef.load(kind, path)
-        else:
-            missing.append(kind)
-    if missing and caldb_url is None:
-        raise UnprocessableInputError(
-            f"the recipe needs a master {' and '.join(missing)}: give "
-            + " ".join(f"--{k} FILE" for k in missing) + " or --caldb URL to choose from")
-    if missing:
-        from ccdflow.cli.caldb_options import open_db
+            return MasterRef.load(kind, path)
+        if caldb_url is None:
+            option = f"--{kind} FILE or " if kind in explicit else ""
+            raise MissingCalibrationError(f"the recipe needs a master {kind}: give {option}--caldb URL "
+                                          "to choose from")
+        if not dbs:
+            from ccdflow.cli.caldb_options import open_db
 
-        db = open_db(caldb_url)
-        for kind in missing:
-            record, _ = db.best(kind, meta, config.instrument.caldb[kind])
-            out[kind] = MasterRef.load(kind, record["path"], record["id"], record["sha256"])
-    return out
+            dbs.append(open_db(caldb_url))
+        record, _ = dbs[0].best(kind, meta, config.instrument.match_rule(kind))
+        return MasterRef.load(kind, record["path"], record["id"], record["sha256"])
+
+    return choose(calibration_needs(config, frame_type), find, config)
 
 
 @contextmanager

@@ -40,25 +40,25 @@ def night_options(func):
     return func
 
 
-def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_file, config_files, params,
+def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_files, config_files, params,
               force: bool):
     """Resolve the caldb (created or upgraded if needed, and writable) and check the config
     before any work: a bad parameter exits 2, a caldb that cannot be used exits 3."""
     from ccdflow.caldb import CalDB
     from ccdflow.caldb.connection import resolve_url
     from ccdflow.framework.engine.config import build
-    from ccdflow.framework.engine.plugins import get_plugin_manager
+    from ccdflow.framework.engine.instrument_files import forced_instrument, manager_with_files
     from ccdflow.pipeline.spec import RunSpec
 
     root = click.get_current_context().find_root()
-    manager = get_plugin_manager(strict=(root.obj or {}).get("strict_plugins") or None)
+    manager = manager_with_files(instrument_files, (root.obj or {}).get("strict_plugins") or None)
     # A bad parameter or config file is a configuration error now, not a failure per frame later.
-    build(manager, instrument=None if instrument_file else (instrument or "generic"),
-          instrument_file=instrument_file, config_files=config_files, params=params)
+    forced = forced_instrument(manager, instrument)
+    build(manager, instrument=forced, config_files=config_files, params=params)
     url = resolve_url(caldb_url)
     CalDB.create(url).close()
-    return RunSpec(outdir=str(outdir.resolve()), caldb_url=url, instrument=instrument,
-                   instrument_file=str(Path(instrument_file).resolve()) if instrument_file else None,
+    return RunSpec(outdir=str(outdir.resolve()), caldb_url=url, instrument=forced,
+                   instrument_files=tuple(str(Path(f).resolve()) for f in instrument_files),
                    config_files=tuple(str(Path(c).resolve()) for c in config_files),
                    params=tuple(params), force=force)
 
@@ -72,7 +72,7 @@ def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_file, 
 @config_options
 @caldb_options()
 def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | None, force: bool,
-            dashboard: str | None, redo_stale: bool, instrument, instrument_file, config_files,
+            dashboard: str | None, redo_stale: bool, instrument, instrument_files, config_files,
             params, caldb_url, as_json: bool) -> None:
     """Reduce a night: scan RAWDIR, build and register masters, reduce every science frame with
     the caldb's best calibrations, and write a report.
@@ -98,7 +98,7 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
     from ccdflow.pipeline.spec import environment, forget_environments
 
     require_fits_files(rawdir)
-    spec = spec_from(outdir, caldb_url, instrument, instrument_file, config_files, params, force)
+    spec = spec_from(outdir, caldb_url, instrument, instrument_files, config_files, params, force)
     console = Console(stderr=True)
     with signals_interrupt() as check_signals, lock_outdir(Path(spec.outdir), "night"), \
             make_executor(workers, scheduler, dashboard) as executor, \

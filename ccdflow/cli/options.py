@@ -11,12 +11,23 @@ import click
 CALDB_ENV_VAR = "CCDFLOW_CALDB"
 
 
+#: ``--instrument-config FILE`` (repeatable): every command that reads frames or rules takes it.
+instrument_config_option = click.option(
+    "--instrument-config", "instrument_files", multiple=True, metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Instrument YAML (complete, or `extends: NAME` with overrides), used like an installed "
+         "instrument: identification, header map, geometry, recipes and caldb rules; it replaces "
+         "an instrument of the same name. Repeatable. Files in $CCDFLOW_INSTRUMENTS (default "
+         "~/.config/ccdflow/instruments/) are found without this option.")
+
+
 def config_options(func: Callable) -> Callable:
     """Options of every command that resolves a run configuration."""
     for option in reversed([
-        click.option("--instrument", "instrument", help="Instrument name (see `ccdflow plugins`)."),
-        click.option("--instrument-config", "instrument_file", type=click.Path(dir_okay=False),
-                     help="Instrument YAML (complete, or `extends: NAME` with overrides)."),
+        click.option("--instrument", "instrument",
+                     help="Read every frame as this instrument (see `ccdflow plugins`); default: "
+                          "each frame's instrument, identified from its header."),
+        instrument_config_option,
         click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
                      help="Site/night YAML file(s) with `instrument:` and `steps:`; later wins."),
         click.option("-p", "--param", "params", multiple=True, metavar="STEP.PARAM=VALUE",

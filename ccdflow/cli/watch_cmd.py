@@ -26,7 +26,7 @@ from ccdflow.cli.options import caldb_options, config_options
 @caldb_options()
 def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | None, force: bool,
             dashboard: str | None, interval: float, settle: float, calibration_quiet: float,
-            instrument, instrument_file, config_files, params, caldb_url, as_json: bool) -> None:
+            instrument, instrument_files, config_files, params, caldb_url, as_json: bool) -> None:
     """Reduce each new science frame in RAWDIR as it lands, with the best masters in the caldb,
     and build masters when a calibration set is complete.
 
@@ -45,7 +45,7 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
     from ccdflow.pipeline.spec import environment, forget_environments
     from ccdflow.pipeline.watch import Watcher
 
-    spec = spec_from(outdir, caldb_url, instrument, instrument_file, config_files, params, force)
+    spec = spec_from(outdir, caldb_url, instrument, instrument_files, config_files, params, force)
     console = Console(stderr=True)
     watchers: list[Watcher] = []
 

@@ -21,8 +21,10 @@ class RunSpec:
 
     outdir: str
     caldb_url: str
+    #: every frame is read as this instrument; None: each frame's, identified from its header
     instrument: str | None = None
-    instrument_file: str | None = None
+    #: ``--instrument-config`` files: their instruments join the plugins' in every process
+    instrument_files: tuple[str, ...] = ()
     config_files: tuple[str, ...] = ()
     params: tuple[str, ...] = ()
     force: bool = False
@@ -58,11 +60,8 @@ class Environment:
         """The resolved config for a frame's instrument (forced by --instrument when given)."""
         name = self.spec.instrument or instrument or "generic"
         if name not in self.configs:
-            self.configs[name] = build(
-                self.manager, instrument=None if self.spec.instrument_file else name,
-                instrument_file=self.spec.instrument_file, config_files=self.spec.config_files,
-                params=self.spec.params,
-            )
+            self.configs[name] = build(self.manager, instrument=name,
+                                       config_files=self.spec.config_files, params=self.spec.params)
         return self.configs[name]
 
     @property
@@ -92,9 +91,9 @@ def environment(spec: RunSpec) -> Environment:
     with _LOCK:
         env = _ENVIRONMENTS.get(spec)
         if env is None:
-            from ccdflow.framework.engine.plugins import get_plugin_manager
+            from ccdflow.framework.engine.instrument_files import manager_with_files
 
-            env = _ENVIRONMENTS[spec] = Environment(spec, get_plugin_manager())
+            env = _ENVIRONMENTS[spec] = Environment(spec, manager_with_files(spec.instrument_files))
         return env
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ccdflow.framework.engine.calibration_policy import check_policy
 from ccdflow.framework.engine.errors import ConfigError
 from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.step import Step, StepParams
@@ -97,31 +98,6 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
         else:
             out[key] = value
     return out
-
-
-def load_instrument_file(
-    path: str | Path, registered: Mapping[str, Instrument]
-) -> tuple[Instrument, Instrument | None, dict[str, Any]]:
-    """An instrument YAML, complete or ``extends: <name>`` over a registered one.
-
-    Returns the merged instrument, the one it extends (if any) and the file's own ``steps``.
-    """
-    data = load_yaml(path)
-    own_steps = dict(data.get("steps") or {})
-    base_name = data.pop("extends", None)
-    base = None
-    if base_name is not None:
-        if base_name not in registered:
-            raise ConfigError(
-                f"{path}: extends: unknown instrument {base_name!r}; "
-                f"registered: {', '.join(sorted(registered))}"
-            )
-        base = registered[base_name]
-        data = deep_merge(base.model_dump(), data)
-    try:
-        return Instrument.model_validate(data), base, own_steps
-    except ValidationError as exc:
-        raise ConfigError(describe_validation(str(path), "", exc)) from None
 
 
 @dataclass
@@ -235,11 +211,18 @@ def build(
     manager: PluginManager,
     *,
     instrument: str | None = None,
-    instrument_file: str | Path | None = None,
     config_files: Iterable[str | Path] = (),
     params: Iterable[str] = (),
 ) -> ResolvedConfig:
-    """Resolve a run's configuration from the plugin manager and the user's files and flags."""
+    """Resolve a run's configuration from the plugin manager (whose instruments include those
+    of the user's instrument files: see :func:`~ccdflow.framework.engine.instrument_files.
+    manager_with_files`) and the user's site files and flags.
+
+    The instrument is ``instrument``, else the site files' ``instrument:``, else the one given
+    by ``--instrument-config`` (when exactly one file was), else ``generic``. An instrument read
+    from a file contributes two layers: the steps of the instrument it extends, then its own."""
+    from ccdflow.framework.engine.instrument_files import default_instrument
+
     site_files = []
     for path in config_files:
         data = load_yaml(path)
@@ -251,22 +234,22 @@ def build(
     name = instrument
     for _, site in site_files:
         name = name or site.instrument
+    inst = manager.instrument(name or default_instrument(manager))
+    origin = manager.origins.get(inst.name)
     file_layer = None
-    if instrument_file is not None:
-        inst, base, own_steps = load_instrument_file(instrument_file, manager.instruments)
-        file_layer = (str(instrument_file), own_steps)
-        plugin_steps = base.steps if base else {}
-        plugin_source = manager.owner("instrument", base.name) if base else str(instrument_file)
-        inst_source = str(instrument_file)
+    if origin is not None and origin.path is not None:
+        file_layer = (origin.path, origin.own_steps)
+        plugin_layer = (origin.base_source or origin.path, origin.base_steps)
+        inst_source = origin.path
     else:
-        inst = manager.instrument(name or "generic")
-        plugin_steps, plugin_source = inst.steps, manager.owner("instrument", inst.name)
-        inst_source = plugin_source
+        inst_source = manager.owner("instrument", inst.name)
+        plugin_layer = (inst_source, inst.steps)
+    check_policy(inst, manager.calibration_types, inst_source)
     return resolve(
         steps=manager.steps,
         instrument=inst,
         instrument_source=inst_source,
-        plugin_layer=(plugin_source, plugin_steps),
+        plugin_layer=plugin_layer,
         instrument_file=file_layer,
         site_files=[(src, site.steps) for src, site in site_files],
         cli_params=parse_cli_params(params),

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from astropy.io import fits
     from astropy.nddata import CCDData
     from pydantic import BaseModel
@@ -32,12 +34,14 @@ def register_steps(register: Callable[[type[Step]], None]) -> None:
 
 
 @hookspec
-def register_instruments(register: Callable[[Instrument], None]) -> None:
+def register_instruments(register: Callable[[Instrument | Path], None]) -> None:
     """Register instrument configurations by calling ``register(instrument)``.
 
-    Called once per plugin when the plugin manager loads it.
+    Called once per plugin when the plugin manager loads it (the built-ins first).
 
-    :param register: callback taking an :class:`~ccdflow.framework.engine.instrument.Instrument`.
+    :param register: callback taking an :class:`~ccdflow.framework.engine.instrument.Instrument`
+        or the :class:`~pathlib.Path` of an instrument YAML, which may ``extends:`` an instrument
+        registered before it (``generic``, or one the plugin registered earlier).
     """
 
 

@@ -17,25 +17,31 @@ if TYPE_CHECKING:
     from astropy.io import fits
 
     from ccdflow.framework.engine.instrument import Instrument
+    from ccdflow.framework.engine.instrument_files import InstrumentOrigin
 
 
 class DeclarativeIdentifier:
     """Matches each instrument's ``identify`` glob rules; the most specific match wins.
 
-    Specificity is the number of keywords in the rule, then the number of literal
-    (non-wildcard) characters in the patterns that matched: ``INSTRUME: 'EXAMPLECAM*'``
-    beats ``IMAGETYP: '*'``. Equal scores go to the instrument registered first.
+    An instrument from a file given on the command line beats one from the user's instrument
+    folder, which beats a package's (your own description of a camera wins wherever both
+    match). Within one source, specificity is the number of keywords in the rule, then the
+    number of literal (non-wildcard) characters in the patterns that matched:
+    ``INSTRUME: 'EXAMPLECAM*'`` beats ``IMAGETYP: '*'``. Equal scores go to the instrument
+    registered first.
     """
 
-    def __init__(self, instruments: Mapping[str, Instrument]) -> None:
-        # the manager's own dict, read at each call: instruments registered later count too
+    def __init__(self, instruments: Mapping[str, Instrument],
+                 origins: Mapping[str, InstrumentOrigin] | None = None) -> None:
+        # the manager's own dicts, read at each call: instruments registered later count too
         self.instruments = instruments
+        self.origins = origins if origins is not None else {}
 
     @hookimpl(trylast=True)
     def identify_instrument(
         self, header: fits.Header, headers: Mapping[int | str, fits.Header]
     ) -> str | None:
-        best: tuple[tuple[int, int], str] | None = None
+        best: tuple[tuple[int, int, int], str] | None = None
         for name, inst in self.instruments.items():
             if not inst.identify:
                 continue
@@ -46,7 +52,8 @@ class DeclarativeIdentifier:
                     break
                 literal += len(matched.replace("*", "").replace("?", ""))
             else:
-                score = (len(inst.identify), literal)
+                origin = self.origins.get(name)
+                score = (origin.rank if origin else 0, len(inst.identify), literal)
                 if best is None or score > best[0]:
                     best = (score, name)
         return None if best is None else best[1]

@@ -8,10 +8,12 @@ contribution read in one place, without pluggy around them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ccdflow.framework.engine.caltype import CalibrationType, validate_calibration_type
 from ccdflow.framework.engine.errors import ConfigError, PluginError
 from ccdflow.framework.engine.instrument import Instrument
+from ccdflow.framework.engine.instrument_files import InstrumentOrigin, load_in_order
 from ccdflow.framework.engine.step import Step, validate_step_class
 
 
@@ -35,6 +37,8 @@ class Registry:
         self.steps: dict[str, type[Step]] = {}
         self.instruments: dict[str, Instrument] = {}
         self.calibration_types: dict[str, type[CalibrationType]] = {}
+        #: where each instrument came from (a package, the user's folder, the command line)
+        self.origins: dict[str, InstrumentOrigin] = {}
         self._owner: dict[str, str] = {}
 
     def _forget(self, name: str) -> None:
@@ -46,6 +50,7 @@ class Registry:
             self.steps.pop(step, None)
         for inst in info.instruments:
             self.instruments.pop(inst, None)
+            self.origins.pop(inst, None)
         for kind in info.calibration_types:
             self.calibration_types.pop(kind, None)
         self._owner = {key: owner for key, owner in self._owner.items() if owner != name}
@@ -68,17 +73,34 @@ class Registry:
         self._owner["step:" + step.name] = info.name
         info.steps.append(step.name)
 
-    def _add_instrument(self, instrument: Instrument, info: PluginInfo) -> None:
+    def _add_instrument(self, instrument: Instrument | Path, info: PluginInfo) -> None:
+        if isinstance(instrument, Path):  # a YAML file, which may extend what is registered
+            (_, instrument, _), = load_in_order([instrument], self.instruments)
         if not isinstance(instrument, Instrument):
             raise PluginError(
-                f"register_instruments expects an Instrument, got {type(instrument).__name__}"
+                f"register_instruments expects an Instrument or the Path of an instrument YAML, "
+                f"got {type(instrument).__name__}"
             )
         if instrument.name in self.instruments:
             owner = self._owner["instrument:" + instrument.name]
             raise PluginError(f"instrument {instrument.name!r} is already registered by {owner!r}")
         self.instruments[instrument.name] = instrument
+        self.origins[instrument.name] = InstrumentOrigin()
         self._owner["instrument:" + instrument.name] = info.name
         info.instruments.append(instrument.name)
+
+    def add_file_instrument(self, instrument: Instrument, origin: InstrumentOrigin) -> None:
+        """Register an instrument read from a YAML file (the user's folder, the command line).
+        Unlike a plugin's, it replaces a registered instrument of the same name: a site's own
+        description of a camera (its caldb rules, its sections) wins over the package's."""
+        previous = self._owner.get("instrument:" + instrument.name)
+        if previous is not None:
+            info = self.plugins.get(previous)
+            if info is not None and instrument.name in info.instruments:
+                info.instruments.remove(instrument.name)
+        self.instruments[instrument.name] = instrument
+        self.origins[instrument.name] = origin
+        self._owner["instrument:" + instrument.name] = origin.path or instrument.name
 
     def _add_calibration_type(self, cls: type[CalibrationType], info: PluginInfo) -> None:
         validate_calibration_type(cls)

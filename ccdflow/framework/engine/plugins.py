@@ -16,10 +16,18 @@ import pluggy
 from ccdflow.framework.engine import hookspecs
 from ccdflow.framework.engine.errors import PluginError
 from ccdflow.framework.engine.identifier import DeclarativeIdentifier
+from ccdflow.framework.engine.instrument_files import (
+    USER_FOLDER,
+    register_files,
+    user_instrument_dir,
+    yaml_files,
+)
 from ccdflow.framework.engine.plugin_registry import PluginInfo, Registry
 from ccdflow.framework.engine.step import StepRunnerPlugin
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from astropy.io import fits
     from astropy.nddata import CCDData
     from pydantic import BaseModel
@@ -58,7 +66,8 @@ class PluginManager(Registry):
         self.failures: list[PluginFailure] = []
         self.blocked: list[str] = []
         self.pm.register(StepRunnerPlugin(), name="ccdflow.framework.engine.step")
-        self.pm.register(DeclarativeIdentifier(self.instruments), name="ccdflow.framework.identify")
+        self.pm.register(DeclarativeIdentifier(self.instruments, self.origins),
+                         name="ccdflow.framework.identify")
 
     # -- loading ---------------------------------------------------------------
     def load_entry_points(self) -> PluginManager:
@@ -83,6 +92,9 @@ class PluginManager(Registry):
             version = ep.dist.version if ep.dist else None
             self.register(module, ep.name, dist, version)
         self.check_pending()
+        folder = user_instrument_dir()
+        if folder is not None:
+            register_files(self, yaml_files(folder), USER_FOLDER)
         return self
 
     def register(
@@ -140,6 +152,11 @@ class PluginManager(Registry):
         name = self.pm.get_name(plugin)
         return self.plugins.get(name) if name else None
 
+    def report_failure(self, name: str, dist: str | None, error: str) -> None:
+        """A contribution that cannot be used (a plugin, a broken instrument file in the user's
+        folder): logged and listed by `ccdflow plugins`, or raised in strict mode."""
+        self._fail(name, dist, error)
+
     def _fail(self, name: str, dist: str | None, error: str) -> None:
         if self.strict:
             raise PluginError(
@@ -159,7 +176,7 @@ class PluginManager(Registry):
         """Call ``plugin``'s ``register_steps`` (that plugin's alone: see :func:`_only`)."""
         _only(self.pm, plugin, "register_steps")(register=register)
 
-    def register_instruments(self, plugin: Any, register: Callable[[Instrument], None]) -> None:
+    def register_instruments(self, plugin: Any, register: Callable[[Instrument | Path], None]) -> None:
         """Call ``plugin``'s ``register_instruments``."""
         _only(self.pm, plugin, "register_instruments")(register=register)
 

@@ -6,26 +6,22 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from ccdflow.framework.engine.config import describe_validation, load_yaml
-from ccdflow.framework.engine.errors import PluginError
+from ccdflow.framework.engine.errors import ConfigError, PluginError
 from ccdflow.framework.engine.hookspecs import hookimpl
 from ccdflow.framework.engine.instrument import Instrument
+from ccdflow.framework.engine.instrument_files import load_in_order
 
 HERE = Path(__file__).parent
 
 
 @cache
 def builtin_instruments() -> tuple[Instrument, ...]:
-    """Every YAML instrument shipped with ccdflow, validated once per process."""
-    out = []
-    for path in sorted(HERE.glob("*.yaml")):
-        try:
-            out.append(Instrument.model_validate(load_yaml(path)))
-        except ValidationError as exc:
-            raise PluginError(describe_validation(str(path), "", exc)) from None
-    return tuple(out)
+    """Every YAML instrument shipped with ccdflow (files may ``extends:`` one another), validated
+    once per process, each after the one it extends."""
+    try:
+        return tuple(inst for _, inst, _ in load_in_order(sorted(HERE.glob("*.yaml")), {}))
+    except ConfigError as exc:
+        raise PluginError(str(exc)) from None
 
 
 @hookimpl
