@@ -128,6 +128,12 @@ def test_the_user_folder_is_found_without_an_option_and_extends_across_files(raw
     env = {"CCDFLOW_INSTRUMENTS": str(folder)}
     proc = ccdflow("plugins", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
+    listed = json.loads(proc.stdout)
+    assert listed["instrument_folder"] == str(folder)
+    assert {(f["instrument"], f["source"], f["extends"]) for f in listed["instrument_files"]} == {
+        ("acme-1", "user instrument folder", "generic"),
+        ("acme-1-site", "user instrument folder", "acme-1")}
+    assert any("broken.yaml" in f["name"] for f in listed["failed"])
     os.environ["CCDFLOW_INSTRUMENTS"], saved = str(folder), os.environ["CCDFLOW_INSTRUMENTS"]
     try:
         manager = PluginManager().load_entry_points()
