@@ -81,7 +81,8 @@ _ZOO = {
     "midas-badfitskeys-dfosc-skyflat.fits.gz": Expect(
         None, reason=(_NO_ID, "INSTRUME='DFOSC_FASU'", "IMAGETYP absent")
     ),
-    "msumastro-aspen_trimmed.fit": Expect("generic", "flat", "R", 1.0, temperature=-7.91),
+    # MaxIm DL files of other cameras are read by the maxim-dl library file.
+    "msumastro-aspen_trimmed.fit": Expect("maxim-dl", "flat", "R", 1.0, temperature=-7.91),
     **{
         f"msumastro-biastest{i}.fit": Expect("feder-apogee", "bias", None, 0.0, temperature=t)
         for i, t in enumerate([-35.03, -34.87, -35.16, -35.09, -35.12], start=1)
@@ -101,11 +102,12 @@ _ZOO = {
                                                 temperature=-40.01),
     "msumastro-maximdl_6_16_header.fit": Expect("feder-apogee", "science", "B", 90.0,
                                                 temperature=-40.01),
-    # Aspen CG16: a different Feder camera, read with standard keywords.
-    "msumastro-maximdl_6_18_header.fit": Expect("generic", "science", "r", 90.0,
+    # Aspen CG16: a different Feder camera, run by ACP (LAT-OBS/LONG-OBS/ALT-OBS): acp.yaml.
+    "msumastro-maximdl_6_18_header.fit": Expect("acp", "science", "r", 90.0,
                                                 temperature=-19.98),
+    # CCDOPS writes no frame-type card: identified, then refused naming the missing keyword.
     "msumastro-neon-on-dome-10-sec-high-res-though-scope.fit": Expect(
-        None, reason=(_NO_ID, "INSTRUME='SBIG ST-7'", "IMAGETYP absent")
+        None, reason=("missing frame_type for instrument 'ccdops'", "IMAGETYP")
     ),
     "msumastro-uint16.fit": Expect("feder-apogee", "science", "R", 90.0, temperature=-19.91),
     "msumastro-uint16_missing_filter.fit": Expect("feder-apogee", "science", None, 90.0,
@@ -114,11 +116,11 @@ _ZOO = {
                                                temperature=-19.91),
     "msumastro-uint16_not_m101.fit": Expect("feder-apogee", "science", "R", 90.0,
                                             temperature=-19.91),
-    "stellarphot-TIC-367710318-tiny.fit.bz2": Expect("generic", "science", "rp", 90.0,
+    "stellarphot-TIC-367710318-tiny.fit.bz2": Expect("acp", "science", "rp", 90.0,
                                                      temperature=-30.07),
-    "stellarphot-TIC-402828941-tiny.fit.bz2": Expect("generic", "science", "ip", 120.0,
+    "stellarphot-TIC-402828941-tiny.fit.bz2": Expect("acp", "science", "ip", 120.0,
                                                      temperature=-30.03),
-    "stellarphot-wasp-10-tiny.fit.bz2": Expect("generic", "science", "r", 90.0,
+    "stellarphot-wasp-10-tiny.fit.bz2": Expect("acp", "science", "r", 90.0,
                                                temperature=-20.04),
 }
 
@@ -137,9 +139,9 @@ _CR = {
 }
 
 # -- zwo-asi120mc-cmos: ASIImg headers without IMAGETYP (type only in file/folder names) ------
-# Unclassifiable for now: no built-in instrument knows INSTRUME='ZWO ASI120MC-S' and the
-# generic map needs IMAGETYP. The real-cameras issue makes these classified.
-_ZWO = Expect(None, reason=(_NO_ID, "INSTRUME='ZWO ASI120MC-S'", "IMAGETYP absent"))
+# Identified as ASIImg's (SWCREATE), then refused naming the frame type ASIImg never writes:
+# a camera's own file (`extends: asiimg`) says where the type is (docs/cameras.md).
+_ZWO = Expect(None, reason=("missing frame_type for instrument 'asiimg'", "IMAGETYP"))
 _ZWO_FOLDERS = {"Bias": 15, "Dark_1s": 5, "Dark_10s": 5, "Dark_100s": 5, "Flat": 10}
 
 _FEDER_FLAT_EXPTIME = {"B": 120.0, "V": 30.0, "R": 15.0, "I": 5.0}
