@@ -159,6 +159,7 @@ COMMANDS = {
     "caldb": ("ccdflow.cli.caldb_cmd", "The calibration database: add, best, history, quality..."),
     "config": ("ccdflow.cli.config_cmd", "Inspect the layered configuration."),
     "demo": ("ccdflow.cli.demo_cmd", "Simulate a night, build masters, reduce it, compare with truth."),
+    "inspect": ("ccdflow.cli.inspect_cmd", "What ccdflow reads in each file, and from which keywords."),
     "night": ("ccdflow.cli.night_cmd", "Reduce a night: masters, science frames, provenance, report."),
     "master": ("ccdflow.cli.master_cmd", "Build master bias/dark/flat frames and bad-pixel masks."),
     "plugins": ("ccdflow.cli.plugins_cmd", "List plugins, their steps and instruments."),
