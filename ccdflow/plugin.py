@@ -13,8 +13,10 @@ from ccdflow.framework.engine.errors import (
     AlgorithmError,
     CcdflowError,
     ConfigError,
+    IlluminatedOverscanError,
     NoWorkError,
     PluginError,
+    SectionError,
     UnprocessableInputError,
 )
 from ccdflow.framework.engine.frame import FrameMeta
@@ -27,6 +29,7 @@ from ccdflow.framework.numerics.arithmetic import subtract_scaled
 
 __all__ = [
     "SETUP_FIELDS", "AlgorithmError", "CalibrationType", "CcdflowError", "ConfigError", "FrameMeta",
-    "Instrument", "MatchRule", "NoWorkError", "PluginError", "PluginManager", "Step", "StepContext",
-    "StepParams", "UnprocessableInputError", "cards", "header_of", "hookimpl", "subtract_scaled",
+    "IlluminatedOverscanError", "Instrument", "MatchRule", "NoWorkError", "PluginError",
+    "PluginManager", "SectionError", "Step", "StepContext", "StepParams", "UnprocessableInputError",
+    "cards", "header_of", "hookimpl", "subtract_scaled",
 ]

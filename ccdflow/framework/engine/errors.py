@@ -2,6 +2,7 @@
 
 - ``NoWorkError``: nothing to do for this frame (wrong type, step not applicable).
 - ``UnprocessableInputError``: the input itself is bad (corrupt file, missing keyword).
+- ``SectionError`` (and ``IlluminatedOverscanError``): a detector section unusable on this frame.
 - ``AlgorithmError``: a step failed on valid input (e.g. a fit did not converge).
 - ``ConfigError``: the configuration is wrong; fix it and re-run.
 - ``PluginError``: a plugin could not be loaded or declared something invalid.
@@ -39,6 +40,19 @@ class UnprocessableInputError(CcdflowError):
             parts.append(f", found {value!r}" if value is not None else ", not present")
             parts.append(f", expected {expected})" if expected else ")")
         super().__init__("".join(parts))
+
+
+class SectionError(UnprocessableInputError):
+    """A detector section cannot be used on this frame: it lies outside the frame or the
+    readout window, overlaps the data it should be apart from, or no geometry variant matches
+    the frame. ``keyword`` names where the section came from (a header keyword such as BIASSEC,
+    or the YAML key such as ``geometry.amplifiers[0].overscan``), ``value`` the section."""
+
+
+class IlluminatedOverscanError(SectionError):
+    """The overscan region's pixels do not look like an overscan (light in it on an exposed
+    frame, or a level or noise far from the data area's on a bias): subtracting it would
+    subtract light or structure. The message gives the figures (levels, noise, thresholds)."""
 
 
 class AlgorithmError(CcdflowError):

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.frame_type_rules import FRAME_TYPE_ORDER, FrameTypeRule, FrameTypeSource
+from ccdflow.framework.engine.readout_geometry import Geometry
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
@@ -132,48 +133,6 @@ class HeaderMap(_Strict):
     )
     offset: KeywordSpec = Field(
         default_factory=KeywordSpec, description="The camera's offset (pedestal) setting."
-    )
-
-
-class Amplifier(_Strict):
-    """One readout amplifier: its overscan and the part of the frame it illuminates.
-
-    No gain or read noise of its own yet: the steps apply one per frame (header map, then the
-    instrument's ``gain``/``read_noise``), so a per-amplifier value would be silently ignored;
-    one that is set is refused instead. (The two fields stay in the model, always None, so the
-    config hash of every existing instrument, and every product and master name made with it,
-    stays what it was.)
-    """
-
-    name: str = Field("A", description="Amplifier name, used in header cards and logs.")
-    overscan: str | None = Field(
-        None, description="Overscan/prescan section in raw pixels; None: the BIASSEC keyword."
-    )
-    trim: str | None = Field(
-        None, description="Useful data section in raw pixels; None: TRIMSEC, then DATASEC."
-    )
-    gain: None = Field(None, description="Not supported: set the instrument's gain (e-/ADU).")
-    read_noise: None = Field(None, description="Not supported: set the instrument's read_noise (e-).")
-
-    @field_validator("gain", "read_noise", mode="before")
-    @classmethod
-    def _not_per_amplifier(cls, value: Any, info: Any) -> None:
-        if value is not None:
-            raise ValueError(f"a per-amplifier {info.field_name} is not applied by any step; give the "
-                             f"instrument's {info.field_name} (or a header keyword) instead")
-        return None
-
-
-class Geometry(_Strict):
-    """Detector layout: amplifiers plus the header keywords used when sections are not given."""
-
-    amplifiers: list[Amplifier] = Field(
-        default_factory=lambda: [Amplifier()], description="Readout amplifiers."
-    )
-    overscan_keyword: str | None = Field("BIASSEC", description="Fallback overscan keyword.")
-    trim_keywords: list[str] = Field(
-        default_factory=lambda: ["TRIMSEC", "DATASEC"],
-        description="Fallback trim keywords, first present wins.",
     )
 
 

@@ -26,7 +26,8 @@ class Trimmer(Step[StepParams]):
     description = "Cut away overscan/prescan, keeping the data section of every amplifier."
 
     def run(self, ccd: CCDData, params: StepParams, calibrations, context: StepContext) -> CCDData:
-        amps = amplifier_regions(context.instrument, ccd.header, ccd.shape, context.meta.path)
+        amps = amplifier_regions(context.instrument, ccd.header, ccd.shape, context.meta.path,
+                                 context.meta)
         regions = [a.trim for a in amps]
         data = assemble(np.asarray(ccd.data), regions)
         mask = None if ccd.mask is None else assemble(ccd.mask, regions)
