@@ -14,7 +14,7 @@ from pydantic import Field
 from ccdflow.framework.engine.errors import IlluminatedOverscanError, NoWorkError, UnprocessableInputError
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 from ccdflow.framework.headers.geometry import AmplifierRegions, amplifier_regions
-from ccdflow.plugins.steps.noise import resolve
+from ccdflow.plugins.steps.noise import detector_gain, detector_read_noise
 
 #: Frame types that hold no light: their overscan is compared with the data area itself.
 DARK_TYPES = ("bias", "dark")
@@ -142,11 +142,11 @@ def read_noise_adu(context: StepContext) -> float | None:
     """The frame's read noise in ADU when its read noise and gain are known, else None (the
     check then falls back to what the frame itself shows)."""
     try:
-        rn = resolve(context, "read_noise", "overscan check")
-        gain = resolve(context, "gain", "overscan check")
+        rn = detector_read_noise(context, "the overscan check")
+        gain = detector_gain(context, "the overscan check")
     except UnprocessableInputError:
         return None
-    return rn.value / gain.value if rn.value > 0 else None
+    return rn / gain if rn > 0 else None
 
 
 def check_overscan(data: np.ndarray, amp: AmplifierRegions, frame_type: str,
