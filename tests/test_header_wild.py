@@ -296,3 +296,13 @@ def test_zwo_biases_read_through_the_unparsable_exptime(generic):
         else:
             assert not reading.warnings
         assert meta.date_obs.year == 2024 and meta.date_obs.microsecond % 1000 == 0
+
+
+def test_identification_reads_an_unparsable_card_too(tmp_path):
+    """An identify keyword astropy calls unparsable is matched on its text, not raised."""
+    from ccdflow.framework.engine.identifier import matching_pattern
+
+    headers = read_headers(raw_fits(tmp_path / "f.fits", INSTRUME="ZWO,ASI"))
+    with pytest.raises(fits.VerifyError):
+        headers[0]["INSTRUME"]
+    assert matching_pattern(headers, "INSTRUME", ["efosc*", "zwo,*"]) == "zwo,*"

@@ -63,8 +63,12 @@ def matching_pattern(
     headers: Mapping[int | str, fits.Header], key: str, patterns: list[str]
 ) -> str | None:
     """The first of ``patterns`` that the first header holding ``key`` matches, or None."""
+    from ccdflow.framework.headers.card_values import read_card
+
     for header in headers.values():
         if key in header:
-            value = str(header[key]).strip().lower()
+            # read_card: a card astropy calls unparsable is read from its text, not raised
+            card = read_card(header, key)
+            value = "" if card is None or card.value is None else str(card.value).strip().lower()
             return next((p for p in patterns if fnmatch.fnmatchcase(value, p.lower())), None)
     return None
