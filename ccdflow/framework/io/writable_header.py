@@ -29,9 +29,10 @@ log = logging.getLogger("ccdflow.fitsio")
 
 _NON_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 #: Card text that may not survive a write: non-printable or non-ASCII characters, a number with a
-#: 3-digit exponent (1E999 parses as inf), or NaN/inf spelt out (unparsable in FITS).
-_SUSPECT = re.compile(r"[^\x20-\x7e]|=\s*[-+]?[\d.]+\s*[EeDd]\s*[-+]?\d{3}|=\s*[-+]?(?:nan|inf)",
-                      re.IGNORECASE)
+#: 3-digit exponent (1E999 parses as inf), NaN/inf spelt out (unparsable in FITS), or a number
+#: with a decimal comma (ZWO ASIImg's ``EXPTIME = 6,4E-05``: astropy cannot parse it).
+_SUSPECT = re.compile(r"[^\x20-\x7e]|=\s*[-+]?[\d.]+\s*[EeDd]\s*[-+]?\d{3}|=\s*[-+]?(?:nan|inf)"
+                      r"|^.{8}=\s*[-+]?\d*,\d", re.IGNORECASE)
 
 
 class NonFiniteCardError(UnprocessableInputError):
