@@ -164,6 +164,9 @@ def _missing(reader: HeaderReader) -> UnprocessableInputError:
     if hmap.frame_type_paths and "path" in hmap.frame_type_from:
         tried.append("no frame_type_paths pattern matches the path")
     also = f"; {'; '.join(tried)}" if tried else ""
+    hint = "" if hmap.frame_type_paths else (
+        " (if the type is only in file or folder names, give `header: frame_type_paths:` in the "
+        "instrument's YAML, e.g. {'Bias/*': bias}: see docs/cameras.md)")
     return UnprocessableInputError(
         f"missing frame_type for instrument {reader.instrument.name!r}{also}",
-        path=reader.path, keyword=wanted, expected="a frame_type value")
+        path=reader.path, keyword=wanted, expected="a frame_type value" + hint)
