@@ -548,7 +548,8 @@ def test_rule_for(night):
     assert rule_for(manager, "generic", "flat").max_age_days == 60
     unknown = rule_for(manager, "generic", "shutter")  # a type no installed plugin registers
     assert unknown == DEFAULT_RULE and unknown.max_age_days == 30
-    assert unknown.must_match == ["instrument", "detector", "binning", "readout_mode", "shape"]
+    assert unknown.must_match == ["instrument", "camera", "detector", "binning", "readout_mode",
+                                  "gain_setting", "offset", "shape"]
     with pytest.raises(ConfigError, match="registered: .*generic"):
         rule_for(manager, "nope", "bias")
 

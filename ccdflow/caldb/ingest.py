@@ -77,6 +77,8 @@ def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | N
 
 
 _SHAPE = re.compile(r"^\d+x\d+$")
+#: Record column -> the master's card: camera identity and CMOS settings.
+_IDENTITY = {"camera": cards.CAM, "gain_setting": cards.GSET, "offset": cards.OFFS}
 
 
 def _checked(header: fits.Header, key: str, path: Path, kind: type, pattern: re.Pattern | None = None,
@@ -111,6 +113,8 @@ def fields_from_ccdflow_master(path: Path, header: fits.Header, data: np.ndarray
                                       value=header["NCOMBINE"], expected="a whole number >= 1")
     return {
         "type": kind, "instrument": str(header[cards.INST.keyword]).strip(),
+        # '' or absent (a master from before ccdflow wrote them): not known, NULL in the caldb
+        **{field: _checked(header, card.keyword, path, str) for field, card in _IDENTITY.items()},
         "detector": str(header.get(cards.DET.keyword, "default")).strip(),
         "binning": _checked(header, cards.BIN.keyword, path, str, _SHAPE, "'BXxBY' such as '2x2'"),
         "readout_mode": str(header.get(cards.READM.keyword, "default")),
@@ -145,7 +149,8 @@ def fields_from_header_map(path: Path, kind: str, manager: PluginManager, instru
     meta = normalise(inst.model_copy(update={"header": hmap}), headers, str(path))
     shape = shape_text(data.shape)
     return {
-        "type": kind, "instrument": inst.name, "detector": meta.detector,
+        "type": kind, "instrument": inst.name, "camera": meta.camera,
+        "gain_setting": meta.gain_setting, "offset": meta.offset, "detector": meta.detector,
         "binning": binning_text(meta.binning), "readout_mode": meta.readout_mode,
         "raw_shape": raw_shape or shape, "filter": meta.filter,
         "exposure_time": meta.exposure_time, "temperature": meta.temperature,

@@ -21,6 +21,12 @@ class Calibration(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     type: Mapped[str] = mapped_column(String(32))
     instrument: Mapped[str] = mapped_column(String(64))
+    #: Camera identity (INSTRUME, plus ' #serial'); gain and offset *settings* of a CMOS camera.
+    #: NULL: not known (a record from before schema 0004, or frames that did not say); it
+    #: matches only frames that do not say either (see migrations/versions/0004).
+    camera: Mapped[str | None] = mapped_column(String(128))
+    gain_setting: Mapped[str | None] = mapped_column(String(32))
+    offset: Mapped[str | None] = mapped_column(String(32))
     detector: Mapped[str] = mapped_column(String(64))
     binning: Mapped[str] = mapped_column(String(16))
     readout_mode: Mapped[str] = mapped_column(String(64))
@@ -57,8 +63,8 @@ class Calibration(Base):
     __table_args__ = (
         Index("ix_calibration_match", "type", "instrument", "obs_time"),
         # best(): equality gates, then the age window; filter last so counting flats is index-only.
-        Index("ix_calibration_setup", "type", "instrument", "detector", "binning", "readout_mode",
-              "raw_shape", "obs_time", "filter"),
+        Index("ix_calibration_setup", "type", "instrument", "camera", "detector", "binning",
+              "readout_mode", "gain_setting", "offset", "raw_shape", "obs_time", "filter"),
     )
 
 

@@ -3,8 +3,9 @@
 An instrument's ``caldb:`` section holds one :class:`MatchRule` per calibration type; bias,
 dark, flat and bpm always have one (the instrument model fills in their types' defaults). A
 type the instrument does not list, e.g. one a plugin introduces (``fringe``, ``shutter``), gets
-that type's own default rule, or :data:`DEFAULT_RULE` (within 30 days, same instrument,
-detector, binning, readout mode and raw shape) when no such type is registered.
+that type's own default rule, or :data:`DEFAULT_RULE` (within 30 days, the same setup:
+instrument, camera, detector, binning, readout mode, gain setting, offset and raw shape) when
+no such type is registered.
 """
 
 from __future__ import annotations
@@ -12,15 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.errors import ConfigError
 from ccdflow.framework.engine.instrument import Instrument, MatchRule
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
 
-DEFAULT_RULE = MatchRule(
-    max_age_days=30, must_match=["instrument", "detector", "binning", "readout_mode", "shape"]
-)
+DEFAULT_RULE = MatchRule(max_age_days=30, must_match=list(SETUP_FIELDS))
 
 
 def rule_for(manager: PluginManager | Mapping[str, Instrument], instrument: str, kind: str) -> MatchRule:

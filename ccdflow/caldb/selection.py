@@ -49,6 +49,9 @@ class CalRecord:
     ingested_at: datetime
     path: str
     quality_reason: str | None = None
+    camera: str | None = None
+    gain_setting: str | None = None
+    offset: str | None = None
 
 
 @dataclass
@@ -107,8 +110,6 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
-
-
 _FRAME_VALUE = {
     "instrument": lambda m: m.instrument,
     "detector": lambda m: m.detector,
@@ -116,8 +117,19 @@ _FRAME_VALUE = {
     "readout_mode": lambda m: m.readout_mode,
     "shape": lambda m: shape_text(m.shape),
     "filter": lambda m: m.filter,
+    "camera": lambda m: m.camera,
+    "gain_setting": lambda m: m.gain_setting,
+    "offset": lambda m: m.offset,
 }
 _RECORD_FIELD = {"shape": "raw_shape"}
+#: Gates whose None means "not known" rather than "none": a record made before the caldb
+#: recorded them (schema 0004), or from frames whose headers do not say. Equality still decides
+#: (None matches only None), and the reason says "unknown" so a reader knows why.
+_UNKNOWN_WHEN_NONE = ("camera", "gain_setting", "offset")
+
+
+def _shown(key: str, value: object) -> object:
+    return "unknown" if value is None and key in _UNKNOWN_WHEN_NONE else value
 
 
 def exposure_matches(frame_exp: float, cal_exp: float | None, rule: MatchRule) -> bool:
@@ -137,7 +149,7 @@ def judge(kind: str, meta: FrameMeta, rec: CalRecord, rule: MatchRule) -> Candid
             continue
         want, have = _FRAME_VALUE[key](meta), getattr(rec, _RECORD_FIELD.get(key, key))
         if want != have:
-            reasons.append(f"{key}: need {want}, is {have}")
+            reasons.append(f"{key}: need {_shown(key, want)}, is {_shown(key, have)}")
     if rec.quality == "bad":
         reasons.append(f"quality: marked bad ({rec.quality_reason or 'no reason given'})")
     t = utc(meta.date_obs)
@@ -194,9 +206,21 @@ def scales_with_exposure(kind: str) -> bool:
     return found is not None and found.scales_with_exposure
 
 
+def describe_setup(meta: FrameMeta) -> list[str]:
+    """The camera and CMOS settings of a frame in words (``camera 'ZWO ASI120MC' gain 0``),
+    only those the header gave."""
+    words = [] if meta.camera is None else [f"camera {meta.camera!r}"]
+    if meta.gain_setting is not None:
+        words.append(f"gain {meta.gain_setting}")
+    if meta.offset is not None:
+        words.append(f"offset {meta.offset}")
+    return words
+
+
 def describe_frame(kind: str, meta: FrameMeta) -> str:
     """'flat for generic sim0 1x1 filter V': what a frame needs, in the type's own words."""
-    parts = [kind, "for", meta.instrument, meta.detector, binning_text(meta.binning)]
+    parts = [kind, "for", meta.instrument, *describe_setup(meta), meta.detector,
+             binning_text(meta.binning)]
     found = find_type(kind)
     if found is not None:  # a type no plugin knows: the setup says enough
         parts += found.describe(meta)
@@ -219,6 +243,7 @@ def select(
     (outside the age window), so the receipt can say they exist.
     """
     frame = {"path": meta.path, "frame_type": meta.frame_type, "instrument": meta.instrument,
+             "camera": meta.camera, "gain_setting": meta.gain_setting, "offset": meta.offset,
              "date_obs": meta.date_obs.isoformat(), "temperature": meta.temperature,
              "exposure_time": meta.exposure_time, "filter": meta.filter}
     policy = rule.model_dump()
@@ -229,7 +254,10 @@ def select(
         by_id[pinned.id] = pinned
         cand = judge(kind, meta, pinned, rule)
         receipt = Receipt(kind, frame, policy, [cand])
-        unwaivable = [r for r in cand.reasons if r.startswith(("type:", "instrument:"))]
+        # Another camera's master is never applied; one of unknown camera (recorded before
+        # cameras were told apart) may be, by an explicit waiver.
+        unwaivable = [r for r in cand.reasons if r.startswith(("type:", "instrument:"))
+                      or (r.startswith("camera:") and pinned.camera is not None)]
         if unwaivable:
             raise NoCalibrationError(
                 f"pinned {kind} id {pinned.id} cannot be used for this frame, even with a "

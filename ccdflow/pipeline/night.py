@@ -20,6 +20,7 @@ import yaml
 from ccdflow.framework.builders.reduction import group_frames, observing_night
 from ccdflow.framework.calibrations import calibration_type, master_types
 from ccdflow.framework.engine.frame import FrameMeta, binning_text, imaging_types
+from ccdflow.framework.engine.instrument import MatchRule
 from ccdflow.framework.headers.scan import discover_fits_files
 from ccdflow.framework.io import cards
 from ccdflow.pipeline.executor import SerialExecutor
@@ -92,17 +93,28 @@ def master_group_name(kind: str, metas: list[FrameMeta]) -> str:
         parts.append(meta.detector)
     if meta.readout_mode not in ("", "default", None):
         parts.append(meta.readout_mode)
+    parts += camera_parts(meta.camera, meta.gain_setting, meta.offset)
     return "_".join(safe_component(str(p).replace("_", "-")) for p in parts)
 
 
-def plan_masters(frames: Iterable[FrameMeta]) -> list[tuple[str, str, list[FrameMeta]]]:
+def camera_parts(camera: str | None, gain_setting: str | None, offset: str | None) -> list[str]:
+    """Name parts of a master's camera and CMOS settings (``ZWO ASI120MC``, ``gain120``,
+    ``offset9``), those known only: two cameras' masters of one night get two names."""
+    return [p for p in (camera, gain_setting and f"gain{gain_setting}", offset and f"offset{offset}")
+            if p]
+
+
+def plan_masters(frames: Iterable[FrameMeta],
+                 rule_of: Callable[[FrameMeta], MatchRule | None] | None = None
+                 ) -> list[tuple[str, str, list[FrameMeta]]]:
     """(calibration type, group name, frames) per calibration group, in build order, names made
-    unique deterministically."""
+    unique deterministically. ``rule_of(frame)``: the caldb rule of the type made from the
+    frame (see :func:`match_rules`), so groups follow the instrument's tolerances."""
     kinds = master_frame_types()
     order = {kind: i for i, kind in enumerate(kinds.values())}
     groups = sorted(
         ((kinds[metas[0].frame_type], master_group_name(kinds[metas[0].frame_type], metas), metas)
-         for metas in group_frames(f for f in frames if f.frame_type in kinds).values()),
+         for metas in group_frames((f for f in frames if f.frame_type in kinds), rule_of).values()),
         key=lambda g: (order[g[0]], g[1], str(g[2][0].path)),
     )
     seen: dict[str, int] = {}
@@ -112,6 +124,19 @@ def plan_masters(frames: Iterable[FrameMeta]) -> list[tuple[str, str, list[Frame
         suffix = "" if seen[name] == 1 else f"-{seen[name]}"
         out.append((kind, f"{name}{suffix}", sorted(metas, key=lambda m: str(m.path))))
     return out
+
+
+def match_rules(env: Any) -> Callable[[FrameMeta], MatchRule | None]:
+    """frame -> its instrument's caldb rule for the calibration type made from such frames."""
+    kinds = master_frame_types()
+
+    def rule_of(meta: FrameMeta) -> MatchRule | None:
+        kind = kinds.get(meta.frame_type)
+        if kind is None:
+            return None
+        return env.config(meta.instrument).instrument.match_rule(kind, env.manager)
+
+    return rule_of
 
 
 def plan_products(science: Iterable[FrameMeta], rawdir: str | Path | None,
@@ -175,7 +200,7 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
 
     start = time.perf_counter()
     if not redo_stale:
-        planned = plan_masters(frames)
+        planned = plan_masters(frames, match_rules(env))
         for kind in master_frame_types().values():
             groups = [g for g in planned if g[0] == kind]
             for done, entry in enumerate(executor.map_unordered(
@@ -218,7 +243,7 @@ def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], 
         if entry["status"] not in ("built", "up-to-date") or entry["type"] not in ("dark", "flat"):
             continue
         header = fits.getheader(entry["path"])
-        key = tuple(str(header.get(c.keyword)) for c in cards.SETUP)
+        key = tuple(str(header.get(c.keyword, "")) for c in cards.SETUP)
         setups.setdefault(key, {"dark": [], "flat": []})[entry["type"]].append((entry, header))
     out = []
     for key, found in sorted(setups.items()):
@@ -229,7 +254,7 @@ def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], 
                 cards.EXPT.get(d[1], 0.0), cards.TEMP.get(d[1], -999.0), d[0]["name"]))
             flat = sorted(found["flat"], key=lambda f: f[0]["name"])[0][0]
             night = dark["name"].split("_")[0]  # the observing night, as in every master's name
-            parts = [night, "bpm", key[2], key[1]]
+            parts = [night, "bpm", key[2], key[1], *camera_parts(*key[5:8])]
             out.append(("_".join(safe_component(str(p).replace("_", "-")) for p in parts
                              if p not in ("None", "", "default")),
                         dark, flat))

@@ -24,6 +24,7 @@ from ccdflow.framework.headers.scan import discover_fits_files, scan_file
 from ccdflow.pipeline.night import (
     NightResult,
     master_frame_types,
+    match_rules,
     plan_bpms,
     plan_masters,
     plan_products,
@@ -134,7 +135,7 @@ class Watcher:
         grown set gives a new master beside the old one), then the bad-pixel masks."""
         env = environment(self.spec)
         built = 0
-        planned = plan_masters(self.calibrations)
+        planned = plan_masters(self.calibrations, match_rules(env))
         for kind in master_frame_types().values():
             todo = [g for g in planned if g[0] == kind
                     and frozenset(str(m.path) for m in g[2]) not in self.built_inputs]

@@ -16,6 +16,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow.framework.builders.master_header import master_header, master_stats
 from ccdflow.framework.calibrations import calibration_type
+from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.config import ResolvedConfig
 from ccdflow.framework.engine.errors import AlgorithmError, UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta
@@ -42,7 +43,7 @@ def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -
     wrong = [f"{m.path} ({m.frame_type})" for m in metas if m.frame_type != caltype.frame_type]
     if wrong:
         raise UnprocessableInputError(f"not {caltype.frame_type} frames: {', '.join(wrong)}")
-    keys = ["instrument", "shape", "binning", "readout_mode", "detector", *caltype.also_match]
+    keys = [*SETUP_FIELDS, *caltype.also_match]
     for key in keys:
         by_value: dict[str, str] = {}
         for m in metas:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from astropy.nddata import CCDData
 
 from ccdflow.framework.calibrations import calibration_type, for_frame_type
+from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.config import ResolvedConfig
 from ccdflow.framework.engine.errors import CalibrationChangedError, UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta, binning_text, shape_text
@@ -25,6 +26,7 @@ from ccdflow.framework.io.provenance import stamp_product
 from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
 
 if TYPE_CHECKING:
+    from ccdflow.framework.engine.instrument import MatchRule
     from ccdflow.framework.engine.plugins import PluginManager
 
 
@@ -70,7 +72,8 @@ class MasterRef:
 _MATCH_CARDS = {
     cards.INST.keyword: ("instrument", "instrument"), cards.DET.keyword: ("detector", "detector"),
     cards.BIN.keyword: ("binning", "binning"), cards.READM.keyword: ("readout_mode", "readout mode"),
-    cards.RAWSH.keyword: ("shape", "raw shape"),
+    cards.RAWSH.keyword: ("shape", "raw shape"), cards.CAM.keyword: ("camera", "camera"),
+    cards.GSET.keyword: ("gain_setting", "gain setting"), cards.OFFS.keyword: ("offset", "offset"),
 }
 
 
@@ -113,19 +116,24 @@ def observing_night(meta: FrameMeta) -> str:
             value=meta.date_obs.isoformat(), expected="a time from 1900 to 2200") from None
 
 
-def group_key(meta: FrameMeta) -> tuple:
+def group_key(meta: FrameMeta, rule: MatchRule | None = None) -> tuple:
     """Frames that may be combined into one master share this key (never across nights): the
-    night and setup, and what the frame's calibration type adds (a dark's exposure time)."""
-    base = (meta.frame_type, observing_night(meta), meta.detector, meta.binning,
-            meta.readout_mode, meta.shape)
+    night and setup (:data:`SETUP_FIELDS`: never two cameras or gain settings in one master),
+    and what the frame's calibration type adds (a dark's exposure time and temperature, binned
+    by ``rule``'s tolerance when given)."""
+    base = (meta.frame_type, observing_night(meta), *(getattr(meta, f) for f in SETUP_FIELDS))
     kind = for_frame_type(meta.frame_type)
-    return base if kind is None else (*base, *kind.group_key(meta))
+    return base if kind is None else (*base, *kind.group_key(meta, rule))
 
 
-def group_frames(frames: Iterable[FrameMeta]) -> dict[tuple, list[FrameMeta]]:
+def group_frames(frames: Iterable[FrameMeta],
+                 rule_of: Callable[[FrameMeta], MatchRule | None] | None = None
+                 ) -> dict[tuple, list[FrameMeta]]:
+    """Frames by :func:`group_key`; ``rule_of(frame)`` is the caldb rule of the calibration type
+    made from it (the frame's instrument's), so a widened tolerance widens the groups too."""
     groups: dict[tuple, list[FrameMeta]] = defaultdict(list)
     for meta in frames:
-        groups[group_key(meta)].append(meta)
+        groups[group_key(meta, None if rule_of is None else rule_of(meta))].append(meta)
     return dict(groups)
 
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from ccdflow.framework.engine.instrument import MatchRule
 
-#: Darks within this many degrees C (rounded) go into one master: the cooler's set points.
+#: Darks within this many degrees C (rounded) go into one master: the cooler's set points. The
+#: instrument's dark rule replaces it by its temperature_tolerance (an uncooled camera widens it).
 TEMPERATURE_STEP = 2.0
 
 
@@ -34,8 +35,19 @@ class Dark(CalibrationType):
     scales_with_exposure: ClassVar[bool] = True
 
     @classmethod
-    def group_key(cls, meta: FrameMeta) -> tuple:
-        temp = None if meta.temperature is None else round(meta.temperature / TEMPERATURE_STEP)
+    def group_key(cls, meta: FrameMeta, rule: MatchRule | None = None) -> tuple:
+        """Exposure time and a temperature bin as wide as the rule's tolerance: bins of the
+        tolerance keep every master within what its own rule matches (inputs spanning at most
+        the tolerance; ``check_group`` refuses more than twice that), and an uncooled camera
+        whose YAML widens the tolerance gets one master per exposure, not one per 2 C. A rule
+        without a temperature gate does not split darks by temperature; a zero tolerance splits
+        by exact temperature. (Fixed bins can still split a set that straddles a bin edge:
+        issue 14 clusters by gaps instead.)"""
+        step = TEMPERATURE_STEP if rule is None else rule.temperature_tolerance
+        if meta.temperature is None or step is None:
+            temp: float | None = None
+        else:
+            temp = round(meta.temperature / step) if step > 0 else meta.temperature
         return (round(meta.exposure_time, 1), temp)
 
     @classmethod

@@ -37,7 +37,13 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 #: FrameMeta fields every calibration must share with the frame it is applied to (its setup).
-SETUP_FIELDS = ("instrument", "detector", "binning", "readout_mode", "shape")
+#: ``camera`` keeps two cameras that share one instrument config (two generic CCDs in one
+#: caldb) apart; ``gain_setting`` and ``offset`` are a CMOS camera's settings, which change
+#: the bias level and the pixels' response. None matches only None (see caldb/selection.py).
+SETUP_FIELDS = ("instrument", "camera", "detector", "binning", "readout_mode", "gain_setting",
+                "offset", "shape")
+#: Of the setup, what no match rule may leave out: calibrations never cross cameras.
+ALWAYS_MATCHED = ("instrument", "camera")
 
 
 class CombineOptions(TypedDict):
@@ -103,8 +109,12 @@ class CalibrationType:
 
     # -- grouping raw frames into masters ---------------------------------------------------
     @classmethod
-    def group_key(cls, meta: FrameMeta) -> tuple:
-        """What, beyond night and setup, frames of one master share (a dark's exposure time)."""
+    def group_key(cls, meta: FrameMeta, rule: MatchRule | None = None) -> tuple:
+        """What, beyond night and setup, frames of one master share (a dark's exposure time).
+
+        ``rule`` is the instrument's caldb rule for this type, when the caller knows it: a
+        master should not mix inputs its own rule would not match to one frame (a dark's
+        temperature tolerance)."""
         return tuple(getattr(meta, field) for field in cls.also_match)
 
     @classmethod

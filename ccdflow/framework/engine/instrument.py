@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ccdflow.framework.engine.caltype import SETUP_FIELDS
+from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS
 from ccdflow.framework.engine.frame_type_rules import FRAME_TYPE_ORDER, FrameTypeRule, FrameTypeSource
 from ccdflow.framework.engine.readout_geometry import Geometry
 
@@ -142,7 +142,8 @@ class MatchRule(_Strict):
     max_age_days: float = Field(description="Largest |observation time difference| in days.")
     must_match: list[str] = Field(
         default_factory=lambda: list(SETUP_FIELDS),
-        description="FrameMeta fields that must be equal.",
+        description="FrameMeta fields that must be equal; instrument and camera always are "
+        "(added when a list leaves them out: calibrations never cross cameras).",
     )
     temperature_tolerance: float | None = Field(
         None, description="Largest |temperature difference| in C when both are known."
@@ -150,6 +151,13 @@ class MatchRule(_Strict):
     exposure_rel_tolerance: float = Field(0.01, description="Relative exposure match tolerance.")
     exposure_abs_tolerance: float = Field(0.1, description="Absolute exposure tolerance in s.")
     allow_exposure_scaling: bool = Field(True, description="Allow scaling darks by exposure.")
+
+    @field_validator("must_match")
+    @classmethod
+    def _always_matched(cls, value: list[str]) -> list[str]:
+        """A site's list written before cameras were told apart (``[instrument, detector, ...]``)
+        still never takes another camera's master: the gate is a safety, not a preference."""
+        return [*(f for f in ALWAYS_MATCHED if f not in value), *value]
 
 
 def _default_match_rules() -> dict[str, MatchRule]:

@@ -65,8 +65,15 @@ TSPRD = Card("CF_TSPRD", "std of input temperatures (C)", float)
 BIN = Card("CF_BIN", "binning x by y")
 READM = Card("CF_READM", "readout mode")
 RAWSH = Card("CF_RAWSH", "raw shape (ny x nx) of inputs")
+#: Camera identity (FrameMeta.camera: INSTRUME, plus ' #<serial>'), so two cameras that share an
+#: instrument config never share masters; '' when the inputs' headers did not name one.
+CAM = Card("CF_CAM", "camera of inputs ('' when not known)")
+#: A CMOS camera's gain and offset *settings* (FrameMeta.gain_setting/offset, unitless text as
+#: the camera wrote them: GAIN = 120 is a setting, not e-/ADU); '' when the headers had none.
+GSET = Card("CF_GSET", "gain setting of inputs (not e-/ADU)")
+OFFS = Card("CF_OFFS", "offset setting of inputs")
 #: The cards that say which setup a master belongs to (compared before it is applied).
-SETUP = (INST, DET, BIN, READM, RAWSH)
+SETUP = (INST, DET, BIN, READM, RAWSH, CAM, GSET, OFFS)
 
 # -- how it was made ---------------------------------------------------------------------------------
 METH = Card("CF_METH", "combine method")
