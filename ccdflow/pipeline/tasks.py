@@ -249,8 +249,9 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
         del content
         product_id = env.db.record_product(out, meta, receipts, sha256=checksum, raw_sha256=raw_sha,
                                            config_hash=config.recipe_hash(meta.frame_type))
-        statuses = {k[3:]: v for k, v in ccd.header.items()
-                    if k.startswith("CF_") and v in ("DONE", "SKIPPED")}
+        # keywords first: a raw card astropy cannot parse (a decimal comma) must not be parsed here
+        statuses = {k[3:]: v for k in ccd.header if k.startswith("CF_")
+                    and (v := ccd.header[k]) in ("DONE", "SKIPPED")}
         return {**entry, "status": "reduced", "product_id": product_id, "sha256": checksum,
                 "steps": statuses, "step_seconds": context_timings,
                 "seconds": time.perf_counter() - start}

@@ -218,7 +218,8 @@ def preprocess_into(
             del content
             refuse_dead_readout(ccd, meta)
             ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
-            overscan = [float(v) for k, v in ccd.header.items() if k.startswith("CF_OS")]
+            # keywords first: raw cards astropy cannot parse (a decimal comma) are never parsed
+            overscan = [float(ccd.header[k]) for k in ccd.header if k.startswith("CF_OS")]
             out.levels[i] = float(np.mean(overscan)) if overscan else 0.0
             ccd = caltype.prepare_input(ccd, meta)
             if normalised:  # inputs scaled to one level: the level of each, from its pixels
