@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ccdflow.framework.calibrations import find_type
-from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.errors import MissingCalibrationError
 from ccdflow.framework.engine.frame import FrameMeta, binning_text, shape_text
 from ccdflow.framework.engine.instrument import MatchRule
 
@@ -97,7 +97,7 @@ class Receipt:
         }
 
 
-class NoCalibrationError(UnprocessableInputError):
+class NoCalibrationError(MissingCalibrationError):
     """No candidate passed the gates; the receipt says why for each."""
 
     def __init__(self, message: str, receipt: Receipt, path: str | None = None) -> None:

@@ -48,7 +48,6 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
     Bits: 1 hot, 2 dead/low, 4 unstable."""
     from ccdflow.framework.builders.badpixels import BpmThresholds, build_bpm, write_bpm
     from ccdflow.framework.builders.masters import preprocess_into
-    from ccdflow.framework.engine.recipe import needed_calibrations
     from ccdflow.framework.io.fitsio import read_product
     from ccdflow.framework.io.spool import Spool
 
@@ -76,12 +75,12 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
         if kind not in ("dark", "flat") or any(m.frame_type != kind for m in metas):
             raise UnprocessableInputError("the unstable-pixel stack must be all darks or all flats, got "
                                           + ", ".join(sorted({m.frame_type for m in metas})))
-        cals = load_calibrations(needed_calibrations(config, kind), {"bias": bias_path, "dark": dark_path},
-                                 metas[0], config, caldb_url)
+        cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path},
+                                         metas[0], caldb_url)
         with Spool(len(metas), out.resolve().parent) as spool, \
                 progress_bar(not as_json, len(metas), "stack") as advance:
             pre = preprocess_into(spool, kind, metas, manager, config,
-                                  {k: m.ccd for k, m in cals.items()}, advance)
+                                  {k: m.ccd for k, m in cals.items()}, advance, absent=absent)
             mask, header = make((spool.frames, spool.masks, pre.scales or None), tuple(spool.paths))
     else:
         mask, header = make()

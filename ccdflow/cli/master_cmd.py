@@ -77,19 +77,18 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                     memory_limit: int | None) -> None:
     from ccdflow.framework.builders.masters import build_master, write_master
     from ccdflow.framework.calibrations import card_tag
-    from ccdflow.framework.engine.recipe import needed_calibrations
     from ccdflow.framework.io import cards
 
     t0 = time.perf_counter()
     check_register_target(register, caldb_url, out)
     manager, config, metas = scan_inputs(ctx, files, instrument, instrument_files, config_files, params)
-    cals = load_calibrations(needed_calibrations(config, kind), {"bias": bias_path, "dark": dark_path},
-                             metas[0], config, caldb_url)
+    cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path}, metas[0],
+                                     caldb_url)
     with progress_bar(not as_json, len(metas), f"master {kind}") as advance:
         ccd = build_master(kind, metas, manager, config, {k: m.ccd for k, m in cals.items()},
                            method=method, clip=clip, fallback=fallback, memory_limit=memory_limit,
                            calibration_paths={k: str(m.path) for k, m in cals.items()},
-                           scratch_dir=out.resolve().parent, progress=advance)
+                           scratch_dir=out.resolve().parent, progress=advance, absent=absent)
     for k, m in cals.items():  # the caldb id, when the caldb chose it
         if m.caldb_id is not None:
             cards.calibration_id(card_tag(k), k).put(ccd.header, m.caldb_id)
@@ -100,6 +99,7 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                "inputs": [str(m.path) for m in metas],
                "calibrations": {k: {"path": str(m.path), "sha256": m.checksum, "caldb_id": m.caldb_id}
                                 for k, m in cals.items()},
+               "calibrations_absent": absent,
                "stats": {c.keyword: ccd.header[c.keyword] for c in (
                    cards.MED, cards.NOISE, cards.LEVEL, cards.DKRT, cards.MASKF, cards.TEMP)
                    if c.keyword in ccd.header}}

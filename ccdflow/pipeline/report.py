@@ -40,6 +40,7 @@ def write_report(result: NightResult, db: Any = None) -> dict[str, Path]:
         "ccdflow_version": __version__, "written": datetime.now(UTC).isoformat(timespec="seconds"),
         "counts": result.counts(), **asdict(result),
         "quicklooks": {k: v for k, v in images.items() if v}, "history_plots": history,
+        "calibrations_absent": absent_calibrations(result),
     }
     paths = {"json": write_text_atomic(outdir / "report.json", json.dumps(data, indent=2, default=str)),
              "html": write_text_atomic(outdir / "report.html", _html(data))}
@@ -108,6 +109,18 @@ def _history_plots(db: Any, looks: Path) -> dict[str, str]:
     return out
 
 
+def absent_calibrations(result: NightResult) -> list[dict[str, Any]]:
+    """Calibrations not applied, grouped by type and reason (not taken by the camera, optional
+    and none matched), with the masters and frames each one concerns."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for entry in [*result.masters, *result.science]:
+        for kind, reason in (entry.get("calibrations_absent") or {}).items():
+            name = entry.get("product") or entry.get("name") or Path(entry.get("raw", "")).name
+            groups.setdefault((kind, reason), []).append(name)
+    return [{"type": kind, "reason": reason, "n": len(names), "frames": names}
+            for (kind, reason), names in sorted(groups.items())]
+
+
 def _reason(entry: dict[str, Any]) -> str:
     """'ErrorClass: one line' for a failure, '' otherwise."""
     reason = entry.get("reason", "")
@@ -137,6 +150,8 @@ def _html(data: dict[str, Any]) -> str:
                      f"x{c['scaling']:.3g}" if c.get("scaling") is not None else ""]
             parts.append(f"{e(kind)}: {e(c['name'])} (#{c['id']}{', ' if any(extra) else ''}"
                          f"{e(', '.join(x for x in extra if x))})")
+        parts += [f'<span class="skipped" title="{e(why)}">{e(kind)}: none (see Calibrations '
+                  "not applied)</span>" for kind, why in (entry.get("calibrations_absent") or {}).items()]
         return "<br>".join(parts)
 
     looks = data["quicklooks"]
@@ -163,6 +178,10 @@ def _html(data: dict[str, Any]) -> str:
             [e(s.get("product") or Path(s["raw"]).name), status(s["status"]), cals(s),
              f"{s.get('seconds', 0):.2f}", e(_reason(s))] for s in data["science"]]),
     ]
+    if data["calibrations_absent"]:
+        sections.append("<h2>Calibrations not applied</h2>" + table(["type", "why", "frames"], [
+            [e(a["type"]), e(a["reason"]), f"{a['n']}: " + e(", ".join(a["frames"]))]
+            for a in data["calibrations_absent"]]))
     if data["unknown"]:
         sections.append("<h2>Files not used</h2>" + table(["file", "reason"], [
             [e(u["path"]), e(u["reason"])] for u in data["unknown"]]))
@@ -177,6 +196,7 @@ def _html(data: dict[str, Any]) -> str:
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}"
              ".failed{color:#b00;font-weight:bold}.built,.reduced{color:#070}.up-to-date{color:#555}"
+             ".skipped{color:#a60}"
              "figure{display:inline-block;margin:4px}img{max-width:380px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>ccdflow night</title>"
             f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")

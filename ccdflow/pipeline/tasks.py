@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,21 +61,18 @@ def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, CaldbUnavailableError | DiskFullError)
 
 
-def choose_calibrations(env: Any, config: Any, kind_needed: Sequence[str], meta: FrameMeta,
-                        optional: Collection[str] = ()) -> dict[str, tuple[dict, Any]]:
-    """Best caldb record and receipt for each calibration a recipe needs; a missing optional
-    calibration (e.g. a BPM) is simply left out, a missing required one raises."""
-    from ccdflow.caldb import NoCalibrationError
+def choose_calibrations(env: Any, config: Any, frame_type: str, meta: FrameMeta
+                        ) -> tuple[dict[str, tuple[dict, Any]], dict[str, str]]:
+    """The caldb's best record and receipt for each calibration the frame type's recipe looks
+    for, and why each other one is absent, under the instrument's ``calibrations:`` policy
+    (see :mod:`ccdflow.framework.engine.calibration_policy`): a missing required one raises."""
+    from ccdflow.framework.engine.calibration_policy import choose
+    from ccdflow.framework.engine.recipe import calibration_needs
 
-    chosen = {}
-    for kind in kind_needed:
-        try:
-            chosen[kind] = env.db.best(kind, meta, config.instrument.match_rule(kind, env.manager))
-        except NoCalibrationError:
-            if kind in optional:
-                continue
-            raise
-    return chosen
+    def best(kind: str) -> tuple[dict, Any]:
+        return env.db.best(kind, meta, config.instrument.match_rule(kind, env.manager))
+
+    return choose(calibration_needs(config, frame_type), best, config)
 
 
 def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]) -> dict[str, Any]:
@@ -85,7 +82,6 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
     never written over: a changed parameter or input gives a new name beside the old one."""
     from ccdflow.framework.builders.masters import build_master, write_master
     from ccdflow.framework.calibrations import calibration_type
-    from ccdflow.framework.engine.recipe import needed_calibrations, optional_calibrations
     from ccdflow.framework.io.fitsio import sha256_file
     from ccdflow.pipeline.immutable import master_identity, write_new
 
@@ -98,9 +94,8 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         with ThreadPoolExecutor(2) as pool:  # hashlib releases the GIL: read one file, hash another
             checksums = list(pool.map(sha256_file, [m.path for m in metas]))
         frame_type = metas[0].frame_type  # the raw frames' type: its recipe preprocesses them
-        needed = needed_calibrations(config, frame_type)
-        chosen = choose_calibrations(env, config, needed, group_meta(metas),
-                                     optional=optional_calibrations(config, frame_type))
+        chosen, absent = choose_calibrations(env, config, frame_type, group_meta(metas))
+        entry["calibrations_absent"] = absent
         options = calibration_type(kind).combine_options  # the type's combine defaults
         # the hash of the recipe that preprocesses the inputs: the raw frame type's (a fringe
         # master's night-sky frames), which for bias, dark and flat is the type's own name
@@ -122,7 +117,7 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
                            clip=options["clip"], fallback=options["fallback"],
                            method=options["method"], scratch_dir=spec.masters_dir,
                            calibration_paths={k: str(m.path) for k, m in cals.items()},
-                           input_checksums=checksums, excluded=excluded)
+                           input_checksums=checksums, excluded=excluded, absent=absent)
         cards.MKEY.put(ccd.header, identity)
         warnings = [str(ccd.header[cards.FALLB.keyword])] if cards.FALLB.keyword in ccd.header else []
         if excluded:
@@ -215,7 +210,6 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
     already there. The raw file is read once: its checksum and its pixels are the same bytes."""
     from ccdflow.caldb.ledger import find_product
     from ccdflow.framework.builders.reduction import reduce_frame
-    from ccdflow.framework.engine.recipe import needed_calibrations, optional_calibrations
     from ccdflow.framework.io.fitsio import read_file_hashed
     from ccdflow.framework.numerics.memory import retain_freed_memory
 
@@ -229,11 +223,10 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
         env = environment(spec)
         config = env.config(meta.instrument)
         content, raw_sha = read_file_hashed(str(meta.path))
-        needed = needed_calibrations(config, "science")
-        chosen = choose_calibrations(env, config, needed, meta,
-                                     optional=optional_calibrations(config, "science"))
+        chosen, absent = choose_calibrations(env, config, "science", meta)
         entry["calibrations"] = {k: {"id": r["id"], "name": Path(r["path"]).name, **rc.summary()}
                                  for k, (r, rc) in chosen.items()}
+        entry["calibrations_absent"] = absent
         ids = {k: r["id"] for k, (r, _) in chosen.items()}
         if not spec.force:
             done = find_product(env.db, raw_sha, config.recipe_hash(meta.frame_type), ids, out)
@@ -245,7 +238,7 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
         context_timings: dict[str, float] = {}
         ccd, checksum = reduce_frame(meta, env.manager, config, masters, out, receipts=receipts,
                                      raw_checksum=raw_sha, raw_content=content,
-                                     timings=context_timings)
+                                     timings=context_timings, absent=absent)
         del content
         product_id = env.db.record_product(out, meta, receipts, sha256=checksum, raw_sha256=raw_sha,
                                            config_hash=config.recipe_hash(meta.frame_type))

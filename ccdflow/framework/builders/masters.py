@@ -104,6 +104,7 @@ def build_master(
     progress: Callable[[str], None] | None = None,
     input_checksums: Sequence[str] | None = None,
     excluded: list[tuple[str, str]] | None = None,
+    absent: Mapping[str, str] | None = None,
 ) -> CCDData:
     """Preprocess every input once (overscan, trim, bias, dark as the recipe says) into a disk
     spool, then combine it in row bands within ``memory_limit`` bytes.
@@ -120,13 +121,18 @@ def build_master(
     to the list, the master is built from the rest (the rejection chosen for how many remain)
     and says what it left out (``CF_NEXCL``, ``CF_Xnnnn``). None left: UnprocessableInputError
     with every frame and reason.
+
+    ``absent`` says why each calibration the inputs' recipe wants but is not given is absent
+    (not taken, optional and none matched): the step is SKIPPED with that reason, which the
+    master's header keeps (``CF_<tag>N``, HISTORY).
     """
     check_group(kind, metas, config)
     caltype = calibration_type(kind)
     choose_rejection(clip, len(metas), fallback)  # refuse before any work when it cannot be done
     with Spool(len(metas), scratch_dir) as spool:
         pre = preprocess_into(spool, kind, metas, manager, config, calibrations, progress,
-                              skip_bad=excluded is not None, checksums=input_checksums)
+                              skip_bad=excluded is not None, checksums=input_checksums,
+                              absent=absent)
         kept = [i for i in range(len(metas)) if i not in pre.left_out]
         if not kept:
             raise UnprocessableInputError(f"no usable {kind} frame in the group: " + "; ".join(
@@ -186,6 +192,7 @@ def preprocess_into(
     calibrations: Mapping[str, CCDData | None] | None = None,
     progress: Callable[[str], None] | None = None, threads: int | None = None,
     skip_bad: bool = False, checksums: Sequence[str] | None = None,
+    absent: Mapping[str, str] | None = None,
 ) -> Preprocessed:
     """Read each input once, run its recipe and park the result in ``spool``.
 
@@ -217,7 +224,8 @@ def preprocess_into(
             ccd = read_ccd(meta.file, hdu=meta.pixel_hdu(config.instrument.data_hdu), content=content)
             del content
             refuse_dead_readout(ccd, meta)
-            ccd = run_recipe(manager, ccd, config, StepContext(meta, config.instrument), calibrations)
+            context = StepContext(meta, config.instrument, absent=dict(absent or {}))
+            ccd = run_recipe(manager, ccd, config, context, calibrations)
             # keywords first: raw cards astropy cannot parse (a decimal comma) are never parsed
             overscan = [float(ccd.header[k]) for k in ccd.header if k.startswith("CF_OS")]
             out.levels[i] = float(np.mean(overscan)) if overscan else 0.0

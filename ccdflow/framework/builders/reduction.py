@@ -148,6 +148,7 @@ def reduce_frame(
     raw_checksum: str | None = None,
     timings: dict[str, float] | None = None,
     raw_content: bytes | None = None,
+    absent: Mapping[str, str] | None = None,
 ) -> tuple[CCDData, str]:
     """Run the frame type's recipe with the given masters and write the product with provenance.
 
@@ -155,7 +156,9 @@ def reduce_frame(
     as ``StepContext.receipts``; ``timings`` receives each step's seconds. ``raw_content`` and
     ``raw_checksum`` are the raw file's bytes and their SHA-256 from one read
     (:func:`read_file_hashed`); without them the file is read and hashed here, also in one read.
-    Returns the product and the SHA-256 of the file written.
+    ``absent`` says why each calibration the recipe wants but is not in ``masters`` is absent
+    (see :func:`~ccdflow.framework.engine.calibration_policy.choose`): its step is SKIPPED
+    with that reason. Returns the product and the SHA-256 of the file written.
     """
     needed = needed_calibrations(config, meta.frame_type)
     start = time.perf_counter()
@@ -165,7 +168,7 @@ def reduce_frame(
     refuse_dead_readout(ccd, meta)  # all NaN or all one value: no product of 0 finite pixels
     read_seconds = time.perf_counter() - start
     summaries = {k: r.summary() for k, r in (receipts or {}).items() if k in needed}
-    context = StepContext(meta, config.instrument, receipts=summaries)
+    context = StepContext(meta, config.instrument, receipts=summaries, absent=dict(absent or {}))
     for kind in needed:
         if kind in masters:
             check_master(kind, masters[kind], meta)

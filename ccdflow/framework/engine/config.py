@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ccdflow.framework.engine.calibration_policy import check_policy
 from ccdflow.framework.engine.errors import ConfigError
 from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.step import Step, StepParams
@@ -243,6 +244,7 @@ def build(
     else:
         inst_source = manager.owner("instrument", inst.name)
         plugin_layer = (inst_source, inst.steps)
+    check_policy(inst, manager.calibration_types, inst_source)
     return resolve(
         steps=manager.steps,
         instrument=inst,

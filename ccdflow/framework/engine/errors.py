@@ -2,6 +2,7 @@
 
 - ``NoWorkError``: nothing to do for this frame (wrong type, step not applicable).
 - ``UnprocessableInputError``: the input itself is bad (corrupt file, missing keyword).
+- ``MissingCalibrationError``: no calibration of a type the recipe needs matches the frame.
 - ``SectionError`` (and ``IlluminatedOverscanError``): a detector section unusable on this frame.
 - ``AlgorithmError``: a step failed on valid input (e.g. a fit did not converge).
 - ``ConfigError``: the configuration is wrong; fix it and re-run.
@@ -53,6 +54,21 @@ class IlluminatedOverscanError(SectionError):
     """The overscan region's pixels do not look like an overscan (light in it on an exposed
     frame, or a level or noise far from the data area's on a bias): subtracting it would
     subtract light or structure. The message gives the figures (levels, noise, thresholds)."""
+
+
+class MissingCalibrationError(UnprocessableInputError):
+    """No calibration of a type the frame's recipe needs was given or matched the frame.
+
+    The framework's side of the caldb's NoCalibrationError: whoever applies the instrument's
+    calibration policy catches it to skip an optional calibration, or adds ``hint`` (the
+    instrument YAML line that would make the calibration optional) to a required one's message.
+    """
+
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}; {self.hint}" if self.hint else text
 
 
 class AlgorithmError(CcdflowError):

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
 
 Scalar = str | int | float | bool
+
+#: What an instrument says of one calibration type (its ``calibrations:`` key): ``required``
+#: (a frame without a matching master fails), ``optional`` (used when one matches, else the step
+#: that needs it is SKIPPED with the reason) or ``none`` (the camera takes none: never looked for,
+#: the step SKIPPED). See ccdflow.framework.engine.calibration_policy.
+CalibrationPolicy = Literal["required", "optional", "none"]
 #: Units a raw header value may be in: times (to seconds), temperatures (to Celsius), and for an
 #: observation time given as a number, Modified or plain Julian Date.
 Unit = Literal["us", "ms", "s", "min", "h", "C", "K", "F", "mjd", "jd"]
@@ -221,6 +227,12 @@ class Instrument(_Strict):
     )
     steps: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Instrument-level parameters per step name."
+    )
+    calibrations: dict[str, CalibrationPolicy] = Field(
+        default_factory=dict,
+        description="Calibration type -> 'required', 'optional' or 'none' (this camera takes "
+        "none, e.g. darks of an LN2-cooled CCD). A type not listed is as its steps declare: "
+        "required, except the BPM (optional).",
     )
     caldb: dict[str, MatchRule] = Field(
         default_factory=_default_match_rules, description="Calibration match rules per type."

@@ -7,9 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from astropy.nddata import CCDData
 
+from ccdflow.framework.engine.calibration_policy import (
+    CalibrationNeeds,
+    needs_of,
+    skip_reason,
+    stamp_absent,
+)
 from ccdflow.framework.engine.config import ResolvedConfig
 from ccdflow.framework.engine.errors import ConfigError, NoWorkError
-from ccdflow.framework.engine.step import StepContext, header_of, mark_skipped, missing_calibrations
+from ccdflow.framework.engine.step import StepContext, header_of, mark_skipped
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
@@ -28,23 +34,19 @@ def recipe_steps(config: ResolvedConfig, frame_type: str) -> list[tuple[str, Any
     return [(entry.step, config.params(entry.step, entry.params)) for entry in recipe]
 
 
+def calibration_needs(config: ResolvedConfig, frame_type: str) -> CalibrationNeeds:
+    """The calibrations a frame type's recipe looks for (required, optional) and the ones the
+    camera takes none of, under the instrument's ``calibrations:`` policy (skipped steps need
+    nothing)."""
+    steps = [config.step_classes[name] for name, params in recipe_steps(config, frame_type)
+             if not params.skip]
+    return needs_of(steps, config.instrument)
+
+
 def needed_calibrations(config: ResolvedConfig, frame_type: str) -> list[str]:
-    """Calibration types the recipe will ask for, required and optional (skipped steps need nothing)."""
-    out: list[str] = []
-    for name, params in recipe_steps(config, frame_type):
-        if not params.skip:
-            step = config.step_classes[name]
-            out += [c for c in (*step.calibrations, *step.optional_calibrations) if c not in out]
-    return out
-
-
-def optional_calibrations(config: ResolvedConfig, frame_type: str) -> set[str]:
-    """Calibration types the recipe can do without: no step that runs requires them."""
-    required: set[str] = set()
-    for name, params in recipe_steps(config, frame_type):
-        if not params.skip:
-            required.update(config.step_classes[name].calibrations)
-    return set(needed_calibrations(config, frame_type)) - required
+    """Calibration types the recipe will ask for, required and optional (not the ones the camera
+    takes none of)."""
+    return list(calibration_needs(config, frame_type).wanted)
 
 
 def run_recipe(
@@ -54,8 +56,15 @@ def run_recipe(
     context: StepContext,
     calibrations: Mapping[str, CCDData | None],
 ) -> CCDData:
-    """Apply every step of the frame type's recipe; the framework owns skip and status."""
+    """Apply every step of the frame type's recipe; the framework owns skip and status.
+
+    A step whose calibration is absent for a reason (not taken by the camera, optional and none
+    matched: ``context.absent``, else the instrument's policy) is SKIPPED with that reason, and
+    each absent calibration gets its ``CF_<tag>N`` card."""
     ccd.header = header_of(ccd)
+    needs = calibration_needs(config, context.meta.frame_type)
+    absent = {**needs.not_taken, **{k: v for k, v in context.absent.items()
+                                    if k in needs.optional and calibrations.get(k) is None}}
     for name, params in recipe_steps(config, context.meta.frame_type):
         step_cls = manager.step(name)
         if params.skip:
@@ -64,9 +73,15 @@ def run_recipe(
         if ccd.header.get(step_cls.status_keyword()) == "DONE":
             ccd = mark_skipped(ccd, step_cls, "already applied to this frame", context)
             continue
-        missing_calibrations(step_cls, calibrations, context)
+        why = skip_reason(step_cls, calibrations, absent, config, context.meta.path,
+                          context.meta.frame_type)
+        if why is not None:
+            ccd = mark_skipped(ccd, step_cls, why, context)
+            continue
         try:
             ccd = manager.run_step(step_cls(), ccd, params, calibrations, context)
         except NoWorkError as exc:
-            ccd = mark_skipped(ccd, step_cls, str(exc), context)
+            also = [f"{k}: {absent[k]}" for k in step_cls.optional_calibrations if k in absent]
+            ccd = mark_skipped(ccd, step_cls, "; ".join([str(exc), *also]), context)
+    stamp_absent(ccd.header, absent)
     return ccd

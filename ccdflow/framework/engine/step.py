@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from astropy.io import fits
 from pydantic import BaseModel, ConfigDict, Field
 
-from ccdflow.framework.engine.errors import NoWorkError, PluginError, UnprocessableInputError
+from ccdflow.framework.engine.errors import NoWorkError, PluginError
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.engine.hookspecs import hookimpl
 from ccdflow.framework.engine.instrument import Instrument
@@ -38,6 +38,9 @@ class StepContext:
     master was chosen (``selected_id``, ``scaling``, ``dt_days``, ``dtemp``, ``cost``,
     ``n_candidates``, ``waiver``): the same summary the product's header records. It is empty
     when no caldb chose the masters (a master's own inputs, masters given as files).
+
+    ``absent`` says, per calibration type the recipe wants but is not given, why (not taken by
+    the camera, optional and none matched): the reason the step is SKIPPED with.
     """
 
     meta: FrameMeta
@@ -45,6 +48,7 @@ class StepContext:
     receipts: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
+    absent: dict[str, str] = field(default_factory=dict)
 
 
 P = TypeVar("P", bound=StepParams)
@@ -129,22 +133,9 @@ def mark_skipped(ccd: CCDData, step: type[Step], reason: str, context: StepConte
     return ccd
 
 
-def missing_calibrations(
-    step: type[Step], calibrations: Mapping[str, Any], context: StepContext
-) -> None:
-    """Raise a clear error when a step needs a required calibration that was not provided."""
-    missing = [c for c in step.calibrations if calibrations.get(c) is None]
-    if missing:
-        raise UnprocessableInputError(
-            f"step {step.name!r} needs calibration {', '.join(missing)} and none was provided "
-            f"for {context.meta.frame_type} frame",
-            path=context.meta.path,
-        )
-
-
 __all__ = [
     "NoWorkError", "Step", "StepContext", "StepParams", "StepRunnerPlugin",
-    "mark_skipped", "missing_calibrations", "validate_step_class",
+    "mark_skipped", "validate_step_class",
 ]
 
 

@@ -114,3 +114,9 @@ def calibration_sha(tag: str) -> Card:
 def calibration_id(tag: str, kind: str) -> Card:
     """Its caldb record (``CF_BIASI``)."""
     return Card(f"CF_{tag}I", f"master {kind} caldb id", int)
+
+
+def calibration_absent(tag: str, kind: str) -> Card:
+    """Why a frame has no master ``kind`` (``CF_DARKN``: not taken by the camera, or optional and
+    none matched); no comment, so the reason is kept whole."""
+    return Card(f"CF_{tag}N")
