@@ -117,7 +117,7 @@ def test_two_cameras_or_gain_settings_in_one_folder_make_separate_masters_with_t
                                                 ("CamB", "0"), ("CamA", "120"), ("CamA", "120")])]
     planned = plan_masters(frames)
     assert len(planned) == 3
-    for _kind, name, metas in planned:
+    for _kind, _name, metas in planned:
         assert len({(m.camera, m.gain_setting) for m in metas}) == 1 and len(metas) == 2
     names = sorted(name for _, name, _ in planned)
     assert names == ["2026-03-01_bias_1x1_CamA_gain0_offset9", "2026-03-01_bias_1x1_CamA_gain120_offset9",

@@ -48,19 +48,26 @@ def table(*columns: str, **options: Any) -> Table:
     return tab
 
 
+#: Setup columns of `caldb list`: shown as columns, or in the caption when every record agrees.
+_SETUP = ("instrument", "camera", "detector", "binning", "gain_setting", "offset")
+
+
 def records_table(records: list[dict[str, Any]]) -> Table:
-    """One row per record; instrument, detector and binning go to the caption when all agree."""
-    shared = {key: records[0][key] for key in ("instrument", "detector", "binning")
+    """One row per record; the setup (instrument, camera, detector, binning, gain setting,
+    offset) goes to the caption when all agree (left out when none says: a CCD has no gain
+    setting), and an unknown camera or setting among others (NULL: a record from before schema
+    0004, or frames that did not say) shows as '-'."""
+    shared = {key: records[0][key] for key in _SETUP
               if records and len({r[key] for r in records}) == 1}
-    names = [k for k in ("instrument", "detector", "binning") if k not in shared]
-    caption = ", ".join(f"{k} {v}" for k, v in shared.items()) if shared else None
+    names = [k for k in _SETUP if k not in shared]
+    caption = ", ".join(f"{k} {v}" for k, v in shared.items() if v is not None) or None
     tab = table("id", "type", *names, "filter", "exp (s)", "temp (C)", "observed (UTC)", "n",
                 "quality", "file", caption=escape(caption or ""), caption_justify="left")
     for r in records:
         quality = "[red]bad[/red]" if r["quality"] == "bad" else r["quality"]
         if r["valid_from"] or r["valid_to"]:
             quality += " (certified)"
-        tab.add_row(str(r["id"]), escape(r["type"]), *(escape(r[k]) for k in names),
+        tab.add_row(str(r["id"]), escape(r["type"]), *(escape(r[k] or "-") for k in names),
                     escape(r["filter"] or "-"), _num(r["exposure_time"]),
                     _num(r["temperature"], "{:.1f}"), _when(r["obs_time"]),
                     _num(r["n_combined"]), quality, escape(Path(r["path"]).name))
