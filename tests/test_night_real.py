@@ -23,12 +23,15 @@ def test_efosc_night_reduces_imaging_and_leaves_spectroscopy_alone(real_data, tm
     report, out = run_night(real_data / "efosc-ntt", tmp_path)
     types = report["counts"]["frame_types"]
     assert types["bias"] == 5 and types["flat"] == 3 and types["science"] == 6
-    assert report["counts"]["masters"] == {"built": 2}  # no darks: EFOSC2 recipes skip them
+    assert report["counts"]["masters"] == {"built": 2}  # no darks: efosc2.yaml says dark: none
     assert report["counts"]["science"] == {"reduced": 6}
     for frame in report["science"]:
         assert set(frame["calibrations"]) >= {"bias", "flat"}
         header = fits.getheader(frame["path"])
         assert header["CF_INST"] == "efosc2" and header["CF_OVERS"] == "DONE"
+        # LN2-cooled: no dark looked for, and the product says so
+        assert header["CF_DARK"] == "SKIPPED" and "{dark: none}" in header["CF_DARKN"]
+        assert "dark" not in frame["calibrations"] and "not taken" in frame["calibrations_absent"]["dark"]
     left_alone = [f for f in report["frames"] if f["note"]]
     assert {f["type"] for f in left_alone} == {"spec_flat", "arc", "spectrum"}
     assert not report["unknown"]
