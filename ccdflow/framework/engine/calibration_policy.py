@@ -83,7 +83,8 @@ def not_taken_reason(instrument: Instrument, kind: str) -> str:
 def missing_reason(instrument: Instrument, kind: str, why: str) -> str:
     """Why an optional type is absent: ``why`` is the caldb's (or the caller's) explanation."""
     if policy_of(instrument, kind) == "optional":
-        return f"optional (instrument {instrument.name}: calibrations: {{{kind}: optional}}), none used: {why}"
+        return (f"optional (instrument {instrument.name}: calibrations: {{{kind}: optional}}), "
+                f"none used: {why}")
     return f"none used: {why}"
 
 
