@@ -254,8 +254,23 @@ def test_a_rawdir_of_unknown_files_exits_1_listing_them(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     for name in ("garbage.fits", "anonymous.fits"):
-        assert any(line.startswith("not used: ") and name in line for line in proc.stderr.splitlines())
+        assert any(line.startswith(f"not used ({rawdir / name}): ") for line in proc.stderr.splitlines())
     assert "none of the 2 file(s)" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_files_not_used_for_one_reason_make_one_line(tmp_path):
+    """A camera nothing knows yet makes every file fail the same way: one line says so."""
+    rawdir = tmp_path / "raw"
+    rawdir.mkdir()
+    for i in range(30):
+        fits.PrimaryHDU(np.zeros((8, 8), np.uint16)).writeto(rawdir / f"anon{i:02d}.fits")
+    proc = ccdflow("night", str(rawdir), "--out", str(tmp_path / "out"), "--workers", "1",
+                   "--caldb", str(tmp_path / "caldb.sqlite"))
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("not used")]
+    assert len(lines) == 1 and lines[0].startswith(f"not used (30 files, e.g. {rawdir / 'anon00.fits'}): ")
+    reason = lines[0].split("): ", 1)[1]
+    assert "no instrument recognises this header" in reason and str(rawdir) not in reason
     assert (tmp_path / "out" / "report.json").is_file()
 
 

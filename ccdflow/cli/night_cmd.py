@@ -154,15 +154,27 @@ def exit_for(result, paths: dict, as_json: bool, *, all_unused_fails: bool = Tru
                                   f"{paths['json']}; run the same command again once this is fixed")
     if all_unused_fails and result.unknown and not result.frames:
         if not as_json:
-            for entry in result.unknown[:SHOWN_UNUSED]:
-                click.echo(f"not used: {entry['path']}: {entry['reason']}", err=True)
-            if len(result.unknown) > SHOWN_UNUSED:
-                click.echo(f"... and {len(result.unknown) - SHOWN_UNUSED} more (see the report)",
+            groups = unused_by_reason(result.unknown)
+            for reason, files in groups[:SHOWN_UNUSED]:
+                which = files[0] if len(files) == 1 else f"{len(files)} files, e.g. {files[0]}"
+                click.echo(f"not used ({which}): {reason}", err=True)
+            if len(groups) > SHOWN_UNUSED:
+                click.echo(f"... and {len(groups) - SHOWN_UNUSED} more reasons (see the report)",
                            err=True)
         fail(EXIT_FAILURES, "error", f"none of the {len(result.unknown)} file(s) in {result.rawdir} "
                                      f"could be used (reasons above and in {paths['json']})")
     if result.failed or failed_masters(result):
         click.get_current_context().exit(EXIT_FAILURES)
+
+
+def unused_by_reason(unknown: list[dict]) -> list[tuple[str, list[str]]]:
+    """Files not used, grouped by reason (a camera the tool does not know yet makes every file
+    fail the same way: one line, not forty), most files first."""
+    groups: dict[str, list[str]] = {}
+    for entry in unknown:
+        path, reason = str(entry["path"]), str(entry["reason"])
+        groups.setdefault(reason.removeprefix(f"{path}: "), []).append(path)
+    return sorted(groups.items(), key=lambda item: -len(item[1]))
 
 
 def _progress(console, disabled: bool):
