@@ -145,3 +145,18 @@ def test_two_gain_settings_of_one_camera_get_their_own_masters(tmp_path):
         setting = str(fits.getheader(raw / raw_name)["GAIN"])
         assert {(r["camera"], r["gain_setting"], r["offset"]) for r in records.values()} == {
             ("CamC", setting, "9")}, raw_name
+
+
+def test_an_uncooled_camera_whose_yaml_widens_the_tolerance_gets_one_dark_master(tmp_path):
+    """Darks at 24.5-26.0 C: the default 2 C bins would make two masters of 60 s; a YAML with
+    ``temperature_tolerance: 5`` makes one, of all six frames, and the science frame uses it."""
+    spec = SimulationSpec(**{**BASE, "n_dark": 2, "dark_temperatures": (24.5, 25.2, 26.0)})
+    raw = simulate_night(tmp_path / "sim", spec).raw_dir
+    config = tmp_path / "uncooled.yaml"
+    config.write_text("name: uncooled\nextends: generic\ncaldb:\n  dark: {temperature_tolerance: 5}\n")
+    report, out, caldb = run_night(tmp_path, raw, "--instrument-config", str(config))
+    darks = [m for m in report["masters"] if m["type"] == "dark"]
+    assert [(m["status"], m["n"]) for m in darks] == [("built", 6)]
+    assert report["counts"]["science"] == {"reduced": 1}
+    (record,) = [r for r in calibrations_used(out, caldb).values()]
+    assert Path(record["dark"]["path"]).name == darks[0]["name"]
