@@ -560,6 +560,8 @@ def test_plot_lines_group_comparable_masters(tmp_path):
     assert setup_label({"type": "dark", "temperature": -19.96, "filter": None}) == "-20 C"
     assert setup_label({"type": "flat", "temperature": -20.0, "filter": "V"}) == "filter V"
     assert setup_label({"type": "bias", "temperature": -20.0, "filter": None}) == ""
+    assert setup_label({"type": "bias", "camera": "ZWO ASI120MC", "gain_setting": "0", "offset": "9",
+                        "filter": None}) == "ZWO ASI120MC, gain 0, offset 9"  # never one line
     series = [{"type": "dark", "obs_time": f"2026-03-0{d}T20:00:00", "stat": "dark_rate",
                "value": 0.03 * (t / -20), "quality": "bad" if d == 3 and t == -20 else "good",
                "temperature": t, "filter": None} for d in (1, 2, 3) for t in (-20, -14)]

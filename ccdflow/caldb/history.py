@@ -58,7 +58,9 @@ def history(db: CalDB, kind: str, stat: str | None = None, since: datetime | Non
             "id": rec["id"], "type": rec["type"], "obs_time": rec["obs_time"], "stat": key,
             "value": float(value),
             "quality": rec["quality"], "quality_reason": rec["quality_reason"],
-            "instrument": rec["instrument"], "detector": rec["detector"], "filter": rec["filter"],
+            "instrument": rec["instrument"], "camera": rec["camera"],
+            "gain_setting": rec["gain_setting"], "offset": rec["offset"],
+            "detector": rec["detector"], "filter": rec["filter"],
             "exposure_time": rec["exposure_time"], "temperature": rec["temperature"],
             "n_combined": rec["n_combined"], "path": rec["path"],
         })
@@ -112,8 +114,12 @@ def plot_history(series: list[dict[str, Any]], path: str | Path, title: str) -> 
 
 
 def setup_label(point: dict[str, Any]) -> str:
-    """Masters that are comparable share a line: same filter, and for darks the same set point."""
-    parts = []
+    """Masters that are comparable share a line: same camera and CMOS settings (two cameras'
+    bias levels on one line would look like a drift), same filter, and for darks the same set
+    point."""
+    parts = [str(point["camera"])] if point.get("camera") else []
+    parts += [f"{word} {point[key]}" for key, word in (("gain_setting", "gain"), ("offset", "offset"))
+              if point.get(key)]
     if point.get("filter"):
         parts.append(f"filter {point['filter']}")
     if (point.get("temperature") is not None
