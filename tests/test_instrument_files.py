@@ -213,3 +213,18 @@ def test_config_show_names_the_file_layer(tmp_path):
     assert shown["instrument"] == "acme-1" and shown["instrument_source"] == str(cam.resolve())
     row = next(r for r in shown["params"] if (r["step"], r["param"]) == ("flat", "min_value"))
     assert (row["value"], row["layer"]) == (0.2, "instrument file")
+
+
+def test_a_childs_path_patterns_are_tried_before_the_parents(tmp_path):
+    """asiimg reads ASIImg's file names; a camera's file whose folders say otherwise wins."""
+    from ccdflow.framework.engine.instrument_files import load_instrument_file
+
+    path = yaml_file(tmp_path / "zwo.yaml", """\
+        extends: asiimg
+        name: my-zwo
+        header:
+          frame_type_paths: {"Flats-dusk/*": flat}
+    """)
+    child, _, _ = load_instrument_file(path, manager_with_files().instruments)
+    patterns = list(child.header.frame_type_paths)
+    assert patterns[0] == "Flats-dusk/*" and "bias_asiimg_*" in patterns

@@ -85,16 +85,19 @@ def test_values_at_the_limits_are_accepted(generic, cards):
     normalise(generic, [header(**cards)], "f.fits")
 
 
-def test_read_noise_of_zero_means_the_instrument_default(generic):
-    """0 in the header means "not given": the frame holds no value and the steps' one resolver
-    takes the instrument's."""
+def test_read_noise_of_zero_means_not_given_and_is_never_defaulted(generic):
+    """0 in the header means "not given": the frame holds no value, and the steps' one resolver
+    refuses it, naming the keyword, rather than use 0 e- (generic has no read noise of its own)."""
     from ccdflow.framework.engine.step import StepContext
     from ccdflow.plugins.steps.noise import detector_gain, detector_read_noise
 
     meta = normalise(generic, [header(RDNOISE=0.0, GAIN=2.0)], "f.fits")
     assert (meta.read_noise, meta.gain) == (None, 2.0)
     context = StepContext(meta, generic)
-    assert (detector_read_noise(context, "t"), detector_gain(context, "t")) == (generic.read_noise, 2.0)
+    assert detector_gain(context, "t") == 2.0
+    with pytest.raises(UnprocessableInputError, match="t needs the read noise") as caught:
+        detector_read_noise(context, "t")
+    assert caught.value.keyword == "RDNOISE or READNOIS"
 
 
 def test_a_zero_exposure_dark_that_the_instrument_calls_a_bias_is_accepted(builtin):

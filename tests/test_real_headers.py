@@ -139,10 +139,10 @@ _CR = {
 }
 
 # -- zwo-asi120mc-cmos: ASIImg headers without IMAGETYP (type only in file/folder names) ------
-# Identified as ASIImg's (SWCREATE), then refused naming the frame type ASIImg never writes:
-# a camera's own file (`extends: asiimg`) says where the type is (docs/cameras.md).
-_ZWO = Expect(None, reason=("missing frame_type for instrument 'asiimg'", "IMAGETYP"))
-_ZWO_FOLDERS = {"Bias": 15, "Dark_1s": 5, "Dark_10s": 5, "Dark_100s": 5, "Flat": 10}
+# Identified as ASIImg's (SWCREATE); the type from ASIImg's own file names (Bias_ASIImg_...), the
+# exposure from EXPOINUS (us; EXPTIME '6,4E-05' has a decimal comma), 24.5-26 C uncooled.
+_ZWO_FOLDERS = {"Bias": ("bias", 64e-6), "Dark_1s": ("dark", 1.0), "Dark_10s": ("dark", 10.0),
+                "Dark_100s": ("dark", 100.0), "Flat": ("flat", 0.005)}
 
 _FEDER_FLAT_EXPTIME = {"B": 120.0, "V": 30.0, "R": 15.0, "I": 5.0}
 _FEDER_TEMPS = {  # spot checks from the README table; the rest are -18.4 .. -22.45 C
@@ -172,7 +172,8 @@ def _feder(name: str) -> Expect:
 def expected(path: Path) -> Expect:
     folder, name = path.parent.name, path.name
     if path.parent.parent.name == "zwo-asi120mc-cmos" and folder in _ZWO_FOLDERS:
-        return _ZWO
+        kind, exposure = _ZWO_FOLDERS[folder]
+        return Expect("asiimg", kind, None, exposure)
     if folder == "efosc-ntt":
         kind, filt, exptime = _EFOSC[name.removeprefix("EFOSC.").removesuffix(".fits.gz")]
         return Expect("efosc2", kind, filt, exptime, (2, 2), _EFOSC_TEMP)
@@ -228,9 +229,12 @@ def test_every_file_is_covered() -> None:
 def test_scan_paths_reports_unknowns_and_counts_per_folder(builtin: PluginManager) -> None:
     frames, unknown = scan_paths([REAL], builtin)
     assert len(frames) + len(unknown) == len(FILES)
-    zwo = [p for p, _ in unknown if "zwo-asi120mc-cmos" in p]
-    assert Counter(Path(p).parent.name for p in zwo) == _ZWO_FOLDERS
-    assert sorted(Path(p).name for p, _ in unknown if p not in zwo) == sorted([
+    zwo = Counter((f.frame_type, f.exposure_time, f.camera, f.gain_setting, f.offset)
+                  for f in frames if f.instrument == "asiimg")
+    camera = ("ZWO ASI120MC-S", "0", "9")
+    assert zwo == {("bias", 64e-6, *camera): 15, ("dark", 1.0, *camera): 5, ("dark", 10.0, *camera): 5,
+                   ("dark", 100.0, *camera): 5, ("flat", 0.005, *camera): 10}
+    assert sorted(Path(p).name for p, _ in unknown) == sorted([
         "gmos-s-S20190808S0048-cutout.fits", "hst-acs-hrc-j8bt06nyq-flt-crflagged.fits.gz",
         "midas-badfitskeys-dfosc-skyflat.fits.gz",
         "msumastro-neon-on-dome-10-sec-high-res-though-scope.fit",

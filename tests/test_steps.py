@@ -134,7 +134,8 @@ def test_recipe_writes_status_history_and_timing(manager):
     config = build(manager, instrument="generic", params=["dark.skip=true"])
     ccd = raw_frame()
     bias = run_step("trim", run_step("overscan", raw_frame(level=1000.0)))
-    context = StepContext(make_meta(shape=ccd.shape), config.instrument)
+    # generic has no gain or read noise of its own: this camera's header gives them
+    context = StepContext(make_meta(shape=ccd.shape, gain=1.5, read_noise=5.0), config.instrument)
     flat = CCDData(np.ones(bias.shape, np.float32), unit="adu")
     out = run_recipe(manager, ccd, config, context, {"bias": bias, "flat": flat, "dark": None})
     assert out.shape == (40, 60)
@@ -156,7 +157,7 @@ def test_recipe_writes_status_history_and_timing(manager):
 
 def test_missing_calibration_is_a_clear_error(manager):
     config = build(manager, instrument="generic")
-    context = StepContext(make_meta(shape=(40, 68)), config.instrument)
+    context = StepContext(make_meta(shape=(40, 68), gain=1.5, read_noise=5.0), config.instrument)
     with pytest.raises(UnprocessableInputError, match="needs calibration bias"):
         run_recipe(manager, raw_frame(), config, context, {})
 

@@ -17,6 +17,7 @@ from ccdflow.framework.calibrations import find_type
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import binning_text, shape_text
 from ccdflow.framework.engine.instrument import KeywordSpec
+from ccdflow.framework.headers.bayer import CHANNELS, channel_keyword
 from ccdflow.framework.headers.header_map import normalise
 from ccdflow.framework.io import cards
 from ccdflow.framework.io.fitsio import read_headers, sha256_file
@@ -72,6 +73,11 @@ def _stats(kind: str, data: np.ndarray, header: fits.Header, exposure: float | N
     stats: dict[str, float] = {"median": median, "noise": noise}
     if cards.LEVEL.keyword in header:
         stats["level"] = float(header[cards.LEVEL.keyword])
+    for name, card in (("median", cards.MED), ("noise", cards.NOISE), ("level", cards.LEVEL),
+                       ("dark_rate", cards.DKRT)):  # a colour sensor's, per channel: median_R...
+        for channel in CHANNELS:
+            if (key := channel_keyword(card.keyword, channel)) in header:
+                stats[f"{name}_{channel}"] = float(header[key])
     caltype = find_type(kind)
     return stats if caltype is None else caltype.ingest_stats(stats, header, data, exposure)
 

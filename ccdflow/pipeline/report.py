@@ -38,13 +38,23 @@ def write_report(result: NightResult, db: Any = None) -> dict[str, Path]:
     history = _history_plots(db, looks) if db is not None and result.stopped is None else {}
     data = {
         "ccdflow_version": __version__, "written": datetime.now(UTC).isoformat(timespec="seconds"),
-        "counts": result.counts(), **asdict(result),
+        "counts": result.counts(), **asdict(result), "warnings": night_warnings(result),
         "quicklooks": {k: v for k, v in images.items() if v}, "history_plots": history,
         "calibrations_absent": absent_calibrations(result),
     }
     paths = {"json": write_text_atomic(outdir / "report.json", json.dumps(data, indent=2, default=str)),
              "html": write_text_atomic(outdir / "report.html", _html(data))}
     return paths
+
+
+def night_warnings(result: NightResult) -> list[str]:
+    """What the night should not pass over, once each with how many products and masters share
+    it (an assumed read noise is on every frame of the camera): the first lines of the report."""
+    seen: dict[str, int] = {}
+    for entry in [*result.masters, *result.science]:
+        for warning in entry.get("assumed", []):
+            seen[warning] = seen.get(warning, 0) + 1
+    return [f"{warning} ({n} file{'s' * (n > 1)})" for warning, n in seen.items()]
 
 
 def _quicklook(fits_path: str, png: Path) -> str:
@@ -159,7 +169,8 @@ def _html(data: dict[str, Any]) -> str:
     stopped = ([f'<p class="failed">The run stopped before the end: {e(data["stopped"])}. '
                 "What was done is listed below; run the same command again once this is fixed "
                 "and it carries on.</p>"] if data.get("stopped") else [])
-    sections = [*stopped,
+    flagged = [f'<p class="failed">{e(w)}</p>' for w in data["warnings"]]
+    sections = [*stopped, *flagged,
         f"<h1>ccdflow night report</h1><p>raw: <code>{e(data['rawdir'])}</code><br>"
         f"out: <code>{e(data['outdir'])}</code><br>caldb: <code>{e(data['caldb'])}</code><br>"
         f"run on: {e(data['executor'])}; ccdflow {e(data['ccdflow_version'])}; "
@@ -172,11 +183,13 @@ def _html(data: dict[str, Any]) -> str:
         ]) + table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in data["seconds"].items()]),
         "<h2>Masters</h2>" + table(["master", "status", "frames", "median", "noise", "notes"], [
             [e(m["name"]), status(m["status"]), m["n"], m.get("median", ""), m.get("noise", ""),
-             e("; ".join([*m.get("warnings", []), *_left_out(m), _reason(m)]).strip("; "))]
+             e("; ".join([*m.get("warnings", []), *m.get("assumed", []), *_left_out(m),
+                         _reason(m)]).strip("; "))]
             for m in data["masters"]]),
         "<h2>Science frames</h2>" + table(["frame", "status", "calibrations", "seconds", "reason"], [
             [e(s.get("product") or Path(s["raw"]).name), status(s["status"]), cals(s),
-             f"{s.get('seconds', 0):.2f}", e(_reason(s))] for s in data["science"]]),
+             f"{s.get('seconds', 0):.2f}", e("; ".join([*s.get("assumed", []), _reason(s)]).strip("; "))]
+            for s in data["science"]]),
     ]
     if data["calibrations_absent"]:
         sections.append("<h2>Calibrations not applied</h2>" + table(["type", "why", "frames"], [

@@ -127,6 +127,7 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
             warnings.append(f"rebuilt with identical bytes to {path.name}; nothing added")
         return {**entry, "name": path.name, "path": str(path), "status": "built" if new else "up-to-date",
                 "sha256": sha, "clip": cards.CLIP.get(ccd.header), "warnings": warnings,
+                "assumed": cards.assumptions(ccd.header),  # a gain or read noise nobody measured
                 "calibrations": calibrations, "median": cards.MED.get(ccd.header),
                 "noise": cards.NOISE.get(ccd.header), "seconds": time.perf_counter() - start}
     except Exception as exc:  # one bad group never stops the night
@@ -247,6 +248,6 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
                     and (v := ccd.header[k]) in ("DONE", "SKIPPED")}
         return {**entry, "status": "reduced", "product_id": product_id, "sha256": checksum,
                 "steps": statuses, "step_seconds": context_timings,
-                "seconds": time.perf_counter() - start}
+                "assumed": cards.assumptions(ccd.header), "seconds": time.perf_counter() - start}
     except Exception as exc:  # one bad frame never stops the night
         return failed(entry, exc, start)

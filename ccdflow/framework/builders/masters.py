@@ -14,6 +14,12 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from ccdflow.framework.builders.channels import (
+    channel_stats,
+    input_levels,
+    normalise_master,
+    normalised_input,
+)
 from ccdflow.framework.builders.master_header import master_header, master_stats
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
@@ -150,12 +156,9 @@ def build_master(
     if mask.all():
         raise UnprocessableInputError(f"no pixel of the master {kind} has a usable input (inputs "
                                       f"{', '.join(str(metas[i].path) for i in kept)})")
-    if caltype.normalised:
-        norm = float(np.nanmedian(data[~mask]))
-        if not np.isfinite(norm) or norm <= 0:
-            raise UnprocessableInputError(f"combined flat has median {norm:.4g}; cannot normalise "
-                                          f"(inputs {', '.join(str(metas[i].path) for i in kept)})")
-        data, error = data / np.float32(norm), error / np.float32(norm)
+    if caltype.normalised:  # to a median of 1, per colour channel on a Bayer sensor
+        data, error = normalise_master(data, error, mask, pre.header,
+                                       ", ".join(str(metas[i].path) for i in kept))
     data, error = caltype.finish_master(data, error, mask)
     header = master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
                            [c or sha256_file(m.file) for c, m in zip(pre.checksums, metas, strict=True)],
@@ -165,6 +168,8 @@ def build_master(
     cards.NNAN.put(header, pre.n_nonfinite)
     data = np.where(mask, np.float32(0), data).astype(np.float32, copy=False)
     stats = master_stats(kind, data[~mask] if mask.any() else data, metas, pre.levels)
+    stats.update(channel_stats(lambda pixels, ms, lv: master_stats(kind, pixels, ms, lv), data, mask,
+                               pre.header, metas, pre.levels, pre.channel_levels))
     cards.MASKF.put(stats, round(float(mask.mean()), 7))
     for key, (value, comment) in stats.items():
         header[key] = (value, comment)
@@ -180,6 +185,8 @@ class Preprocessed:
 
     levels: list[float] = field(default_factory=list)
     scales: list[float] = field(default_factory=list)
+    #: per input, a colour flat's level in each channel (empty: the one level above)
+    channel_levels: list[dict[str, float]] = field(default_factory=list)
     n_nonfinite: int = 0
     header: fits.Header = field(default_factory=fits.Header)
     left_out: dict[int, str] = field(default_factory=dict)
@@ -209,6 +216,7 @@ def preprocess_into(
     caltype = calibration_type(kind)
     normalised = caltype.normalised
     out = Preprocessed(levels=[0.0] * len(metas), scales=[0.0] * len(metas) if normalised else [],
+                       channel_levels=[{} for _ in metas],
                        checksums=list(checksums) if checksums else [""] * len(metas))
     calibrations = dict(calibrations or {})
 
@@ -230,10 +238,13 @@ def preprocess_into(
             overscan = [float(ccd.header[k]) for k in ccd.header if k.startswith("CF_OS")]
             out.levels[i] = float(np.mean(overscan)) if overscan else 0.0
             ccd = caltype.prepare_input(ccd, meta)
-            if normalised:  # inputs scaled to one level: the level of each, from its pixels
-                out.levels[i] = _flat_level(ccd, meta)
-                out.scales[i] = 1.0 / out.levels[i]
-            n_nonfinite = spool.put(i, ccd.data, ccd.mask, str(meta.path))
+            pixels = ccd.data
+            if normalised:  # inputs scaled to one level (one per colour channel), from their pixels
+                out.levels[i], levels, mosaic = input_levels(ccd, meta)
+                out.channel_levels[i] = levels if mosaic is not None else {}
+                out.scales[i] = 1.0 / out.levels[i] if mosaic is None else 1.0
+                pixels = normalised_input(ccd, levels, mosaic)
+            n_nonfinite = spool.put(i, pixels, ccd.mask, str(meta.path))
             if spool.mask[i].all():
                 raise UnprocessableInputError("no finite, unmasked pixel after preprocessing",
                                               path=str(meta.path))
@@ -255,20 +266,6 @@ def preprocess_into(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return out
-
-
-def _flat_level(ccd: CCDData, meta: FrameMeta) -> float:
-    """Median of a preprocessed flat over its good pixels; zero or negative is refused."""
-    good = np.isfinite(ccd.data)
-    if ccd.mask is not None:
-        good &= ~np.asarray(ccd.mask, bool)
-    # the boolean index is a copy already, so the median may partition it in place
-    level = float(np.median(ccd.data[good], overwrite_input=True)) if good.any() else float("nan")
-    if not np.isfinite(level) or level <= 0:
-        raise UnprocessableInputError(
-            f"flat has median {level:.4g} ADU after bias/dark subtraction; a flat needs a positive "
-            "level to be scaled (shutter closed or lamp off?)", path=str(meta.path))
-    return level
 
 
 def write_master(ccd: CCDData, path: str | Path) -> str:

@@ -79,10 +79,10 @@ def parse_cli_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
     return steps
 
 
-#: Mappings whose order means something (a header map's ``values``: patterns tried in order, the
-#: first match wins): when merged, ``update``'s entries come first, so an instrument that
+#: Mappings whose order means something (a header map's ``values`` and ``frame_type_paths``:
+#: patterns tried in order, the first match wins): when merged, ``update``'s entries come first, so an instrument that
 #: ``extends`` another has its own patterns tried before the parent's general ones.
-ORDERED_MAPPINGS = frozenset({"values"})
+ORDERED_MAPPINGS = frozenset({"values", "frame_type_paths"})
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

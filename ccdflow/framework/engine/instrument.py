@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS
 from ccdflow.framework.engine.frame_type_rules import FRAME_TYPE_ORDER, FrameTypeRule, FrameTypeSource
+from ccdflow.framework.engine.gain_config import Assumed, GainTable, ReadNoiseTable, check_assumptions
 from ccdflow.framework.engine.readout_geometry import Geometry
 
 if TYPE_CHECKING:
@@ -213,8 +214,22 @@ class Instrument(_Strict):
     zero_exposure_dark_is_bias: bool = Field(
         False, description="Classify darks with zero exposure as bias (ESO convention)."
     )
-    gain: float = Field(1.0, gt=0, description="Default gain in e-/ADU when no keyword has it.")
-    read_noise: float = Field(0.0, ge=0, description="Default read noise in e-.")
+    # never a silent default: see ccdflow.plugins.steps.noise for the order they are looked in
+    gain: float | None = Field(
+        None, gt=0, description="Gain in e-/ADU for frames whose header has none (a measured or "
+        "data-sheet value); None: the header, gain_table or assume must give it, else the steps "
+        "that need it (uncertainty, gain, cosmicray) refuse the frame.")
+    read_noise: float | None = Field(
+        None, ge=0, description="Read noise in e- for frames whose header has none; None: as for gain.")
+    gain_table: GainTable = Field(
+        default_factory=dict, description="CMOS: gain setting (FrameMeta.gain_setting, as text) -> "
+        "e-/ADU, for headers that give the setting (GAIN = 120) and not the gain; a setting not "
+        "listed is an error.")
+    read_noise_table: ReadNoiseTable = Field(
+        default_factory=dict, description="CMOS: gain setting -> read noise in e-.")
+    assume: Assumed = Field(
+        default_factory=Assumed, description="Values to assume when neither header nor config gives "
+        "one, e.g. {read_noise: 5.0}: used, and flagged as assumed in products and the report.")
     saturation: float = Field(65535.0, description="Saturation level in raw ADU.")
     linearity: list[float] = Field(
         default_factory=list,
@@ -237,6 +252,11 @@ class Instrument(_Strict):
     caldb: dict[str, MatchRule] = Field(
         default_factory=_default_match_rules, description="Calibration match rules per type."
     )
+
+    @model_validator(mode="after")
+    def _assumptions_apply(self) -> Instrument:
+        check_assumptions(self)
+        return self
 
     @field_validator("identify", mode="before")
     @classmethod

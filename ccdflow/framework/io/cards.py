@@ -99,6 +99,17 @@ MASKF = Card("CF_MASKF", "fraction of pixels masked (no input)", float)
 RAW = Card("CF_RAW", "raw input file")
 RAWS = Card("CF_RAWS")
 NBAD = Card("CF_NBAD", "non-finite raw pixels, masked", int)
+#: Values the instrument told ccdflow to assume (its ``assume:``) because neither the header nor
+#: the config gives them: nobody measured them, so the night report flags every frame using one.
+AGAIN = Card("CF_AGAIN", "gain ASSUMED, not measured (e-/ADU)", float)
+ARDN = Card("CF_ARDN", "read noise ASSUMED, not measured (e-)", float)
+
+
+def assumptions(header: fits.Header | dict) -> list[str]:
+    """One line per assumed value a product or master carries (empty when none)."""
+    return [f"{what} {value:g} {unit} assumed (instrument `assume:`), not measured"
+            for card, what, unit in ((AGAIN, "gain", "e-/ADU"), (ARDN, "read noise", "e-"))
+            if (value := card.get(header)) is not None]
 
 
 def calibration_file(tag: str, kind: str) -> Card:

@@ -123,11 +123,19 @@ class CosmicRayDetector(Step[CosmicRayParams]):
 
     def run(self, ccd: CCDData, params: CosmicRayParams, calibrations, context: StepContext) -> CCDData:
         what = "cosmic-ray detection"
-        physical_gain = detector_gain(context, what)
+        header = header_of(ccd)
         electrons = in_electrons(ccd)
-        gain = 1.0 if electrons else physical_gain
-        read_noise = detector_read_noise(context, what)
+        read_noise = detector_read_noise(context, what, header)
         satlevel = params.satlevel
+        # the gain is needed for ADU data, and for electrons only to convert a raw saturation
+        # level: then the gain the gain step applied (CF_GAINV) is the one that fits the pixels
+        applied = ccd.header.get("CF_GAINV") if electrons else None
+        physical_gain = 1.0
+        if applied is not None:
+            physical_gain = float(applied)
+        elif not electrons or satlevel is None:
+            physical_gain = detector_gain(context, what, header)
+        gain = 1.0 if electrons else physical_gain
         if satlevel is None:
             raw_sat = float(ccd.header.get("CF_SATLV", context.instrument.saturation))
             satlevel = raw_sat * physical_gain  # electrons either way; an upper bound after bias
@@ -141,7 +149,6 @@ class CosmicRayDetector(Step[CosmicRayParams]):
             ccd.data, ccd.mask, gain=gain, read_noise=read_noise, satlevel=satlevel,
             variance=variance, **options,
         )
-        header = header_of(ccd)
         header["CF_NCR"] = (int(crmask.sum()), "pixels flagged as cosmic rays")
         header["CF_CRGN"] = (gain, "gain given to astroscrappy (1: data in e-)")
         header["CF_CRRN"] = (read_noise, "read noise given to astroscrappy (e-)")

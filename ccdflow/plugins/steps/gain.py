@@ -7,7 +7,7 @@ from astropy.nddata import CCDData
 
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
-from ccdflow.plugins.steps.noise import detector_gain
+from ccdflow.plugins.steps.noise import record, resolve
 
 
 class GainCorrector(Step[StepParams]):
@@ -19,10 +19,13 @@ class GainCorrector(Step[StepParams]):
         if str(ccd.unit) not in ("adu", "ct"):
             raise UnprocessableInputError(f"gain expects ADU data, got unit {ccd.unit}",
                                           path=context.meta.path)
-        gain = np.float32(detector_gain(context, "the gain step"))
+        header = header_of(ccd)
+        resolved = resolve(context, "gain", "the gain step")
+        gain = np.float32(record(resolved, "gain", header))
         unc = None if ccd.uncertainty is None else ccd.uncertainty.__class__(
             np.asarray(ccd.uncertainty.array, np.float32) * gain, copy=False)
-        header = header_of(ccd)
-        header["CF_GAINV"] = (float(gain), "gain applied (e-/ADU)")
+        # BUNIT becomes electron only here, with a gain from the header, the instrument's
+        # numbers or its explicit `assume:` (then CF_AGAIN says so): never a default
+        header["CF_GAINV"] = (float(gain), f"gain applied (e-/ADU): {resolved.source}"[:47])
         return CCDData(np.asarray(ccd.data, np.float32) * gain, unit="electron", header=header,
                        mask=ccd.mask, uncertainty=unc)

@@ -1,12 +1,47 @@
-"""Where a step finds the detector's gain, read noise and saturation level, and which unit the
-pixels are in: shared by the uncertainty, gain, saturation and cosmic-ray steps."""
+"""Where a step finds the detector's gain and read noise, and which unit the pixels are in:
+the one resolver shared by the uncertainty, gain and cosmic-ray steps.
+
+Nothing is silently defaulted (a gain of 1 e-/ADU and a read noise of 0 e- used to be, and
+made the uncertainty plane and the cosmic-ray noise model wrong with no warning). In order:
+
+1. the frame's header, through the instrument's header map (``FrameMeta.gain``/``read_noise``);
+2. the instrument's ``gain_table``/``read_noise_table`` for the frame's CMOS gain *setting*
+   (``FrameMeta.gain_setting``): a setting the table lacks is an error listing the table;
+3. the instrument's ``gain``/``read_noise`` (a value the observatory knows);
+4. the instrument's ``assume: {gain: ..., read_noise: ...}``: a value nobody measured, used
+   only because the instrument says so, recorded in the product (``CF_AGAIN``/``CF_ARDN``)
+   and flagged in the night report;
+5. otherwise an UnprocessableInputError naming the keyword looked for and the YAML lines
+   that would give the value.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
+from astropy.io import fits
 from astropy.nddata import CCDData
 
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.step import StepContext
+from ccdflow.framework.io import cards
+
+Quantity = Literal["gain", "read_noise"]
+_WORDS = {"gain": ("gain", "e-/ADU", "GAIN"), "read_noise": ("read noise", "e-", "RDNOISE")}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A gain or read noise and where it came from (``header GAIN``, ``gain_table['120']``,
+    ``instrument gain``, ``assumed``)."""
+
+    value: float
+    source: str
+
+    @property
+    def assumed(self) -> bool:
+        return self.source == "assumed"
 
 
 def in_electrons(ccd: CCDData) -> bool:
@@ -14,33 +49,74 @@ def in_electrons(ccd: CCDData) -> bool:
     return str(ccd.unit) in ("electron", "e-") or ccd.header.get("CF_GAIN") == "DONE"
 
 
-def _keywords(spec_keywords: list[str], fallback: str) -> str:
-    return " or ".join(spec_keywords) if spec_keywords else fallback
+def _table_value(table: dict[str, float], setting: str) -> float | None:
+    """The table's value for ``setting``: by its text, else by number ('120' finds '120.0')."""
+    if setting in table:
+        return table[setting]
+    try:
+        number = float(setting)
+    except ValueError:
+        return None
+    for key, value in table.items():
+        try:
+            if float(key) == number:
+                return value
+        except ValueError:
+            continue
+    return None
 
 
-def detector_gain(context: StepContext, what: str) -> float:
-    """Gain (e-/ADU) from the frame's header map, else the instrument config when it sets one."""
-    if context.meta.gain is not None:
-        return float(context.meta.gain)
-    if "gain" in context.instrument.model_fields_set:
-        return float(context.instrument.gain)
+def resolve(context: StepContext, quantity: Quantity, what: str) -> Resolved:
+    """The frame's gain (e-/ADU) or read noise (e-), in the order of the module docstring."""
+    inst, meta = context.instrument, context.meta
+    name, unit, fallback_keyword = _WORDS[quantity]
+    from_header = meta.gain if quantity == "gain" else meta.read_noise
+    spec = inst.header.gain if quantity == "gain" else inst.header.read_noise
+    keywords = " or ".join(spec.keyword) if spec.keyword else fallback_keyword
+    if from_header is not None:
+        return Resolved(float(from_header), f"header {keywords}")
+    table = inst.gain_table if quantity == "gain" else inst.read_noise_table
+    setting = meta.gain_setting
+    if table and setting is not None:
+        value = _table_value(table, setting)
+        if value is None:
+            listed = ", ".join(f"{k!r}: {v:g}" for k, v in table.items())
+            raise UnprocessableInputError(
+                f"{what} needs the {name} at gain setting {setting!r}, which instrument "
+                f"{inst.name!r}'s {quantity}_table does not list ({{{listed}}})",
+                path=meta.path, keyword="gain setting", value=setting,
+                expected=f"a setting of the table, or the setting's {name} ({unit}) added to "
+                f"`{quantity}_table:`")
+        return Resolved(float(value), f"{quantity}_table[{setting!r}]")
+    configured = getattr(inst, quantity)
+    if configured is not None:
+        return Resolved(float(configured), f"instrument {quantity}")
+    assumed = getattr(inst.assume, quantity)
+    if assumed is not None:
+        return Resolved(float(assumed), "assumed")
+    table_hint = (f" (its {quantity}_table needs the frame's gain setting, which the header "
+                  "does not give)" if table else "")
     raise UnprocessableInputError(
-        f"{what} needs the gain and neither the header nor instrument {context.instrument.name!r} "
-        "gives one", path=context.meta.path,
-        keyword=_keywords(context.instrument.header.gain.keyword, "GAIN"),
-        expected="a gain in e-/ADU, or `gain:` in the instrument config",
+        f"{what} needs the {name} and neither the header nor instrument {inst.name!r} gives "
+        f"one{table_hint}", path=meta.path, keyword=keywords,
+        expected=f"a {name} in {unit} in the header; or in the instrument YAML `{quantity}: "
+        f"<value>` (measured), `{quantity}_table:` per gain setting, or `assume: {{{quantity}: "
+        "<value>}` (flagged as assumed in products and the report)",
     )
 
 
-def detector_read_noise(context: StepContext, what: str) -> float:
-    """Read noise (e-) from the frame's header map, else the instrument config when it sets one."""
-    if context.meta.read_noise is not None:
-        return float(context.meta.read_noise)
-    if "read_noise" in context.instrument.model_fields_set:
-        return float(context.instrument.read_noise)
-    raise UnprocessableInputError(
-        f"{what} needs the read noise and neither the header nor instrument "
-        f"{context.instrument.name!r} gives one", path=context.meta.path,
-        keyword=_keywords(context.instrument.header.read_noise.keyword, "RDNOISE"),
-        expected="a read noise in e-, or `read_noise:` in the instrument config",
-    )
+def record(resolved: Resolved, quantity: Quantity, header: fits.Header | None) -> float:
+    """The value, with a card in ``header`` when it was only assumed."""
+    if resolved.assumed and header is not None:
+        (cards.AGAIN if quantity == "gain" else cards.ARDN).put(header, resolved.value)
+    return resolved.value
+
+
+def detector_gain(context: StepContext, what: str, header: fits.Header | None = None) -> float:
+    """The gain (e-/ADU); an assumed one is recorded in ``header`` (the step's output header)."""
+    return record(resolve(context, "gain", what), "gain", header)
+
+
+def detector_read_noise(context: StepContext, what: str, header: fits.Header | None = None) -> float:
+    """The read noise (e-); an assumed one is recorded in ``header`` (the step's output header)."""
+    return record(resolve(context, "read_noise", what), "read_noise", header)

@@ -6,13 +6,18 @@ import numpy as np
 from astropy.nddata import CCDData
 
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
+from ccdflow.framework.headers.bayer import follow_trim
 from ccdflow.framework.headers.geometry import amplifier_regions
+
+
+def kept_ranges(regions: list[tuple[slice, slice]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The row ranges and column ranges the regions keep, in raw order (half-open)."""
+    return sorted({(r.start, r.stop) for r, _ in regions}), sorted({(c.start, c.stop) for _, c in regions})
 
 
 def assemble(array: np.ndarray, regions: list[tuple[slice, slice]]) -> np.ndarray:
     """Keep the union of the row and column ranges of the regions, in raw order."""
-    rows = sorted({(r.start, r.stop) for r, _ in regions})
-    cols = sorted({(c.start, c.stop) for _, c in regions})
+    rows, cols = kept_ranges(regions)
     if len(rows) == 1 and len(cols) == 1:  # one block: a slice, not a fancy-index copy (10x faster)
         return np.ascontiguousarray(array[rows[0][0]:rows[0][1], cols[0][0]:cols[0][1]])
     row_idx = np.concatenate([np.arange(a, b) for a, b in rows])
@@ -36,6 +41,8 @@ class Trimmer(Step[StepParams]):
             uncertainty = ccd.uncertainty.__class__(assemble(ccd.uncertainty.array, regions),
                                                        copy=False)
         header = header_of(ccd)
+        # a colour sensor's pattern names pixel (0, 0): an odd cut moves which colour that is
+        follow_trim(header, ccd.shape[0], *kept_ranges(regions), path=context.meta.path)
         header["CF_TSEC"] = (",".join(a.trim_text for a in amps), "raw section(s) kept by trim")
         for key in ("BIASSEC", "TRIMSEC", "DATASEC"):
             header.remove(key, ignore_missing=True)

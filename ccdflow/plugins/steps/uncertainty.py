@@ -7,7 +7,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 from ccdflow.framework.numerics.kernels import deviation_array
-from ccdflow.plugins.steps.noise import detector_gain, detector_read_noise
+from ccdflow.plugins.steps.noise import detector_gain, detector_read_noise, in_electrons
 
 
 def deviation(data: np.ndarray, gain: float, read_noise_e: float,
@@ -28,11 +28,14 @@ class UncertaintyEstimator(Step[StepParams]):
     description = "Create the uncertainty plane from read noise and Poisson noise."
 
     def run(self, ccd: CCDData, params: StepParams, calibrations, context: StepContext) -> CCDData:
-        gain = detector_gain(context, "the uncertainty step")
-        rn = detector_read_noise(context, "the uncertainty step")
+        header = header_of(ccd)
+        what = "the uncertainty step"
+        # after the gain step the pixels are electrons already: Poisson noise is sqrt(x)
+        gain = 1.0 if in_electrons(ccd) else detector_gain(context, what, header)
+        rn = detector_read_noise(context, what, header)
         carried = None if ccd.uncertainty is None else ccd.uncertainty.array
         std = deviation(ccd.data, gain, rn, carried)
-        out = CCDData(ccd.data, unit=ccd.unit, header=header_of(ccd), mask=ccd.mask,
+        out = CCDData(ccd.data, unit=ccd.unit, header=header, mask=ccd.mask,
                       uncertainty=StdDevUncertainty(std, copy=False))
         out.header["CF_UGAIN"] = (gain, "gain used for Poisson noise (e-/ADU)")
         out.header["CF_URN"] = (rn, "read noise used (e-)")
