@@ -78,3 +78,21 @@ def test_inspect_reads_the_real_zwo_set_with_a_yaml(tmp_path):
     assert (bias["group"]["gain_setting"], bias["group"]["offset"]) == ("0", "9")
     status, text = run(str(ZWO / "Bias" / "Bias_ASIImg_frame0001.fit"), "--instrument-config", str(yaml))
     assert status == 0 and "decimal comma in '6,4E-05'" in text and "calibration group" in text
+
+
+def test_inspect_says_which_gain_and_read_noise_the_steps_will_use(tmp_path):
+    """From a table per gain setting, or nowhere: then a warning naming the YAML keys (the
+    science recipe's uncertainty, gain and cosmic-ray steps would refuse the frame)."""
+    cam = tmp_path / "cmos.yaml"
+    cam.write_text("extends: generic\nname: cmos-test\nheader:\n  gain: {keyword: []}\n"
+                   "  gain_setting: {keyword: [GAIN]}\ngain_table: {'120': 0.25}\n")
+    path = raw_fits(tmp_path / "f.fits", GAIN="120")
+    status, out = run(path, "--instrument-config", str(cam), "--instrument", "cmos-test", "--json")
+    assert status == 0, out
+    (found,) = json.loads(out)
+    fields = {f["field"]: f for f in found["fields"]}
+    assert fields["gain used"]["value"] == "0.25 e-/ADU"
+    assert fields["gain used"]["notes"] == ["from gain_table['120']"]
+    assert fields["read_noise used"]["notes"] == ["none"]
+    (warning,) = [w for w in found["warnings"] if w.startswith("no read noise")]
+    assert "uncertainty" in warning and "read_noise_table:" in warning and "assume:" in warning

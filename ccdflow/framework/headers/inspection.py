@@ -13,7 +13,7 @@ from typing import Any
 
 from ccdflow.framework.engine.errors import CcdflowError
 from ccdflow.framework.engine.frame import FrameMeta
-from ccdflow.framework.engine.instrument import HeaderMap, KeywordSpec
+from ccdflow.framework.engine.instrument import HeaderMap, Instrument, KeywordSpec
 from ccdflow.framework.engine.plugins import PluginManager
 from ccdflow.framework.headers.card_values import read_card
 from ccdflow.framework.headers.header_map import read_frame_meta
@@ -74,8 +74,35 @@ def inspect_file(path: str, manager: PluginManager, instrument: str | None = Non
         return out
     out.meta, out.sources, out.warnings = reading
     out.sources += _absent(inst.header, {s.field for s in reading.sources})
+    out.sources += detector_values(reading.meta, inst, out.warnings)
     out.group = calibration_group(reading.meta, manager)
     return out
+
+
+def detector_values(meta: FrameMeta, inst: Instrument, warnings: list[str]) -> list[FieldSource]:
+    """The gain and read noise the steps will use for this frame, and where from (the header, a
+    table per gain setting, the instrument's value, an assumed value), as the steps find them;
+    a value nobody gives is a warning saying what the YAML could say."""
+    from ccdflow.framework.engine.errors import UnprocessableInputError
+    from ccdflow.framework.engine.step import StepContext
+    from ccdflow.plugins.steps.noise import resolve
+
+    recipe = [entry.step for entry in inst.recipe_for(meta.frame_type) or []]
+    needing = [step for step in ("uncertainty", "gain", "cosmicray") if step in recipe]
+    rows = []
+    for quantity, unit in (("gain", "e-/ADU"), ("read_noise", "e-")):
+        try:
+            found = resolve(StepContext(meta, inst), quantity, "the uncertainty step")  # type: ignore[arg-type]
+        except UnprocessableInputError as exc:
+            why = f"none: the {meta.frame_type} recipe does not need one" if not needing else "none"
+            rows.append(FieldSource(f"{quantity} used", None, None, None, (why,)))
+            if needing:
+                warnings.append(f"no {quantity.replace('_', ' ')} for this frame: its {', '.join(needing)} "
+                                f"step(s) will refuse it ({exc.expected})")
+            continue
+        note = f"from {found.source}" + (" (flagged in every product)" if found.assumed else "")
+        rows.append(FieldSource(f"{quantity} used", None, None, f"{found.value:g} {unit}", (note,)))
+    return rows
 
 
 def identification(headers: Headers, manager: PluginManager) -> dict[str, str]:
@@ -93,7 +120,7 @@ def identification(headers: Headers, manager: PluginManager) -> dict[str, str]:
                 break
             pattern = match_pattern(card.value, dict.fromkeys(patterns))
             if pattern is None:
-                why = f"{key}={str(card.value).strip()!r} matches none of {patterns}"
+                why = f"{key}={_short(card.value)!r} matches none of {patterns}"
                 break
             matched.append(f"{key}={str(card.value).strip()!r} ~ {pattern!r}")
         out[name] = f"not matched: {why}" if why else "matches: " + ", ".join(matched)
@@ -129,6 +156,12 @@ def _absent(hmap: HeaderMap, found: set[str]) -> list[FieldSource]:
             wanted = " or ".join(spec.keyword or spec.compound)
             out.append(FieldSource(name, None, None, None, (f"not in the header ({wanted})",)))
     return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A card value on one line, cut to ``limit`` characters (a COMMENT can be paragraphs)."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _plain(value: Any) -> Any:
