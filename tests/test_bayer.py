@@ -200,6 +200,22 @@ def test_a_per_channel_flat_keeps_the_colours_of_a_grey_source(tmp_path):
     assert np.all(np.abs(tinted / scene_ratios - 1) > 0.3)  # 37 % and 190 % off
 
 
+def test_a_foreign_unnormalised_colour_flat_is_normalised_per_channel_by_the_flat_step():
+    """A master flat made elsewhere (median 20000, a warm lamp's colours) is brought to 1 per
+    channel before dividing: a grey frame keeps R/G = B/G = 1."""
+    from ccdflow.testing import make_ccd, run_step
+
+    colour = np.empty((40, 60), "<U1")
+    for (r, c), ch in GRBG.items():
+        colour[r::2, c::2] = ch
+    lamp = np.vectorize(LAMP.get)(colour) * 20000.0
+    header = {"BAYERPAT": "GRBG"}
+    flat = make_ccd(lamp, header=header)
+    out = run_step("flat", make_ccd(np.full((40, 60), 500.0), header=header), calibrations={"flat": flat})
+    for ch in "RGB":
+        assert np.median(channel_pixels(out.data, GRBG, ch)) == pytest.approx(500.0, rel=1e-6)
+
+
 # -- the real ZWO ASI120MC-S flats -------------------------------------------------------------------
 
 def test_real_zwo_flats_give_a_master_with_each_channel_at_1(real_data, tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
+from ccdflow.framework.builders.channels import normalise_master
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.step import Step, StepContext, StepParams
 from ccdflow.framework.numerics.arithmetic import divide_by_flat
@@ -15,6 +16,18 @@ class FlatParams(StepParams):
     min_value: float = Field(
         0.2, ge=0, description="Flat pixels below this (normalised) value are masked, not divided."
     )
+
+
+def _normalised(flat: CCDData, path: str | None) -> CCDData:
+    """A master flat made elsewhere, brought to 1 as ccdflow's own are: per colour channel on a
+    Bayer sensor (one global median would tint the colours), else by its median."""
+    mask = np.zeros(flat.shape, bool) if flat.mask is None else np.asarray(flat.mask, bool)
+    error = np.zeros(flat.shape, np.float32) if flat.uncertainty is None else flat.uncertainty.array
+    data, error = normalise_master(np.asarray(flat.data, np.float32), np.asarray(error, np.float32),
+                                   mask, flat.header, f"the master flat given to {path}")
+    return CCDData(data, unit=flat.unit, mask=flat.mask, header=flat.header,
+                   uncertainty=None if flat.uncertainty is None
+                   else flat.uncertainty.__class__(error, copy=False))
 
 
 class FlatDivider(Step[FlatParams]):
@@ -35,9 +48,7 @@ class FlatDivider(Step[FlatParams]):
                 f"master flat median is {median:.4g}; cannot normalise", path=context.meta.path
             )
         if abs(median - 1.0) > 0.05:  # accept un-normalised masters by normalising here
-            flat = CCDData(flat.data / median, unit=flat.unit, mask=flat.mask, header=flat.header,
-                           uncertainty=None if flat.uncertainty is None
-                           else flat.uncertainty.__class__(flat.uncertainty.array / median, copy=False))
+            flat = _normalised(flat, context.meta.path)
         out, masked = divide_by_flat(ccd, flat, params.min_value, path=context.meta.path)
         out.header["CF_FLMSK"] = (masked, "pixels masked where the flat is too low")
         return out
