@@ -51,8 +51,9 @@ def command(ctx: click.Context, instrument_files: tuple[str, ...], as_json: bool
         found = Table(title="instruments from YAML files")
         for col in ("instrument", "extends", "from", "file"):
             found.add_column(col)
-        for f in files:
-            found.add_row(*(escape(str(f[k] or "-")) for k in ("instrument", "extends", "source", "path")))
+        for entry in files:
+            found.add_row(*(escape(str(entry[k] or "-"))
+                            for k in ("instrument", "extends", "source", "path")))
         console.print(found)
     where = escape(str(folder)) if folder else "(none: $CCDFLOW_INSTRUMENTS is empty)"
     console.print(f"your instrument folder: {where}", highlight=False)

@@ -80,8 +80,9 @@ def parse_cli_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 
 #: Mappings whose order means something (a header map's ``values`` and ``frame_type_paths``:
-#: patterns tried in order, the first match wins): when merged, ``update``'s entries come first, so an instrument that
-#: ``extends`` another has its own patterns tried before the parent's general ones.
+#: patterns tried in order, the first match wins): when merged, ``update``'s entries come
+#: first, so an instrument that ``extends`` another has its own patterns tried before the
+#: parent's general ones.
 ORDERED_MAPPINGS = frozenset({"values", "frame_type_paths"})
 
 
