@@ -131,18 +131,31 @@ def _darks(temps):
 UNCOOLED = [24.5, 24.9, 25.3, 25.6, 26.0]  # an uncooled camera warming up over the dark series
 
 
+def _sizes(temps, rule):
+    return sorted(len(group) for group in Dark.split_group(_darks(temps), rule))
+
+
 def test_dark_groups_follow_the_instruments_temperature_tolerance():
+    """Darks cluster by temperature gaps within the rule's tolerance, not by fixed bins: a set at
+    -15 +- 0.1 C was split into masters of 4 and 1 by round(T/2)'s edge at -15."""
     default = Instrument(name="g", header=HEADER)
     uncooled = Instrument.model_validate({"name": "u", "header": HEADER,
                                           "caldb": {"dark": {"temperature_tolerance": 5}}})
-    assert len(plan_masters(_darks(UNCOOLED), lambda m: default.match_rule("dark"))) == 2
+    rule = default.match_rule("dark")
+    assert _sizes([-15.1, -15.0, -14.9, -15.05, -14.95], rule) == [5]
+    assert _sizes([-20.1, -19.9, -10.0, -10.2], rule) == [2, 2]  # two set points
+    assert _sizes(UNCOOLED, rule) == [5]  # a slow drift: 1.5 C in all
+    # a drift longer than twice the tolerance is cut, so no master spans more than its rule
+    assert _sizes([20.0, 21.0, 22.0, 23.0, 24.0, 25.0], rule) == [1, 5]
+    assert _sizes([20.0, 21.0, 22.0, 23.0, 24.0, 25.0], uncooled.match_rule("dark")) == [6]
     groups = plan_masters(_darks(UNCOOLED), lambda m: uncooled.match_rule("dark"))
     assert len(groups) == 1 and len(groups[0][2]) == 5
-    # Without a rule the fixed 2 C step applies, as before; a rule with no temperature gate
-    # does not split darks by temperature at all.
-    assert Dark.group_key(_darks([24.5])[0]) == (60.0, round(24.5 / 2))
+    # a rule with no temperature gate does not split darks by temperature at all; frames
+    # without a temperature make their own master
     no_gate = MatchRule(max_age_days=30, temperature_tolerance=None)
-    assert len({Dark.group_key(m, no_gate) for m in _darks([-20.0, 0.0, 25.0])}) == 1
+    assert _sizes([-20.0, 0.0, 25.0], no_gate) == [3]
+    assert _sizes([-20.0, None], rule) == [1, 1]
+    assert Dark.group_key(_darks([24.5])[0]) == (60.0,)
 
 
 # -- the caldb, on SQLite and PostgreSQL ------------------------------------------------------

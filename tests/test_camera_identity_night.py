@@ -148,8 +148,8 @@ def test_two_gain_settings_of_one_camera_get_their_own_masters(tmp_path):
 
 
 def test_an_uncooled_camera_whose_yaml_widens_the_tolerance_gets_one_dark_master(tmp_path):
-    """Darks at 24.5-26.0 C: the default 2 C bins would make two masters of 60 s; a YAML with
-    ``temperature_tolerance: 5`` makes one, of all six frames, and the science frame uses it."""
+    """Darks at 24.5-26.0 C: a YAML with ``temperature_tolerance: 5`` makes one master, of all six
+    frames, and the science frame uses it."""
     spec = SimulationSpec(**{**BASE, "n_dark": 2, "dark_temperatures": (24.5, 25.2, 26.0)})
     raw = simulate_night(tmp_path / "sim", spec).raw_dir
     config = tmp_path / "uncooled.yaml"

@@ -132,9 +132,19 @@ def group_frames(frames: Iterable[FrameMeta],
     """Frames by :func:`group_key`; ``rule_of(frame)`` is the caldb rule of the calibration type
     made from it (the frame's instrument's), so a widened tolerance widens the groups too."""
     groups: dict[tuple, list[FrameMeta]] = defaultdict(list)
+    rules: dict[tuple, MatchRule | None] = {}
     for meta in frames:
-        groups[group_key(meta, None if rule_of is None else rule_of(meta))].append(meta)
-    return dict(groups)
+        rule = None if rule_of is None else rule_of(meta)
+        key = group_key(meta, rule)
+        groups[key].append(meta)
+        rules.setdefault(key, rule)
+    out: dict[tuple, list[FrameMeta]] = {}
+    for key, metas in groups.items():
+        kind = for_frame_type(metas[0].frame_type)
+        parts = [metas] if kind is None else kind.split_group(metas, rules[key])
+        for i, part in enumerate(parts):
+            out[key if len(parts) == 1 else (*key, i)] = part
+    return out
 
 
 def reduce_frame(

@@ -118,6 +118,14 @@ class CalibrationType:
         return tuple(getattr(meta, field) for field in cls.also_match)
 
     @classmethod
+    def split_group(cls, metas: Sequence[FrameMeta], rule: MatchRule | None = None
+                    ) -> list[list[FrameMeta]]:
+        """Frames sharing a :meth:`group_key`, split into the masters they make: a numeric value
+        such as a dark's temperature is clustered by gaps (within the rule's tolerance), not
+        binned, which would split a set at an arbitrary edge. Default: one master."""
+        return [list(metas)]
+
+    @classmethod
     def name_parts(cls, meta: FrameMeta) -> list[object]:
         """Readable parts of a master's name after the night and type (``120s``, ``-20C``)."""
         return [getattr(meta, field) or f"no{field}" for field in cls.also_match]
