@@ -141,9 +141,12 @@ def calibration_group(meta: FrameMeta, manager: PluginManager) -> dict[str, Any]
         return group
     rule = manager.instrument(meta.instrument).match_rule(kind.name, manager)
     extra = group_key(meta, rule)[2 + len(SETUP_FIELDS):]
-    names = list(kind.also_match) if len(kind.also_match) == len(extra) else \
-        [f"{kind.name} key {i}" for i in range(len(extra))]
-    group.update(zip(names, extra, strict=True))
+    if len(kind.also_match) == len(extra):
+        group.update(zip(kind.also_match, extra, strict=True))
+    else:  # a type's own key (a dark's exposure time): as its master's name says it
+        group[f"{kind.name} master"] = " ".join(str(part) for part in kind.name_parts(meta))
+    if rule.temperature_tolerance is not None:  # the type's rule: frames gap-clustered within it
+        group["temperature tolerance"] = f"{rule.temperature_tolerance:g} C"
     return group
 
 
