@@ -8,6 +8,7 @@ what the products and the report say, and the error that names the YAML line to 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from ccdflow.pipeline.executor import SerialExecutor
 from ccdflow.pipeline.night import run_night
 from ccdflow.pipeline.report import write_report
 from ccdflow.pipeline.spec import RunSpec, forget_environments
+from ccdflow.pipeline.watch import Watcher
 from ccdflow.simulator import SimulationSpec, simulate_night
 
 SMALL = dict(shape=(64, 64), overscan=8, n_bias=3, n_flat=3, filters=("V",), n_science=2,
@@ -179,3 +181,24 @@ def test_policy_needs_and_refusals(tmp_path):
     bad.write_text("name: badcam\nextends: generic\ncalibrations: {dark: never}\n")
     with pytest.raises(ConfigError, match="calibrations.dark"):
         manager_with_files([bad], strict=True)
+
+
+def test_watch_follows_the_same_policy(no_darks, tmp_path):
+    spec = RunSpec(outdir=str(tmp_path / "out"), caldb_url=f"sqlite:///{tmp_path / 'caldb.sqlite'}",
+                   instrument_files=(str(camera_file(tmp_path, "none")),))
+    CalDB.create(spec.caldb_url).close()
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    for path in no_darks.iterdir():
+        shutil.copy(path, incoming)
+    watcher = Watcher(incoming, spec, SerialExecutor(), settle=2.0, calibration_quiet=30.0)
+    try:
+        watcher.poll(now=0.0)
+        watcher.poll(now=3.0)  # settled: masters first, then the science frames
+    finally:
+        forget_environments()
+    assert [m["status"] for m in watcher.result.masters] == ["built", "built"]
+    assert [s["status"] for s in watcher.result.science] == ["reduced", "reduced"]
+    for entry in watcher.result.science:
+        assert "not taken" in entry["calibrations_absent"]["dark"]
+        assert fits.getheader(entry["path"])["CF_DARK"] == "SKIPPED"
