@@ -10,7 +10,7 @@ from astropy.nddata import CCDData
 
 from ccdflow.framework.engine.config import build
 from ccdflow.framework.engine.errors import UnprocessableInputError
-from ccdflow.framework.engine.recipe import needed_calibrations, optional_calibrations, run_recipe
+from ccdflow.framework.engine.recipe import calibration_needs, needed_calibrations, run_recipe
 from ccdflow.framework.engine.step import StepContext
 from ccdflow.plugins.steps.bpm import bad_pixels
 from ccdflow.testing import run_step
@@ -49,7 +49,7 @@ def test_missing_bpm_is_skipped_not_an_error():
 def test_recipe_asks_for_the_bpm_but_can_do_without(manager):
     config = build(manager, instrument="generic")
     assert "bpm" in needed_calibrations(config, "science")
-    assert optional_calibrations(config, "science") == {"bpm"}
+    assert calibration_needs(config, "science").optional == ("bpm",)
     assert "bpm" not in needed_calibrations(config, "bias")
 
 
