@@ -26,7 +26,10 @@ class Card:
         """Write ``value`` with this card's comment (or ``comment``); a card without a comment
         is written bare (long checksums and reasons keep their full length)."""
         text = self.comment if comment is None else comment
-        header[self.keyword] = (value, text) if text else value
+        # a text value that needs the card's whole width (a master's file name, with the camera
+        # in it) is written bare: astropy would cut the comment with a warning per product
+        fits_in_card = not isinstance(value, str) or len(value) + len(text or "") + 16 <= 80
+        header[self.keyword] = (value, text) if text and fits_in_card else value
 
     def get(self, header: fits.Header | dict, default: Any = None) -> Any:
         """The value as this card's type, or ``default`` when absent or empty."""
