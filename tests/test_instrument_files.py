@@ -228,3 +228,17 @@ def test_a_childs_path_patterns_are_tried_before_the_parents(tmp_path):
     child, _, _ = load_instrument_file(path, manager_with_files().instruments)
     patterns = list(child.header.frame_type_paths)
     assert patterns[0] == "Flats-dusk/*" and "bias_asiimg_*" in patterns
+
+
+def test_an_instrument_file_that_reads_no_frame_is_a_warning(raw, tmp_path):
+    """A wrong identify rule (or a file meant for another camera) is otherwise silently unused."""
+    cam = yaml_file(tmp_path / "typo.yaml", ACME.replace('INSTRUME: "ACME-1*"', 'INSTRUME: "ACME 1*"'))
+    other = yaml_file(tmp_path / "acme.yaml", ACME.replace("name: acme-1", "name: acme-right"))
+    proc = ccdflow("night", raw, "--out", tmp_path / "out", "--caldb", tmp_path / "c.sqlite",
+                   "--workers", 1, "--json", "--instrument-config", cam, "--instrument-config", other)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (warning,) = json.loads(proc.stdout)["warnings"]
+    assert warning.startswith(f"instrument acme-1 from --instrument-config {cam.resolve()} read none of "
+                              "the 12 frames") and "acme-right (12)" in warning
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert warning in report["warnings"]

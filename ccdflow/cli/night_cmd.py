@@ -121,6 +121,7 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
                                "html": str(paths["html"]), "failed": result.failed,
                                "failed_masters": failed_masters(result),
                                "stopped": getattr(result, "stopped", None),
+                               "warnings": result.warnings,
                                "unknown": result.unknown}, indent=2, default=str))
     else:
         _print_summary(console, result, counts, paths)
@@ -185,6 +186,7 @@ def _progress(console, disabled: bool):
 
 
 def _print_summary(console, result, counts, paths) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("stage", "result", title=f"night {result.rawdir}")
@@ -199,4 +201,6 @@ def _print_summary(console, result, counts, paths) -> None:
         console.print(f"[red]failed[/red] {name}: {entry['reason']}", highlight=False)
     if result.unknown:
         console.print(f"[yellow]{len(result.unknown)} file(s) not used[/yellow] (reasons in the report)")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False)
     console.print(f"report: {paths['html']}", highlight=False)

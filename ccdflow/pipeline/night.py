@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from ccdflow.framework.builders.reduction import group_frames, observing_night
 from ccdflow.framework.calibrations import calibration_type, master_types
 from ccdflow.framework.engine.frame import FrameMeta, binning_text, imaging_types
 from ccdflow.framework.engine.instrument import MatchRule
+from ccdflow.framework.engine.instrument_files import unclaimed
 from ccdflow.framework.headers.scan import discover_fits_files
 from ccdflow.framework.io import cards
 from ccdflow.pipeline.executor import SerialExecutor
@@ -58,6 +60,8 @@ class NightResult:
     seconds: dict[str, float] = field(default_factory=dict)
     #: Why the run stopped before the end (caldb unreachable, disk full); None when it ran through.
     stopped: str | None = None
+    #: What the run should not pass over (an instrument file that read no frame)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed_masters(self) -> list[dict[str, Any]]:
@@ -195,6 +199,8 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
     start = time.perf_counter()
     frames = _scan(rawdir, spec, executor, result, progress)
     result.seconds["scan"] = time.perf_counter() - start
+    if spec.instrument is None:
+        result.warnings += unclaimed(env.manager, Counter(f.instrument for f in frames))
 
     _save_config(outdir / "config.yaml", env, frames)
 

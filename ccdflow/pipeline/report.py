@@ -54,7 +54,7 @@ def night_warnings(result: NightResult) -> list[str]:
     for entry in [*result.masters, *result.science]:
         for warning in entry.get("assumed", []):
             seen[warning] = seen.get(warning, 0) + 1
-    return [f"{warning} ({n} file{'s' * (n > 1)})" for warning, n in seen.items()]
+    return [*result.warnings, *(f"{warning} ({n} file{'s' * (n > 1)})" for warning, n in seen.items())]
 
 
 def _quicklook(fits_path: str, png: Path) -> str:

@@ -222,3 +222,20 @@ def forced_instrument(manager: PluginManager, name: str | None) -> str | None:
         raise ConfigError(f"instruments {', '.join(silent)} come from --instrument-config files "
                           "without `identify:` rules; say which to use with --instrument NAME")
     return silent[0] if silent else None
+
+
+def unclaimed(manager: PluginManager, used: Mapping[str, int]) -> list[str]:
+    """Warnings for the ``--instrument-config`` instruments that read none of the frames (``used``:
+    frames per instrument): a file whose ``identify`` rules match nothing is otherwise silently
+    unused, and the frames are reduced with another instrument's rules."""
+    out = []
+    for name in command_line_instruments(manager):
+        if used.get(name):
+            continue
+        origin, rules = manager.origins[name], manager.instruments[name].identify
+        others = ", ".join(f"{n} ({k})" for n, k in sorted(used.items())) or "none"
+        out.append(f"instrument {name} from --instrument-config {origin.path} read none of the "
+                   f"{sum(used.values())} frames: its identify rules {dict(rules)} match no file "
+                   f"(frames were read as: {others}); check them with `ccdflow inspect "
+                   f"--instrument-config {origin.path} FILE`")
+    return out
