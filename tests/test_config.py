@@ -180,3 +180,27 @@ def test_an_extending_instrument_tries_its_own_frame_type_patterns_first(manager
     assert normalise(child, [header], "f.fits").frame_type == "spec_flat"
     header["IMAGETYP"] = "Dome Flat"
     assert normalise(child, [header], "f.fits").frame_type == "flat"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("gain_tabel: {0: 0.2}\n", "gain_tabel: unknown key ({0: 0.2}); did you mean 'gain_table'?"),
+    ("caldb:\n  dark: {temperature_tolerence: 3}\n",
+     "caldb.dark.temperature_tolerence: unknown key (value 3); did you mean 'temperature_tolerance'?"),
+    ("header:\n  frame_type_path: {a: bias}\n", "did you mean 'frame_type_paths'?"),
+    ("geometry:\n  amplifiers:\n    - {name: A, overscn: '[1:2,1:2]'}\n", "did you mean 'overscan'?"),
+    ("steps:\n  overscan: {metod: mean}\n", "steps.overscan.metod: unknown key"),
+    ("zzzzzz: 1\n", "zzzzzz: unknown key (value 1)"),
+])
+def test_a_misspelt_instrument_key_gets_the_closest_one(manager, tmp_path, text, expected):
+    inst = write(tmp_path / "cam.yaml", "extends: generic\nname: typo\n" + text)
+    with pytest.raises(ConfigError) as err:
+        build(manager_with_files([inst]))
+    assert expected.replace("(value ", "(") in str(err.value).replace("(value ", "(")
+    if text.startswith("zzzzzz"):
+        assert "did you mean" not in str(err.value)
+
+
+def test_a_misspelt_step_parameter_gets_the_closest_one(manager, tmp_path):
+    site = write(tmp_path / "site.yaml", "steps:\n  overscan: {metod: mean}\n")
+    with pytest.raises(ConfigError, match="steps.overscan.metod: unknown key .*did you mean 'method'"):
+        build(manager, config_files=[site])

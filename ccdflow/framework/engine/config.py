@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import typing
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,16 +53,49 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def describe_validation(source: str, prefix: str, exc: ValidationError) -> str:
-    """One line per problem: where, which key, what was found, what was expected."""
+def describe_validation(source: str, prefix: str, exc: ValidationError,
+                        model: type[BaseModel] | None = None) -> str:
+    """One line per problem: where, which key, what was found, what was expected; an unknown key
+    of ``model`` (or of a model inside it) gets the closest known key (``gain_tabel``: did you
+    mean ``gain_table``?)."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
         if err["type"] == "extra_forbidden":
-            lines.append(f"{source}: {loc}: unknown key (value {err['input']!r})")
+            known = _keys_at(model, err["loc"][:-1]) if model is not None else []
+            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(f"{source}: {loc}: unknown key (value {err['input']!r}){hint}")
         else:
             lines.append(f"{source}: {loc}: {err['msg']}; got {err.get('input')!r}")
     return "\n".join(lines)
+
+
+def _keys_at(model: type[BaseModel], path: Sequence[Any]) -> list[str]:
+    """The keys allowed where ``path`` (a pydantic error location) leads inside ``model``: fields
+    of nested models, through the keys of mappings and the indexes of lists."""
+    current: Any = model
+    for part in path:
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            continue  # a mapping's key or a list's index: the item model stays current
+        current = _model_in(fields[part].annotation)
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``Geometry``, ``dict[str, MatchRule]``,
+    ``list[RecipeEntry] | None``), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def parse_cli_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -129,7 +164,8 @@ class ResolvedConfig:
         try:
             return self.step_classes[step].Params.model_validate(values)
         except ValidationError as exc:
-            raise ConfigError(describe_validation("recipe", f"steps.{step}", exc)) from None
+            raise ConfigError(describe_validation("recipe", f"steps.{step}", exc,
+                                                  self.step_classes[step].Params)) from None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (for config.yaml beside the outputs and for hashing)."""
@@ -203,7 +239,7 @@ def _apply(
         try:
             steps[step].Params.model_validate(values)
         except ValidationError as exc:
-            raise ConfigError(describe_validation(source, f"steps.{step}", exc)) from None
+            raise ConfigError(describe_validation(source, f"steps.{step}", exc, steps[step].Params)) from None
         for key, value in values.items():
             resolved.steps[step][key] = Setting(value, layer, source)
 
@@ -230,7 +266,7 @@ def build(
         try:
             site = SiteConfig.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(describe_validation(str(path), "", exc)) from None
+            raise ConfigError(describe_validation(str(path), "", exc, SiteConfig)) from None
         site_files.append((str(path), site))
     name = instrument
     for _, site in site_files:

@@ -101,7 +101,7 @@ def load_instrument_file(
     try:
         return Instrument.model_validate(data), base, own_steps
     except ValidationError as exc:
-        raise ConfigError(describe_validation(str(path), "", exc)) from None
+        raise ConfigError(describe_validation(str(path), "", exc, Instrument)) from None
 
 
 def load_in_order(
