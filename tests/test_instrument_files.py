@@ -242,3 +242,17 @@ def test_an_instrument_file_that_reads_no_frame_is_a_warning(raw, tmp_path):
                               "the 12 frames") and "acme-right (12)" in warning
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert warning in report["warnings"]
+
+
+def test_a_frame_type_typo_in_path_patterns_is_refused_when_the_file_loads(tmp_path):
+    bad = yaml_file(tmp_path / "bad.yaml", """\
+        extends: asiimg
+        name: typo-cam
+        header:
+          frame_type_paths: {"Flat*/*": flt}
+    """)
+    with pytest.raises(ConfigError, match=r"bad.yaml: header.frame_type_paths\['Flat\*/\*'\] gives "
+                                          r"frame type 'flt', which is not a frame type"):
+        manager_with_files([bad])
+    proc = ccdflow("config", "show", "--instrument-config", bad)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "'flt'" in proc.stderr

@@ -166,6 +166,16 @@ def register_files(manager: PluginManager, paths: Sequence[str | Path], rank: in
             except InstrumentFileError as exc:
                 manager.report_failure(f"instrument file {exc.path}", None, str(exc))
                 pending = [p for p in pending if Path(p) != exc.path]
+    from ccdflow.framework.headers.frame_type import check_frame_types
+
+    for path, instrument, origin in list(loaded):
+        try:  # the types a file's path patterns and rules give, once every plugin's type is known
+            check_frame_types(instrument, str(path))
+        except ConfigError as exc:
+            if rank == COMMAND_LINE:
+                raise
+            manager.report_failure(f"instrument file {path}", None, str(exc))
+            loaded.remove((path, instrument, origin))
     for _, instrument, origin in loaded:
         base_source = None if origin.extends is None else manager.owner("instrument", origin.extends)
         if instrument.name in manager.instruments:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ccdflow.framework.engine.errors import ConfigError, UnprocessableInputError
 from ccdflow.framework.engine.frame import OTHER_TYPES, imaging_types
 from ccdflow.framework.engine.frame_type_rules import Condition, FrameTypeRule
 from ccdflow.framework.headers.card_values import NotANumber, parse_number
 from ccdflow.framework.headers.header_reader import FieldSource, HeaderReader, match_pattern
+
+if TYPE_CHECKING:
+    from ccdflow.framework.engine.instrument import Instrument
 
 #: Common spellings, used when an instrument's own map does not decide.
 GENERIC_TYPES: dict[str, str] = {
@@ -139,6 +142,18 @@ def _number(value: Any) -> float | None:
         return parse_number(value)[0]
     except NotANumber:
         return None
+
+
+def check_frame_types(instrument: Instrument, source: str) -> None:
+    """Every frame type the instrument's ``frame_type_paths`` and ``frame_type_rules`` give is a
+    known type (a plugin's included): a typo (``flt``) is a ConfigError naming the file when it is
+    loaded, not when the first file matches, inside a worker, in the middle of a night."""
+    hmap = instrument.header
+    given = [(kind, f"header.frame_type_paths[{pattern!r}]")
+             for pattern, kind in hmap.frame_type_paths.items()]
+    given += [(rule.type, f"header.frame_type_rules[{i}]") for i, rule in enumerate(hmap.frame_type_rules)]
+    for kind, where in given:
+        _checked(kind, f"{source}: {where}")
 
 
 def _known_types() -> tuple[str, ...]:
