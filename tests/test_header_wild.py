@@ -43,7 +43,13 @@ def raw_fits(path: Path, **values: str | None) -> str:
         else:
             merged[key] = value
     block = b"".join(card(k, v) for k, v in merged.items()) + b"END".ljust(80)
-    path.write_bytes(block.ljust(2880 * (len(block) // 2880 + 1), b" "))
+    block = block.ljust(2880 * (len(block) // 2880 + 1), b" ")
+    try:  # the pixels the header promises (zeros), so the file is complete, as a camera writes it
+        size = abs(int(merged["BITPIX"])) // 8 * int(merged["NAXIS1"]) * int(merged["NAXIS2"])
+    except (KeyError, ValueError):
+        size = 0
+    data = b"\0" * size
+    path.write_bytes(block + data.ljust(-(-size // 2880) * 2880, b"\0"))
     return str(path)
 
 

@@ -96,3 +96,14 @@ def test_inspect_says_which_gain_and_read_noise_the_steps_will_use(tmp_path):
     assert fields["read_noise used"]["notes"] == ["none"]
     (warning,) = [w for w in found["warnings"] if w.startswith("no read noise")]
     assert "uncertainty" in warning and "read_noise_table:" in warning and "assume:" in warning
+
+
+def test_a_truncated_file_is_explained_and_refused_as_in_a_night(tmp_path):
+    path = Path(raw_fits(tmp_path / "f.fits"))
+    path.write_bytes(path.read_bytes()[:2880 + 1000])  # an interrupted copy
+    status, out = run(str(path), "--instrument", "generic", "--json")
+    assert status == EXIT_INPUT
+    (found,) = json.loads(out)
+    assert found["error"].endswith("FITS file is truncated (File may have been truncated: actual file "
+                                   "length (3880) is smaller than the expected size (8640))")
+    assert found["frame_type"] == "science"  # the header is still read and explained

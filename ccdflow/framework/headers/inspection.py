@@ -19,7 +19,7 @@ from ccdflow.framework.headers.card_values import read_card
 from ccdflow.framework.headers.header_map import read_frame_meta
 from ccdflow.framework.headers.header_reader import FieldSource, match_pattern
 from ccdflow.framework.headers.pixel_hdu import Headers
-from ccdflow.framework.io.fitsio import read_headers
+from ccdflow.framework.io.fitsio import TruncatedFileError, read_headers
 
 
 @dataclass
@@ -52,11 +52,21 @@ class Inspection:
 def inspect_file(path: str, manager: PluginManager, instrument: str | None = None) -> Inspection:
     """Read ``path`` as ``instrument`` (else the one its header identifies), explaining each step."""
     out = Inspection(path)
+    truncated = None
     try:
-        headers = read_headers(path)
+        headers = read_headers(path, complete=True)
+    except TruncatedFileError as exc:  # refused as in a night, but its header still explained
+        truncated, headers = str(exc), read_headers(path)
     except CcdflowError as exc:
         out.error = str(exc)
         return out
+    _explain(out, path, headers, manager, instrument)
+    out.error = truncated or out.error
+    return out
+
+
+def _explain(out: Inspection, path: str, headers: Headers, manager: PluginManager,
+             instrument: str | None) -> None:
     out.identification = identification(headers, manager)
     if instrument is not None:
         out.instrument, out.chosen_by = instrument, "--instrument"
@@ -65,18 +75,17 @@ def inspect_file(path: str, manager: PluginManager, instrument: str | None = Non
     if out.instrument is None:
         out.error = "no instrument recognises this header (see why for each above); name one " \
                     "with --instrument, or write a YAML with `identify:` rules that match"
-        return out
+        return
     try:
         inst = manager.instrument(out.instrument)
         reading = read_frame_meta(inst, headers, path)
     except CcdflowError as exc:
         out.error = str(exc)
-        return out
+        return
     out.meta, out.sources, out.warnings = reading
     out.sources += _absent(inst.header, {s.field for s in reading.sources})
     out.sources += detector_values(reading.meta, inst, out.warnings)
     out.group = calibration_group(reading.meta, manager)
-    return out
 
 
 def detector_values(meta: FrameMeta, inst: Instrument, warnings: list[str]) -> list[FieldSource]:
@@ -97,8 +106,9 @@ def detector_values(meta: FrameMeta, inst: Instrument, warnings: list[str]) -> l
             why = f"none: the {meta.frame_type} recipe does not need one" if not needing else "none"
             rows.append(FieldSource(f"{quantity} used", None, None, None, (why,)))
             if needing:
+                why = str(exc).removeprefix(f"{meta.path}: ")
                 warnings.append(f"no {quantity.replace('_', ' ')} for this frame: its {', '.join(needing)} "
-                                f"step(s) will refuse it ({exc.expected})")
+                                f"step(s) will refuse it: {why}")
             continue
         note = f"from {found.source}" + (" (flagged in every product)" if found.assumed else "")
         rows.append(FieldSource(f"{quantity} used", None, None, f"{found.value:g} {unit}", (note,)))

@@ -27,6 +27,11 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+class TruncatedFileError(UnprocessableInputError):
+    """A FITS file shorter than its headers promise (an interrupted copy): its headers can still
+    be read, its pixels cannot."""
+
+
 def read_headers(path: str | Path, *, complete: bool = False) -> dict[int | str, fits.Header]:
     """Every HDU header by index and EXTNAME, without reading pixels.
 
@@ -55,9 +60,7 @@ def read_headers(path: str | Path, *, complete: bool = False) -> dict[int | str,
         if w not in truncated:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if truncated:
-        raise UnprocessableInputError(
-            f"FITS file is truncated ({truncated[0].message})", path=str(path)
-        )
+        raise TruncatedFileError(f"FITS file is truncated ({truncated[0].message})", path=str(path))
     if not out:
         raise UnprocessableInputError("FITS file has no HDUs", path=str(path))
     return out

@@ -28,7 +28,7 @@ from ccdflow.framework.engine.step import StepContext
 from ccdflow.framework.io import cards
 
 Quantity = Literal["gain", "read_noise"]
-_WORDS = {"gain": ("gain", "e-/ADU", "GAIN"), "read_noise": ("read noise", "e-", "RDNOISE")}
+_WORDS = {"gain": ("gain", "e-/ADU"), "read_noise": ("read noise", "e-")}
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,11 @@ def _table_value(table: dict[str, float], setting: str) -> float | None:
 def resolve(context: StepContext, quantity: Quantity, what: str) -> Resolved:
     """The frame's gain (e-/ADU) or read noise (e-), in the order of the module docstring."""
     inst, meta = context.instrument, context.meta
-    name, unit, fallback_keyword = _WORDS[quantity]
+    name, unit = _WORDS[quantity]
     from_header = meta.gain if quantity == "gain" else meta.read_noise
     spec = inst.header.gain if quantity == "gain" else inst.header.read_noise
-    keywords = " or ".join(spec.keyword) if spec.keyword else fallback_keyword
+    # a map that reads no keyword (GAIN is a CMOS gain *setting* there) must not be named GAIN
+    keywords = " or ".join(spec.keyword) if spec.keyword else f"(none: the header map reads no {name})"
     if from_header is not None:
         return Resolved(float(from_header), f"header {keywords}")
     table = inst.gain_table if quantity == "gain" else inst.read_noise_table
@@ -81,10 +82,11 @@ def resolve(context: StepContext, quantity: Quantity, what: str) -> Resolved:
         value = _table_value(table, setting)
         if value is None:
             listed = ", ".join(f"{k!r}: {v:g}" for k, v in table.items())
+            setting_keyword = " or ".join(inst.header.gain_setting.keyword) or "gain setting"
             raise UnprocessableInputError(
-                f"{what} needs the {name} at gain setting {setting!r}, which instrument "
-                f"{inst.name!r}'s {quantity}_table does not list ({{{listed}}})",
-                path=meta.path, keyword="gain setting", value=setting,
+                f"{what} needs the {name} at gain setting {setting!r}, which the {quantity}_table "
+                f"of instrument {inst.name} does not list ({{{listed}}})",
+                path=meta.path, keyword=setting_keyword, value=setting,
                 expected=f"a setting of the table, or the setting's {name} ({unit}) added to "
                 f"`{quantity}_table:`")
         return Resolved(float(value), f"{quantity}_table[{setting!r}]")
