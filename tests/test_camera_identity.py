@@ -17,7 +17,7 @@ from ccdflow.framework.calibrations import BUILTIN_TYPES
 from ccdflow.framework.calibrations.dark import Dark
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.instrument import Instrument, MatchRule
-from ccdflow.pipeline.night import plan_masters
+from ccdflow.pipeline.plan import plan_masters
 from tests.conftest import fake_calibration_fields, make_meta
 
 GATES = ("camera", "gain_setting", "offset")

@@ -33,7 +33,13 @@ def command(ctx: click.Context, files: tuple[str, ...], instrument: str | None,
     strict = (ctx.obj or {}).get("strict_plugins") or None
     manager = manager_with_files(instrument_files, strict=strict)
     forced = forced_instrument(manager, instrument)
+    from ccdflow.plugins.steps.noise import detector_sources
+
     results = [inspect_file(path, manager, forced) for path in iter_fits_files(files)]
+    for result in results:  # the values the steps will use: the steps' own resolver says
+        if result.meta is not None:
+            inst = manager.instrument(result.meta.instrument)
+            result.sources += detector_sources(result.meta, inst, result.warnings)
     if as_json:
         click.echo(json.dumps([r.as_json() for r in results], indent=2))
     else:

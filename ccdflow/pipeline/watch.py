@@ -21,14 +21,8 @@ from typing import Any
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.headers.scan import discover_fits_files, scan_file
-from ccdflow.pipeline.night import (
-    NightResult,
-    master_frame_types,
-    match_rules,
-    plan_bpms,
-    plan_masters,
-    plan_products,
-)
+from ccdflow.pipeline.night import NightResult
+from ccdflow.pipeline.plan import master_frame_types, match_rules, plan_bpms, plan_masters, plan_products
 from ccdflow.pipeline.spec import RunSpec, environment
 from ccdflow.pipeline.tasks import bpm_task, master_task, science_task
 

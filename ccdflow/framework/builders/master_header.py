@@ -16,6 +16,7 @@ from ccdflow import __version__
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.engine.config import ResolvedConfig
 from ccdflow.framework.engine.frame import FrameMeta, binning_text, shape_text
+from ccdflow.framework.headers.units import to_unit
 from ccdflow.framework.io import cards
 from ccdflow.framework.io.fitsio import sha256_file
 from ccdflow.framework.io.provenance import stamp_calibration
@@ -67,6 +68,7 @@ def master_header(kind: str, metas: Sequence[FrameMeta], last_header: fits.Heade
     header = last_header.copy()  # keeps CF_<STEP> statuses: the master's pixels had those steps
     header["IMAGETYP"] = (kind.upper(), "ccdflow master calibration")
     header["EXPTIME"] = (mean(m.exposure_time for m in used), "mean exposure of inputs (s)")
+    _camera_cards(header, config, mean(m.exposure_time for m in used), mean(temps) if temps else None)
     header["DATE-OBS"] = (_iso(mean(times)), "mean observation time of inputs (UTC)")
     # Normalised metadata in ccdflow's own cards: the caldb reads these, whatever the
     # camera's keyword conventions (the raw cards above stay as the camera wrote them).
@@ -110,3 +112,17 @@ def master_header(kind: str, metas: Sequence[FrameMeta], last_header: fits.Heade
 def _iso(timestamp: float) -> str:
     """FITS-style UTC time without the offset suffix."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")[:-6]
+
+
+def _camera_cards(header: fits.Header, config: ResolvedConfig, exposure: float,
+                  temperature: float | None) -> None:
+    """The camera's own exposure and temperature keywords (``EXPOINUS``, ``CCD-TEMP``...) hold
+    the inputs' mean, in each keyword's unit, not the last input's value they were copied with
+    (a master dark said ``CCD-TEMP = 34.3`` beside ``CF_TEMP = 34.66``)."""
+    hmap = config.instrument.header
+    for spec, value, what in ((hmap.exposure_time, exposure, "exposure"),
+                              (hmap.temperature, temperature, "temperature")):
+        for key in spec.keyword:
+            if key in header and value is not None:
+                unit = spec.units.get(key, spec.unit)
+                header[key] = (round(to_unit(value, unit), 6), f"mean {what} of inputs ({unit or 'raw'})")

@@ -13,7 +13,7 @@ from typing import Any
 
 from ccdflow.framework.engine.errors import CcdflowError
 from ccdflow.framework.engine.frame import FrameMeta
-from ccdflow.framework.engine.instrument import HeaderMap, Instrument, KeywordSpec
+from ccdflow.framework.engine.instrument import HeaderMap, KeywordSpec
 from ccdflow.framework.engine.plugins import PluginManager
 from ccdflow.framework.headers.card_values import read_card
 from ccdflow.framework.headers.header_map import read_frame_meta
@@ -84,35 +84,7 @@ def _explain(out: Inspection, path: str, headers: Headers, manager: PluginManage
         return
     out.meta, out.sources, out.warnings = reading
     out.sources += _absent(inst.header, {s.field for s in reading.sources})
-    out.sources += detector_values(reading.meta, inst, out.warnings)
     out.group = calibration_group(reading.meta, manager)
-
-
-def detector_values(meta: FrameMeta, inst: Instrument, warnings: list[str]) -> list[FieldSource]:
-    """The gain and read noise the steps will use for this frame, and where from (the header, a
-    table per gain setting, the instrument's value, an assumed value), as the steps find them;
-    a value nobody gives is a warning saying what the YAML could say."""
-    from ccdflow.framework.engine.errors import UnprocessableInputError
-    from ccdflow.framework.engine.step import StepContext
-    from ccdflow.plugins.steps.noise import resolve
-
-    recipe = [entry.step for entry in inst.recipe_for(meta.frame_type) or []]
-    needing = [step for step in ("uncertainty", "gain", "cosmicray") if step in recipe]
-    rows = []
-    for quantity, unit in (("gain", "e-/ADU"), ("read_noise", "e-")):
-        try:
-            found = resolve(StepContext(meta, inst), quantity, "the uncertainty step")  # type: ignore[arg-type]
-        except UnprocessableInputError as exc:
-            why = f"none: the {meta.frame_type} recipe does not need one" if not needing else "none"
-            rows.append(FieldSource(f"{quantity} used", None, None, None, (why,)))
-            if needing:
-                why = str(exc).removeprefix(f"{meta.path}: ")
-                warnings.append(f"no {quantity.replace('_', ' ')} for this frame: its {', '.join(needing)} "
-                                f"step(s) will refuse it: {why}")
-            continue
-        note = f"from {found.source}" + (" (flagged in every product)" if found.assumed else "")
-        rows.append(FieldSource(f"{quantity} used", None, None, f"{found.value:g} {unit}", (note,)))
-    return rows
 
 
 def identification(headers: Headers, manager: PluginManager) -> dict[str, str]:

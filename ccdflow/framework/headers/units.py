@@ -36,6 +36,19 @@ def convert(value: float, unit: str | None) -> float:
     return value
 
 
+def to_unit(value: float, unit: str | None) -> float:
+    """The inverse of :func:`convert`: seconds or Celsius back in ``unit`` (a master writes its
+    inputs' mean exposure and temperature into the camera's own keywords)."""
+    if unit in SECONDS:
+        times, per = SECONDS[unit]
+        return value * per / times
+    if unit == "K":
+        return value + 273.15
+    if unit == "F":
+        return value * 9.0 / 5.0 + 32.0
+    return value
+
+
 def describe(raw: float, unit: str | None, value: float) -> str | None:
     """'64 us -> 6.4e-05 s' for provenance, or None when nothing was converted."""
     if unit is None or unit in DATE_UNITS or unit in ("s", "C"):

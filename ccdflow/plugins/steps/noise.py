@@ -24,7 +24,10 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 
 from ccdflow.framework.engine.errors import UnprocessableInputError
+from ccdflow.framework.engine.frame import FrameMeta
+from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.step import StepContext
+from ccdflow.framework.headers.header_reader import FieldSource
 from ccdflow.framework.io import cards
 
 Quantity = Literal["gain", "read_noise"]
@@ -122,3 +125,27 @@ def detector_gain(context: StepContext, what: str, header: fits.Header | None = 
 def detector_read_noise(context: StepContext, what: str, header: fits.Header | None = None) -> float:
     """The read noise (e-); an assumed one is recorded in ``header`` (the step's output header)."""
     return record(resolve(context, "read_noise", what), "read_noise", header)
+
+
+def detector_sources(meta: FrameMeta, inst: Instrument, warnings: list[str]) -> list[FieldSource]:
+    """For ``ccdflow inspect``: the gain and read noise the steps will use for this frame and where
+    from (the header, a table per gain setting, the instrument's value, an assumed value), found
+    by :func:`resolve` as the steps find them; a value nobody gives, when the frame's recipe
+    needs one, is a warning saying what the YAML could say."""
+    recipe = [entry.step for entry in inst.recipe_for(meta.frame_type) or []]
+    needing = [step for step in ("uncertainty", "gain", "cosmicray") if step in recipe]
+    rows = []
+    for quantity, unit in (("gain", "e-/ADU"), ("read_noise", "e-")):
+        try:
+            found = resolve(StepContext(meta, inst), quantity, "the uncertainty step")  # type: ignore[arg-type]
+        except UnprocessableInputError as exc:
+            why = f"none: the {meta.frame_type} recipe does not need one" if not needing else "none"
+            rows.append(FieldSource(f"{quantity} used", None, None, None, (why,)))
+            if needing:
+                why = str(exc).removeprefix(f"{meta.path}: ")
+                warnings.append(f"no {quantity.replace('_', ' ')} for this frame: its {', '.join(needing)} "
+                                f"step(s) will refuse it: {why}")
+            continue
+        note = f"from {found.source}" + (" (flagged in every product)" if found.assumed else "")
+        rows.append(FieldSource(f"{quantity} used", None, None, f"{found.value:g} {unit}", (note,)))
+    return rows

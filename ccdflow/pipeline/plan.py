@@ -1,0 +1,131 @@
+"""Planning a night: which masters to build from which frames (grouped by setup and by the
+instrument's tolerances, named readably), which bad-pixel masks from which masters, and where
+each science frame's product goes. Pure functions of the frames and the run's configuration,
+shared by `ccdflow night` and `ccdflow watch`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ccdflow.framework.builders.reduction import group_frames, observing_night
+from ccdflow.framework.calibrations import calibration_type, master_types
+from ccdflow.framework.engine.frame import FrameMeta, binning_text
+from ccdflow.framework.engine.instrument import MatchRule
+from ccdflow.framework.io import cards
+from ccdflow.pipeline.naming import product_relpath, safe_component, short_hash
+
+
+def master_frame_types() -> dict[str, str]:
+    """Raw frame type -> calibration type whose masters are combined from it, in build order
+    (bias before dark before flat, then any plugin type by its order)."""
+    return {t.frame_type: t.name for t in master_types() if t.frame_type is not None}
+
+
+def master_group_name(kind: str, metas: list[FrameMeta]) -> str:
+    """Readable name of a calibration group, e.g. ``2026-03-01_dark_120s_-20C_1x1``; every part
+    from a header goes through :func:`safe_component` (a DETECTOR of ``../x`` stays a name).
+    The master's file name adds its build identity (see :func:`master_task`)."""
+    meta = metas[0]
+    temps = [m.temperature for m in metas if m.temperature is not None]
+    named = meta.model_copy(update={"temperature": sum(temps) / len(temps)}) if temps else meta
+    # the group's mean temperature, as its master's CF_TEMP: not the first frame's
+    parts: list[object] = [observing_night(meta), kind, *calibration_type(kind).name_parts(named)]
+    parts.append(binning_text(meta.binning))
+    if meta.detector not in ("", "default", None):
+        parts.append(meta.detector)
+    if meta.readout_mode not in ("", "default", None):
+        parts.append(meta.readout_mode)
+    parts += camera_parts(meta.camera, meta.gain_setting, meta.offset)
+    return "_".join(safe_component(str(p).replace("_", "-")) for p in parts)
+
+
+def camera_parts(camera: str | None, gain_setting: str | None, offset: str | None) -> list[str]:
+    """Name parts of a master's camera and CMOS settings (``ZWO ASI120MC``, ``gain120``,
+    ``offset9``), those known only: two cameras' masters of one night get two names."""
+    return [p for p in (camera, gain_setting and f"gain{gain_setting}", offset and f"offset{offset}")
+            if p]
+
+
+def plan_masters(frames: Iterable[FrameMeta],
+                 rule_of: Callable[[FrameMeta], MatchRule | None] | None = None
+                 ) -> list[tuple[str, str, list[FrameMeta]]]:
+    """(calibration type, group name, frames) per calibration group, in build order, names made
+    unique deterministically. ``rule_of(frame)``: the caldb rule of the type made from the
+    frame (see :func:`match_rules`), so groups follow the instrument's tolerances."""
+    kinds = master_frame_types()
+    order = {kind: i for i, kind in enumerate(kinds.values())}
+    groups = sorted(
+        ((kinds[metas[0].frame_type], master_group_name(kinds[metas[0].frame_type], metas), metas)
+         for metas in group_frames((f for f in frames if f.frame_type in kinds), rule_of).values()),
+        key=lambda g: (order[g[0]], g[1], str(g[2][0].path)),
+    )
+    seen: dict[str, int] = {}
+    out = []
+    for kind, name, metas in groups:
+        seen[name] = seen.get(name, 0) + 1
+        suffix = "" if seen[name] == 1 else f"-{seen[name]}"
+        out.append((kind, f"{name}{suffix}", sorted(metas, key=lambda m: str(m.path))))
+    return out
+
+
+def match_rules(env: Any) -> Callable[[FrameMeta], MatchRule | None]:
+    """frame -> its instrument's caldb rule for the calibration type made from such frames."""
+    kinds = master_frame_types()
+
+    def rule_of(meta: FrameMeta) -> MatchRule | None:
+        kind = kinds.get(meta.frame_type)
+        if kind is None:
+            return None
+        return env.config(meta.instrument).instrument.match_rule(kind, env.manager)
+
+    return rule_of
+
+
+def plan_products(science: Iterable[FrameMeta], rawdir: str | Path | None,
+                  taken: set[str] | None = None) -> list[tuple[FrameMeta, str]]:
+    """(frame, product path under reduced/) for each science frame: the raw file's path relative
+    to RAWDIR, made safe (see :func:`product_relpath`); a frame whose name is already in
+    ``taken`` (this batch's, or what a watch planned before; updated here) gets its raw path's
+    hash added, so no product is ever written twice."""
+    taken = set() if taken is None else taken
+    out = []
+    for meta in sorted(science, key=lambda m: str(m.path)):
+        rel = product_relpath(str(meta.path), rawdir)
+        if rel in taken:
+            rel = rel.removesuffix(".fits") + f".{short_hash(meta.path, length=6)}.fits"
+        taken.add(rel)
+        out.append((meta, rel))
+    return out
+
+
+def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(group name, dark, flat) per setup of this night that has both: the longest-exposure
+    master dark (hot pixels stand out most) and the first master flat by name.
+
+    The bad-pixel mask is the one type made from other masters rather than from raw frames;
+    its planning names dark and flat here until a second such type needs a contract for it."""
+    from astropy.io import fits
+
+    setups: dict[tuple, dict[str, list[tuple[dict[str, Any], Any]]]] = {}
+    for entry in masters:
+        if entry["status"] not in ("built", "up-to-date") or entry["type"] not in ("dark", "flat"):
+            continue
+        header = fits.getheader(entry["path"])
+        key = tuple(str(header.get(c.keyword, "")) for c in cards.SETUP)
+        setups.setdefault(key, {"dark": [], "flat": []})[entry["type"]].append((entry, header))
+    out = []
+    for key, found in sorted(setups.items()):
+        if found["dark"] and found["flat"]:
+            # longest exposure, then warmest (most dark current), then name: the same choice
+            # whatever order the masters finished in
+            dark, _ = max(found["dark"], key=lambda d: (
+                cards.EXPT.get(d[1], 0.0), cards.TEMP.get(d[1], -999.0), d[0]["name"]))
+            flat = sorted(found["flat"], key=lambda f: f[0]["name"])[0][0]
+            night = dark["name"].split("_")[0]  # the observing night, as in every master's name
+            parts = [night, "bpm", key[2], key[1], *camera_parts(*key[5:8])]
+            out.append(("_".join(safe_component(str(p).replace("_", "-")) for p in parts
+                             if p not in ("None", "", "default")),
+                        dark, flat))
+    return out
