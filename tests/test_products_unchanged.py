@@ -11,7 +11,12 @@ the instrument and the steps of their own recipe, a third-party plugin installed
 no longer changes their bytes (checked with the example plugin installed: the same twelve
 files). Re-recorded twice on purpose: masters' CF_CHASH comment shortened to fit its card (all
 files, through the masters' identities), then products' CF_CHASH from the whole config to the
-recipe's (the four reduced frames).
+recipe's (the four reduced frames). Re-recorded for issue 13 (real cameras): the instrument model
+gained fields (geometry, calibration policy, gain tables, frame-type sources, camera identity)
+and generic no longer sets a gain or read noise, so every CF_CHASH and master identity changed;
+masters are named with the camera (``..._sim0_ccdflow-sim_<id>``) and carry CF_CAM, CF_GSET and
+CF_OFFS; their camera temperature keyword holds the inputs' mean. Every HDU's pixels of all
+twelve files were compared with those of the session's starting commit (78a06cf): identical.
 """
 
 from __future__ import annotations
