@@ -135,3 +135,20 @@ def test_a_cube_says_how_many_planes_it_has(tmp_path, builtin):
         scan_file(tmp_path / "cube.fits", builtin)
     with pytest.raises(UnprocessableInputError, match=r"HDU 0 holds no 2-D image"):
         scan_file(tmp_path / "cube.fits", builtin, instrument="feder-apogee")
+
+
+def test_an_unknown_files_reason_quotes_bad_and_long_cards_on_one_short_line(tmp_path):
+    """A decimal-comma INSTRUME is quoted as text, not raised; a paragraph of COMMENT (which the
+    kstars-ekos instrument identifies by) is cut to one line."""
+    path = tmp_path / "u.fits"
+    header = fits.Header()
+    header["COMMENT"] = "FITS (Flexible Image Transport System) format is defined in 'Astronomy " * 3
+    fits.PrimaryHDU(np.zeros((4, 4), np.int16), header).writeto(path)
+    blob = bytearray(path.read_bytes())
+    at = blob.find(b"END" + b" " * 77)
+    blob[at:at + 160] = b"INSTRUME= 1,5 / decimal comma".ljust(80) + b"END".ljust(80)
+    path.write_bytes(bytes(blob))
+    (_, reason), = scan_paths([path]).unknown
+    assert "no instrument recognises this header (INSTRUME='1,5';" in reason
+    comment = reason.split("COMMENT=")[1].split(";")[0]
+    assert len(comment) <= 62 and comment.endswith("...'") and "\n" not in reason

@@ -111,3 +111,10 @@ def setting_text(value: Any) -> str:
     if re.fullmatch(r"[+-]?\d+(?:\.\d*)?", text) or _DECIMAL_COMMA.fullmatch(text):
         return setting_text(parse_number(text)[0])
     return text
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A card value for a message: one line, cut to ``limit`` characters (a COMMENT that an
+    identify rule names can be paragraphs)."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

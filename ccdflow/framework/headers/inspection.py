@@ -15,7 +15,7 @@ from ccdflow.framework.engine.errors import CcdflowError
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.engine.instrument import HeaderMap, KeywordSpec
 from ccdflow.framework.engine.plugins import PluginManager
-from ccdflow.framework.headers.card_values import read_card
+from ccdflow.framework.headers.card_values import read_card, shown
 from ccdflow.framework.headers.header_map import read_frame_meta
 from ccdflow.framework.headers.header_reader import FieldSource, match_pattern
 from ccdflow.framework.headers.pixel_hdu import Headers
@@ -102,7 +102,7 @@ def identification(headers: Headers, manager: PluginManager) -> dict[str, str]:
                 break
             pattern = match_pattern(card.value, dict.fromkeys(patterns))
             if pattern is None:
-                why = f"{key}={_short(card.value)!r} matches none of {patterns}"
+                why = f"{key}={shown(card.value)!r} matches none of {patterns}"
                 break
             matched.append(f"{key}={str(card.value).strip()!r} ~ {pattern!r}")
         out[name] = f"not matched: {why}" if why else "matches: " + ", ".join(matched)
@@ -141,12 +141,6 @@ def _absent(hmap: HeaderMap, found: set[str]) -> list[FieldSource]:
             wanted = " or ".join(spec.keyword or spec.compound)
             out.append(FieldSource(name, None, None, None, (f"not in the header ({wanted})",)))
     return out
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """A card value on one line, cut to ``limit`` characters (a COMMENT can be paragraphs)."""
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _plain(value: Any) -> Any:

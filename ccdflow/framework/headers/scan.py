@@ -19,6 +19,7 @@ from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.plugins import PluginManager, get_plugin_manager
+from ccdflow.framework.headers.card_values import read_card, shown
 from ccdflow.framework.headers.header_map import Headers, normalise
 from ccdflow.framework.io.fitsio import read_headers
 
@@ -194,6 +195,8 @@ def describe_identity(headers: Headers, manager: PluginManager) -> str:
     parts = []
     for key in keys:
         header = next((h for h in headers.values() if key in h), None)
-        parts.append(f"{key} absent" if header is None else f"{key}={str(header[key]).strip()!r}")
+        card = None if header is None else read_card(header, key)  # never raises: a bad card is text
+        value = None if card is None else (card.value if card.value is not None else card.error)
+        parts.append(f"{key} absent" if header is None else f"{key}={shown(value)!r}")
     known = ", ".join(sorted(n for n, i in manager.instruments.items() if i.identify))
     return f"{'; '.join(parts)}; known instruments: {known}"
