@@ -18,7 +18,8 @@ import pytest
 
 import ccdflow.plugins.instruments as builtin_instruments
 from ccdflow.framework.engine.errors import UnprocessableInputError
-from ccdflow.framework.engine.instrument import Instrument, KeywordSpec
+from ccdflow.framework.engine.header_spec import KeywordSpec
+from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.plugins import PluginManager
 from ccdflow.framework.headers.header_map import normalise
 from ccdflow.framework.headers.scan import scan_file

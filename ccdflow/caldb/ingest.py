@@ -16,7 +16,7 @@ from ccdflow.caldb.selection import utc
 from ccdflow.framework.calibrations import find_type
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import binning_text, shape_text
-from ccdflow.framework.engine.instrument import KeywordSpec
+from ccdflow.framework.engine.header_spec import KeywordSpec
 from ccdflow.framework.headers.bayer import CHANNELS, channel_keyword
 from ccdflow.framework.headers.header_map import normalise
 from ccdflow.framework.io import cards

@@ -8,142 +8,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS
-from ccdflow.framework.engine.frame_type_rules import FRAME_TYPE_ORDER, FrameTypeRule, FrameTypeSource
 from ccdflow.framework.engine.gain_config import Assumed, GainTable, ReadNoiseTable, check_assumptions
+from ccdflow.framework.engine.header_spec import HeaderMap, Strict
 from ccdflow.framework.engine.readout_geometry import Geometry
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
 
-Scalar = str | int | float | bool
 
 #: What an instrument says of one calibration type (its ``calibrations:`` key): ``required``
 #: (a frame without a matching master fails), ``optional`` (used when one matches, else the step
 #: that needs it is SKIPPED with the reason) or ``none`` (the camera takes none: never looked for,
 #: the step SKIPPED). See ccdflow.framework.engine.calibration_policy.
 CalibrationPolicy = Literal["required", "optional", "none"]
-#: Units a raw header value may be in: times (to seconds), temperatures (to Celsius), and for an
-#: observation time given as a number, Modified or plain Julian Date.
-Unit = Literal["us", "ms", "s", "min", "h", "C", "K", "F", "mjd", "jd"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-
-class KeywordSpec(_Strict):
-    """Where one metadata value lives in the header and how to normalise it."""
-
-    keyword: list[str] = Field(
-        default_factory=list,
-        description="Header keywords to try in order; the first one present wins.",
-    )
-    compound: list[str] = Field(
-        default_factory=list,
-        description="Keywords whose values are joined with '|' into one value "
-        "(e.g. ESO DPR CATG|TYPE|TECH); missing ones contribute ''.",
-    )
-    hdu: int | str | None = Field(
-        None, description="HDU to read; None means the data HDU, then the primary HDU."
-    )
-    default: Scalar | None = Field(None, description="Value used when no keyword is present.")
-    required: bool = Field(False, description="Missing value (and no default) is an error.")
-    unit: Unit | None = Field(
-        None, description="Unit of the raw value; converted to seconds or Celsius (us, ms, s, "
-        "min, h; C, K, F), or for date_obs a number read as 'mjd' or 'jd'.",
-    )
-    units: dict[str, Unit] = Field(
-        default_factory=dict,
-        description="Unit of one keyword when it differs from `unit` (ZWO's EXPOINUS: us after "
-        "EXPTIME in s; MJD-OBS: mjd after DATE-OBS), so a fallback keyword keeps its own unit.",
-    )
-    kelvin_above: float | None = Field(
-        None,
-        description="Temperatures only: raw values above this are read as kelvin whatever "
-        "`unit` says (some IRAF-era cameras write K under a Celsius keyword such as CCD-TEMP; "
-        "no detector runs above ~60 C, and cooled ones report 150-200 K).",
-    )
-    values: dict[str, Scalar] = Field(
-        default_factory=dict,
-        description="Case-insensitive glob pattern -> normalised value; first match wins.",
-    )
-    strict_values: bool = Field(
-        False, description="When values are given and none matches, the value is an error."
-    )
-
-    @field_validator("keyword", "compound", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-
-class HeaderMap(_Strict):
-    """Keyword map from a camera's headers to :class:`~ccdflow.framework.engine.frame.FrameMeta`."""
-
-    frame_type: KeywordSpec = Field(description="Frame type; values map raw strings to types.")
-    exposure_time: KeywordSpec = Field(description="Exposure time.")
-    date_obs: KeywordSpec = Field(description="Observation start (ISO date or date+time).")
-    time_obs: KeywordSpec | None = Field(
-        None, description="Time of day, for headers whose date_obs holds only the date "
-        "('hh:mm:ss[.sss]', or a number: decimal hours unless `unit` says otherwise)."
-    )
-    frame_type_rules: list[FrameTypeRule] = Field(
-        default_factory=list,
-        description="Frame type from conditions on several keywords (EXPTIME == 0 and SHUTTER "
-        "closed -> bias); the first rule whose conditions all hold decides.",
-    )
-    frame_type_paths: dict[str, str] = Field(
-        default_factory=dict,
-        description="Opt-in: case-insensitive glob on the file's path -> frame type, for cameras "
-        "that write the type only in file or folder names. A pattern of k parts ('Bias/*') is "
-        "matched against the last k parts of the path; the first match wins.",
-    )
-    frame_type_from: list[FrameTypeSource] = Field(
-        default_factory=lambda: list(FRAME_TYPE_ORDER),
-        description="Where the frame type is looked for, in order: the frame_type keyword "
-        "('header', which wins when present unless listed later), frame_type_rules ('rules'), "
-        "frame_type_paths ('path').",
-    )
-    filter: KeywordSpec = Field(default_factory=KeywordSpec, description="Filter name.")
-    temperature: KeywordSpec = Field(default_factory=KeywordSpec, description="CCD temperature.")
-    detector: KeywordSpec = Field(
-        default_factory=lambda: KeywordSpec(default="default"), description="Detector id."
-    )
-    binning: KeywordSpec | None = Field(
-        None, description="Combined binning such as CCDSUM '2 2' or '2x2' (wins over x/y)."
-    )
-    binning_x: KeywordSpec = Field(
-        default_factory=lambda: KeywordSpec(default=1), description="Binning along x."
-    )
-    binning_y: KeywordSpec = Field(
-        default_factory=lambda: KeywordSpec(default=1), description="Binning along y."
-    )
-    readout_mode: KeywordSpec = Field(
-        default_factory=lambda: KeywordSpec(default="default"), description="Readout mode."
-    )
-    gain: KeywordSpec = Field(default_factory=KeywordSpec, description="Gain (e-/ADU).")
-    read_noise: KeywordSpec = Field(default_factory=KeywordSpec, description="Read noise (e-).")
-    camera: KeywordSpec = Field(
-        default_factory=lambda: KeywordSpec(keyword=["INSTRUME"]),
-        description="Camera model or name; with camera_serial, the identity calibrations never "
-        "cross.",
-    )
-    camera_serial: KeywordSpec = Field(
-        default_factory=KeywordSpec, description="Camera serial number, when the header has one."
-    )
-    gain_setting: KeywordSpec = Field(
-        default_factory=KeywordSpec,
-        description="A CMOS camera's unitless gain setting (ZWO/NINA/SharpCap GAIN), never e-/ADU.",
-    )
-    offset: KeywordSpec = Field(
-        default_factory=KeywordSpec, description="The camera's offset (pedestal) setting."
-    )
-
-
-class MatchRule(_Strict):
+class MatchRule(Strict):
     """How the caldb matches one calibration type to a frame."""
 
     max_age_days: float = Field(description="Largest |observation time difference| in days.")
@@ -175,7 +59,7 @@ def _default_match_rules() -> dict[str, MatchRule]:
     return {t.name: t.default_rule() for t in BUILTIN_TYPES}
 
 
-class RecipeEntry(_Strict):
+class RecipeEntry(Strict):
     """One step of a recipe, with recipe-specific parameters."""
 
     step: str = Field(description="Registered step name.")
@@ -194,7 +78,7 @@ def _default_recipes() -> dict[str, list[RecipeEntry]]:
     return {kind: [RecipeEntry(step=s) for s in steps] for kind, steps in names.items()}
 
 
-class Instrument(_Strict):
+class Instrument(Strict):
     """Everything ccdflow needs to know about one camera."""
 
     name: str = Field(description="Unique instrument name used on the command line.")

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccdflow.framework.engine.errors import UnprocessableInputError
-from ccdflow.framework.engine.instrument import Instrument, KeywordSpec
+from ccdflow.framework.engine.header_spec import KeywordSpec
+from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.headers.card_values import CardValue, NotANumber, parse_number, read_card
 from ccdflow.framework.headers.pixel_hdu import Headers
 from ccdflow.framework.headers.units import convert, describe

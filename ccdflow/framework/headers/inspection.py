@@ -13,7 +13,7 @@ from typing import Any
 
 from ccdflow.framework.engine.errors import CcdflowError
 from ccdflow.framework.engine.frame import FrameMeta
-from ccdflow.framework.engine.instrument import HeaderMap, KeywordSpec
+from ccdflow.framework.engine.header_spec import HeaderMap, KeywordSpec
 from ccdflow.framework.engine.plugins import PluginManager
 from ccdflow.framework.headers.card_values import read_card, shown
 from ccdflow.framework.headers.header_map import read_frame_meta
