@@ -256,3 +256,20 @@ def test_a_frame_type_typo_in_path_patterns_is_refused_when_the_file_loads(tmp_p
         manager_with_files([bad])
     proc = ccdflow("config", "show", "--instrument-config", bad)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "'flt'" in proc.stderr
+
+
+def test_a_frame_type_typo_in_the_user_folder_is_reported_and_the_rest_load(tmp_path):
+    """Checked with the loading manager's own types (asking the process's manager while it loads
+    the folder recursed without end)."""
+    folder = tmp_path / "instruments"
+    yaml_file(folder / "good.yaml", ACME)
+    yaml_file(folder / "paths.yaml", "extends: asiimg\nname: by-folder\nidentify: {INSTRUME: X}\n"
+                                     "header:\n  frame_type_paths: {'Bias/*': bias}\n")
+    yaml_file(folder / "typo.yaml", "extends: asiimg\nname: typo\nidentify: {INSTRUME: Y}\n"
+                                    "header:\n  frame_type_paths: {'Flat/*': flt}\n")
+    proc = ccdflow("plugins", "--json", env={"CCDFLOW_INSTRUMENTS": str(folder)})
+    assert proc.returncode == 0, proc.stderr
+    listed = json.loads(proc.stdout)
+    assert {f["instrument"] for f in listed["instrument_files"]} == {"acme-1", "by-folder"}
+    (failed,) = listed["failed"]
+    assert "typo.yaml" in failed["name"] and "'flt', which is not a frame type" in failed["error"]

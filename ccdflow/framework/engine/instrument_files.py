@@ -166,11 +166,15 @@ def register_files(manager: PluginManager, paths: Sequence[str | Path], rank: in
             except InstrumentFileError as exc:
                 manager.report_failure(f"instrument file {exc.path}", None, str(exc))
                 pending = [p for p in pending if Path(p) != exc.path]
+    from ccdflow.framework.engine.frame import IMAGING_TYPES, OTHER_TYPES
     from ccdflow.framework.headers.frame_type import check_frame_types
 
+    # this manager's types (it may be loading: the process's manager must not be asked)
+    plugin_types = [t.frame_type for t in manager.calibration_types.values() if t.frame_type]
+    known = tuple(dict.fromkeys([*IMAGING_TYPES, *plugin_types, *OTHER_TYPES]))
     for path, instrument, origin in list(loaded):
         try:  # the types a file's path patterns and rules give, once every plugin's type is known
-            check_frame_types(instrument, str(path))
+            check_frame_types(instrument, str(path), known)
         except ConfigError as exc:
             if rank == COMMAND_LINE:
                 raise

@@ -144,16 +144,19 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def check_frame_types(instrument: Instrument, source: str) -> None:
-    """Every frame type the instrument's ``frame_type_paths`` and ``frame_type_rules`` give is a
-    known type (a plugin's included): a typo (``flt``) is a ConfigError naming the file when it is
-    loaded, not when the first file matches, inside a worker, in the middle of a night."""
+def check_frame_types(instrument: Instrument, source: str, known: tuple[str, ...]) -> None:
+    """Every frame type the instrument's ``frame_type_paths`` and ``frame_type_rules`` give is one
+    of ``known`` (the loading manager's types, a plugin's included): a typo (``flt``) is a
+    ConfigError naming the file when it is loaded, not when the first file matches, inside a
+    worker, in the middle of a night."""
     hmap = instrument.header
     given = [(kind, f"header.frame_type_paths[{pattern!r}]")
              for pattern, kind in hmap.frame_type_paths.items()]
     given += [(rule.type, f"header.frame_type_rules[{i}]") for i, rule in enumerate(hmap.frame_type_rules)]
     for kind, where in given:
-        _checked(kind, f"{source}: {where}")
+        if kind not in known:
+            raise ConfigError(f"{source}: {where} gives frame type {kind!r}, which is not a frame "
+                              f"type ({', '.join(known)})")
 
 
 def _known_types() -> tuple[str, ...]:
