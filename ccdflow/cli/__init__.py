@@ -219,7 +219,9 @@ def main() -> None:
     """Console-script entry: turns ccdflow errors into one clear line and an exit status.
 
     SIGTERM is made to unwind like Ctrl-C (writers remove their temporary files) and to end
-    with status 143 and one line, in every command.
+    with status 143 and one line, in every command. Once the command has ended (its outputs
+    written, its status decided), SIGINT and SIGTERM are ignored: Python's shutdown puts the
+    default handlers back, and a signal then killed a finished run with no message (-15).
     """
     signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -233,3 +235,6 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (Exception, KeyboardInterrupt) as exc:  # raised outside the groups' invoke
         exit_on_error(exc)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
