@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from ccdflow.framework.engine.plugins import PluginManager
 
 #: Frame types of the built-in imaging reduction: what masters are combined from, and science.
 #: A plugin's calibration type adds its own raw frame type (see :func:`imaging_types`).
@@ -13,13 +17,19 @@ IMAGING_TYPES = ("bias", "dark", "flat", "science")
 OTHER_TYPES = ("arc", "spectrum", "spec_flat", "other")
 
 
-def imaging_types() -> tuple[str, ...]:
+def imaging_types(manager: PluginManager | None = None) -> tuple[str, ...]:
     """The built-in imaging types and the raw frame types of every registered calibration
-    type (a fringe type's night-sky frames)."""
+    type (a fringe type's night-sky frames): ``manager``'s, else the process's."""
     from ccdflow.framework.calibrations import master_types
 
-    extra = [t.frame_type for t in master_types() if t.frame_type and t.frame_type not in IMAGING_TYPES]
+    extra = [t.frame_type for t in master_types(manager)
+             if t.frame_type and t.frame_type not in IMAGING_TYPES]
     return (*IMAGING_TYPES, *extra)
+
+
+def known_frame_types(manager: PluginManager | None = None) -> tuple[str, ...]:
+    """Every frame type an instrument may give: the imaging ones and those left alone."""
+    return (*imaging_types(manager), *OTHER_TYPES)
 
 
 def binning_text(binning: tuple[int, int]) -> str:

@@ -78,14 +78,15 @@ def yaml_files(folder: Path) -> list[Path]:
 
 
 def load_instrument_file(
-    path: str | Path, registered: Mapping[str, Instrument]
+    path: str | Path, registered: Mapping[str, Instrument], data: Mapping[str, Any] | None = None
 ) -> tuple[Instrument, Instrument | None, dict[str, Any]]:
-    """One instrument YAML, complete or ``extends: <name>`` over one of ``registered``.
+    """One instrument YAML, complete or ``extends: <name>`` over one of ``registered`` (``data``:
+    the file's mapping when the caller has read it already).
 
     Returns the merged instrument, the one it extends (if any) and the file's own ``steps``."""
     from ccdflow.framework.engine.config import deep_merge, describe_validation, load_yaml
 
-    data = load_yaml(path)
+    data = dict(load_yaml(path) if data is None else data)
     own_steps = dict(data.get("steps") or {})
     base_name = data.pop("extends", None)
     base = None
@@ -112,19 +113,19 @@ def load_in_order(
     from ccdflow.framework.engine.config import load_yaml
 
     known = dict(registered)
-    pending = []
+    pending: list[tuple[Path, dict[str, Any]]] = []
     for p in map(Path, paths):
         try:
-            pending.append((p, load_yaml(p).get("extends")))
+            pending.append((p, load_yaml(p)))
         except ConfigError as exc:
             raise InstrumentFileError(p, str(exc)) from None
     out: list[tuple[Path, Instrument, InstrumentOrigin]] = []
     while pending:
-        ready = [(p, b) for p, b in pending if b is None or b in known]
+        ready = [(p, d) for p, d in pending if d.get("extends") is None or d["extends"] in known]
         if not ready:  # the first unresolved one says which name is missing
-            _load(pending[0][0], known)
-        for path, _ in ready:
-            instrument, base, steps = _load(path, known)
+            _load(*pending[0], known)
+        for path, data in ready:
+            instrument, base, steps = _load(path, data, known)
             known[instrument.name] = instrument
             out.append((path, instrument, InstrumentOrigin(
                 path=str(path), extends=base.name if base else None, own_steps=steps,
@@ -141,10 +142,10 @@ class InstrumentFileError(ConfigError):
         self.path = path
 
 
-def _load(path: Path, known: Mapping[str, Instrument]
+def _load(path: Path, data: dict[str, Any], known: Mapping[str, Instrument]
           ) -> tuple[Instrument, Instrument | None, dict[str, Any]]:
     try:
-        return load_instrument_file(path, known)
+        return load_instrument_file(path, known, data)
     except ConfigError as exc:
         raise InstrumentFileError(path, str(exc)) from None
 
@@ -166,12 +167,10 @@ def register_files(manager: PluginManager, paths: Sequence[str | Path], rank: in
             except InstrumentFileError as exc:
                 manager.report_failure(f"instrument file {exc.path}", None, str(exc))
                 pending = [p for p in pending if Path(p) != exc.path]
-    from ccdflow.framework.engine.frame import IMAGING_TYPES, OTHER_TYPES
+    from ccdflow.framework.engine.frame import known_frame_types
     from ccdflow.framework.headers.frame_type import check_frame_types
 
-    # this manager's types (it may be loading: the process's manager must not be asked)
-    plugin_types = [t.frame_type for t in manager.calibration_types.values() if t.frame_type]
-    known = tuple(dict.fromkeys([*IMAGING_TYPES, *plugin_types, *OTHER_TYPES]))
+    known = known_frame_types(manager)  # this manager's: the process's may be the one loading
     for path, instrument, origin in list(loaded):
         try:  # the types a file's path patterns and rules give, once every plugin's type is known
             check_frame_types(instrument, str(path), known)

@@ -14,7 +14,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from ccdflow.framework.engine.errors import ConfigError, UnprocessableInputError
-from ccdflow.framework.engine.frame import OTHER_TYPES, imaging_types
+from ccdflow.framework.engine.frame import known_frame_types
 from ccdflow.framework.engine.frame_type_rules import Condition, FrameTypeRule
 from ccdflow.framework.headers.card_values import NotANumber, parse_number
 from ccdflow.framework.headers.header_reader import FieldSource, HeaderReader, match_pattern
@@ -61,7 +61,7 @@ def _from_keyword(reader: HeaderReader) -> tuple[str, str | None] | None:
     if found is None:
         return None
     kind = str(found.value).strip().lower()
-    if kind not in _known_types():
+    if kind not in known_frame_types():
         pattern = match_pattern(found.raw if found.keyword else found.value, GENERIC_TYPES)
         if pattern is None:
             raise UnprocessableInputError(
@@ -159,15 +159,11 @@ def check_frame_types(instrument: Instrument, source: str, known: tuple[str, ...
                               f"type ({', '.join(known)})")
 
 
-def _known_types() -> tuple[str, ...]:
-    return (*imaging_types(), *OTHER_TYPES)
-
-
 def _checked(kind: str, where: str) -> str:
     """A type given by the instrument's YAML: a mistake there is the configuration's."""
-    if kind not in _known_types():
+    if kind not in known_frame_types():
         raise ConfigError(f"{where} gives frame type {kind!r}, which is not a frame type "
-                          f"({', '.join(_known_types())})")
+                          f"({', '.join(known_frame_types())})")
     return kind
 
 
