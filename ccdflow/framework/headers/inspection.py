@@ -112,7 +112,7 @@ def identification(headers: Headers, manager: PluginManager) -> dict[str, str]:
 def calibration_group(meta: FrameMeta, manager: PluginManager) -> dict[str, Any]:
     """The fields that must be equal for frames to be combined into one master with this one
     (its night, its setup and what its calibration type adds), as the night groups them."""
-    from ccdflow.framework.builders.reduction import group_key, observing_night
+    from ccdflow.framework.builders.reduction import observing_night
     from ccdflow.framework.calibrations import for_frame_type
     from ccdflow.framework.engine.caltype import SETUP_FIELDS
 
@@ -122,7 +122,7 @@ def calibration_group(meta: FrameMeta, manager: PluginManager) -> dict[str, Any]
     if kind is None:
         return group
     rule = manager.instrument(meta.instrument).match_rule(kind.name, manager)
-    extra = group_key(meta, rule)[2 + len(SETUP_FIELDS):]
+    extra = kind.group_key(meta, rule)  # what the type adds to the night and setup
     if len(kind.also_match) == len(extra):
         group.update(zip(kind.also_match, extra, strict=True))
     else:  # a type's own key (a dark's exposure time): as its master's name says it
