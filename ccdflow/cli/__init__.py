@@ -48,8 +48,10 @@ def signals_interrupt(first: Callable[[int], None] | None = None) -> Iterator[Ca
     clean-up would be the one thing this is here to prevent.
 
     Yields ``check()``, to call between units of work: Python drops an exception raised by a
-    signal handler while a finaliser runs (``Exception ignored in ...``), and ``check`` raises
-    it again so such a signal still stops the run.
+    signal handler while a finaliser runs, and ``check`` raises it again so such a signal still
+    stops the run. The dropped one is not printed (``sys.unraisablehook`` skips an
+    :class:`Interrupted`): its "Exception ignored in ... Traceback" was the one traceback a
+    signal could still put on stderr.
     """
     count = [0]
     interrupted: list[int] = []
@@ -68,10 +70,18 @@ def signals_interrupt(first: Callable[[int], None] | None = None) -> Iterator[Ca
         if interrupted:
             raise Interrupted(interrupted[0])
 
+    unraisable = sys.unraisablehook
+
+    def hook(info: Any) -> None:
+        if not isinstance(info.exc_value, Interrupted):  # ours is raised again by check()
+            unraisable(info)
+
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    sys.unraisablehook = hook
     try:
         yield check
     finally:
+        sys.unraisablehook = unraisable
         for sig, old in previous.items():
             signal.signal(sig, old)
 
