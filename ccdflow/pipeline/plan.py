@@ -28,10 +28,16 @@ def master_group_name(kind: str, metas: list[FrameMeta]) -> str:
     from a header goes through :func:`safe_component` (a DETECTOR of ``../x`` stays a name).
     The master's file name adds its build identity (see :func:`master_task`)."""
     meta = metas[0]
-    temps = [m.temperature for m in metas if m.temperature is not None]
-    named = meta.model_copy(update={"temperature": sum(temps) / len(temps)}) if temps else meta
-    # the group's mean temperature, as its master's CF_TEMP: not the first frame's
-    parts: list[object] = [observing_night(meta), kind, *calibration_type(kind).name_parts(named)]
+    caltype = calibration_type(kind)
+    means = {}
+    for name in ("temperature", *caltype.numeric_group):
+        values = [getattr(m, name) for m in metas if getattr(m, name) is not None]
+        if values:
+            means[name] = sum(values) / len(values)
+    # the group's mean temperature and exposure, as its master's CF_TEMP and CF_EXPT: a group
+    # clustered within a tolerance (59.99 and 60.01 s) is named for what it is, not its first frame
+    named = meta.model_copy(update=means)
+    parts: list[object] = [observing_night(meta), kind, *caltype.name_parts(named)]
     parts.append(binning_text(meta.binning))
     if meta.detector not in ("", "default", None):
         parts.append(meta.detector)

@@ -19,12 +19,6 @@ if TYPE_CHECKING:
 
     from ccdflow.framework.engine.instrument import MatchRule
 
-#: Darks whose temperatures are within this many degrees C of the next go into one master: the
-#: cooler's set points. The instrument's dark rule replaces it by its temperature_tolerance (an
-#: uncooled camera widens it).
-TEMPERATURE_STEP = 2.0
-
-
 class Dark(CalibrationType):
     name: ClassVar[str] = "dark"
     description: ClassVar[str] = "thermal signal at one exposure time and temperature"
@@ -34,36 +28,10 @@ class Dark(CalibrationType):
     trend_stat: ClassVar[str] = "dark_rate"
     temperature_tolerance: ClassVar[float | None] = 2.0
     scales_with_exposure: ClassVar[bool] = True
-
-    @classmethod
-    def group_key(cls, meta: FrameMeta, rule: MatchRule | None = None) -> tuple:
-        """The exposure time; temperatures are clustered by :meth:`split_group`."""
-        return (round(meta.exposure_time, 1),)
-
-    @classmethod
-    def split_group(cls, metas: Sequence[FrameMeta], rule: MatchRule | None = None
-                    ) -> list[list[FrameMeta]]:
-        """Darks clustered by temperature gaps: sorted by temperature, a new master starts where
-        the next frame is more than the rule's tolerance warmer than the previous one, or would
-        make the master span more than twice the tolerance (``check_group``'s limit). Fixed bins
-        split a set at an arbitrary edge (-15 +- 0.1 C became masters of 4 and 1 frames when the
-        bins were round(T/2)); gaps follow the cooler's set points, and an uncooled camera whose
-        YAML widens the tolerance gets one master per exposure. A rule without a temperature gate
-        does not split darks; frames without a temperature form their own master."""
-        step = TEMPERATURE_STEP if rule is None else rule.temperature_tolerance
-        known = sorted(((m.temperature, m) for m in metas if m.temperature is not None),
-                       key=lambda pair: pair[0])
-        unknown = [m for m in metas if m.temperature is None]
-        if step is None or not known:
-            return [list(metas)]
-        clusters: list[list[tuple[float, FrameMeta]]] = [[known[0]]]
-        for temp, meta in known[1:]:
-            current = clusters[-1]
-            if temp - current[-1][0] > step or temp - current[0][0] > 2 * step:
-                clusters.append([(temp, meta)])
-            else:
-                current.append((temp, meta))
-        return [[m for _, m in c] for c in clusters] + ([unknown] if unknown else [])
+    #: One master per exposure time and cooler set point, each clustered by gaps within the
+    #: dark rule's tolerances (CalibrationType.split_group): -15 +- 0.1 C is one master, and
+    #: an uncooled camera whose YAML widens temperature_tolerance gets one per exposure.
+    numeric_group: ClassVar[tuple[str, ...]] = ("exposure_time", "temperature")
 
     @classmethod
     def name_parts(cls, meta: FrameMeta) -> list[object]:

@@ -19,7 +19,7 @@ a plain stack of its inputs. The example plugin's fringe frame uses all of this
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from ccdflow.framework.engine.errors import PluginError
@@ -108,22 +108,52 @@ class CalibrationType:
                             else {"temperature_tolerance": cls.temperature_tolerance}))
 
     # -- grouping raw frames into masters ---------------------------------------------------
+    #: Numeric FrameMeta fields one master's inputs share within a tolerance (a dark's exposure
+    #: time and temperature): clustered by gaps by :meth:`split_group`, never binned. Each needs
+    #: a tolerance from :meth:`group_tolerance` (exposure_time and temperature have one here).
+    numeric_group: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def group_key(cls, meta: FrameMeta, rule: MatchRule | None = None) -> tuple:
-        """What, beyond night and setup, frames of one master share (a dark's exposure time).
+        """What, beyond night and setup, frames of one master share exactly (a flat's filter);
+        numeric fields (:attr:`numeric_group`) are clustered afterwards by :meth:`split_group`.
 
-        ``rule`` is the instrument's caldb rule for this type, when the caller knows it: a
-        master should not mix inputs its own rule would not match to one frame (a dark's
-        temperature tolerance)."""
+        ``rule`` is the instrument's caldb rule for this type, when the caller knows it."""
         return tuple(getattr(meta, field) for field in cls.also_match)
+
+    @classmethod
+    def group_tolerance(cls, field: str, value: float, rule: MatchRule | None
+                        ) -> tuple[float, float] | None:
+        """(largest gap between neighbouring values, largest span) of ``field`` within one master
+        whose values reach ``value``, or None: not split by ``field``.
+
+        A master should not mix inputs its own caldb rule would not match to one frame, so both
+        come from ``rule`` (the type's default rule when None): exposure time within
+        ``max(exposure_abs_tolerance, exposure_rel_tolerance x exposure)`` (gap and span, as
+        ``check_inputs`` of a dark refuses), temperature within ``temperature_tolerance`` per gap
+        and twice it in all (``check_group``'s limit). A plugin's type declaring another numeric
+        field overrides this for it."""
+        rule = cls.default_rule() if rule is None else rule
+        if field == "exposure_time":
+            tol = max(rule.exposure_abs_tolerance, rule.exposure_rel_tolerance * abs(value))
+            return tol, tol
+        if field == "temperature":
+            return None if rule.temperature_tolerance is None else (rule.temperature_tolerance,
+                                                                    2 * rule.temperature_tolerance)
+        raise PluginError(f"calibration type {cls.name!r} groups by {field!r} but gives no "
+                          "tolerance for it: override group_tolerance")
 
     @classmethod
     def split_group(cls, metas: Sequence[FrameMeta], rule: MatchRule | None = None
                     ) -> list[list[FrameMeta]]:
-        """Frames sharing a :meth:`group_key`, split into the masters they make: a numeric value
-        such as a dark's temperature is clustered by gaps (within the rule's tolerance), not
-        binned, which would split a set at an arbitrary edge. Default: one master."""
-        return [list(metas)]
+        """Frames sharing a :meth:`group_key`, split into the masters they make, one numeric
+        field of :attr:`numeric_group` after another (see :func:`cluster_by_gaps`)."""
+        groups = [list(metas)]
+        for field in cls.numeric_group:
+            groups = [part for group in groups
+                      for part in cluster_by_gaps(group, field,
+                                                  lambda v, f=field: cls.group_tolerance(f, v, rule))]
+        return groups
 
     @classmethod
     def name_parts(cls, meta: FrameMeta) -> list[object]:
@@ -194,6 +224,36 @@ class CalibrationType:
         """Master header card -> (FrameMeta field, words), compared with the frame before the
         master is applied, beyond the setup."""
         return {}
+
+
+def cluster_by_gaps(metas: Sequence[FrameMeta], field: str,
+                    tolerance: Callable[[float], tuple[float, float] | None]) -> list[list[FrameMeta]]:
+    """``metas`` clustered by the numeric ``field``: sorted by value, a new cluster starts where
+    the next value is more than the gap above the previous one, or would make the cluster span
+    more than the span (``tolerance(value)`` gives both at that value; None: no split).
+
+    Gaps, not bins: bins split a set at an arbitrary edge (darks at -15 +- 0.1 C became masters
+    of 4 and 1 when the bins were round(T/2); exposures of 59.99 and 60.01 s at round(t, 1)'s
+    edges would too), while gaps follow the set points actually used. Frames without a value
+    form their own cluster, after the others."""
+    known = sorted((m for m in metas if getattr(m, field) is not None), key=lambda m: getattr(m, field))
+    unknown = [m for m in metas if getattr(m, field) is None]
+    clusters: list[list[FrameMeta]] = []
+    for meta in known:
+        value = getattr(meta, field)
+        if not isinstance(value, int | float):
+            raise PluginError(f"{meta.path}: {field} = {value!r} is grouped by tolerance but is not a "
+                              "number (a calibration type's numeric_group lists numeric fields only)")
+        limits = tolerance(value)
+        if limits is None:
+            return [list(metas)]
+        gap, span = limits
+        if clusters and (value - getattr(clusters[-1][-1], field) <= gap
+                         and value - getattr(clusters[-1][0], field) <= span):
+            clusters[-1].append(meta)
+        else:
+            clusters.append([meta])
+    return clusters + ([unknown] if unknown else [])
 
 
 def validate_calibration_type(cls: object) -> None:
