@@ -72,7 +72,8 @@ def test_gaps_split_and_spans_cap_each_numeric_key():
     wide = MatchRule(max_age_days=30, exposure_rel_tolerance=0.05, temperature_tolerance=2.0)
     assert [len(g) for g in Dark.split_group(creep, wide)] == [4]
     # frames without a temperature: their own master, after the others
-    assert [len(g) for g in Dark.split_group([_dark(0, -10.0), _dark(1, None), _dark(2, -10.1)], RULE)] == [2, 1]
+    mixed = [_dark(0, -10.0), _dark(1, None), _dark(2, -10.1)]
+    assert [len(g) for g in Dark.split_group(mixed, RULE)] == [2, 1]
 
 
 class Glow(CalibrationType):

@@ -129,6 +129,7 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
                     master_task, [(spec, k, name, metas) for k, name, metas in groups]), 1):
                 _register(db, env, entry)
                 result.masters.append(entry)
+                result.warnings += [f"{entry['name']}: {w}" for w in entry.get("night_warnings", [])]
                 progress(f"{kind} masters", done, len(groups))
         _bpm_stage(spec, executor, result, progress)
     result.seconds["masters"] = time.perf_counter() - start
@@ -155,7 +156,12 @@ def _register(db: Any, env: Any, entry: dict[str, Any]) -> None:
 def _bpm_stage(spec: RunSpec, executor: Any, result: NightResult,
                progress: Callable[[str, int, int], None]) -> None:
     env = environment(spec)
-    todo = plan_bpms(result.masters)
+    skipped: list[str] = []
+    todo = plan_bpms(result.masters, skipped,
+                     lambda inst: env.config(inst).instrument.master_settings("bpm", env.manager).min_frames)
+    result.warnings += skipped
+    for reason in skipped:
+        log.warning("%s", reason)
     for done, entry in enumerate(executor.map_unordered(bpm_task, [(spec, *t) for t in todo]), 1):
         _register(env.db, env, entry)
         result.masters.append(entry)

@@ -106,9 +106,19 @@ def plan_products(science: Iterable[FrameMeta], rawdir: str | Path | None,
     return out
 
 
-def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(group name, dark, flat) per setup of this night that has both: the longest-exposure
-    master dark (hot pixels stand out most) and the first master flat by name.
+def plan_bpms(masters: list[dict[str, Any]], skipped: list[str] | None = None,
+              min_frames: Callable[[str], int] | None = None
+              ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(group name, dark, flat) per setup of this night that has both: the master dark made
+    from the most frames (then the longest total exposure, then the name: the same choice
+    whatever order the masters finished in) and the first master flat by name.
+
+    The most frames, not the longest or warmest dark: hot pixels are found against the dark's
+    noise, and a dark of 1-4 frames keeps cosmic rays and noise that look hot (the 1-frame
+    master the old "longest, then warmest" rule chose flagged 3618 false hot pixels against
+    826 true ones). A setup whose best dark has fewer frames than ``min_frames(instrument)``
+    (the bpm type's ``min_frames``, 3, as the instrument's ``masters: {bpm: ...}`` sets it) gets
+    no mask: ``skipped`` receives why, for the night's warnings.
 
     The bad-pixel mask is the one type made from other masters rather than from raw frames;
     its planning names dark and flat here until a second such type needs a contract for it."""
@@ -124,12 +134,20 @@ def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], 
     out = []
     for key, found in sorted(setups.items()):
         if found["dark"] and found["flat"]:
-            # longest exposure, then warmest (most dark current), then name: the same choice
-            # whatever order the masters finished in
-            dark, _ = max(found["dark"], key=lambda d: (
-                cards.EXPT.get(d[1], 0.0), cards.TEMP.get(d[1], -999.0), d[0]["name"]))
-            flat = sorted(found["flat"], key=lambda f: f[0]["name"])[0][0]
+            dark, header = max(found["dark"], key=lambda d: (
+                int(d[1].get("NCOMBINE", 0)), int(d[1].get("NCOMBINE", 0)) * cards.EXPT.get(d[1], 0.0),
+                d[0]["name"]))
+            n, needed = int(header.get("NCOMBINE", 0)), (
+                calibration_type("bpm").min_frames if min_frames is None else min_frames(key[0]))
             night = dark["name"].split("_")[0]  # the observing night, as in every master's name
+            if n < needed:
+                if skipped is not None:
+                    skipped.append(
+                        f"no bad-pixel mask for {night} {' '.join(p for p in key if p)}: its best master "
+                        f"dark {dark['name']} has {n} frame(s), fewer than {needed} "
+                        "(masters.bpm.min_frames); hot pixels from so few are mostly noise and cosmic rays")
+                continue
+            flat = sorted(found["flat"], key=lambda f: f[0]["name"])[0][0]
             parts = [night, "bpm", key[2], key[1], *camera_parts(*key[5:8])]
             out.append(("_".join(safe_component(str(p).replace("_", "-")) for p in parts
                              if p not in ("None", "", "default")),

@@ -37,7 +37,7 @@ from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
 
-__all__ = ["build_master", "check_group", "choose_rejection", "master_stats",
+__all__ = ["build_master", "check_group", "choose_rejection", "few_inputs_warning", "master_stats",
            "one_line_reason", "preprocess_into", "write_master"]
 
 
@@ -111,6 +111,8 @@ def build_master(
     input_checksums: Sequence[str] | None = None,
     excluded: list[tuple[str, str]] | None = None,
     absent: Mapping[str, str] | None = None,
+    warn_below: int | None = None,
+    min_frames: int = 1,
 ) -> CCDData:
     """Preprocess every input once (overscan, trim, bias, dark as the recipe says) into a disk
     spool, then combine it in row bands within ``memory_limit`` bytes.
@@ -131,6 +133,9 @@ def build_master(
     ``absent`` says why each calibration the inputs' recipe wants but is not given is absent
     (not taken, optional and none matched): the step is SKIPPED with that reason, which the
     master's header keeps (``CF_<tag>N``, HISTORY).
+
+    Fewer usable inputs than ``min_frames``: UnprocessableInputError. Fewer than ``warn_below``:
+    built, with the warning in ``CF_FEWIN`` and HISTORY (the night reports it).
     """
     check_group(kind, metas, config)
     caltype = calibration_type(kind)
@@ -143,6 +148,11 @@ def build_master(
         if not kept:
             raise UnprocessableInputError(f"no usable {kind} frame in the group: " + "; ".join(
                 f"{metas[i].path}: {reason}" for i, reason in sorted(pre.left_out.items())))
+        if len(kept) < min_frames:
+            raise UnprocessableInputError(
+                f"only {len(kept)} usable {kind} frame(s), fewer than the {min_frames} a master needs "
+                f"(masters: {{{kind}: {{min_frames: {min_frames}}}}}): "
+                + ", ".join(str(metas[i].path) for i in kept))
         used_clip, counts, fallback_note = choose_rejection(clip, len(kept), fallback)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -165,6 +175,10 @@ def build_master(
                            pre.left_out)
     if fallback_note:
         cards.FALLB.put(header, fallback_note[:68])
+    if warn_below is not None and len(kept) < warn_below:
+        few = few_inputs_warning(kind, len(kept), warn_below)
+        cards.FEWIN.put(header, few[:68])
+        header.add_history(few)
     cards.NNAN.put(header, pre.n_nonfinite)
     data = np.where(mask, np.float32(0), data).astype(np.float32, copy=False)
     stats = master_stats(kind, data[~mask] if mask.any() else data, metas, pre.levels)
@@ -275,6 +289,11 @@ def write_master(ccd: CCDData, path: str | Path) -> str:
     hdul.extend(calibration_type(str(ccd.header[cards.MTYPE.keyword])).extra_hdus(ccd))
     atomic_write(hdul, path)
     return sha256_file(path)
+
+
+def few_inputs_warning(kind: str, n: int, warn_below: int) -> str:
+    """The warning of a master built from fewer frames than its type's ``warn_below``."""
+    return f"only {n} {kind} frame(s), fewer than {warn_below} (masters.{kind}.warn_below)"
 
 
 def one_line_reason(exc: BaseException) -> str:

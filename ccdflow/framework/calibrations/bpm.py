@@ -27,6 +27,11 @@ class BadPixelMask(CalibrationType):
     order: ClassVar[int] = 40
     card_tag: ClassVar[str] = "BPM"
     max_age_days: ClassVar[float] = 365.0
+    #: Fewest frames of the master dark a mask is made from: a sigma clip needs 3 values to reject
+    #: a cosmic ray, and hot pixels found in a dark of 1-2 frames are mostly its cosmic rays (a
+    #: 1-frame dark flagged 3618 false hot pixels against 826 true ones), so the night builds no
+    #: mask from one and says why. Darks of fewer than 5 frames are warned about (Dark.warn_below).
+    min_frames: ClassVar[int] = 3
 
     @classmethod
     def ingest_stats(cls, stats: dict[str, float], header: fits.Header, data: np.ndarray,

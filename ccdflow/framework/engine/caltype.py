@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from ccdflow.framework.engine.errors import PluginError
 
@@ -47,11 +49,41 @@ ALWAYS_MATCHED = ("instrument", "camera")
 
 
 class CombineOptions(TypedDict):
-    """How a master is combined: ``build_master``'s method, clip and fallback."""
+    """How a master is combined: ``build_master``'s method, clip and fallback (its identity)."""
 
     method: Method
     clip: Clip
     fallback: Fallback
+
+
+class MasterOptions(BaseModel):
+    """How the night builds the masters of one type (an instrument's or a night file's
+    ``masters:`` entry); a value left out keeps the type's default (``CalibrationType``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["median", "mean"] | None = Field(
+        None, description="Combine method: mean (default for bias, dark, flat: a sigma-clipped mean "
+        "keeps ~1/3 more signal-to-noise than a median) or median.")
+    clip: Literal["sigma", "minmax", "none"] | None = Field(
+        None, description="Rejection before combining (sigma: one-pass median/MAD-std 3-sigma clip).")
+    fallback: Literal["refuse", "none", "minmax"] | None = Field(
+        None, description="Fewer than 3 frames for a sigma clip: refuse, no rejection, or minmax "
+        "(drop each pixel's highest value: cosmic rays are positive; with 1 frame: none).")
+    warn_below: int | None = Field(
+        None, ge=1, description="Fewer input frames than this: the night warns (report, log, the "
+        "master's CF_FEWIN card); a small master adds its noise to every frame it calibrates.")
+    min_frames: int | None = Field(
+        None, ge=1, description="Fewest input frames a master is built from; a bad-pixel mask: the "
+        "fewest frames of the master dark it is made from (hot pixels from fewer are unreliable).")
+
+
+class MasterSettings(NamedTuple):
+    """:class:`MasterOptions` with every value filled in (the type's default where unset)."""
+
+    combine: CombineOptions
+    warn_below: int
+    min_frames: int
 
 
 class CalibrationType:
@@ -81,8 +113,16 @@ class CalibrationType:
     normalised: ClassVar[bool] = False
     #: How the nightly pipeline combines its masters: method, rejection, and what to do when a
     #: group is too small for sigma clipping (see ``build_master``). Part of a master's identity.
-    combine_options: ClassVar[CombineOptions] = {"method": "median", "clip": "sigma",
-                                                 "fallback": "none"}
+    #: The default is a sigma-clipped mean (the median's noise is ~1.25x a mean's, so a median
+    #: master throws away about a third of its frames), falling back to dropping each pixel's
+    #: highest value below 3 frames (a 1-2 frame master would keep its cosmic rays). An
+    #: instrument's or night file's ``masters:`` section overrides it (see :meth:`settings`).
+    combine_options: ClassVar[CombineOptions] = {"method": "mean", "clip": "sigma",
+                                                 "fallback": "minmax"}
+    #: Fewer inputs than this: the night warns (``masters: {<type>: {warn_below: N}}`` overrides).
+    warn_below: ClassVar[int] = 5
+    #: Fewest inputs a master is built from (``masters: {<type>: {min_frames: N}}`` overrides).
+    min_frames: ClassVar[int] = 1
     #: Applied in proportion to exposure time (a dark): the caldb compares exposures, prefers
     #: an exact one and may choose a scaled one, as the match rule allows.
     scales_with_exposure: ClassVar[bool] = False
@@ -97,6 +137,17 @@ class CalibrationType:
     def tag(cls) -> str:
         """The provenance card tag (the name's first four letters, upper case, by default)."""
         return (cls.card_tag or cls.name[:4]).upper()
+
+    @classmethod
+    def settings(cls, options: MasterOptions | None = None) -> MasterSettings:
+        """How masters of this type are built: the type's defaults overridden by ``options``
+        (an instrument's or night file's ``masters:`` entry for it)."""
+        given = {} if options is None else options.model_dump(exclude_none=True)
+        combine: CombineOptions = {"method": given.get("method", cls.combine_options["method"]),
+                                   "clip": given.get("clip", cls.combine_options["clip"]),
+                                   "fallback": given.get("fallback", cls.combine_options["fallback"])}
+        return MasterSettings(combine, given.get("warn_below", cls.warn_below),
+                              given.get("min_frames", cls.min_frames))
 
     @classmethod
     def default_rule(cls) -> MatchRule:
@@ -150,9 +201,10 @@ class CalibrationType:
         field of :attr:`numeric_group` after another (see :func:`cluster_by_gaps`)."""
         groups = [list(metas)]
         for field in cls.numeric_group:
-            groups = [part for group in groups
-                      for part in cluster_by_gaps(group, field,
-                                                  lambda v, f=field: cls.group_tolerance(f, v, rule))]
+            def tolerance(value: float, name: str = field) -> tuple[float, float] | None:
+                return cls.group_tolerance(name, value, rule)
+
+            groups = [part for group in groups for part in cluster_by_gaps(group, field, tolerance)]
         return groups
 
     @classmethod
