@@ -2,43 +2,32 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ccdflow.framework.builders.channels import (
-    channel_stats,
-    input_levels,
-    normalise_master,
-    normalised_input,
-)
+from ccdflow.framework.builders.channels import channel_stats, normalise_master
 from ccdflow.framework.builders.master_header import master_header, master_stats
+from ccdflow.framework.builders.preprocess import Preprocessed, preprocess_into
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.config import ResolvedConfig
-from ccdflow.framework.engine.errors import AlgorithmError, UnprocessableInputError
+from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta
-from ccdflow.framework.engine.recipe import run_recipe
-from ccdflow.framework.engine.step import StepContext
 from ccdflow.framework.io import cards
-from ccdflow.framework.io.fitsio import read_ccd, read_file_hashed, sha256_file
+from ccdflow.framework.io.fitsio import sha256_file
 from ccdflow.framework.io.fitswrite import atomic_write, ccd_to_hdulist
 from ccdflow.framework.io.spool import Spool, combine_frames
-from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
 
-__all__ = ["build_master", "check_group", "choose_rejection", "few_inputs_warning", "master_stats",
-           "one_line_reason", "preprocess_into", "write_master"]
+__all__ = ["Preprocessed", "build_master", "check_group", "choose_rejection", "few_inputs_warning",
+           "master_stats", "one_line_reason", "preprocess_into", "with_common_error", "write_master"]
 
 
 def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -> None:
@@ -161,7 +150,10 @@ def build_master(
                                     scales=[pre.scales[i] for i in kept] if pre.scales else None, **counts)
     if excluded is not None:
         excluded.extend((str(metas[i].path), reason) for i, reason in sorted(pre.left_out.items()))
-    data, error = result.data, result.error
+    # an input recipe with its own noise model carries that too, which the scatter already holds
+    recipe = config.instrument.recipe_for(metas[0].frame_type) or []
+    models_noise = any(e.step == "uncertainty" for e in recipe)
+    data, error = result.data, with_common_error(result.error, None if models_noise else pre.common_error())
     mask = result.n_used == 0
     if mask.all():
         raise UnprocessableInputError(f"no pixel of the master {kind} has a usable input (inputs "
@@ -192,94 +184,18 @@ def build_master(
                    mask=mask if mask.any() else None)
 
 
-@dataclass
-class Preprocessed:
-    """What preprocessing learnt on the way: raw levels, flat scales, the last header, and the
-    inputs left out (index -> one-line reason)."""
+def with_common_error(error: np.ndarray, common: np.ndarray | None) -> np.ndarray:
+    """The combine's error with the calibrations' error added in quadrature.
 
-    levels: list[float] = field(default_factory=list)
-    scales: list[float] = field(default_factory=list)
-    #: per input, a colour flat's level in each channel (empty: the one level above)
-    channel_levels: list[dict[str, float]] = field(default_factory=list)
-    n_nonfinite: int = 0
-    header: fits.Header = field(default_factory=fits.Header)
-    left_out: dict[int, str] = field(default_factory=dict)
-    #: SHA-256 of the bytes each input's pixels were read from ('' when it could not be read)
-    checksums: list[str] = field(default_factory=list)
-
-
-def preprocess_into(
-    spool: Spool, kind: str, metas: Sequence[FrameMeta], manager: PluginManager, config: ResolvedConfig,
-    calibrations: Mapping[str, CCDData | None] | None = None,
-    progress: Callable[[str], None] | None = None, threads: int | None = None,
-    skip_bad: bool = False, checksums: Sequence[str] | None = None,
-    absent: Mapping[str, str] | None = None,
-) -> Preprocessed:
-    """Read each input once, run its recipe and park the result in ``spool``.
-
-    Frames go through ``threads`` threads (default: the cores, at most 4): reading, the steps'
-    numpy/numba work and the spool write release the GIL, so one frame's I/O overlaps another's
-    arithmetic. RAM holds one frame per thread. An unusable frame (see :func:`build_master`)
-    raises and cancels the frames not started, or with ``skip_bad`` is recorded in
-    ``left_out`` and the others go on.
-
-    Each file is read once: its SHA-256 and its pixels come from the same bytes. With
-    ``checksums`` (hashed earlier, e.g. for the ledger), a file whose bytes have changed since
-    is unusable: the master must not record one checksum and combine other pixels.
-    """
-    caltype = calibration_type(kind)
-    normalised = caltype.normalised
-    out = Preprocessed(levels=[0.0] * len(metas), scales=[0.0] * len(metas) if normalised else [],
-                       channel_levels=[{} for _ in metas],
-                       checksums=list(checksums) if checksums else [""] * len(metas))
-    calibrations = dict(calibrations or {})
-
-    def one(i: int) -> tuple[int, fits.Header | None]:
-        meta = metas[i]
-        try:
-            content, sha = read_file_hashed(meta.file)
-            if checksums and sha != checksums[i]:
-                raise UnprocessableInputError(
-                    f"file changed while the night read it (SHA-256 {checksums[i][:12]}... when "
-                    f"hashed, {sha[:12]}... when read); left out", path=str(meta.path))
-            out.checksums[i] = sha
-            ccd = read_ccd(meta.file, hdu=meta.pixel_hdu(config.instrument.data_hdu), content=content)
-            del content
-            refuse_dead_readout(ccd, meta)
-            context = StepContext(meta, config.instrument, absent=dict(absent or {}))
-            ccd = run_recipe(manager, ccd, config, context, calibrations)
-            # keywords first: raw cards astropy cannot parse (a decimal comma) are never parsed
-            overscan = [float(ccd.header[k]) for k in ccd.header if k.startswith("CF_OS")]
-            out.levels[i] = float(np.mean(overscan)) if overscan else 0.0
-            ccd = caltype.prepare_input(ccd, meta)
-            pixels = ccd.data
-            if normalised:  # inputs scaled to one level (one per colour channel), from their pixels
-                out.levels[i], levels, mosaic = input_levels(ccd, meta)
-                out.channel_levels[i] = levels if mosaic is not None else {}
-                out.scales[i] = 1.0 / out.levels[i] if mosaic is None else 1.0
-                pixels = normalised_input(ccd, levels, mosaic)
-            n_nonfinite = spool.put(i, pixels, ccd.mask, str(meta.path))
-            if spool.mask[i].all():
-                raise UnprocessableInputError("no finite, unmasked pixel after preprocessing",
-                                              path=str(meta.path))
-        except (UnprocessableInputError, AlgorithmError) as exc:
-            if not skip_bad:
-                raise
-            out.left_out[i] = one_line_reason(exc)
-            return 0, None
-        return n_nonfinite, ccd.header
-
-    pool = ThreadPoolExecutor(max(1, threads or min(4, os.cpu_count() or 1)))
-    try:
-        for meta, (n_nonfinite, header) in zip(metas, pool.map(one, range(len(metas))), strict=True):
-            out.n_nonfinite += n_nonfinite
-            if header is not None:
-                out.header = header
-            if progress is not None:
-                progress(str(meta.path))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return out
+    The combine measures each pixel's scatter across the inputs; the master bias subtracted from
+    every dark (and the bias and dark from every flat) shifts all inputs alike, so its error is
+    not in that scatter but is in the master (a master dark of 5 frames over a master bias of 9
+    would understate its variance by a third). Master recipes model no noise of their own (no
+    uncertainty step; the overscan step adds its term only where the recipe has one), so what the
+    inputs carry is exactly the calibrations' error (see Preprocessed.common_error)."""
+    if common is None:
+        return error
+    return np.sqrt(np.square(error, dtype=np.float32) + np.square(common)).astype(np.float32)
 
 
 def write_master(ccd: CCDData, path: str | Path) -> str:
