@@ -165,6 +165,10 @@ def build_master(
     header = master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
                            [c or sha256_file(m.file) for c, m in zip(pre.checksums, metas, strict=True)],
                            pre.left_out)
+    for key in [k for k in header if k.startswith("CF_ON")]:  # the overscan step's level variance
+        # copied from the last input: what is left in the master is the inputs' over their count
+        header[key] = (float(f"{float(header[key]) / len(kept):.4g}"),
+                       "row-correlated overscan variance left (ADU2)")
     if fallback_note:
         cards.FALLB.put(header, fallback_note[:68])
     if warn_below is not None and len(kept) < warn_below:
