@@ -12,6 +12,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow.framework.builders.channels import channel_stats, normalise_master
 from ccdflow.framework.builders.master_header import master_header, master_stats
+from ccdflow.framework.builders.pair_combine import combine_pair
 from ccdflow.framework.builders.preprocess import Preprocessed, preprocess_into
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
@@ -78,7 +79,7 @@ def choose_rejection(clip: str, n: int, fallback: Fallback) -> tuple[str, dict[s
         raise UnprocessableInputError(
             f"sigma clipping needs at least 3 frames, got {n}; add frames, choose clip='none' or "
             "'minmax', or allow a fallback (fallback='none' or 'minmax')")
-    if fallback == "minmax" and n >= 2:
+    if fallback == "minmax" and n >= 2:  # build_master combines a pair without bias (pair_combine)
         return "minmax", {"n_low": 0, "n_high": 1}, f"minmax(0,1): only {n} frames for sigma clip"
     return "none", {}, f"none: only {n} frame(s) for sigma clip"
 
@@ -145,9 +146,17 @@ def build_master(
         used_clip, counts, fallback_note = choose_rejection(clip, len(kept), fallback)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = combine_frames([spool.data[i] for i in kept], [spool.mask[i] for i in kept],
-                                    memory_limit, method=method, clip=used_clip,
-                                    scales=[pre.scales[i] for i in kept] if pre.scales else None, **counts)
+            frames, masks = [spool.data[i] for i in kept], [spool.mask[i] for i in kept]
+            scales = [pre.scales[i] for i in kept] if pre.scales else None
+            error_note = None
+            if used_clip == "minmax" and len(kept) == 2 and fallback_note:  # unbiased for a pair
+                result, error_note = combine_pair(frames, masks, scales)
+            else:
+                result = combine_frames(frames, masks, memory_limit, method=method, clip=used_clip,
+                                        scales=scales, **counts)
+            if len(kept) == 1:
+                error_note = fill_single_frame_error(result.error, result.n_used, frames[0], masks[0],
+                                                     scales[0] if scales else 1.0)
     if excluded is not None:
         excluded.extend((str(metas[i].path), reason) for i, reason in sorted(pre.left_out.items()))
     # an input recipe with its own noise model carries that too, which the scatter already holds
@@ -171,6 +180,8 @@ def build_master(
                        "row-correlated overscan variance left (ADU2)")
     if fallback_note:
         cards.FALLB.put(header, fallback_note[:68])
+    if error_note:
+        header.add_history(error_note)
     if warn_below is not None and len(kept) < warn_below:
         few = few_inputs_warning(kind, len(kept), warn_below)
         cards.FEWIN.put(header, few[:68])
@@ -186,6 +197,25 @@ def build_master(
     return CCDData(data, unit="adu", header=header,
                    uncertainty=StdDevUncertainty(np.nan_to_num(error).astype(np.float32)),
                    mask=mask if mask.any() else None)
+
+
+def fill_single_frame_error(error: np.ndarray, n_used: np.ndarray, frame: np.ndarray,
+                            mask: np.ndarray | None, scale: float) -> str | None:
+    """Fill, in place, the error of a master made from one frame (the engine leaves it NaN, which
+    would be written as 0: a master claiming no noise). No spread per pixel exists: the frame's
+    robust pixel noise (1.4826 MAD of neighbour differences / sqrt 2) everywhere, which misses
+    the larger noise of hot pixels and counts small-scale structure as noise. Returns the note."""
+    lone = (n_used == 1) & ~np.isfinite(error)
+    good = np.asarray(frame, np.float32) * np.float32(scale)
+    if mask is not None:
+        good = np.where(np.asarray(mask, bool), np.nan, good)
+    diff = np.diff(good, axis=0)
+    diff = diff[np.isfinite(diff)]
+    if not lone.any() or diff.size == 0:
+        return None
+    noise = float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2))
+    error[lone] = noise
+    return f"one frame: error = its robust pixel noise {noise:.4g} everywhere (no per-pixel spread)"
 
 
 def with_common_error(error: np.ndarray, common: np.ndarray | None) -> np.ndarray:
