@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from ccdflow.simulator.amplifiers import amp_regions
 from ccdflow.simulator.schedule import SimFrame, iso_ms
 from ccdflow.simulator.spec import SimulationSpec
 
@@ -28,12 +29,22 @@ def raw_header(frame: SimFrame, spec: SimulationSpec) -> fits.Header:
     header["YBINNING"] = 1
     header["INSTRUME"] = "ccdflow-sim"
     header["DETECTOR"] = "sim0"
-    header["GAIN"] = (spec.gain, "[e-/ADU]")
-    header["RDNOISE"] = (spec.read_noise, "[e-] read noise")
-    header["SATURATE"] = (spec.saturation, "[ADU] saturation level")
+    if spec.detector_keywords:
+        header["GAIN"] = (spec.gain, "[e-/ADU]")
+        header["RDNOISE"] = (spec.read_noise, "[e-] read noise")
+        header["SATURATE"] = (spec.saturation, "[ADU] saturation level")
+    if spec.amplifiers > 1:  # one BIASSEC cannot say it: cards per amplifier, and the YAML
+        for amp in amp_regions(spec):
+            header[f"BSEC{amp.name}"] = (amp.section(amp.overscan_cols), f"amp {amp.name} overscan")
+            header[f"DSEC{amp.name}"] = (amp.section(amp.data_cols), f"amp {amp.name} data")
+        return _finish(header)
     if spec.overscan:
         header["BIASSEC"] = (f"[{nx + 1}:{nx + spec.overscan},1:{ny}]", "overscan (x, y)")
     header["TRIMSEC"] = (f"[1:{nx},1:{ny}]", "illuminated area (x, y)")
+    return _finish(header)
+
+
+def _finish(header: fits.Header) -> fits.Header:
     header["BUNIT"] = "ADU"
     return header
 
