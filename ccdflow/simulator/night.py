@@ -80,10 +80,14 @@ def _write_detector_truth(truth_dir: Path, detector: Detector) -> None:
                     "electron/s")
 
 
-def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure: Exposure) -> None:
+def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure: Exposure,
+                      charge: bool) -> None:
     if exposure.cosmics is not None:
         write_truth(truth_dir / f"cr_{frame.name}.fits", (exposure.cosmics > 0).astype(np.uint8),
                     "pixels hit by cosmic rays", "")
+        if charge:
+            write_truth(truth_dir / f"crq_{frame.name}.fits", exposure.cosmics,
+                        "charge deposited by cosmic rays (after the flat)", "electron")
     if exposure.sky is not None and exposure.saturated is not None:  # science frames have both
         write_truth(truth_dir / f"sky_{frame.name}.fits", exposure.sky,
                     "noiseless sky + stars before the flat, data area", "electron")
@@ -123,7 +127,7 @@ def _simulate_one_night(model: NightModel, optics: Optics, planned: list[SimFram
     def run(frame: SimFrame) -> None:
         exposure = expose(frame, model)
         write_raw(frame, exposure.raw, spec)
-        _write_frame_truth(truth_dir, frame, exposure)
+        _write_frame_truth(truth_dir, frame, exposure, spec.cosmic_ray_charge_truth)
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(run, planned))

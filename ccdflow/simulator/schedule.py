@@ -10,6 +10,7 @@ from typing import Any
 from ccdflow.simulator.seeds import rng_for
 from ccdflow.simulator.spec import SimulationSpec, file_safe
 
+
 @dataclass
 class SimFrame:
     """One raw frame as written, with the truth that is specific to it."""

@@ -9,7 +9,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
 BOLTZMANN_EV = 8.617333262e-5  # eV/K
 
 
@@ -122,6 +121,9 @@ class SimulationSpec(BaseModel):
     cosmic_ray_energy: tuple[float, float] = Field(
         (1000.0, 20000.0), description="Range (e-) of the strongest pixel of a cosmic-ray "
         "event, drawn log-uniform.")
+    cosmic_ray_charge_truth: bool = Field(
+        False, description="Also write each exposed frame's deposited cosmic-ray charge "
+        "(truth/crq_<name>.fits, e-), to judge detection by signal-to-noise.")
     cosmic_ray_rate: float = Field(
         2.0, ge=0,
         description="Cosmic-ray events per megapixel per second of exposure (exaggerated so "
