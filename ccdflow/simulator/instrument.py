@@ -19,18 +19,21 @@ from ccdflow.simulator.spec import SimulationSpec
 NAME = "ccdflow-sim"
 
 
-def inverse_nonlinearity(spec: SimulationSpec, degree: int | None = None) -> list[float]:
+def inverse_nonlinearity(spec: SimulationSpec, tolerance: float = 0.05) -> list[float]:
     """Coefficients c0, c1, ... of the polynomial that turns what the ADC read (level-free
-    ADU) back into the true signal, least squares over 0 to the saturation level with c0 = 0
-    (no signal reads no signal); [] when linear."""
+    ADU) back into the true signal: least squares over 0 to the saturation level with c0 = 0
+    (no signal reads no signal), the lowest degree (up to 9) that is within `tolerance` ADU
+    everywhere; [] when linear."""
     if not spec.nonlinearity:
         return []
-    degree = degree or len(spec.nonlinearity) + 3
     true = np.linspace(0.0, spec.saturation - spec.bias_level, 2000)
     read = nonlinear(true, spec.nonlinearity).astype(np.float64)
-    basis = np.stack([read**i for i in range(1, degree + 1)], axis=1)
-    scale = np.abs(basis).max(axis=0)
-    coefficients = np.linalg.lstsq(basis / scale, true, rcond=None)[0] / scale
+    for degree in range(len(spec.nonlinearity) + 2, 10):
+        basis = np.stack([read**i for i in range(1, degree + 1)], axis=1)
+        scale = np.abs(basis).max(axis=0)
+        coefficients = np.linalg.lstsq(basis / scale, true, rcond=None)[0] / scale
+        if np.abs(basis @ coefficients - true).max() <= tolerance:
+            break
     return [0.0] + [float(c) for c in coefficients]
 
 
@@ -41,10 +44,11 @@ def instrument_config(spec: SimulationSpec) -> dict:
         "description": "ccdflow's simulated camera (written by ccdflow.simulator.instrument_yaml)",
         "identify": {"INSTRUME": NAME, "IMAGETYP": "*"},
     }
+    for values, what in ((spec.amp_gains, "gains"), (spec.amp_read_noises, "read noises")):
+        if len(set(values)) > 1:
+            raise ValueError(f"amplifiers with different {what}: the reduction applies one "
+                             "value per frame, so no instrument file can describe them")
     if not spec.detector_keywords:
-        if spec.amp_gains and len(set(spec.amp_gains)) > 1:
-            raise ValueError("amplifiers with different gains: the reduction applies one gain "
-                             "per frame, so no instrument file can describe them")
         config.update(gain=spec.amp_gain(0), read_noise=spec.amp_read_noise(0),
                       saturation=spec.saturation)
     if spec.nonlinearity:
