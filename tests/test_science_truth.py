@@ -11,9 +11,13 @@ strict) with the item that fixes them; the lead removes the marks as those items
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from ccdflow.simulator import simulate_night
+import pytest
+from astropy.io import fits
+
+from ccdflow.simulator import SimulationSpec, simulate_night
+from ccdflow.simulator.instrument import instrument_yaml
 from ccdflow.simulator.scenarios import SCIENCE_NIGHT, run_night_cli
 from ccdflow.simulator.scorecard import scorecard
 
@@ -95,3 +99,43 @@ def test_cosmic_ray_recall_above_snr_10(card):
                    "of neighbouring hits")
 def test_cosmic_ray_recall_beside_bad_pixels(card):
     assert card["cosmic_rays"]["recall_beside_bad"] >= 0.95
+
+
+#: A camera only its instrument file can describe: no GAIN/RDNOISE/SATURATE, four amplifiers
+#: with their own bias levels and overscans, a non-linearity, amplifier glow.
+DESCRIBED = SimulationSpec(
+    shape=(128, 128), overscan=16, n_bias=7, n_dark=5, dark_exptimes=(120.0,),
+    dark_temperatures=(-20.0,), n_flat=5, filters=("V",), n_science=2, science_exptime=120.0,
+    detector_keywords=False, amplifiers=4, amp_bias_offsets=(0.0, 25.0, -12.0, 40.0),
+    nonlinearity=(-5e-7,), amp_glow=0.5, amp_glow_scale=8.0, sky_rates={"V": 20.0}, seed=31)
+
+
+def test_a_camera_described_only_by_its_instrument_file_reduces_to_the_truth(tmp_path):
+    sim = simulate_night(tmp_path / "sim", DESCRIBED)
+    config = tmp_path / "sim.yaml"
+    config.write_text(instrument_yaml(DESCRIBED))
+    done = run_night_cli(sim.raw_dir, tmp_path / "out", "--instrument-config", str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = scorecard(sim, tmp_path / "out")
+    science = card["science"]["120s"]
+    assert 0.97 <= science["pull_std"] <= 1.05
+    assert abs(science["mean_residual_se"]) <= 3.0  # the linearity polynomial undid the bend
+    for kind in ("bias", "flat"):
+        assert 0.95 <= card["masters"]["residual_over_error"][kind] <= 1.05
+    product = next((tmp_path / "out" / "reduced").glob("*.fits"))
+    header = fits.getheader(product)
+    assert header["CF_LINEA"] == "DONE" and header["CF_UGAIN"] == DESCRIBED.gain
+    assert {f"CF_OS{a}" for a in "ABCD"} <= set(header)
+
+
+def test_without_its_instrument_file_the_camera_is_refused(tmp_path):
+    """No GAIN/RDNOISE in the headers and no file to give them: no product is made up."""
+    spec = SimulationSpec(shape=(48, 48), overscan=8, n_bias=3, n_dark=2, dark_exptimes=(60.0,),
+                          dark_temperatures=(-20.0,), n_flat=2, filters=("V",), n_science=1,
+                          detector_keywords=False, n_stars=3, n_saturated_stars=0, seed=2)
+    sim = simulate_night(tmp_path / "sim", spec)
+    done = run_night_cli(sim.raw_dir, tmp_path / "out")
+    assert done.returncode == 1, done.stdout[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    failed = [s for s in report["science"] if s["status"] == "failed"]
+    assert failed and "gain" in failed[0]["reason"].lower()
