@@ -44,6 +44,10 @@ def rows(card: dict) -> list[tuple[str, str, str]]:
                  f"{s['mean_residual_se']:+.1f} SE", "|SE| <= 3"),
                 (f"glow-corner mean residual {t}", f"{s['glow_mean_residual_e']:+.2f} e-", ""),
                 (f"row-mean residual scatter / UNCERT {t}", f"{s['row_scatter_ratio']:.2f}", "1")]
+    for t, darks in card["choices"]["darks"].items():
+        out.append((f"dark used for {t} (master exptime x scale)", ", ".join(darks), ""))
+    methods = ", ".join(f"{k} {v}" for k, v in card["choices"]["combine"].items())
+    out.append(("master combine", methods, "sigma-clipped mean"))
     m = card["masters"]
     for kind, ratio in m["residual_over_error"].items():
         out.append((f"master {kind} residual / error RMS", f"{ratio:.3f}", "0.95-1.05"))

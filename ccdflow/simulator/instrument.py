@@ -28,6 +28,7 @@ def inverse_nonlinearity(spec: SimulationSpec, tolerance: float = 0.05) -> list[
         return []
     true = np.linspace(0.0, spec.saturation - spec.bias_level, 2000)
     read = nonlinear(true, spec.nonlinearity).astype(np.float64)
+    coefficients = np.zeros(0)
     for degree in range(len(spec.nonlinearity) + 2, 10):
         basis = np.stack([read**i for i in range(1, degree + 1)], axis=1)
         scale = np.abs(basis).max(axis=0)

@@ -34,8 +34,11 @@ from ccdflow.simulator.spec import file_safe
 CR_SNR = 10.0  # a hit pixel counts when its charge is this many times the product's noise
 
 
-def _ext(hdul: fits.HDUList, name: str) -> np.ndarray | None:
-    return hdul[name].data.astype(np.float64) if name in hdul else None
+def _ext(hdul: fits.HDUList, name: str) -> np.ndarray:
+    """An image extension as float64; a product without it cannot be judged."""
+    if name not in hdul:
+        raise ValueError(f"{hdul.filename()}: no {name} extension to judge against the truth")
+    return np.asarray(hdul[name].data, np.float64)
 
 
 def _truth(sim: SimulatedNight, name: str) -> np.ndarray:
@@ -141,10 +144,11 @@ def master_figures(sim: SimulatedNight, report: dict) -> dict[str, Any]:
         if m.get("status") not in ("built", "up to date", "exists") or m["type"] == "bpm":
             continue
         with fits.open(m["path"]) as hdul:
+            if "UNCERT" not in hdul:  # a master without an error plane has no ratio
+                continue
             sci, unc = _ext(hdul, "SCI"), _ext(hdul, "UNCERT")
-            exptime = float(hdul[0].header.get("EXPTIME", 0.0))
-        if unc is None:
-            continue
+            header = hdul[0].header.copy()
+        exptime = float(header.get("EXPTIME", 0.0))
         if m["type"] == "bias":
             truth = expected_bias
         elif m["type"] == "dark":
@@ -155,7 +159,7 @@ def master_figures(sim: SimulatedNight, report: dict) -> dict[str, Any]:
             point = min(set_points, key=lambda s: abs(s - temp))
             groups[f"{exptime:g}s {point:+g}C"] += 1
         elif m["type"] == "flat":
-            filt = str(hdul[0].header.get("CF_FILT") or m.get("filter") or sim.spec.filters[0])
+            filt = str(header.get("CF_FILT") or sim.spec.filters[0])
             truth = _truth(sim, f"flat_{filt}.fits").astype(np.float64)
             scale = np.median(sci[good])
             sci, unc = sci / scale, unc / scale
@@ -229,8 +233,27 @@ def _flat_file(sim: SimulatedNight, filt: str | None) -> str:
     return f"flat_{file_safe(filt or sim.spec.filters[0])}.fits"
 
 
+def choices(sim: SimulatedNight, report: dict) -> dict[str, Any]:
+    """What the night chose: each science exposure time's darks (exposure time x scale) and
+    each master type's combine method (CF_METH)."""
+    frames = _frames_by_name(sim)
+    darks: dict[str, set[str]] = defaultdict(set)
+    for entry in report["science"]:
+        dark = entry.get("calibrations", {}).get("dark")
+        if dark:
+            exptime = frames[Path(entry["raw"]).stem].exptime
+            scale = dark.get("scaling") or 1.0
+            darks[f"{exptime:g}s"].add(f"{exptime / scale:g}s x{scale:.3g}")
+    methods = {}
+    for m in report["masters"]:
+        if m.get("path") and m["type"] != "bpm":
+            methods[m["type"]] = str(fits.getheader(m["path"]).get("CF_METH", "?"))
+    return {"darks": {k: sorted(v) for k, v in darks.items()}, "combine": methods}
+
+
 def scorecard(sim: SimulatedNight, outdir: Path) -> dict[str, Any]:
     """Every figure, from a night reduced into `outdir` (its report.json)."""
     report = json.loads((Path(outdir) / "report.json").read_text())
     return {"science": science_figures(sim, report), "masters": master_figures(sim, report),
-            "bpm": bpm_figures(sim, report), "cosmic_rays": cosmic_figures(sim, report)}
+            "bpm": bpm_figures(sim, report), "cosmic_rays": cosmic_figures(sim, report),
+            "choices": choices(sim, report)}
