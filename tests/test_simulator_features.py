@@ -129,6 +129,19 @@ def test_amplifier_glow_decays_from_the_corner_and_scales_with_exposure(tmp_path
     assert seen[300.0] == pytest.approx(1.0, abs=0.02)
 
 
+def test_non_thermal_glow_is_the_same_at_every_temperature(tmp_path):
+    night = sim(tmp_path, amp_glow=4.0, amp_glow_scale=6.0, amp_glow_thermal=False,
+                dark_temperatures=(-20.0, -5.0), n_dark=3)
+    glow, rate = truth(night, "glow.fits"), truth(night, "dark_rate.fits")
+    assert rate[0, 0] < 1.0 < glow[0, 0]  # not in dark_rate
+    corner = glow > 1.0
+    for point in (-20.0, -5.0):
+        darks = [f for f in night.select("dark") if abs(f.temperature - point) <= 0.1]
+        excess = np.mean([data_e(night, f) - rate * night.spec.dark_factor(f.temperature) * 300.0
+                          for f in darks], axis=0)
+        assert excess[corner].sum() / (glow[corner].sum() * 300.0) == pytest.approx(1.0, abs=0.02)
+
+
 def test_four_amplifiers_glow_at_their_own_corners(tmp_path):
     night = sim(tmp_path, amplifiers=4, amp_glow=2.0, amp_glow_scale=5.0)
     glow = truth(night, "glow.fits")

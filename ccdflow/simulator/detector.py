@@ -30,15 +30,18 @@ class Detector:
     bpm: np.ndarray  # HOT | DEAD | BAD_COLUMN bits, data area
     hot_column: tuple[int, int]  # (x, last affected row), 0-based
     dead_column: tuple[int, int]  # (x, first affected row), 0-based
-    glow: np.ndarray  # e-/s at the reference temperature, data area; included in dark_rate
+    glow: np.ndarray  # e-/s (at the reference temperature if thermal: then in dark_rate too)
 
     def bias(self, level: float) -> np.ndarray:
         """Bias structure in ADU at a given mean level."""
         return self.bias_pattern + np.float32(level)
 
     def dark_rate_at(self, spec: SimulationSpec, temperature: float) -> np.ndarray:
-        """Dark current (e-/s) at `temperature`, by the spec's dark law (glow included)."""
-        return self.dark_rate * np.float32(spec.dark_factor(temperature))
+        """Dark current (e-/s) at `temperature`, by the spec's dark law, glow included."""
+        rate = self.dark_rate * np.float32(spec.dark_factor(temperature))
+        if spec.amp_glow > 0 and not spec.amp_glow_thermal:
+            rate += self.glow
+        return rate
 
 
 def bias_pattern(spec: SimulationSpec, rng: np.random.Generator) -> np.ndarray:
@@ -93,7 +96,7 @@ def make_detector(spec: SimulationSpec) -> Detector:
     response[y_dead:, x_dead] *= rng.uniform(0.02, 0.1)
     bpm[y_dead:, x_dead] |= BAD_COLUMN
     glow = glow_map(spec)
-    if spec.amp_glow > 0:
+    if spec.amp_glow > 0 and spec.amp_glow_thermal:
         dark += glow
 
     return Detector(

@@ -69,15 +69,15 @@ def bias_levels(spec: SimulationSpec) -> list[float]:
     return [round(spec.bias_level + s, 4) for s in np.concatenate([[0.0], np.cumsum(steps)])]
 
 
-def _write_detector_truth(truth_dir: Path, detector: Detector) -> None:
+def _write_detector_truth(truth_dir: Path, detector: Detector, spec: SimulationSpec) -> None:
     write_truth(truth_dir / "dark_rate.fits", detector.dark_rate,
                 "dark current at the reference temperature, data area", "electron/s")
     write_truth(truth_dir / "bpm.fits", detector.bpm,
                 f"bad pixels: {HOT} hot, {DEAD} dead or low, {BAD_COLUMN} bad column", "")
     if detector.glow.any():
-        write_truth(truth_dir / "glow.fits", detector.glow,
-                    "amplifier glow at the reference temperature (included in dark_rate)",
-                    "electron/s")
+        note = ("amplifier glow at the reference temperature (included in dark_rate)"
+                if spec.amp_glow_thermal else "amplifier glow at any temperature (not in dark_rate)")
+        write_truth(truth_dir / "glow.fits", detector.glow, note, "electron/s")
 
 
 def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure: Exposure,
@@ -159,7 +159,7 @@ def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None,
     full_well = float(np.float32(spec.full_well))
     readout = make_readout(spec, full_well)
     levels = bias_levels(spec)
-    _write_detector_truth(truth_dir, detector)
+    _write_detector_truth(truth_dir, detector, spec)
     fringes = {f: fringe_pattern(spec, f) for f, strength in spec.fringe.items() if strength > 0}
     for name, pattern in fringes.items():
         write_truth(truth_dir / f"fringe_{file_safe(name)}.fits", pattern,
@@ -205,7 +205,9 @@ def _write_truth_json(outdir: Path, night: SimulatedNight, detector: Detector, s
         "dark_law": _dark_law_truth(spec),
         "amp_glow": {"peak_e_per_s_at_ref": spec.amp_glow, "scale_px": spec.amp_glow_scale,
                      "file": "glow.fits" if detector.glow.any() else None,
-                     "note": "part of dark_rate; follows the dark law like the rest of it"},
+                     "thermal": spec.amp_glow_thermal,
+                     "note": "thermal: part of dark_rate, follows the dark law; else added "
+                             "at the same rate whatever the temperature"},
         "nonlinearity": {"read_adu": "s + sum k_i s**i, i >= 2, s the true level-free ADU",
                          "k": list(spec.nonlinearity)},
         "amplifiers": [_amp_truth(a) for a in amp_regions(spec)],

@@ -153,7 +153,10 @@ def master_figures(sim: SimulatedNight, report: dict) -> dict[str, Any]:
             truth = expected_bias
         elif m["type"] == "dark":
             rate = _truth(sim, "dark_rate.fits").astype(np.float64)
-            truth = rate * _dark_factor(sim, m["inputs"]) * exptime / sim.gain
+            per_second = rate * _dark_factor(sim, m["inputs"])
+            if sim.spec.amp_glow > 0 and not sim.spec.amp_glow_thermal:
+                per_second = per_second + _truth(sim, "glow.fits")
+            truth = per_second * exptime / sim.gain
             frames = _frames_by_name(sim)
             temp = np.mean([frames[Path(p).stem].temperature for p in m["inputs"]])
             point = min(set_points, key=lambda s: abs(s - temp))

@@ -86,6 +86,10 @@ class SimulationSpec(BaseModel):
         "following the dark law) at the pixel next to each amplifier, decaying exponentially.")
     amp_glow_scale: float = Field(
         12.0, gt=0, description="e-folding distance (pixels) of the amplifier glow.")
+    amp_glow_thermal: bool = Field(
+        True, description="The glow follows the dark law like the rest of the dark current "
+        "(and is part of dark_rate.fits); False: the same e-/s at every temperature (amplifier "
+        "luminescence), written only to glow.fits.")
     nonlinearity: tuple[float, ...] = Field(
         (), description="Forward non-linearity in level-free ADU: read = s + k2 s**2 + k3 s**3 "
         "... for true signal s; the tuple is (k2, k3, ...). Empty: linear.")
