@@ -200,30 +200,39 @@ def bpm_figures(sim: SimulatedNight, report: dict) -> dict[str, float]:
     return out
 
 
+def background_noise(sim: SimulatedNight, frame: Any) -> np.ndarray:
+    """Noise (e-) of a science pixel without its cosmic ray: the shot noise of the truth's sky
+    and dark current, and the read noise, in the raw frame's electrons."""
+    flat = _truth(sim, _flat_file(sim, frame.filter)).astype(np.float64)
+    rate = _truth(sim, "dark_rate.fits").astype(np.float64) * sim.spec.dark_factor(frame.temperature)
+    if sim.spec.amp_glow > 0 and not sim.spec.amp_glow_thermal:
+        rate = rate + _truth(sim, "glow.fits")
+    expected = _truth(sim, f"sky_{frame.name}.fits") * flat + rate * frame.exptime
+    return np.sqrt(np.maximum(expected, 0.0) + sim.read_noise_e**2)
+
+
 def cosmic_figures(sim: SimulatedNight, report: dict) -> dict[str, float]:
-    """Recall of cosmic-ray pixels with charge / (flat * UNCERT) above CR_SNR, overall and for
-    hit pixels next to (8-neighbour) a truth bad or saturated pixel. A hit counts as found
-    when the product masks it (any reason: the MASK plane does not say which)."""
+    """Recall of cosmic-ray pixels whose charge is above CR_SNR times the pixel's noise
+    without it (`background_noise`), overall and for hit pixels next to (8-neighbour) a truth
+    bad or saturated pixel. A hit counts as found when the product masks it (any reason: the
+    MASK plane does not say which)."""
     bpm = _truth(sim, "bpm.fits") != 0
     found, total, found_near, total_near = 0, 0, 0, 0
     frames = _frames_by_name(sim)
     for entry in report["science"]:
         if entry.get("status") != "reduced":
             continue
-        name = Path(entry["raw"]).stem
-        charge_file = sim.truth_dir / f"crq_{name}.fits"
+        frame = frames[Path(entry["raw"]).stem]
+        charge_file = sim.truth_dir / f"crq_{frame.name}.fits"
         if not charge_file.exists():
             return {}
         with fits.open(entry["path"]) as hdul:
-            unc = _ext(hdul, "UNCERT")
-            mask = hdul["MASK"].data if "MASK" in hdul else np.zeros(unc.shape, np.uint8)
-            unit = str(hdul["SCI"].header.get("BUNIT", hdul[0].header.get("BUNIT", ""))).lower()
-        if unit.startswith("adu"):
-            unc = unc * sim.gain
-        flat = _truth(sim, _flat_file(sim, frames[name].filter)).astype(np.float64)
-        charge = fits.getdata(charge_file).astype(np.float64) / np.maximum(flat, 1e-3)
-        sat = _truth(sim, f"sat_{name}.fits") != 0
-        hit = (charge > CR_SNR * unc) & ~bpm & ~sat
+            mask = np.asarray(hdul["MASK"].data) if "MASK" in hdul else None
+        if mask is None:
+            raise ValueError(f"{entry['path']}: no MASK extension to judge cosmic rays by")
+        charge = fits.getdata(charge_file).astype(np.float64)
+        sat = _truth(sim, f"sat_{frame.name}.fits") != 0
+        hit = (charge > CR_SNR * background_noise(sim, frame)) & ~bpm & ~sat
         near = hit & ndimage.binary_dilation(bpm | sat, structure=np.ones((3, 3), bool))
         flagged = mask != 0
         found, total = found + int((hit & flagged).sum()), total + int(hit.sum())
