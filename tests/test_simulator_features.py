@@ -45,6 +45,20 @@ def data_e(night: SimulatedNight, frame) -> np.ndarray:
     return signal_adu(night, frame)[:, : night.spec.shape[1]] * night.gain
 
 
+def test_prescan_holds_bias_only_and_the_sections_say_where_the_data_are(tmp_path):
+    night = sim(tmp_path, prescan=6, flat_level=20000.0)
+    header = fits.getheader(night.frames[0].path)
+    assert (header["NAXIS1"], header["TRIMSEC"], header["BIASSEC"]) == (78, "[7:70,1:64]", "[71:78,1:64]")
+    flat = night.select("flat")[0]
+    signal = signal_adu(night, flat)
+    assert abs(signal[:, :6].mean()) < 1.0 and abs(signal[:, 70:].mean()) < 1.0
+    data = signal[:, 6:70] * night.gain
+    assert np.median(data / truth(night, "flat_V.fits")) == pytest.approx(
+        flat.truth["flat_level_e"], rel=0.005)
+    bias = truth(night, "bias.fits")
+    assert bias[:, 6:12].mean() - bias[:, 40:60].mean() > 2.0  # the ramp starts at the data
+
+
 def test_odd_set_points_jitter_and_warm_science(tmp_path):
     night = sim(tmp_path, dark_temperatures=(-15.0, -5.3), science_temperature_offset=1.8,
                 science_exptimes=(20.0, 120.0), temperature_jitter=0.1, dark_rate=2.0,

@@ -1,7 +1,8 @@
 """Where each readout amplifier's pixels lie in a raw frame, and what each one adds to them.
 
-One amplifier (the default): the data area first, then `overscan` columns on the right, the
-amplifier at the data's first column (its start-of-line ramp and its glow are there).
+One amplifier (the default): `prescan` columns (none by default), the data area, then
+`overscan` columns on the right, the amplifier at the data's first column (its start-of-line
+ramp and its glow are there).
 
 Two amplifiers split the data area into a left and a right half; four into quadrants. Each
 reads towards its own outer side: the overscan columns are split into a prescan of
@@ -48,7 +49,7 @@ class AmpRegion:
 
 def data_x0(spec: SimulationSpec) -> int:
     """Raw column of the data area's first column."""
-    return 0 if spec.amplifiers == 1 else spec.overscan // 2
+    return spec.prescan if spec.amplifiers == 1 else spec.overscan // 2
 
 
 def amp_regions(spec: SimulationSpec) -> list[AmpRegion]:
@@ -57,7 +58,8 @@ def amp_regions(spec: SimulationSpec) -> list[AmpRegion]:
     n = spec.amplifiers
     offsets = spec.amp_bias_offsets or (0.0,) * n
     if n == 1:
-        return [AmpRegion("A", slice(0, ny), slice(0, nx), slice(nx, nx + spec.overscan),
+        p = spec.prescan
+        return [AmpRegion("A", slice(0, ny), slice(p, p + nx), slice(p + nx, p + nx + spec.overscan),
                           slice(0, nx), (0, 0), spec.amp_gain(0), spec.amp_read_noise(0),
                           offsets[0])]
     half, x0 = nx // 2, data_x0(spec)

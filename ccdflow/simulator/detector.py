@@ -51,7 +51,7 @@ def bias_pattern(spec: SimulationSpec, rng: np.random.Generator) -> np.ndarray:
     a master bias must remove.
     """
     ny, nx = spec.shape
-    width = nx + spec.overscan
+    width = spec.raw_width
     y = np.linspace(0.0, 1.0, ny)
     slope, curve = rng.uniform(2.0, 5.0) * rng.choice([-1, 1]), rng.uniform(-2.0, 2.0)
     rows = slope * y + curve * y**2 + 0.5 * np.sin(2 * np.pi * y * rng.uniform(1.0, 3.0))
@@ -60,7 +60,8 @@ def bias_pattern(spec: SimulationSpec, rng: np.random.Generator) -> np.ndarray:
         return amp_bias(spec, rows, cols).astype(np.float32)
     offset = spec.amp_bias_offsets[0] if spec.amp_bias_offsets else 0.0
     cols[:] += offset
-    cols[:nx] += 6.0 * np.exp(-np.arange(nx) / 4.0)  # start-of-line ramp of the amplifier
+    # start-of-line ramp of the amplifier
+    cols[spec.prescan: spec.prescan + nx] += 6.0 * np.exp(-np.arange(nx) / 4.0)
     return (rows[:, None] + cols[None, :]).astype(np.float32)
 
 

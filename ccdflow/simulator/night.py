@@ -98,7 +98,7 @@ def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure: Exposure,
 def make_readout(spec: SimulationSpec, full_well: float) -> Readout:
     """The electronics of `spec`: scalars for one amplifier, maps for several."""
     several = spec.amplifiers > 1
-    raw_shape = (spec.shape[0], spec.shape[1] + spec.overscan)
+    raw_shape = (spec.shape[0], spec.raw_width)
     return Readout(
         gain=spec.gain, read_noise_adu=spec.read_noise_adu, saturation=spec.saturation,
         full_well=full_well, x0=data_x0(spec),

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from ccdflow.simulator.spec import SimulationSpec
 
-#: Issue 14's night: odd set points -15 C (+-0.1 C, which fixed round(T/2) bins split) and
+#: Issue 14's night: a 6-column prescan, odd set points -15 C (+-0.1 C, which fixed round(T/2) bins split) and
 #: -5.3 C, science 1.8 C warmer than the darks, faint sky (5 e-/s) so read noise and dark show
 #: in the pulls, amplifier glow, gain 2.2 and read noise 7 e-, cosmic rays of 30-30000 e- (4x a
 #: real rate, for numbers), 60 s and 300 s darks for 20 s and 120 s science frames.
 SCIENCE_NIGHT = SimulationSpec(
-    shape=(256, 256), overscan=32, n_bias=9, n_dark=5, dark_exptimes=(60.0, 300.0),
+    shape=(256, 256), prescan=6, overscan=32, n_bias=9, n_dark=5, dark_exptimes=(60.0, 300.0),
     dark_temperatures=(-15.0, -5.3), n_flat=7, filters=("V",), n_science=4,
     science_exptimes=(20.0, 120.0), science_temperature_offset=1.8, sky_rates={"V": 5.0},
     gain=2.2, read_noise=7.0, amp_glow=1.0, amp_glow_scale=20.0,

@@ -27,6 +27,9 @@ class SimulationSpec(BaseModel):
         (256, 256), description="(ny, nx) of the illuminated data area in pixels.")
     overscan: int = Field(
         32, ge=0, description="Overscan columns appended on the right of every raw frame.")
+    prescan: int = Field(
+        0, ge=0, description="Prescan columns before the data area (one amplifier only): "
+        "unexposed, read before the data, bias only.")
     n_bias: int = Field(5, ge=0, description="Bias frames per night.")
     n_dark: int = Field(4, ge=0, description="Dark frames per (exposure time, temperature) pair.")
     dark_exptimes: tuple[float, ...] = Field(
@@ -187,6 +190,9 @@ class SimulationSpec(BaseModel):
                 raise ValueError(f"{name} {values}: give one value per amplifier ({n})")
         if any(g <= 0 for g in self.amp_gains) or any(r < 0 for r in self.amp_read_noises):
             raise ValueError("amp_gains must be > 0 and amp_read_noises >= 0")
+        if n > 1 and self.prescan:
+            raise ValueError(f"prescan {self.prescan}: several amplifiers already read a "
+                             "prescan each (the overscan columns split in two)")
         if n > 1 and (self.overscan < 4 or self.overscan % 2 or self.shape[1] % 2
                       or (n == 4 and self.shape[0] % 2)):
             raise ValueError(f"{n} amplifiers need an even overscan >= 4 (got {self.overscan}) "
@@ -224,6 +230,11 @@ class SimulationSpec(BaseModel):
     def full_well(self) -> float:
         """Electrons a pixel holds before spilling: the charge that reads as `saturation`."""
         return (self.saturation - self.bias_level) * self.gain
+
+    @property
+    def raw_width(self) -> int:
+        """Columns of a raw frame: prescan, data area and overscan."""
+        return self.prescan + self.shape[1] + self.overscan
 
     @property
     def read_noise_adu(self) -> float:

@@ -36,9 +36,10 @@ def raw_header(frame: SimFrame, spec: SimulationSpec) -> fits.Header:
             header[f"BSEC{amp.name}"] = (amp.section(amp.overscan_cols), f"amp {amp.name} overscan")
             header[f"DSEC{amp.name}"] = (amp.section(amp.data_cols), f"amp {amp.name} data")
         return _finish(header)
+    p = spec.prescan
     if spec.overscan:
-        header["BIASSEC"] = (f"[{nx + 1}:{nx + spec.overscan},1:{ny}]", "overscan (x, y)")
-    header["TRIMSEC"] = (f"[1:{nx},1:{ny}]", "illuminated area (x, y)")
+        header["BIASSEC"] = (f"[{p + nx + 1}:{p + nx + spec.overscan},1:{ny}]", "overscan (x, y)")
+    header["TRIMSEC"] = (f"[{p + 1}:{p + nx},1:{ny}]", "illuminated area (x, y)")
     return _finish(header)
 
 
