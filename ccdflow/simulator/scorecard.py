@@ -8,8 +8,8 @@ it judges whatever reduction wrote them:
 - masters: RMS of (master - truth) over RMS of the master's own error plane, for bias, dark
   and flat, and how many dark masters each (exposure time, set point) was split into;
 - bad-pixel mask: false flags among good pixels, recall of hot and of dead pixels;
-- cosmic rays: recall of hit pixels whose charge is above 10 times the product's noise, and
-  of those beside a bad or saturated pixel.
+- cosmic rays: recall of hit pixels whose charge is above 10 times the pixel's noise without
+  it, and of those beside a bad or saturated pixel.
 
 Truth pixels judged: good ones only (no truth bad pixel, cosmic ray or saturation), and not
 masked by the product for the science figures.
@@ -31,7 +31,7 @@ from ccdflow.simulator.detector import BAD_COLUMN, DEAD, HOT
 from ccdflow.simulator.night import SimulatedNight
 from ccdflow.simulator.spec import file_safe
 
-CR_SNR = 10.0  # a hit pixel counts when its charge is this many times the product's noise
+CR_SNR = 10.0  # a hit pixel counts when its charge is this many times its noise without it
 
 
 def _ext(hdul: fits.HDUList, name: str) -> np.ndarray:
