@@ -1,7 +1,7 @@
 """The issue-14 'done when' figures: a faint-sky simulated night with amplifier glow, odd set
 points and warm science frames, reduced by `ccdflow night` (the real path), against the truth.
 
-    python bench/science_truth.py [--out DIR] [--json] [--keep]
+    python bench/science_truth.py [--out DIR] [--json] [-p STEP.PARAM=VALUE ...]
 
 Prints one table (or JSON): pull width and mean additive residual of the 20 s and 120 s
 science frames, residual / error-plane RMS of the masters, dark masters per set point, the
@@ -24,10 +24,10 @@ from ccdflow.simulator.scenarios import SCIENCE_NIGHT, run_night_cli
 from ccdflow.simulator.scorecard import scorecard
 
 
-def run(root: Path) -> tuple[dict, float, subprocess.CompletedProcess]:
+def run(root: Path, params: list[str]) -> tuple[dict, float, subprocess.CompletedProcess]:
     sim = simulate_night(root / "sim", SCIENCE_NIGHT)
     t0 = time.perf_counter()
-    done = run_night_cli(sim.raw_dir, root / "out")
+    done = run_night_cli(sim.raw_dir, root / "out", *[a for p in params for a in ("-p", p)])
     seconds = time.perf_counter() - t0
     if done.returncode not in (0, 1):
         raise SystemExit(f"ccdflow night exited {done.returncode}:\n{done.stderr[-3000:]}")
@@ -71,10 +71,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="keep the night here (default: a temp dir)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("-p", "--param", action="append", default=[],
+                        help="passed to `ccdflow night -p` (e.g. dark.scale_temperature=true)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
-        card, seconds, _ = run(root)
+        card, seconds, _ = run(root, args.param)
     card["night_seconds"] = round(seconds, 1)
     if args.json:
         print(json.dumps(card, indent=1))
