@@ -177,11 +177,15 @@ def master_figures(sim: SimulatedNight, report: dict) -> dict[str, Any]:
 
 
 def bpm_figures(sim: SimulatedNight, report: dict) -> dict[str, float]:
-    """False flags among truly good pixels; recall of hot (pixels and column) and dead/low."""
+    """False flags among truly good pixels; recall of hot (pixels and column) and dead/low.
+    The BPM judged is the one the science frames used (the night's last one if none did)."""
     bpms = [m for m in report["masters"] if m["type"] == "bpm" and m.get("path")]
     if not bpms:
         return {}
-    flags = fits.getdata(bpms[-1]["path"]) != 0
+    used = [e["calibrations"]["bpm"]["name"] for e in report["science"]
+            if e.get("calibrations", {}).get("bpm")]
+    chosen = [m for m in bpms if Path(m["path"]).name in used] or bpms[-1:]
+    flags = fits.getdata(chosen[0]["path"]) != 0
     truth = _truth(sim, "bpm.fits")
     x_hot = json.loads((sim.truth_dir / "truth.json").read_text())["bad_columns"]["hot"]["x"]
     column = np.zeros(truth.shape, bool)
