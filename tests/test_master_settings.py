@@ -32,7 +32,8 @@ def test_settings_come_from_the_type_then_the_instrument_then_the_night_file(tmp
     plain = Instrument(name="g", header=HEADER)
     for kind in ("bias", "dark", "flat"):
         settings = plain.master_settings(kind)
-        assert settings.combine == {"method": "mean", "clip": "sigma", "fallback": "minmax"}
+        assert settings.combine == {"method": "mean", "clip": "sigma", "fallback": "minmax", "sigma_low": 3.0,
+                                    "sigma_high": 3.0}
         assert settings.warn_below == 5 and settings.min_frames == 1
     assert plain.master_settings("bpm").min_frames == 3
     own = Instrument.model_validate({"name": "m", "header": HEADER,
@@ -48,7 +49,7 @@ def test_settings_come_from_the_type_then_the_instrument_then_the_night_file(tmp
     night.write_text("masters:\n  dark: {clip: minmax}\n  bpm: {min_frames: 6}\n")
     config = build(manager, instrument="generic", config_files=[night])
     assert config.instrument.master_settings("dark", manager).combine == {
-        "method": "mean", "clip": "minmax", "fallback": "minmax"}
+        "method": "mean", "clip": "minmax", "fallback": "minmax", "sigma_low": 3.0, "sigma_high": 3.0}
     assert config.instrument.master_settings("bpm", manager).min_frames == 6
     # how masters are combined is in each master's identity, not in the science recipe's hash
     assert config.recipe_hash("science") == build(manager, instrument="generic").recipe_hash("science")

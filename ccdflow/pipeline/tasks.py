@@ -117,7 +117,8 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         entry["excluded"] = excluded
         ccd = build_master(kind, list(metas), env.manager, config, {k: m.ccd for k, m in cals.items()},
                            clip=options["clip"], fallback=options["fallback"],
-                           method=options["method"], scratch_dir=spec.masters_dir,
+                           method=options["method"], sigma_low=options["sigma_low"],
+                           sigma_high=options["sigma_high"], scratch_dir=spec.masters_dir,
                            calibration_paths={k: str(m.path) for k, m in cals.items()},
                            input_checksums=checksums, excluded=excluded, absent=absent,
                            warn_below=settings.warn_below, min_frames=settings.min_frames)

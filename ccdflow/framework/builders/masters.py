@@ -103,6 +103,8 @@ def build_master(
     absent: Mapping[str, str] | None = None,
     warn_below: int | None = None,
     min_frames: int = 1,
+    sigma_low: float = 3.0,
+    sigma_high: float = 3.0,
 ) -> CCDData:
     """Preprocess every input once (overscan, trim, bias, dark as the recipe says) into a disk
     spool, then combine it in row bands within ``memory_limit`` bytes.
@@ -153,7 +155,8 @@ def build_master(
                 result, error_note = combine_pair(frames, masks, scales)
             else:
                 result = combine_frames(frames, masks, memory_limit, method=method, clip=used_clip,
-                                        scales=scales, **counts)
+                                        scales=scales, sigma_low=sigma_low, sigma_high=sigma_high,
+                                        **counts)
             if len(kept) == 1:
                 error_note = fill_single_frame_error(result.error, result.n_used, frames[0], masks[0],
                                                      scales[0] if scales else 1.0)
@@ -182,6 +185,8 @@ def build_master(
         cards.FALLB.put(header, fallback_note[:68])
     if error_note:
         header.add_history(error_note)
+    if used_clip == "sigma":
+        header.add_history(f"sigma clip: {sigma_low:g} below, {sigma_high:g} above the median (MAD-std)")
     if warn_below is not None and len(kept) < warn_below:
         few = few_inputs_warning(kind, len(kept), warn_below)
         cards.FEWIN.put(header, few[:68])
