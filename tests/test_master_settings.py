@@ -55,7 +55,7 @@ def test_settings_come_from_the_type_then_the_instrument_then_the_night_file(tmp
     assert config.recipe_hash("science") == build(manager, instrument="generic").recipe_hash("science")
     typo = tmp_path / "typo.yaml"
     typo.write_text("masters:\n  darks: {method: median}\n")
-    with pytest.raises(ConfigError, match="masters: unknown calibration type 'darks'"):
+    with pytest.raises(ConfigError, match="typo.yaml: masters: unknown calibration type .darks."):
         build(manager, instrument="generic", config_files=[typo])
 
 

@@ -299,12 +299,13 @@ def build(
         inst_source = manager.owner("instrument", inst.name)
         plugin_layer = (inst_source, inst.steps)
     check_policy(inst, manager.calibration_types, inst_source)
+    for source, masters in [(inst_source, inst.masters), *((p, site.masters) for p, site in site_files)]:
+        unknown = sorted(set(masters) - set(manager.calibration_types))
+        if unknown:  # a typo (``darks:``) would otherwise leave the defaults in force, silently
+            raise ConfigError(f"{source}: masters: unknown calibration type "
+                              f"{', '.join(map(repr, unknown))}; registered: "
+                              f"{', '.join(sorted(manager.calibration_types))}")
     inst = with_master_options(inst, [site.masters for _, site in site_files])
-    unknown = sorted(set(inst.masters) - set(manager.calibration_types))
-    if unknown:  # a typo (``darks:``) would otherwise leave the defaults in force, silently
-        raise ConfigError(f"{inst_source} or a night file: masters: unknown calibration type "
-                          f"{', '.join(map(repr, unknown))}; registered: "
-                          f"{', '.join(sorted(manager.calibration_types))}")
     return resolve(
         steps=manager.steps,
         instrument=inst,
