@@ -165,7 +165,8 @@ def build_master(
     # an input recipe with its own noise model carries that too, which the scatter already holds
     recipe = config.instrument.recipe_for(metas[0].frame_type) or []
     models_noise = any(e.step == "uncertainty" for e in recipe)
-    data, error = result.data, with_common_error(result.error, None if models_noise else pre.common_error())
+    common = None if models_noise else pre.common_error()
+    data, error = result.data, with_common_error(result.error, common)
     mask = result.n_used == 0
     if mask.all():
         raise UnprocessableInputError(f"no pixel of the master {kind} has a usable input (inputs "
@@ -185,6 +186,8 @@ def build_master(
         cards.FALLB.put(header, fallback_note[:68])
     if error_note:
         header.add_history(error_note)
+    if common is not None:
+        header.add_history("UNCERT: + the calibrations' error every input shares, in quadrature")
     if used_clip == "sigma":
         header.add_history(f"sigma clip: {sigma_low:g} below, {sigma_high:g} above the median (MAD-std)")
     if warn_below is not None and len(kept) < warn_below:
