@@ -182,3 +182,15 @@ def test_old_cost_would_have_failed_the_issue():
     chosen, receipt = select("dark", frame_meta(), [short, long_], RULE)
     assert chosen.id == 2
     assert abs(math.log(2.0)) < abs(math.log(0.4))
+
+
+def test_a_waived_pin_at_another_temperature_still_says_its_temperature_factor():
+    """A pin past the temperature gate is scaled by the law when applied; its receipt says by
+    how much (the cost is not computed: nothing is ranked)."""
+    pinned = record(7, 30.0, 4)
+    _, receipt = select("dark", frame_meta(exposure_time=60.0, temperature=-25.0), [], RULE,
+                        pinned=pinned, waive=True)
+    summary = receipt.summary()
+    assert summary["temperature_factor"] == pytest.approx(RULE.temperature_law.factor(-25.0, -20.0),
+                                                          rel=1e-5)
+    assert summary["scaling"] == pytest.approx(2.0) and summary["waiver"]

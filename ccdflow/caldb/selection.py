@@ -15,6 +15,7 @@ from typing import Any
 
 from ccdflow.caldb.cost import cost_terms, rank_key, scales_with_exposure
 from ccdflow.framework.calibrations import find_type
+from ccdflow.framework.engine.dark_law import temperature_scaling
 from ccdflow.framework.engine.errors import MissingCalibrationError
 from ccdflow.framework.engine.frame import FrameMeta, binning_text, shape_text
 from ccdflow.framework.engine.instrument import MatchRule
@@ -183,10 +184,12 @@ def judge(kind: str, meta: FrameMeta, rec: CalRecord, rule: MatchRule) -> Candid
                 scale = meta.exposure_time / rec.exposure_time
     cand = Candidate(rec.id, rec.path, not reasons, reasons, exact_exposure=exact, scale=scale,
                      dt_days=round(dt_days, 4), dtemp=None if dtemp is None else round(dtemp, 3))
+    if exact is not None:  # a pin that waives the gates is still scaled: the receipt says how
+        cand.temperature_factor = round(temperature_scaling(
+            rule.temperature_law, meta.temperature, rec.temperature).factor, 6)
     if cand.accepted:
         terms = cost_terms(meta, rec, rule, dt_days, dtemp, exact is not None)
-        cand.cost, cand.terms, cand.temperature_factor = terms.total, terms.to_dict(), (
-            None if terms.temperature_factor is None else round(terms.temperature_factor, 6))
+        cand.cost, cand.terms = terms.total, terms.to_dict()
     return cand
 
 
