@@ -108,6 +108,7 @@ AGAIN = Card("CF_AGAIN", "gain ASSUMED, not measured (e-/ADU)", float)
 ARDN = Card("CF_ARDN", "read noise ASSUMED, not measured (e-)", float)
 #: The uncertainty step saw pixel values that still hold the electronic pedestal (neither
 #: overscan nor a master bias applied): its Poisson term counts the pedestal as signal.
+TSEC = Card("CF_TSEC", "raw section(s) kept by trim")
 UPED = Card("CF_UPED", "Poisson noise includes the bias pedestal", bool)
 
 
