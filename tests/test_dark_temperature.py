@@ -173,3 +173,17 @@ def test_a_law_needs_its_own_parameter_only(bad):
         TemperatureLaw(**bad)
     with pytest.raises(ValidationError):
         fake_instrument(caldb={"dark": {"temperature_law": bad}})
+
+
+def test_an_instrument_file_extending_generic_sets_its_own_law(tmp_path):
+    """The law is replaced whole: a doubling camera inherits no Arrhenius band gap (which the
+    law would refuse as a second parameter), and the generic instrument keeps its default."""
+    from ccdflow.framework.engine.instrument_files import manager_with_files
+
+    path = tmp_path / "mycam.yaml"
+    path.write_text("name: mycam\nextends: generic\nidentify: {INSTRUME: MyCam}\n"
+                    "caldb:\n  dark: {temperature_law: {law: doubling, doubling_c: 5.5}}\n")
+    manager = manager_with_files([path])
+    law = manager.instrument("mycam").match_rule("dark").temperature_law
+    assert (law.law, law.doubling_c, law.band_gap_ev) == ("doubling", 5.5, None)
+    assert manager.instrument("generic").match_rule("dark").temperature_law == DEFAULT_LAW
