@@ -25,23 +25,29 @@ T_D, T_F, N_DARK, N_SCI = 300.0, 120.0, 12, 4
 SHAPE = (160, 160)
 
 
-def truth_arrhenius(t_c: float, eg: float = 1.12) -> float:
-    """Relative dark rate ~ T**1.5 exp(-Eg / 2kT), written out here, not imported."""
+def truth_arrhenius(t_c: float, eg: float = 1.12, power: float = 1.5) -> float:
+    """Relative dark rate ~ T**power exp(-Eg / 2kT), written out here, not imported."""
     t = t_c + 273.15
-    return t ** 1.5 * math.exp(-eg / (2 * K_EV * t))
+    return t ** power * math.exp(-eg / (2 * K_EV * t))
+
+
+def truth_arrhenius_t3(t_c: float) -> float:
+    return truth_arrhenius(t_c, power=3.0)
 
 
 def truth_doubling(t_c: float, every: float = 5.0) -> float:
     return 2.0 ** (t_c / every)
 
 
-TRUTH = {"arrhenius": truth_arrhenius, "doubling": truth_doubling}
+TRUTH = {"arrhenius": truth_arrhenius, "doubling": truth_doubling, "arrhenius_t3": truth_arrhenius_t3}
 #: How each truth's camera is configured in its YAML: the right law and parameter.
 RIGHT = {"arrhenius": {"law": "arrhenius", "band_gap_ev": 1.12},
-         "doubling": {"law": "doubling", "doubling_c": 5.0}}
+         "doubling": {"law": "doubling", "doubling_c": 5.0},
+         "arrhenius_t3": {"law": "arrhenius", "band_gap_ev": 1.12, "temperature_power": 3.0}}
 #: The other law, with a plausible parameter: what a camera configured wrongly would use.
 WRONG = {"arrhenius": {"law": "doubling", "doubling_c": 5.0},
-         "doubling": {"law": "arrhenius", "band_gap_ev": 1.12}}
+         "doubling": {"law": "arrhenius", "band_gap_ev": 1.12},
+         "arrhenius_t3": {"law": "arrhenius", "band_gap_ev": 1.12}}  # the default power, 1.5
 
 
 def truth_files(tmp_path, law: str, seed: int = 3):
@@ -83,14 +89,16 @@ def mean_residual(master_path, frame_paths, temperature_law, **params):
     return flat.mean(), flat.std() / math.sqrt(flat.size), header
 
 
-@pytest.mark.parametrize("law", ["arrhenius", "doubling"])
+@pytest.mark.parametrize("law", ["arrhenius", "doubling", "arrhenius_t3"])
 def test_warm_frames_leave_no_residual_with_the_right_law(tmp_path, law):
     """+1.8 C, 120 s: the issue measured +0.85 e- (11 standard errors) without scaling."""
     master, frames = truth_files(tmp_path, law)
     mean, se, header = mean_residual(master, frames, RIGHT[law])
     assert abs(mean) < 3 * se, (mean, se)
-    assert header["CF_DKLAW"] == law and header["CF_DKLPR"] == RIGHT[law].get(
+    assert header["CF_DKLAW"] == RIGHT[law]["law"] and header["CF_DKLPR"] == RIGHT[law].get(
         "band_gap_ev", RIGHT[law].get("doubling_c"))
+    if RIGHT[law]["law"] == "arrhenius":
+        assert header["CF_DKLPW"] == RIGHT[law].get("temperature_power", 1.5)
     assert (header["CF_DKTFR"], header["CF_DKTDK"]) == (T_FRAME, T_DARK)
     truth_factor = TRUTH[law](T_FRAME) / TRUTH[law](T_DARK)
     assert header["CF_DKTSC"] == pytest.approx(truth_factor, rel=1e-5)
@@ -101,8 +109,10 @@ def test_warm_frames_leave_no_residual_with_the_right_law(tmp_path, law):
     assert "dark -20.00 C -> frame -18.20 C" in history
 
 
-@pytest.mark.parametrize("law", ["arrhenius", "doubling"])
+@pytest.mark.parametrize("law", ["arrhenius", "doubling", "arrhenius_t3"])
 def test_the_wrong_law_or_no_scaling_leaves_a_measurable_residual(tmp_path, law):
+    """The other law, or the T**1.5 default on a T**3 camera (1.2 % of the dark signal over
+    1.8 C), or no temperature scaling at all."""
     master, frames = truth_files(tmp_path, law)
     mean, se, _ = mean_residual(master, frames, WRONG[law])
     assert abs(mean) > 5 * se, (mean, se)
@@ -158,6 +168,9 @@ def test_laws_against_their_formulas():
     arr = TemperatureLaw(law="arrhenius", band_gap_ev=1.2)
     assert arr.factor(-18.2, -20.0) == pytest.approx(
         truth_arrhenius(-18.2, 1.2) / truth_arrhenius(-20.0, 1.2), rel=1e-12)
+    t2 = TemperatureLaw(law="arrhenius", band_gap_ev=1.2, temperature_power=2.0)
+    assert t2.factor(-18.2, -20.0) == pytest.approx(
+        truth_arrhenius(-18.2, 1.2, 2.0) / truth_arrhenius(-20.0, 1.2, 2.0), rel=1e-12)
     # silicon doubles every ~6.5 C at -20 C: the textbook's 5-7 C
     every = math.log(2) / math.log(DEFAULT_LAW.factor(-19.0, -20.0))
     assert 6.0 < every < 7.0
@@ -167,6 +180,7 @@ def test_laws_against_their_formulas():
 @pytest.mark.parametrize("bad", [
     {"law": "arrhenius"}, {"law": "doubling"}, {"law": "arrhenius", "band_gap_ev": 1.1, "doubling_c": 6},
     {"law": "doubling", "doubling_c": -1}, {"law": "linear", "doubling_c": 6},
+    {"law": "doubling", "doubling_c": 6, "temperature_power": 3},
 ])
 def test_a_law_needs_its_own_parameter_only(bad):
     with pytest.raises(ValidationError):
@@ -187,3 +201,19 @@ def test_an_instrument_file_extending_generic_sets_its_own_law(tmp_path):
     law = manager.instrument("mycam").match_rule("dark").temperature_law
     assert (law.law, law.doubling_c, law.band_gap_ev) == ("doubling", 5.5, None)
     assert manager.instrument("generic").match_rule("dark").temperature_law == DEFAULT_LAW
+
+
+@pytest.mark.parametrize(("law", "expected"), [
+    ("doubling", ("doubling", 6.0, None)), ("arrhenius", ("arrhenius", 1.12, 3.0))])
+def test_the_simulated_camera_file_states_its_dark_law(tmp_path, law, expected):
+    """The simulator describes its camera's law (never from the reduction's code); the file
+    loads as an instrument and the reduction reads the law from it."""
+    from ccdflow.framework.engine.instrument_files import manager_with_files
+    from ccdflow.simulator import SimulationSpec
+    from ccdflow.simulator.instrument import instrument_yaml
+
+    path = tmp_path / "sim.yaml"
+    path.write_text(instrument_yaml(SimulationSpec(dark_law=law)))
+    rule = manager_with_files([path]).instrument("ccdflow-sim").match_rule("dark")
+    got = rule.temperature_law
+    assert (got.law, got.parameter, got.temperature_power) == expected

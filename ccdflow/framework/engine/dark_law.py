@@ -3,15 +3,17 @@ temperature is scaled by to another.
 
 Two laws, one per instrument (its ``caldb: dark: temperature_law:``):
 
-- ``arrhenius``: ``rate ~ T**1.5 * exp(-Eg / (2 k T))``, T in kelvin, Eg the band gap in eV.
-  Thermal generation through mid-gap states in the depletion region (Shockley-Read-Hall), the
-  dark current of a working cooled CCD or CMOS sensor, is proportional to the intrinsic carrier
-  density n_i ~ T**1.5 exp(-Eg / 2kT) (Janesick 2001, Scientific CCDs, ch. 7). Diffusion
-  current (~ n_i**2 ~ T**3 exp(-Eg / kT)) matters only near room temperature. The power of T
-  barely matters over a tolerance of a few degrees (T**3 instead of T**1.5 changes a 2 C factor
-  by 1.2 %), the exponential does: with silicon's 1.12 eV the rate doubles every 6.5 C at -20 C,
-  8.6 C at +20 C and 3.1 C at -100 C, which is why one doubling interval cannot serve every
-  camera.
+- ``arrhenius``: ``rate ~ T**p * exp(-Eg / (2 k T))``, T in kelvin, Eg the band gap in eV,
+  p 1.5 unless ``temperature_power`` says otherwise. Thermal generation through mid-gap states
+  in the depletion region (Shockley-Read-Hall), the dark current of a working cooled CCD or
+  CMOS sensor, is proportional to the intrinsic carrier density n_i ~ T**1.5 exp(-Eg / 2kT)
+  (Janesick 2001, Scientific CCDs, ch. 7). Diffusion current (~ n_i**2 ~ T**3 exp(-Eg / kT))
+  matters only near room temperature. The exponential sets the slope: with silicon's 1.12 eV
+  the rate doubles every 6.5 C at -20 C, 8.6 C at +20 C and 3.1 C at -100 C, which is why one
+  doubling interval cannot serve every camera. The power of T matters less (T**3 instead of
+  T**1.5 changes a 1.8 C factor by 1.05 %) but a deep night with a strong dark measures it,
+  so a camera whose law was measured with another power (Hopkinson's MERIS CCDs: T**2) says
+  so with ``temperature_power``.
 - ``doubling``: ``rate ~ 2 ** (T / doubling_c)``, a fixed interval measured for one camera
   (the textbook 5-7 C; BANZAI's ``exp(DARKCOEF * dT)`` is this law).
 """
@@ -30,6 +32,8 @@ BOLTZMANN_EV = 8.617333262e-5  # eV/K (CODATA 2018)
 KELVIN = 273.15
 #: The band gap of silicon at room temperature (1.12 eV; 1.13 eV at -20 C by Varshni's fit).
 SILICON_BAND_GAP = 1.12
+#: The power of T of depletion (generation) dark current, n_i ~ T**1.5 exp(-Eg / 2kT).
+DEPLETION_POWER = 1.5
 
 
 class TemperatureLaw(Strict):
@@ -37,12 +41,15 @@ class TemperatureLaw(Strict):
     with ``doubling_c``."""
 
     law: Literal["arrhenius", "doubling"] = Field(
-        description="'arrhenius': rate ~ T**1.5 exp(-band_gap_ev / 2kT), T in kelvin; "
+        description="'arrhenius': rate ~ T**temperature_power exp(-band_gap_ev / 2kT), T in kelvin; "
         "'doubling': rate x2 every doubling_c degrees.")
     band_gap_ev: float | None = Field(
         None, gt=0, le=5, description="Band gap in eV of the arrhenius law (silicon: 1.12).")
     doubling_c: float | None = Field(
         None, gt=0, description="Temperature rise in C that doubles the dark current (doubling law).")
+    temperature_power: float | None = Field(
+        None, ge=0, le=4, description="Power of T before the exponential of the arrhenius law "
+        "(None: 1.5, depletion current; 2 or 3 where a camera's measured law says so).")
 
     @model_validator(mode="after")
     def _one_parameter(self) -> TemperatureLaw:
@@ -54,7 +61,14 @@ class TemperatureLaw(Strict):
             raise ValueError(f"temperature_law {self.law!r} needs {need}")
         if getattr(self, other) is not None:
             raise ValueError(f"temperature_law {self.law!r} takes {need}, not {other}")
+        if self.law == "doubling" and self.temperature_power is not None:
+            raise ValueError("temperature_law 'doubling' takes no temperature_power")
         return self
+
+    @property
+    def power(self) -> float:
+        """The power of T of the arrhenius law (1.5 unless the camera's law says otherwise)."""
+        return DEPLETION_POWER if self.temperature_power is None else self.temperature_power
 
     def factor(self, to_c: float, from_c: float) -> float:
         """Dark rate at ``to_c`` divided by the rate at ``from_c`` (both Celsius)."""
@@ -66,7 +80,7 @@ class TemperatureLaw(Strict):
         if t1 <= 0 or t0 <= 0:
             raise ValueError(f"temperature below absolute zero: {to_c} C or {from_c} C")
         exponent = -self.band_gap_ev / (2 * BOLTZMANN_EV) * (1 / t1 - 1 / t0)
-        return float((t1 / t0) ** 1.5 * math.exp(exponent))
+        return float((t1 / t0) ** self.power * math.exp(exponent))
 
     @property
     def parameter(self) -> float:
@@ -82,7 +96,7 @@ class TemperatureLaw(Strict):
     def describe(self) -> str:
         """``arrhenius Eg=1.12 eV`` or ``doubling every 6 C``."""
         if self.law == "arrhenius":
-            return f"arrhenius Eg={self.parameter:g} eV"
+            return f"arrhenius T^{self.power:g} Eg={self.parameter:g} eV"
         return f"doubling every {self.parameter:g} C"
 
 

@@ -39,6 +39,8 @@ def _record(out: CCDData, scale: float, exposure: float, temp: TemperatureScalin
     assert temp.law is not None  # the step refuses scale_temperature without a law
     hdr["CF_DKLAW"] = ("none" if temp.reason else temp.law.law, "dark: temperature law applied")
     hdr["CF_DKLPR"] = (temp.law.parameter, f"dark: {temp.law.law} law parameter ({temp.law.unit})")
+    if temp.law.law == "arrhenius":
+        hdr["CF_DKLPW"] = (temp.law.power, "dark: arrhenius law power of T")
     if temp.frame_c is not None:
         hdr["CF_DKTFR"] = (round(temp.frame_c, 3), "dark: frame temperature (C)")
     if temp.dark_c is not None:
