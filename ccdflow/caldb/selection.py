@@ -46,7 +46,7 @@ class CalRecord:
     gain_setting: str | None = None
     offset: str | None = None
     n_combined: int | None = None
-    stats: dict[str, Any] | None = None
+    stats: dict[str, Any] | None = field(default=None, hash=False)  # a dict: not hashable
 
 
 @dataclass
