@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ccdflow.framework.engine.caltype import CalibrationType
+from ccdflow.framework.engine.dark_law import DEFAULT_LAW
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.io import cards
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from astropy.nddata import CCDData
 
     from ccdflow.framework.engine.instrument import MatchRule
+
 
 class Dark(CalibrationType):
     name: ClassVar[str] = "dark"
@@ -32,6 +34,13 @@ class Dark(CalibrationType):
     #: dark rule's tolerances (CalibrationType.split_group): -15 +- 0.1 C is one master, and
     #: an uncooled camera whose YAML widens temperature_tolerance gets one per exposure.
     numeric_group: ClassVar[tuple[str, ...]] = ("exposure_time", "temperature")
+
+    @classmethod
+    def default_rule(cls) -> MatchRule:
+        """The common rule plus the temperature law a dark at another temperature is scaled by
+        (arrhenius, silicon's band gap: ccdflow.framework.engine.dark_law says why); an
+        instrument's YAML replaces it with its own (``caldb: dark: temperature_law:``)."""
+        return super().default_rule().model_copy(update={"temperature_law": DEFAULT_LAW})
 
     @classmethod
     def name_parts(cls, meta: FrameMeta) -> list[object]:
