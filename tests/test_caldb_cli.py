@@ -182,8 +182,15 @@ def test_add_foreign_master_needs_type(dbfile, night, runner, tmp_path):
     assert (record["type"], record["instrument"], record["raw_shape"], record["shape"]) == (
         "bias", "generic", "48x56", "48x48")
     assert record["stats"]["median"] == pytest.approx(np.median(master.data), abs=1)
-    # It competes with ccdflow's own masters for a raw frame of the same geometry.
-    own = run_json(runner, "add", night["masters"][("bias", 2)], "--caldb", dbfile)["results"][0]["id"]
+    # It competes with ccdflow's own masters for a raw frame of the same geometry, once the
+    # own one is accepted: the ccdproc master kept the raw bias level (no overscan removed), so
+    # the master QA finds ccdflow's ~1000 ADU lower and holds it as suspect.
+    added = run_json(runner, "add", night["masters"][("bias", 2)], "--caldb", dbfile)["results"][0]
+    own = added["id"]
+    assert added["quality"] == "suspect" and added["qa"]["compared_id"] == cal_id
+    assert added["qa"]["figures"]["level_shift"] < -100
+    run(runner, "mark-good", own, "--reason", "overscan-subtracted, unlike the ccdproc one",
+        "--caldb", dbfile)
     chosen = best(runner, dbfile, "bias", night["science"][2])
     assert {c["id"] for c in chosen["candidates"] if c["accepted"]} == {cal_id, own}
 

@@ -3,7 +3,8 @@ low pixels), never combined from raw frames."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -27,6 +28,8 @@ class BadPixelMask(CalibrationType):
     order: ClassVar[int] = 40
     card_tag: ClassVar[str] = "BPM"
     max_age_days: ClassVar[float] = 365.0
+    #: A bit mask has no error plane to compare within: its QA is the dark's and the flat's.
+    qa_limits: ClassVar[Mapping[str, Any]] = {"enabled": False}
 
     @classmethod
     def ingest_stats(cls, stats: dict[str, float], header: fits.Header, data: np.ndarray,

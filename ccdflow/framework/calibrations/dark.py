@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import mean
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,6 +34,9 @@ class Dark(CalibrationType):
     trend_stat: ClassVar[str] = "dark_rate"
     temperature_tolerance: ClassVar[float | None] = 2.0
     scales_with_exposure: ClassVar[bool] = True
+    #: QA compares rates (a new dark with the nearest previous one in exposure and temperature);
+    #: the rate may drift a little with the set point's real temperature, not by a quarter.
+    qa_limits: ClassVar[Mapping[str, Any]] = {"max_level_change": 0.25}
 
     @classmethod
     def group_key(cls, meta: FrameMeta, rule: MatchRule | None = None) -> tuple:

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS
 from ccdflow.framework.engine.gain_config import Assumed, GainTable, ReadNoiseTable, check_assumptions
 from ccdflow.framework.engine.header_spec import HeaderMap, Strict
+from ccdflow.framework.engine.master_qa import MasterQa
 from ccdflow.framework.engine.readout_geometry import Geometry
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class MatchRule(Strict):
     exposure_rel_tolerance: float = Field(0.01, description="Relative exposure match tolerance.")
     exposure_abs_tolerance: float = Field(0.1, description="Absolute exposure tolerance in s.")
     allow_exposure_scaling: bool = Field(True, description="Allow scaling darks by exposure.")
+    qa: MasterQa = Field(default_factory=MasterQa,
+                         description="Overrides of the type's master QA limits (see docs/caldb.md).")
 
     @field_validator("must_match")
     @classmethod
