@@ -29,8 +29,9 @@ _TIMES = ("valid_from", "valid_to")
 def _parsed(state: dict[str, Any]) -> dict[str, Any]:
     out = {name: state.get(name) for name in STATE_FIELDS}
     for name in _TIMES:
-        if isinstance(out[name], str):
-            out[name] = datetime.fromisoformat(out[name])
+        value = out[name]
+        if isinstance(value, str):
+            out[name] = datetime.fromisoformat(value)
     return out
 
 

@@ -249,3 +249,21 @@ def note_skipped_suspects(kind: str, meta: FrameMeta, records: list[CalRecord], 
 
 def replace_quality(rec: CalRecord) -> CalRecord:
     return dataclasses.replace(rec, quality="good", quality_reason=None)
+
+
+def qa_words(qa: dict[str, Any] | None) -> str:
+    """The master QA in one line: 'suspect against bias 3: outlier_fraction 0.04 (limit 0.002)',
+    'good against bias 3 (outliers 0.0001, level shift +0.02 sigma)', 'first of its setup'."""
+    if not qa:
+        return "no QA (ingested before schema 0005 or by a bulk loader)"
+    verdict, figures = qa.get("verdict", "?"), qa.get("figures") or {}
+    if qa.get("compared_id") is None:
+        return f"{verdict}: {qa.get('note') or 'nothing compared'}"
+    words = f"{verdict} against {qa.get('compared_id')}"
+    if qa.get("exceeded"):
+        return f"{words}: " + "; ".join(qa["exceeded"])
+    parts = [f"outliers {figures.get('outlier_fraction', 0):.4g}",
+             f"level shift {figures.get('level_shift', 0):+.3g} sigma"]
+    if figures.get("level_change") is not None:
+        parts.append(f"level change {figures['level_change']:+.3g}")
+    return f"{words} ({', '.join(parts)})"

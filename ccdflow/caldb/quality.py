@@ -48,7 +48,10 @@ class QualityRecords:
     """mark-bad, mark-good, certify, decertify; ``sessions`` and ``display_url`` come from CalDB."""
 
     sessions: Sessions
-    display_url: str
+
+    @property
+    def display_url(self) -> str:  # CalDB's
+        raise NotImplementedError
 
     def _event(self, cal_id: int, action: str, reason: str | None, who: str | None,
                change: Callable[[Calibration], None]) -> None:

@@ -88,10 +88,11 @@ def upgrade() -> None:
         by_record.setdefault(row.calibration_id, []).append(
             {"id": row.id, "action": row.action, "reason": row.reason,
              "details": dict(row.details or {})})
-    for cal_id, rows in by_record.items():
-        _derive(rows, current.get(cal_id, (None, None)))
-        for row in rows:
-            conn.execute(events.update().where(events.c.id == row["id"]).values(details=row["details"]))
+    for cal_id, derived in by_record.items():
+        _derive(derived, current.get(cal_id, (None, None)))
+        for event in derived:
+            conn.execute(events.update().where(events.c.id == event["id"])
+                         .values(details=event["details"]))
 
 
 def downgrade() -> None:
