@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from ccdflow.caldb import CalDB, NoCalibrationError, schema
 from ccdflow.caldb.selection import now_utc
 from ccdflow.cli import cli
+from tests.conftest import fake_calibration_fields
 from tests.test_caldb_ingest import built  # noqa: F401  (the module's masters fixture)
 
 KINDS = ("bias", "dark", "flat")
@@ -63,7 +64,14 @@ def test_replay_gives_the_earlier_choices_and_receipts(db, built):  # noqa: F811
     for result in added.values():
         if result.quality == "suspect":
             db.mark_good(result.id, "accepted")
+    # and a bias of the same setup a year later: receipts now count it outside the window
+    same = db.get(night1[("bias", 1, None)])
+    db.add_fields(fake_calibration_fields(
+        "f" * 64, **{k: same[k] for k in ("type", "instrument", "camera", "detector", "binning",
+                                          "readout_mode", "gain_setting", "offset", "raw_shape")},
+        obs_time=datetime(2027, 3, 1)))
     later = choices(db, built)
+    assert any("1 more bias records outside" in (r["note"] or "") for _, r in later.values())
     assert {k: i for k, (i, _) in later.items()} != {k: i for k, (i, _) in earlier.items()}
     t2 = tick()
     assert choices(db, built, as_of=t1) == earlier  # ids and whole receipts
@@ -146,3 +154,50 @@ def test_cli_best_as_of(tmp_path, built):  # noqa: F811
     assert json.loads(best("--json").stdout)["selected"]["id"] != first
     text = best("--as-of", t1.isoformat()).stdout
     assert f"caldb as of {t1.isoformat()}" in text and f"selected bias {first}" in text
+
+
+def test_night_as_of_replays_the_choices_and_registers_nothing(tmp_path):
+    from ccdflow.pipeline.executor import SerialExecutor
+    from ccdflow.pipeline.night import run_night
+    from ccdflow.pipeline.report import write_report
+    from ccdflow.pipeline.spec import RunSpec, forget_environments
+    from ccdflow.simulator import SimulationSpec, simulate_night
+    from ccdflow.testing.night import TINY_NIGHT
+
+    sim = simulate_night(tmp_path / "sim", SimulationSpec(**{**TINY_NIGHT, "nights": 2}))
+    url = f"sqlite:///{tmp_path / 'caldb.sqlite'}"
+    CalDB.create(url).close()
+
+    def night(raw, out, as_of=None):
+        spec = RunSpec(outdir=str(tmp_path / out), caldb_url=url, instrument="generic",
+                       caldb_as_of=as_of)
+        try:
+            with SerialExecutor() as executor:
+                return run_night(raw, spec, executor)
+        finally:
+            forget_environments()
+
+    def used(result):
+        assert result.science and all(s["status"] == "reduced" for s in result.science)
+        return {s["raw"]: {k: c["id"] for k, c in s["calibrations"].items()} for s in result.science}
+
+    first = used(night(sim.raw_dirs[0], "out1"))
+    t1 = tick()
+    night(sim.raw_dirs[1], "out2")  # the second night's masters, registered
+    db = CalDB(url)
+    try:
+        bias = next(iter(first.values()))["bias"]
+        db.mark_bad(bias, "light leak")
+        records = len(db.list(include_bad=True))
+        replay = night(sim.raw_dirs[0], "out3", as_of=t1)
+        assert used(replay) == first
+        built = [m for m in replay.masters if m["status"] == "built"]
+        assert built and all("caldb_id" not in m for m in built)
+        assert all(any("not registered" in w for w in m["warnings"]) for m in built)
+        assert len(db.list(include_bad=True)) == records  # nothing registered into a past
+        html = write_report(replay)["html"].read_text()
+        assert f"caldb as of {t1.isoformat()}" in html
+        today = used(night(sim.raw_dirs[0], "out4"))
+        assert all(c["bias"] != bias for c in today.values())
+    finally:
+        db.close()
