@@ -4,6 +4,7 @@ never chosen until a person accepts it, and the receipt says it was skipped."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from unittest import mock
 
@@ -159,3 +160,41 @@ def test_limits_come_from_the_type_and_the_instrument_rule_overrides_them(series
     assert strict["verdict"] == "suspect" and strict["limits"]["max_level_shift"] == 1.0
     off = review(series["db"], dict(fields), MatchRule(max_age_days=30, qa=MasterQa(enabled=False)))
     assert off["verdict"] == "not compared" and off["compared_id"] is None
+
+
+def test_show_history_list_and_the_night_report_say_suspect_with_figures(series, tmp_path):
+    from click.testing import CliRunner
+
+    from ccdflow.cli import cli
+    from ccdflow.pipeline.night import NightResult
+    from ccdflow.pipeline.report import write_report
+
+    db = series["db"]
+    path, suspect = variant(series, "flat", "flat_dust_cli",
+                            lambda d: d * dust_pattern(d.shape, [Donut(60.0, 60.0, 12.0, 0.03)]))
+    url = db.url
+    runner = CliRunner()
+
+    def caldb(*args):
+        result = runner.invoke(cli, ["caldb", *map(str, args), "--caldb", url], env={"COLUMNS": "250"})
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    compared = suspect.qa["compared_id"]
+    shown = caldb("show", suspect.id)
+    assert "suspect" in shown and f"suspect against {compared}: smooth_outlier_fraction" in shown
+    assert "qa.smooth_outlier_fraction" in shown
+    history = caldb("history", "--type", "flat")
+    assert f"suspect against {compared}" in history and "first of its setup" in history
+    assert "suspect" in caldb("list", "--type", "flat")
+    as_json = json.loads(caldb("history", "--type", "flat", "--json"))
+    point = next(p for p in as_json["series"] if p["id"] == suspect.id)
+    assert point["quality"] == "suspect" and point["qa"]["exceeded"]
+    # The night's report: the masters table says suspect, with the figures and how to accept it.
+    result = NightResult("raw", str(tmp_path), "serial", url, masters=[
+        {"type": "flat", "name": path.name, "path": str(path), "status": "built", "n": 3,
+         "caldb_id": suspect.id, "quality": "suspect", "qa": suspect.qa}])
+    html = write_report(result)["html"].read_text()
+    assert f"suspect against {compared}: smooth_outlier_fraction" in html
+    assert f"ccdflow caldb mark-good {suspect.id}" in html
+    db.mark_bad(suspect.id, "test master")
