@@ -103,10 +103,27 @@ def print_record(out: Console, record: dict[str, Any]) -> None:
     events = table("at (UTC)", "action", "who", "reason", "details", title="events",
                    title_justify="left")
     for e in record.get("events", []):
-        details = ", ".join(f"{k}={v}" for k, v in (e["details"] or {}).items())
+        details = event_details(e["details"] or {})
         events.add_row(e["at"][:19].replace("T", " "), e["action"], escape(e["who"] or "-"),
                        escape(e["reason"] or "-"), escape(details or "-"))
     out.print(events)
+
+
+def event_details(details: dict[str, Any]) -> str:
+    """An event's details in a line: what it changed (``quality good -> bad``), the QA verdict of
+    an ingest, and any other key; the full before/after states are in ``show --json``."""
+    before, after = details.get("before") or {}, details.get("after") or {}
+    def was(key: str) -> str:
+        return "-" if before.get(key) is None else str(before[key])
+
+    words = [f"{k} {v}" if not before else f"{k} {was(k)} -> {v}" for k, v in after.items()
+             if v is not None and (not before or before.get(k) != v) and k != "quality_reason"]
+    words += [f"{k} {before[k]} -> -" for k in before if before[k] is not None and after.get(k) is None
+              and k != "quality_reason"]
+    if details.get("qa"):
+        words.append(f"qa {details['qa'].get('verdict')}")
+    words += [f"{k}={v}" for k, v in details.items() if k not in ("before", "after", "qa")]
+    return ", ".join(words)
 
 
 def _sorted(candidates: list[Candidate]) -> list[Candidate]:
