@@ -2,13 +2,16 @@
 
 The previous master is the latest good one (not bad, not suspect) observed before the new one
 that passes the same equality gates selection uses (the type's caldb rule: instrument, camera,
-detector, binning, readout mode, gain setting, offset, raw shape, and the filter of a flat);
-for a dark, the nearest in exposure time, then temperature (whole degrees, within the rule's
-tolerance), then time. The figures, over pixels finite and unmasked in both:
+detector, binning, readout mode, gain setting, offset, raw shape, and the filter of a flat); for
+a dark, the nearest in exposure time, then temperature (whole degrees, within the type's
+``max_temperature_difference``: a dark's rate follows its temperature), then time. The figures,
+over pixels finite and unmasked in both:
 
 - ``outlier_fraction``: the fraction with ``|new - old| > nsigma * combined error`` (see
   :func:`compare`), the errors from each master's UNCERT plane, or its noise statistic where it
   has none;
+- ``smooth_outlier_fraction``: the same over ``smooth`` x ``smooth`` box means (a dust shadow a
+  few percent deep);
 - ``level_shift``: the clipped mean of ``new - old`` over the combined error of one pixel, a
   change of the whole level in units of one pixel's error (10 ADU on a bias whose pixels are
   known to 1.5 ADU: 6.7);
@@ -17,10 +20,9 @@ tolerance), then time. The figures, over pixels finite and unmasked in both:
 
 Darks are compared as rates (divided by their exposure times). A figure beyond its limit (the
 type's ``qa_limits``, overridden by the instrument's ``caldb: {type: {qa: ...}}``) makes the
-master ``suspect``: it is recorded, never chosen, until a person accepts it with
-``ccdflow caldb mark-good ID``. The first master of a setup has nothing to compare with: it is
-good, and its QA says so.
-"""
+master ``suspect``: it is recorded, never chosen, until a person accepts it with ``ccdflow caldb
+mark-good ID``. The first master of a setup has nothing to compare with: it is good, and its QA
+says so."""
 
 from __future__ import annotations
 
@@ -189,7 +191,8 @@ def exceeded(figures: Mapping[str, Any], limits: Mapping[str, Any]) -> list[str]
     return out
 
 
-def previous_good(db: CalDB, fields: Mapping[str, Any], rule: MatchRule) -> list[Calibration]:
+def previous_good(db: CalDB, fields: Mapping[str, Any], rule: MatchRule,
+                  limits: Mapping[str, Any]) -> list[Calibration]:
     """Good masters of the same setup observed before ``fields``, the one to compare with first."""
     c = Calibration
     where = [c.type == fields["type"], c.instrument == fields["instrument"], c.quality == "good",
@@ -204,7 +207,8 @@ def previous_good(db: CalDB, fields: Mapping[str, Any], rule: MatchRule) -> list
         found = list(session.scalars(select(c).where(*where).order_by(c.obs_time.desc(), c.id.desc())
                                      .limit(_LOOKBACK)))
         session.expunge_all()
-    temp, tol = fields.get("temperature"), rule.temperature_tolerance
+    temp = fields.get("temperature")
+    tol = limits.get("max_temperature_difference") or rule.temperature_tolerance
     if temp is not None and tol is not None:
         found = [r for r in found if r.temperature is None or abs(r.temperature - temp) <= tol]
     if scales_with_exposure(fields["type"]):
@@ -227,7 +231,7 @@ def review(db: CalDB, fields: dict[str, Any], rule: MatchRule) -> dict[str, Any]
         fields["qa"] = qa
         return qa
     per_second = fields.get("exposure_time") if scales_with_exposure(kind) else None
-    previous = previous_good(db, fields, rule)
+    previous = previous_good(db, fields, rule, limits)
     new = _planes(fields["path"], (fields.get("stats") or {}).get("noise"), per_second)
     notes = []
     for old in previous:

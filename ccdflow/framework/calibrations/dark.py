@@ -38,8 +38,11 @@ class Dark(CalibrationType):
     #: the rate may drift a little with the set point's real temperature, not by a quarter. Hot
     #: pixels' shot noise is modelled roughly (one slope per master), so the smoothed test of a
     #: normal next dark reaches 0.08 % (20 simulated nights): its limit is 0.3 %.
+    #: Only a dark within half a degree is compared (the set point's jitter, not another one:
+    #: 1 C changes the rate by about 12 %, many pixel errors on a long dark).
     qa_limits: ClassVar[Mapping[str, Any]] = {"max_level_change": 0.25,
-                                              "max_smooth_outlier_fraction": 0.003}
+                                              "max_smooth_outlier_fraction": 0.003,
+                                              "max_temperature_difference": 0.5}
 
     @classmethod
     def group_key(cls, meta: FrameMeta, rule: MatchRule | None = None) -> tuple:

@@ -2,11 +2,11 @@
 
 The figures (see ``ccdflow.caldb.qa``): the fraction of pixels whose difference exceeds
 ``nsigma`` times the combined error of the two masters, the same over ``smooth`` x ``smooth``
-box means, the mean difference in units of one pixel's combined error (``level shift``), and
-the relative change of the level (a dark's rate). A master beyond any limit is stored as
-``suspect`` and not chosen until a person accepts it. Each calibration type holds its defaults (``CalibrationType.qa_limits``); an instrument's
-caldb rule overrides any of them (``caldb: {flat: {qa: {max_outlier_fraction: 0.01}}}``).
-"""
+box means, the mean difference in units of one pixel's combined error (``level shift``), and the
+relative change of the level (a dark's rate). A master beyond any limit is stored as ``suspect``
+and not chosen until a person accepts it. Each calibration type holds its defaults
+(``CalibrationType.qa_limits``); an instrument's caldb rule overrides any of them (``caldb:
+{flat: {qa: {max_outlier_fraction: 0.01}}}``)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ccdflow.framework.engine.header_spec import Strict
 DEFAULT_LIMITS: dict[str, Any] = {
     "enabled": True, "nsigma": 5.0, "max_outlier_fraction": 0.001, "smooth": 5,
     "max_smooth_outlier_fraction": 0.001, "max_level_shift": 1.0, "max_level_change": None,
+    "max_temperature_difference": None,
 }
 
 
@@ -40,6 +41,9 @@ class MasterQa(Strict):
         "than nsigma box errors.")
     max_level_shift: float | None = Field(
         None, ge=0, description="Largest |median(new - old)| in units of the median combined error.")
+    max_temperature_difference: float | None = Field(
+        None, gt=0, description="Compare only with a master within this many C (a dark's rate "
+        "follows its temperature); null: the rule's temperature tolerance.")
     max_level_change: float | None = Field(
         None, ge=0, description="Largest relative change of the median level (a dark's rate); "
         "null: not judged (a bias or flat level near 0 or normalised to 1).")
