@@ -72,11 +72,13 @@ class RecipeEntry(Strict):
 def _default_recipes() -> dict[str, list[RecipeEntry]]:
     """Masters' inputs are preprocessed as their calibration type says; science frames get
     saturation first (it needs raw ADU), linearity after overscan and before gain, the
-    uncertainty plane before bias so later steps propagate it, cosmic rays last (in e-)."""
+    uncertainty plane right after bias (its Poisson term must see the signal without the
+    electronic pedestal, which a camera without overscan still carries until the master bias is
+    subtracted; the bias's error is carried into it), cosmic rays last (in e-)."""
     from ccdflow.framework.calibrations import BUILTIN_TYPES
 
     names = {t.frame_type: list(t.default_recipe) for t in BUILTIN_TYPES if t.frame_type}
-    names["science"] = ["saturation", "overscan", "trim", "linearity", "uncertainty", "bias", "dark",
+    names["science"] = ["saturation", "overscan", "trim", "linearity", "bias", "uncertainty", "dark",
                         "flat", "bpm", "gain", "cosmicray"]
     return {kind: [RecipeEntry(step=s) for s in steps] for kind, steps in names.items()}
 
