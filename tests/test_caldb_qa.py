@@ -198,3 +198,43 @@ def test_show_history_list_and_the_night_report_say_suspect_with_figures(series,
     assert f"suspect against {compared}: smooth_outlier_fraction" in html
     assert f"ccdflow caldb mark-good {suspect.id}" in html
     db.mark_bad(suspect.id, "test master")
+
+
+def test_a_night_registers_its_suspect_master_skips_it_and_says_so(tmp_path):
+    """Two simulated nights as the simulator makes them: the window dust moves between them (a
+    real change of the flat), so the second night's flat is suspect; its science frames keep
+    the first night's flat, and the receipt, the product header and the report say why."""
+    from ccdflow.pipeline.executor import SerialExecutor
+    from ccdflow.pipeline.night import run_night
+    from ccdflow.pipeline.report import write_report
+    from ccdflow.pipeline.spec import RunSpec, forget_environments
+    from ccdflow.testing.night import TINY_NIGHT
+
+    sim = simulate_night(tmp_path / "sim", SimulationSpec(**{**TINY_NIGHT, "shape": (128, 128),
+                                                            "nights": 2, "seed": 11}))
+    url = f"sqlite:///{tmp_path / 'caldb.sqlite'}"
+    CalDB.create(url).close()
+    spec = RunSpec(outdir=str(tmp_path / "out"), caldb_url=url, instrument="generic")
+    results = []
+    try:
+        for raw in sim.raw_dirs:
+            with SerialExecutor() as executor:
+                results.append(run_night(raw, spec, executor))
+    finally:
+        forget_environments()
+    flat1, flat2 = (next(m for m in r.masters if m["type"] == "flat") for r in results)
+    assert flat1["qa"]["verdict"] == "first of its setup"
+    assert flat2["quality"] == "suspect" and flat2["qa"]["compared_id"] == flat1["caldb_id"]
+    assert flat2["qa"]["figures"]["smooth_outlier_fraction"] > 0.001
+    science = results[1].science[0]
+    used = science["calibrations"]["flat"]
+    assert used["id"] == flat1["caldb_id"]
+    db = CalDB(url)
+    reason = db.get(flat2["caldb_id"])["quality_reason"]
+    db.close()
+    assert used["skipped"] == [f"flat {flat2['caldb_id']} skipped as suspect ({reason})"]
+    # astropy folds a long HISTORY line onto several cards of 72 characters
+    history = "".join(str(h) for h in fits.getheader(science["path"])["HISTORY"])
+    assert f"flat {flat2['caldb_id']} skipped as suspect" in history
+    html = write_report(results[1])["html"].read_text()
+    assert f"suspect against {flat1['caldb_id']}" in html and "skipped as suspect" in html
