@@ -238,3 +238,23 @@ def test_a_night_registers_its_suspect_master_skips_it_and_says_so(tmp_path):
     assert f"flat {flat2['caldb_id']} skipped as suspect" in history
     html = write_report(results[1])["html"].read_text()
     assert f"suspect against {flat1['caldb_id']}" in html and "skipped as suspect" in html
+
+
+def test_an_instrument_file_overrides_the_limits_of_caldb_add(series, tmp_path):
+    from ccdflow.framework.engine.instrument_files import manager_with_files
+
+    site = tmp_path / "site.yaml"
+    site.write_text("extends: generic\ncaldb:\n  bias:\n    qa: {max_level_shift: 10, "
+                    "max_smooth_outlier_fraction: 1}\n")
+    manager = manager_with_files([site])
+    assert manager.instruments["generic"].caldb["bias"].max_age_days == 30  # the rest kept
+    _, _, source = series["latest"]["bias"]
+    for offset, expected in ((6.0, "good"), (7.0, "suspect")):  # the site's rule, the default
+        path = tmp_path / f"bias_plus{offset:g}.fits"
+        with fits.open(source) as hdul:
+            hdul["SCI"].data = hdul["SCI"].data + np.float32(offset)
+            hdul.writeto(path)
+        added = series["db"].add(path, manager if expected == "good" else series["manager"])
+        assert added.quality == expected, added.qa
+        assert added.qa["limits"]["max_level_shift"] == (10 if expected == "good" else 1.0)
+        series["db"].mark_bad(added.id, "test master")  # out of the other tests' way
