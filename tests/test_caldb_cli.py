@@ -259,7 +259,7 @@ def test_show(loaded, runner, night):
 
 TOP_KEYS = {"selected", "candidates", "frame", "policy", "scaling", "waiver", "skipped", "as_of",
             "error"}
-CANDIDATE_KEYS = {"id", "path", "accepted", "reasons", "cost"}
+CANDIDATE_KEYS = {"id", "path", "accepted", "reasons", "cost", "terms"}
 
 
 @pytest.mark.parametrize(("kind", "name", "scaling"), [("bias", "bias", None), ("dark", "dark60", None),

@@ -28,7 +28,9 @@ EXPTIMES = ("20s", "120s")
 def card(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("science_truth")
     sim = simulate_night(root / "sim", SCIENCE_NIGHT)
-    done = run_night_cli(sim.raw_dir, root / "out")
+    camera = root / "camera.yaml"  # the camera's dark law, as its own file would state it
+    camera.write_text(instrument_yaml(SCIENCE_NIGHT))
+    done = run_night_cli(sim.raw_dir, root / "out", "--instrument-config", str(camera))
     assert done.returncode == 0, done.stderr[-3000:]
     return scorecard(sim, root / "out")
 
@@ -47,8 +49,6 @@ def test_pull_width(card, exptime):
     assert 0.97 <= card["science"][exptime]["pull_std"] <= 1.05
 
 
-@pytest.mark.xfail(strict=False, reason="issue 14 item 4: darks scaled to the science "
-                   "frame's temperature (1.8 C warmer)")
 @pytest.mark.parametrize("exptime", EXPTIMES)
 def test_mean_additive_residual_within_3_standard_errors(card, exptime):
     assert abs(card["science"][exptime]["mean_residual_se"]) <= 3.0
@@ -141,8 +141,6 @@ def test_without_its_instrument_file_the_camera_is_refused(tmp_path):
     assert failed and "gain" in failed[0]["reason"].lower()
 
 
-@pytest.mark.xfail(strict=False, reason="issue 14 item 5: noise-aware dark choice (a 60 s dark "
-                   "x2 adds more noise than a 300 s dark x0.4)")
 def test_long_frames_use_the_longer_dark_scaled_down(card):
     (choice,) = card["choices"]["darks"]["120s"]
     assert choice.startswith("300s")

@@ -49,6 +49,10 @@ def instrument_config(spec: SimulationSpec) -> dict:
         if len(set(values)) > 1:
             raise ValueError(f"amplifiers with different {what}: the reduction applies one "
                              "value per frame, so no instrument file can describe them")
+    # the camera's dark law, as a camera's file states the one measured for it
+    law = ({"law": "doubling", "doubling_c": spec.doubling_temperature} if spec.dark_law == "doubling"
+           else {"law": "arrhenius", "band_gap_ev": spec.band_gap, "temperature_power": 3.0})
+    config["caldb"] = {"dark": {"temperature_law": law}}
     if not spec.detector_keywords:
         config.update(gain=spec.amp_gain(0), read_noise=spec.amp_read_noise(0),
                       saturation=spec.saturation)

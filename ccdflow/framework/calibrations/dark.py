@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ccdflow.framework.engine.caltype import CalibrationType
+from ccdflow.framework.engine.dark_law import DEFAULT_LAW
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.io import cards
@@ -43,6 +44,13 @@ class Dark(CalibrationType):
     qa_limits: ClassVar[Mapping[str, Any]] = {"max_level_change": 0.25,
                                               "max_smooth_outlier_fraction": 0.003,
                                               "max_temperature_difference": 0.5}
+
+    @classmethod
+    def default_rule(cls) -> MatchRule:
+        """The common rule plus the temperature law a dark at another temperature is scaled by
+        (arrhenius, silicon's band gap: ccdflow.framework.engine.dark_law says why); an
+        instrument's YAML replaces it with its own (``caldb: dark: temperature_law:``)."""
+        return super().default_rule().model_copy(update={"temperature_law": DEFAULT_LAW})
 
     @classmethod
     def group_key(cls, meta: FrameMeta, rule: MatchRule | None = None) -> tuple:

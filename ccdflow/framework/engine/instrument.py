@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS
+from ccdflow.framework.engine.dark_law import TemperatureLaw
 from ccdflow.framework.engine.gain_config import Assumed, GainTable, ReadNoiseTable, check_assumptions
 from ccdflow.framework.engine.header_spec import HeaderMap, Strict
 from ccdflow.framework.engine.master_qa import MasterQa
@@ -43,6 +44,10 @@ class MatchRule(Strict):
     exposure_rel_tolerance: float = Field(0.01, description="Relative exposure match tolerance.")
     exposure_abs_tolerance: float = Field(0.1, description="Absolute exposure tolerance in s.")
     allow_exposure_scaling: bool = Field(True, description="Allow scaling darks by exposure.")
+    temperature_law: TemperatureLaw | None = Field(
+        None, description="How the dark current follows temperature (darks): a master dark at "
+        "another temperature is scaled by it, and the caldb counts the noise it adds. The dark "
+        "type's default: arrhenius with silicon's band gap (docs/steps/dark.md).")
     qa: MasterQa = Field(default_factory=MasterQa,
                          description="Overrides of the type's master QA limits (see docs/caldb.md).")
 
