@@ -258,3 +258,22 @@ def test_an_instrument_file_overrides_the_limits_of_caldb_add(series, tmp_path):
         assert added.quality == expected, added.qa
         assert added.qa["limits"]["max_level_shift"] == (10 if expected == "good" else 1.0)
         series["db"].mark_bad(added.id, "test master")  # out of the other tests' way
+
+
+def test_masters_without_any_error_are_not_compared_and_it_says_so(tmp_path):
+    """Constant test images with no UNCERT, no noise and no scatter: nothing to judge within."""
+    from ccdflow.framework.engine.plugins import get_plugin_manager
+    from tests.test_dark_choice import write_master
+
+    db = CalDB.create(f"sqlite:///{tmp_path / 'caldb.sqlite'}")
+    try:
+        first, second = tmp_path / "a.fits", tmp_path / "b.fits"
+        write_master(first, 60.0, n=5)
+        write_master(second, 300.0, n=5)
+        manager = get_plugin_manager()
+        assert db.add(first, manager).qa["verdict"] == "first of its setup"
+        added = db.add(second, manager)
+        assert added.quality == "good" and added.qa["verdict"] == "not compared"
+        assert "no error to compare within" in added.qa["note"]
+    finally:
+        db.close()

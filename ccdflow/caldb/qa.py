@@ -125,6 +125,10 @@ def review(db: CalDB, fields: dict[str, Any], rule: MatchRule) -> dict[str, Any]
             notes.append(f"{kind} {old.id} has shape {old_planes[0].shape}, this one {new[0].shape}")
             continue
         figures = compare(new, old_planes, limits)
+        if not figures.get("pixel_error"):
+            notes.append(f"{kind} {old.id}: no error to compare within (no UNCERT plane, no noise "
+                         "and no scatter in either master)")
+            continue
         figures["dt_days"] = round((fields["obs_time"] - old.obs_time).total_seconds() / 86400, 4)
         if fields.get("temperature") is not None and old.temperature is not None:
             figures["dtemp"] = round(fields["temperature"] - old.temperature, 3)
@@ -138,8 +142,11 @@ def review(db: CalDB, fields: dict[str, Any], rule: MatchRule) -> dict[str, Any]
                           quality_reason=f"master QA against {kind} {old.id}: " + "; ".join(over))
         break
     else:
-        qa["verdict"] = "first of its setup"
-        notes.insert(0, f"no earlier good {kind} master of this setup to compare with")
+        if previous:  # earlier masters exist, none could be compared: say so, not "first"
+            qa["verdict"] = "not compared"
+        else:
+            qa["verdict"] = "first of its setup"
+            notes.insert(0, f"no earlier good {kind} master of this setup to compare with")
     if notes:
         qa["note"] = "; ".join(notes)
     fields["qa"] = qa

@@ -99,6 +99,8 @@ def compare(new: tuple, old: tuple, limits: Mapping[str, Any]) -> dict[str, Any]
     if n == 0:
         return {"n_pixels": 0}
     (_, var_a, slope_a), (centre, var_b, slope_b) = _error_model(a, ea, ua), _error_model(b, eb, ub)
+    if not var_a + var_b > 0:  # no UNCERT, no noise, no scatter (a constant test image)
+        return {"n_pixels": n, "pixel_error": 0.0}
     variance = var_a + var_b + (slope_a + slope_b) * np.clip(np.nan_to_num(b - centre), 0, None)
     # An error plane made from the scatter of a master's inputs cannot see noise they share (the
     # master bias subtracted from every dark): when the differences scatter more than the planes
