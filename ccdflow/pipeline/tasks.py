@@ -70,7 +70,8 @@ def choose_calibrations(env: Any, config: Any, frame_type: str, meta: FrameMeta
     from ccdflow.framework.engine.recipe import calibration_needs
 
     def best(kind: str) -> tuple[dict, Any]:
-        return env.db.best(kind, meta, config.instrument.match_rule(kind, env.manager))
+        return env.db.best(kind, meta, config.instrument.match_rule(kind, env.manager),
+                           as_of=env.spec.caldb_as_of)
 
     return choose(calibration_needs(config, frame_type), best, config)
 

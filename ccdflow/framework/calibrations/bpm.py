@@ -3,7 +3,8 @@ low pixels), never combined from raw frames."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -32,6 +33,8 @@ class BadPixelMask(CalibrationType):
     #: 1-frame dark flagged 3618 false hot pixels against 826 true ones), so the night builds no
     #: mask from one and says why. Darks of fewer than 5 frames are warned about (Dark.warn_below).
     min_frames: ClassVar[int] = 3
+    #: A bit mask has no error plane to compare within: its QA is the dark's and the flat's.
+    qa_limits: ClassVar[Mapping[str, Any]] = {"enabled": False}
 
     @classmethod
     def ingest_stats(cls, stats: dict[str, float], header: fits.Header, data: np.ndarray,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import mean
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,6 +34,15 @@ class Dark(CalibrationType):
     #: dark rule's tolerances (CalibrationType.split_group): -15 +- 0.1 C is one master, and
     #: an uncooled camera whose YAML widens temperature_tolerance gets one per exposure.
     numeric_group: ClassVar[tuple[str, ...]] = ("exposure_time", "temperature")
+    #: QA compares rates (a new dark with the nearest previous one in exposure and temperature);
+    #: the rate may drift a little with the set point's real temperature, not by a quarter. Hot
+    #: pixels' shot noise is modelled roughly (one slope per master), so the smoothed test of a
+    #: normal next dark reaches 0.08 % (20 simulated nights): its limit is 0.3 %.
+    #: Only a dark within half a degree is compared (the set point's jitter, not another one:
+    #: 1 C changes the rate by about 12 %, many pixel errors on a long dark).
+    qa_limits: ClassVar[Mapping[str, Any]] = {"max_level_change": 0.25,
+                                              "max_smooth_outlier_fraction": 0.003,
+                                              "max_temperature_difference": 0.5}
 
     @classmethod
     def default_rule(cls) -> MatchRule:

@@ -138,6 +138,9 @@ class CalibrationType:
     max_age_days: ClassVar[float] = 30.0
     #: Largest temperature difference to the frame in C by default (None: not compared).
     temperature_tolerance: ClassVar[float | None] = None
+    #: Master QA limits that differ from ``master_qa.DEFAULT_LIMITS`` (the instrument's caldb
+    #: rule may override each): how far a new master may differ from the previous good one.
+    qa_limits: ClassVar[Mapping[str, Any]] = {}
 
     @classmethod
     def tag(cls) -> str:

@@ -14,6 +14,7 @@ from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS, Maste
 from ccdflow.framework.engine.dark_law import TemperatureLaw
 from ccdflow.framework.engine.gain_config import Assumed, GainTable, ReadNoiseTable, check_assumptions
 from ccdflow.framework.engine.header_spec import HeaderMap, Strict
+from ccdflow.framework.engine.master_qa import MasterQa
 from ccdflow.framework.engine.readout_geometry import Geometry
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class MatchRule(Strict):
         None, description="How the dark current follows temperature (darks): a master dark at "
         "another temperature is scaled by it, and the caldb counts the noise it adds. The dark "
         "type's default: arrhenius with silicon's band gap (docs/steps/dark.md).")
+    qa: MasterQa = Field(default_factory=MasterQa,
+                         description="Overrides of the type's master QA limits (see docs/caldb.md).")
 
     @field_validator("must_match")
     @classmethod
