@@ -206,7 +206,7 @@ def test_a_caldb_at_revision_0003_upgrades_and_keeps_its_records_as_unknown_came
     writer.dispose()
     db = CalDB.create(caldb_url)  # what `ccdflow caldb init` does to an old caldb
     try:
-        assert schema.current_revision(db.sessions.writer) == schema.head_revision()  # 0004 and every later one
+        assert schema.current_revision(db.sessions.writer) == schema.head_revision()  # 0004 and later
         old = db.get(cal_id)
         assert (old["path"], old["sha256"], old["camera"], old["gain_setting"], old["offset"]) == (
             "/m/old.fits", "b" * 64, None, None, None)

@@ -87,6 +87,18 @@ def test_the_bpm_uses_the_dark_of_the_most_frames_and_none_from_too_few(tmp_path
     assert plan_bpms(other, None, lambda inst: 2) != []  # the instrument's min_frames decides
 
 
+def test_the_bpm_never_uses_a_suspect_or_bad_master(tmp_path):
+    """QA held the 10-frame dark as suspect: it is not chosen for frames, so not for their mask."""
+    flat = _master(tmp_path / "flat.fits", "flat", 5, 5.0)
+    suspect = {**_master(tmp_path / "d_many.fits", "dark", 10, 120.0), "quality": "suspect"}
+    good = _master(tmp_path / "d_few.fits", "dark", 5, 60.0)
+    skipped: list[str] = []
+    ((_, dark, _),) = plan_bpms([suspect, good, flat], skipped)
+    assert dark is good and skipped == [f"{suspect['name']} is suspect: not used for a bad-pixel mask"]
+    bad_flat = {**flat, "quality": "bad"}
+    assert plan_bpms([good, bad_flat]) == []
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     spec = SimulationSpec(shape=(48, 48), overscan=8, n_bias=3, n_dark=2, dark_exptimes=(60.0,),

@@ -111,7 +111,9 @@ def plan_bpms(masters: list[dict[str, Any]], skipped: list[str] | None = None,
               ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(group name, dark, flat) per setup of this night that has both: the master dark made
     from the most frames (then the longest total exposure, then the name: the same choice
-    whatever order the masters finished in) and the first master flat by name.
+    whatever order the masters finished in) and the first master flat by name, among the
+    masters whose QA passed (a suspect or bad master is not chosen for frames, so neither for
+    the mask they get).
 
     The most frames, not the longest or warmest dark: hot pixels are found against the dark's
     noise, and a dark of 1-4 frames keeps cosmic rays and noise that look hot (the 1-frame
@@ -127,6 +129,10 @@ def plan_bpms(masters: list[dict[str, Any]], skipped: list[str] | None = None,
     setups: dict[tuple, dict[str, list[tuple[dict[str, Any], Any]]]] = {}
     for entry in masters:
         if entry["status"] not in ("built", "up-to-date") or entry["type"] not in ("dark", "flat"):
+            continue
+        if entry.get("quality", "good") != "good":  # a suspect or bad master is not used
+            if skipped is not None:
+                skipped.append(f"{entry['name']} is {entry['quality']}: not used for a bad-pixel mask")
             continue
         header = fits.getheader(entry["path"])
         key = tuple(str(header.get(c.keyword, "")) for c in cards.SETUP)

@@ -165,7 +165,7 @@ def _existing_master(db: Any, out: Path) -> dict[str, Any] | None:
     notes = ([f"caldb {record['id']} is marked {record['quality']}"
               f" ({record['quality_reason']})"] if record["quality"] != "good" else [])
     return {"status": "up-to-date", "caldb_id": record["id"], "sha256": record["sha256"],
-            "warnings": notes}
+            "quality": record["quality"], "warnings": notes}
 
 
 def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
