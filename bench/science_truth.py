@@ -20,14 +20,18 @@ import time
 from pathlib import Path
 
 from ccdflow.simulator import simulate_night
+from ccdflow.simulator.instrument import instrument_yaml
 from ccdflow.simulator.scenarios import SCIENCE_NIGHT, run_night_cli
 from ccdflow.simulator.scorecard import scorecard
 
 
 def run(root: Path, params: list[str]) -> tuple[dict, float, subprocess.CompletedProcess]:
     sim = simulate_night(root / "sim", SCIENCE_NIGHT)
+    camera = root / "camera.yaml"  # the camera's dark law, as its own file would state it
+    camera.write_text(instrument_yaml(SCIENCE_NIGHT))
     t0 = time.perf_counter()
-    done = run_night_cli(sim.raw_dir, root / "out", *[a for p in params for a in ("-p", p)])
+    done = run_night_cli(sim.raw_dir, root / "out", "--instrument-config", str(camera),
+                         *[a for p in params for a in ("-p", p)])
     seconds = time.perf_counter() - t0
     if done.returncode not in (0, 1):
         raise SystemExit(f"ccdflow night exited {done.returncode}:\n{done.stderr[-3000:]}")

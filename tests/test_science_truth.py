@@ -54,12 +54,11 @@ def test_mean_additive_residual_within_3_standard_errors(card, exptime):
     assert abs(card["science"][exptime]["mean_residual_se"]) <= 3.0
 
 
-@pytest.mark.xfail(strict=False, reason="issue 14 item 6: the overscan's row-correlated noise "
-                   "in UNCERT")
 @pytest.mark.parametrize("exptime", EXPTIMES)
 def test_row_means_scatter_as_uncert_predicts(card, exptime):
-    """Not a done-when figure; the check that item 6's term is there (1.6-2.2 before)."""
-    assert card["science"][exptime]["row_scatter_ratio"] <= 1.2
+    """Not a done-when figure; the check that item 6's term is there (1.6-2.2 before, 1.01-1.03
+    with it, the masters' shared row terms counted as the scorecard explains)."""
+    assert 0.9 <= card["science"][exptime]["row_scatter_ratio"] <= 1.1
 
 
 @pytest.mark.parametrize("kind", ["bias", "flat"])
@@ -67,9 +66,10 @@ def test_master_residual_matches_its_error_plane(card, kind):
     assert 0.95 <= card["masters"]["residual_over_error"][kind] <= 1.05
 
 
-@pytest.mark.xfail(strict=False, reason="issue 14 item 3: sigma-clipped mean masters (the "
-                   "median's error plane is 20 % short on 5 darks)")
 def test_master_dark_residual_matches_its_error_plane(card):
+    """Every master dark (0.996-1.005 here; 1.21 with the median and no shared bias error);
+    pixels hit in most inputs are left out (the scorecard's _unrecoverable)."""
+    assert all(0.95 <= r <= 1.05 for r in card["masters"]["all_ratios"]["dark"])
     assert 0.95 <= card["masters"]["residual_over_error"]["dark"] <= 1.05
 
 
