@@ -52,7 +52,15 @@ def test_mask_identical_to_ccdproc_in_adu(with_mask):
                      satlevel=60000.0)
     ref = ccdproc.cosmicray_lacosmic(ccd, sigclip=5.0, niter=2, gain=1.5 * u.electron / u.adu,
                                      readnoise=6.0 * u.electron, satlevel=60000.0 * 1.5)
-    np.testing.assert_array_equal(ours.mask, ref.mask)
+    if mask is None:
+        np.testing.assert_array_equal(ours.mask, ref.mask)
+    else:
+        # ccdproc gives the mask to astroscrappy, which grows it by a pixel: the second pixel of
+        # the hit at (50, 50), beside the masked one, is missed there and found here
+        near = ndi.binary_dilation(mask, np.ones((3, 3), bool))
+        np.testing.assert_array_equal(ours.mask[~near], ref.mask[~near])
+        assert ours.mask[50, 51] and not ref.mask[50, 51]
+        assert ours.flags[50, 50] == 0 or not ours.flags[50, 50] & 16  # masked before: not a CR
     np.testing.assert_array_equal(ours.data, data)  # mask only by default
     for y, x in hits:
         assert ours.mask[y, x]

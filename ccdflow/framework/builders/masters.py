@@ -14,6 +14,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from ccdflow.framework import dq
 from ccdflow.framework.builders.channels import (
     channel_stats,
     input_levels,
@@ -175,7 +176,8 @@ def build_master(
         header[key] = (value, comment)
     return CCDData(data, unit="adu", header=header,
                    uncertainty=StdDevUncertainty(np.nan_to_num(error).astype(np.float32)),
-                   mask=mask if mask.any() else None)
+                   mask=mask if mask.any() else None,
+                   flags=dq.flag(None, mask, dq.NO_DATA) if mask.any() else None)
 
 
 @dataclass
