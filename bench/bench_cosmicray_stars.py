@@ -55,7 +55,8 @@ def reduce_frames(out: Path) -> list[Path]:
         write_ccd(flat, out / "flat.fits")
     masters = {k: MasterRef.load(k, out / f"{k}.fits") for k in ("bias", "flat")}
     for meta in (m for m in g if m.frame_type == "science"):
-        reduce_frame(meta, manager, config, masters, out / Path(meta.file).name.replace(".fits.gz", ".red.fits"))
+        name = Path(meta.file).name.replace(".fits.gz", ".red.fits")
+        reduce_frame(meta, manager, config, masters, out / name)
     return sorted(out.glob("*.red.fits"))
 
 

@@ -201,7 +201,8 @@ def read_ccd(path: str | Path, hdu: int | str = 0, unit: str = "adu", *,
 
 def read_product(path: str | Path, *, content: bytes | None = None) -> CCDData:
     """Read a file written by :func:`write_ccd` back into CCDData (from ``content``, its bytes,
-    when the caller has them); the DQ bits in ``flags`` (:func:`ccdflow.framework.dq.from_file`), ``mask = flags != 0``."""
+    when the caller has them); the DQ bits in ``flags`` (:func:`ccdflow.framework.dq.from_file`),
+    ``mask = flags != 0``."""
     with fits.open(path if content is None else io.BytesIO(content), memmap=False) as hdul:
         header = hdul[0].header.copy()
         data = np.asarray(hdul["SCI"].data, dtype=np.float32)
