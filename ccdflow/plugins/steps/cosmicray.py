@@ -205,9 +205,9 @@ class CosmicRayDetector(Step[CosmicRayParams]):
         header["CF_CRGN"] = (gain, "gain given to astroscrappy (1: data in e-)")
         header["CF_CRRN"] = (read_noise, "read noise given to astroscrappy (e-)")
         header["CF_CRCLN"] = (params.clean, "cosmic-ray pixels replaced by cleaned values")
-        header["CF_CRVAR"] = (variance is not None, "noise model: uncertainty plane (T), data (F)")
+        header["CF_CRVAR"] = (variance is not None, "noise: UNCERT (T) or data (F)")
         header["CF_CRREP"] = (0 if replaced is None else int(replaced.sum()),
-                              "flagged pixels replaced by neighbours before detection")
+                              "flagged pixels filled before detection")
         mask, flags = dq.flagged(ccd, crmask, dq.COSMIC_RAY)
         # only the flagged pixels: astroscrappy's x*gain/gain round trip moves the others by 1 ulp
         data = np.where(crmask, cleaned, ccd.data).astype(np.float32) if params.clean else ccd.data
