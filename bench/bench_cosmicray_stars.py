@@ -154,6 +154,43 @@ def inject(frame: dict, rng: np.random.Generator, n_hits: int = 400, n_hot: int 
     return data, mask, np.where(hit, charge, 0), beside
 
 
+HST = REAL.parent / "cosmic-ray-frames" / "hst-acs-hrc-j8bt06nyq-flt-crflagged.fits.gz"
+
+
+def hst_frame() -> tuple[dict, np.ndarray]:
+    """The HST ACS/HRC frame (undersampled PSF, e-, read noise 4.71 e-) as a frame dict, and
+    its star peaks: DAOStarFinder (FWHM 2 px, 5 sigma) peaks whose 5x5 box has no DQ flag at all
+    (4096 = the drizzle combination's cosmic rays, others detector defects and saturation)."""
+    from ccdflow.framework import dq
+
+    with fits.open(HST) as h:
+        data = h["SCI"].data.astype(np.float32)
+        err = h["ERR"].data.astype(np.float32)
+        hst_dq = h["DQ"].data.astype(np.int32)
+    mask = np.zeros(data.shape, dq.DTYPE)
+    mask[(hst_dq & (256 | 2048)) != 0] = dq.SATURATED
+    mask[((hst_dq & ~(256 | 2048 | 4096)) != 0) & (mask == 0)] = dq.HOT
+    frame = {"data": data, "err": err, "mask": mask, "object": "hst", "rn": 4.71, "path": HST}
+    from astropy.stats import sigma_clipped_stats
+    from photutils.detection import DAOStarFinder
+
+    _, med, std = sigma_clipped_stats(data, sigma=3)
+    table = DAOStarFinder(fwhm=2.0, threshold=5 * std)(data - med, mask=hst_dq != 0)
+    pix = []
+    ny, nx = data.shape
+    for y, x in zip(np.asarray(table["ycentroid"]), np.asarray(table["xcentroid"]), strict=True):
+        yi, xi = int(round(y)), int(round(x))
+        if not (3 <= yi < ny - 3 and 3 <= xi < nx - 3):
+            continue
+        box = data[yi - 1:yi + 2, xi - 1:xi + 2]
+        dy, dx = np.unravel_index(np.argmax(box), box.shape)
+        py, px = yi - 1 + dy, xi - 1 + dx
+        if hst_dq[py - 2:py + 3, px - 2:px + 3].any() or data[py, px] > 5e4:
+            continue
+        pix.append((py, px))
+    return frame, np.array(pix, int).reshape(-1, 2)
+
+
 def old_way(data, mask, err, rn, options):
     """The step before this change: the whole mask to inmask, no invar, satlevel 65535 * gain."""
     import astroscrappy
@@ -172,7 +209,8 @@ def new_way(data, mask, err, rn, options):
     from ccdflow.plugins.steps.cosmicray import REPLACED, detect_cosmic_rays
 
     crmask, _ = detect_cosmic_rays(data, (mask & REPLACED) != 0, gain=1.0, read_noise=rn,
-                                   satlevel=float("inf"), variance=np.square(err), **options)
+                                   satlevel=float("inf"), variance=np.square(err),
+                                   saturated=(mask & dq.SATURATED) != 0, **options)
     assert not (crmask & ((mask & dq.SATURATED) != 0)).any()
     return crmask
 
@@ -181,10 +219,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/efosc-cr"))
     parser.add_argument("--quick", action="store_true", help="only the old and new defaults")
+    parser.add_argument("--hst", action="store_true", help="also the HST ACS/HRC cosmic-ray frame")
     args = parser.parse_args()
     frames = [load(p) for p in reduce_frames(args.out)]
     stars = real_stars(frames)
     print(f"{sum(len(s) for s in stars)} unsaturated confirmed star peaks in {len(frames)} frames")
+    if args.hst and HST.exists():
+        hst, hst_stars = hst_frame()
+        frames.append(hst)
+        stars.append(hst_stars)
+        print(f"+ HST ACS/HRC: {len(hst_stars)} unflagged star peaks (rows 'hst' below)")
     rng = np.random.default_rng(7)
     injected = [inject(f, rng) for f in frames]
     sets = [("old", old_way, {"objlim": 5.0, "sigfrac": 0.3})]
@@ -194,9 +238,12 @@ def main() -> None:
     sets += [("new", new_way, {"objlim": o, "sigfrac": f}) for o, f in grid]
     print("| way | objlim | sigfrac | star peaks flagged | hits > 10 sigma found | of them beside a flag |")
     print("|---|---|---|---|---|---|")
-    for name, way, opts in sets:
+    datasets = [("efosc2", [i for i, f in enumerate(frames) if f["object"] != "hst"]),
+                ("hst", [i for i, f in enumerate(frames) if f["object"] == "hst"])]
+    for (name, way, opts), (label, which) in ((s, d) for s in sets for d in datasets if d[1]):
         n_star = n_star_flag = n_strong = n_found = n_beside = n_beside_found = 0
-        for f, s, (data, mask, charge, beside) in zip(frames, stars, injected, strict=True):
+        for i in which:
+            f, s, (data, mask, charge, beside) = frames[i], stars[i], injected[i]
             plain = way(f["data"], f["mask"], f["err"], f["rn"], opts)
             n_star += len(s)
             n_star_flag += int(plain[s[:, 0], s[:, 1]].sum()) if len(s) else 0
@@ -206,7 +253,7 @@ def main() -> None:
             n_found += int((found & strong).sum())
             n_beside += int((strong & beside).sum())
             n_beside_found += int((found & strong & beside).sum())
-        print(f"| {name} | {opts['objlim']} | {opts['sigfrac']} | {n_star_flag}/{n_star} "
+        print(f"| {label} {name} | {opts['objlim']} | {opts['sigfrac']} | {n_star_flag}/{n_star} "
               f"({100 * n_star_flag / max(n_star, 1):.1f} %) | {n_found}/{n_strong} "
               f"({100 * n_found / max(n_strong, 1):.1f} %) | {n_beside_found}/{n_beside} "
               f"({100 * n_beside_found / max(n_beside, 1):.1f} %) |", flush=True)

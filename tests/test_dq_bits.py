@@ -123,21 +123,22 @@ def test_a_master_with_no_data_flags_the_product_no_data():
     assert dq.of(out)[7, 8] == dq.NO_DATA and dq.of(out).sum() == dq.NO_DATA
 
 
-@pytest.mark.parametrize("bit", [dq.HOT, dq.SATURATED, dq.LOW])
-def test_hits_beside_flagged_pixels_are_found_and_flagged_pixels_are_not_hits(bit):
+@pytest.mark.parametrize("bit, gap", [(dq.HOT, 1), (dq.LOW, 1), (dq.SATURATED, 3)])
+def test_hits_beside_flagged_pixels_are_found_and_flagged_pixels_are_not_hits(bit, gap):
     """astroscrappy grows its inmask by a pixel (saturated stars by four): a hit beside a
-    flagged pixel was never found. The step replaces flagged pixels by their neighbours instead."""
+    flagged pixel was never found. The step replaces flagged pixels by their neighbours instead;
+    only a hit touching a saturated pixel is left (it cannot be told from the star's edge)."""
     ccd = frame(seed=4)
     flags = np.zeros(SHAPE, dq.DTYPE)
     for y, x in [(15, 15), (15, 40), (40, 15), (45, 45)]:
         flags[y, x - 1:x + 2] = bit  # a short bad segment...
-        ccd.data[y, x - 1:x + 2] = 20000.0 if bit != dq.LOW else 0.0
-        ccd.data[y + 1, x] += 3000.0  # ...with a hit right beside it
+        ccd.data[y, x - 1:x + 2] = {dq.HOT: 20000.0, dq.LOW: 0.0, dq.SATURATED: 70000.0}[bit]
+        ccd.data[y + gap, x] += 3000.0  # ...with a hit right beside it
     ccd = CCDData(ccd.data, unit="electron", uncertainty=ccd.uncertainty, mask=flags != 0, flags=flags)
     out = run_step("cosmicray", ccd, meta=make_meta(shape=SHAPE, gain=1.0, read_noise=5.0))
     bits = dq.of(out)
     for y, x in [(15, 15), (15, 40), (40, 15), (45, 45)]:
-        assert bits[y + 1, x] == dq.COSMIC_RAY
+        assert bits[y + gap, x] == dq.COSMIC_RAY
         assert (bits[y, x - 1:x + 2] == bit).all()  # kept, never called a cosmic ray
     assert out.header["CF_CRREP"] == 12
 
@@ -151,3 +152,18 @@ def test_filled_replaces_only_bad_pixels_by_their_neighbours():
     out = filled(data, bad)
     np.testing.assert_array_equal(out[~bad], data[~bad])
     assert np.isfinite(out).all() and abs(out[5, 5] - data[5, 5]) < 10
+
+
+def test_a_group_touching_a_saturated_pixel_is_not_a_cosmic_ray():
+    """The edge of a saturated star, its core replaced, looks like a hit: groups of flags that
+    touch a saturated pixel are dropped (tests/test_cosmicray_truth.py: 155 of 679 star-core
+    pixels flagged without this, all within 4 px of saturated pixels)."""
+    from ccdflow.plugins.steps.cosmicray import off_saturated_edges
+
+    crmask = np.zeros((10, 10), bool)
+    crmask[2, 2:4] = True  # touches the saturated pixel at (1, 1) diagonally
+    crmask[6, 6] = True
+    saturated = np.zeros((10, 10), bool)
+    saturated[1, 1] = True
+    kept = off_saturated_edges(crmask, saturated)
+    assert not kept[2, 2:4].any() and kept[6, 6]

@@ -126,9 +126,23 @@ def reflected(array: np.ndarray, pad: int, dtype: type) -> np.ndarray:
     return np.ascontiguousarray(array) if pad == 0 else np.pad(array, pad, mode="reflect")
 
 
+def off_saturated_edges(crmask: np.ndarray, saturated: np.ndarray | None) -> np.ndarray:
+    """``crmask`` without its groups (8-connected) that touch a saturated pixel: with the
+    saturated core replaced, the steep edge of a saturated star looks like a hit, and a hit
+    touching the core cannot be told from it (astroscrappy blinds 4 px around instead)."""
+    if saturated is None or not saturated.any() or not crmask.any():
+        return crmask
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(crmask, np.ones((3, 3), bool))
+    touching = np.unique(labels[ndimage.binary_dilation(saturated, np.ones((3, 3), bool)) & crmask])
+    return crmask & ~np.isin(labels, touching)
+
+
 def detect_cosmic_rays(
     data: np.ndarray, mask: np.ndarray | None, *, gain: float, read_noise: float, satlevel: float,
-    variance: np.ndarray | None = None, edge_pad: int | None = None, **options,
+    variance: np.ndarray | None = None, edge_pad: int | None = None,
+    saturated: np.ndarray | None = None, **options,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(cosmic-ray mask, cleaned data) from astroscrappy on the frame reflected by ``edge_pad``.
 
@@ -136,8 +150,9 @@ def detect_cosmic_rays(
     marks pixels whose values are not sky or signal: they are replaced by their neighbours'
     median (data and variance, :func:`filled`) instead of going to astroscrappy's ``inmask``,
     which would grow them and hide hits beside them, and they are never in the mask returned,
-    which holds only the new detections. ``edge_pad`` None: ``edge_pad_needed`` for the
-    filters chosen in ``options``.
+    which holds only the new detections; groups touching a ``saturated`` pixel are dropped
+    (:func:`off_saturated_edges`). ``edge_pad`` None: ``edge_pad_needed`` for the filters
+    chosen in ``options``.
     """
     import astroscrappy  # its import costs ~0.1 s: only when the step runs
 
@@ -156,7 +171,7 @@ def detect_cosmic_rays(
     if edge_pad:
         inside = (slice(edge_pad, -edge_pad),) * 2
         crmask, cleaned = crmask[inside], cleaned[inside]
-    return np.ascontiguousarray(crmask & ~bad), cleaned
+    return np.ascontiguousarray(off_saturated_edges(crmask & ~bad, saturated)), cleaned
 
 
 class CosmicRayDetector(Step[CosmicRayParams]):
@@ -199,7 +214,8 @@ class CosmicRayDetector(Step[CosmicRayParams]):
         replaced = None if bits is None else (bits & REPLACED) != 0
         crmask, cleaned = detect_cosmic_rays(
             ccd.data, replaced, gain=gain, read_noise=read_noise, satlevel=satlevel,
-            variance=variance, **options,
+            variance=variance, saturated=None if bits is None else (bits & dq.SATURATED) != 0,
+            **options,
         )
         header["CF_NCR"] = (int(crmask.sum()), "pixels flagged as cosmic rays")
         header["CF_CRGN"] = (gain, "gain given to astroscrappy (1: data in e-)")
