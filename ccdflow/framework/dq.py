@@ -100,7 +100,9 @@ def reconcile(flags: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray |
     mask = np.asarray(mask, bool)
     if flags is None or np.shape(flags) != mask.shape:
         return bits(mask)
-    out = np.where(mask, bits(flags), DTYPE(0)).astype(DTYPE, copy=False)
+    values = bits(flags)
+    assert values is not None
+    out = np.where(mask, values, DTYPE(0)).astype(DTYPE, copy=False)
     out[mask & (out == 0)] = MASKED
     return out
 

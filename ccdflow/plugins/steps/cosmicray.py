@@ -69,7 +69,7 @@ def filled(values: np.ndarray, bad: np.ndarray, half: int = 2, rounds: int = 64)
             break
         window = np.stack([padded[ys + half + dy, xs + half + dx] for dy, dx in offsets], axis=1)
         with np.errstate(all="ignore"):
-            known = np.isfinite(window).any(axis=1)
+            known = np.asarray(np.isfinite(window).any(axis=1))
             median = np.nanmedian(np.where(known[:, None], window, 0), axis=1)
         core[ys[known], xs[known]] = median[known]  # after the medians: one round, one layer
         ys, xs = ys[~known], xs[~known]
