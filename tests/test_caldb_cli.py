@@ -245,7 +245,7 @@ def test_show(loaded, runner, night):
 # -- best ------------------------------------------------------------------------------
 
 TOP_KEYS = {"selected", "candidates", "frame", "policy", "scaling", "waiver", "error"}
-CANDIDATE_KEYS = {"id", "path", "accepted", "reasons", "cost"}
+CANDIDATE_KEYS = {"id", "path", "accepted", "reasons", "cost", "terms"}
 
 
 @pytest.mark.parametrize(("kind", "name", "scaling"), [("bias", "bias", None), ("dark", "dark60", None),

@@ -112,10 +112,14 @@ def test_cost_ranks_by_time_and_temperature_distance():
     near_time = rec(1, obs_time=T0 + timedelta(hours=3), temperature=-21.0)
     near_temp = rec(2, obs_time=T0 - timedelta(days=6), temperature=-20.0)
     chosen, receipt = select("dark", frame(), [near_time, near_temp], RULES["dark"])
-    costs = {c.id: c.cost for c in receipt.candidates}
-    # |dt|/30 d + |dT|/2 C: 1 -> 0.0/30 + 0.5 = 0.5; 2 -> 6.125/30 = 0.204
-    assert costs[2] == pytest.approx(6.125 / 30, rel=1e-4)
-    assert costs[1] == pytest.approx(0.5, abs=1e-4)
+    terms = {c.id: c.terms for c in receipt.candidates}
+    # |dt|/30 d + |dT|/2 C: 1 -> 0.0/30 + 0.5 = 0.5; 2 -> 6.125/30 = 0.204; each plus the
+    # noise of an unscaled master of unknown size (1 frame): s**2 = f_T**2 (1 for id 2)
+    assert terms[2]["time"] + terms[2]["temperature"] == pytest.approx(6.125 / 30, rel=1e-4)
+    assert terms[1]["time"] + terms[1]["temperature"] == pytest.approx(0.5, abs=1e-4)
+    assert (terms[2]["noise"], terms[2]["n_combined"]) == (1.0, 1)
+    f_t = RULES["dark"].temperature_law.factor(-20.0, -21.0)
+    assert terms[1]["noise"] == pytest.approx(f_t ** 2, rel=1e-5)
     assert chosen.id == 2
 
 

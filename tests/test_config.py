@@ -52,7 +52,7 @@ def test_every_layer_overrides_the_one_below(manager, tmp_path):
     assert (method.value, method.layer, method.source) == ("poly", "site/night file", str(site))
     assert (o["poly_order"].value, o["poly_order"].layer) == (5, "command line")
     assert (f["min_value"].value, f["min_value"].source) == (0.5, str(night))
-    assert cfg.steps["dark"]["dark_doubling_c"].layer == "step default"
+    assert cfg.steps["dark"]["scale_temperature"].layer == "step default"
     params = cfg.params("overscan")
     assert (params.method, params.poly_order) == ("poly", 5)
 
@@ -147,7 +147,7 @@ def test_config_show_cli_reports_sources(tmp_path):
     rows = {(r["step"], r["param"]): r for r in json.loads(result.output)["params"]}
     assert rows[("overscan", "method")]["source"] == str(site)
     assert rows[("flat", "min_value")]["layer"] == "command line"
-    assert rows[("dark", "dark_doubling_c")]["layer"] == "step default"
+    assert rows[("dark", "scale_temperature")]["layer"] == "step default"
     # wide enough that no installed plugin's long parameter value wraps the layer column
     table = CliRunner(env={"COLUMNS": "200"}).invoke(cli, ["config", "show", "--config", str(site)])
     assert table.exit_code == 0 and "site/night file" in table.output

@@ -86,7 +86,8 @@ def test_assume_and_a_measured_value_together_are_refused():
 def test_an_assumed_value_is_recorded_in_the_product():
     inst = camera(gain=1.5, assume={"read_noise": 4.0})
     meta = make_meta(instrument=inst.name)
-    out = run_step("uncertainty", make_ccd(shape=(40, 60), level=100.0), meta=meta, instrument=inst)
+    debiased = make_ccd(shape=(40, 60), level=100.0, header={"CF_BIAS": "DONE"})
+    out = run_step("uncertainty", debiased, meta=meta, instrument=inst)
     assert cards.ARDN.get(out.header) == 4.0 and cards.AGAIN.get(out.header) is None
     assert out.header["CF_URN"] == 4.0
     assert cards.assumptions(out.header) == ["read noise 4 e- assumed (instrument `assume:`), not measured"]

@@ -13,7 +13,7 @@ from ccdflow.framework.engine.config import build
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.recipe import run_recipe
 from ccdflow.framework.engine.step import StepContext
-from ccdflow.testing import make_ccd, make_meta, run_step
+from ccdflow.testing import fake_instrument, make_ccd, make_meta, run_step
 
 RNG = np.random.default_rng(7)
 
@@ -97,10 +97,11 @@ def test_dark_temperature_scaling_doubles_every_doubling_temperature():
     ccd = CCDData(np.zeros((4, 4), np.float32), unit="adu")
     dark = CCDData(np.full((4, 4), 10.0, np.float32), unit="adu",
                    header=fits.Header({"EXPTIME": 60.0, "CCD-TEMP": -26.0}))
-    out = run_step("dark", ccd, calibrations={"dark": dark}, meta=make_meta(shape=(4, 4), temperature=-20.0),
-                   params={"scale_temperature": True, "dark_doubling_c": 6.0})
+    inst = fake_instrument(caldb={"dark": {"temperature_law": {"law": "doubling", "doubling_c": 6.0}}})
+    out = run_step("dark", ccd, calibrations={"dark": dark}, instrument=inst,
+                   meta=make_meta(shape=(4, 4), temperature=-20.0))
     np.testing.assert_allclose(out.data, -20.0)
-    assert out.header["CF_DKDBL"] == 6.0
+    assert (out.header["CF_DKLAW"], out.header["CF_DKLPR"]) == ("doubling", 6.0)
 
 
 def test_flat_matches_ccdproc_and_masks_low_pixels():

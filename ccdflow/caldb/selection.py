@@ -1,18 +1,9 @@
 """Choosing the best calibration for a frame: hard gates, exposure policy, cost, tie-break.
 
-Pure logic over :class:`CalRecord` values, so it is tested without a database.
-
-Cost of a surviving candidate (lower is better)::
-
-    cost = |dt| / max_age  +  |dT| / T_tol  +  |ln(t_frame / t_cal)|
-
-- ``dt``: observation time difference; ``max_age``: the type's max age (both in days).
-- ``dT``: temperature difference, counted only when both are known and the rule has a
-  tolerance (darks by default).
-- the exposure term counts only for darks that will be scaled; exact exposure matches are
-  ranked before every scaled dark whatever their cost.
-
-Ties go to the later ingested record, then the higher id.
+Pure logic over :class:`CalRecord` values, so it is tested without a database. The cost of a
+surviving candidate (time, temperature and, for darks, the noise a scaled master adds) is
+defined in :mod:`ccdflow.caldb.cost`. Exact exposure matches are ranked before every
+scaled dark whatever their cost; ties go to the later ingested record, then the higher id.
 """
 
 from __future__ import annotations
@@ -22,7 +13,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ccdflow.caldb.cost import cost_terms, rank_key, scales_with_exposure
 from ccdflow.framework.calibrations import find_type
+from ccdflow.framework.engine.dark_law import temperature_scaling
 from ccdflow.framework.engine.errors import MissingCalibrationError
 from ccdflow.framework.engine.frame import FrameMeta, binning_text, shape_text
 from ccdflow.framework.engine.instrument import MatchRule
@@ -52,6 +45,8 @@ class CalRecord:
     camera: str | None = None
     gain_setting: str | None = None
     offset: str | None = None
+    n_combined: int | None = None
+    stats: dict[str, Any] | None = field(default=None, hash=False)  # a dict: not hashable
 
 
 @dataclass
@@ -67,6 +62,8 @@ class Candidate:
     scale: float | None = None
     dt_days: float | None = None
     dtemp: float | None = None
+    temperature_factor: float | None = None
+    terms: dict[str, Any] | None = None
 
 
 @dataclass
@@ -94,6 +91,9 @@ class Receipt:
             "dtemp": None if chosen is None else chosen.dtemp,
             "cost": None if chosen is None else chosen.cost,
             "n_candidates": len(self.candidates), "waiver": self.waiver,
+            "temperature_factor": None if chosen is None else chosen.temperature_factor,
+            "temperature_law": self.policy.get("temperature_law"),
+            "cost_terms": None if chosen is None else chosen.terms,
         }
 
 
@@ -184,26 +184,13 @@ def judge(kind: str, meta: FrameMeta, rec: CalRecord, rule: MatchRule) -> Candid
                 scale = meta.exposure_time / rec.exposure_time
     cand = Candidate(rec.id, rec.path, not reasons, reasons, exact_exposure=exact, scale=scale,
                      dt_days=round(dt_days, 4), dtemp=None if dtemp is None else round(dtemp, 3))
+    if exact is not None:  # a pin that waives the gates is still scaled: the receipt says how
+        cand.temperature_factor = round(temperature_scaling(
+            rule.temperature_law, meta.temperature, rec.temperature).factor, 6)
     if cand.accepted:
-        cost = abs(dt_days) / rule.max_age_days
-        if dtemp is not None and rule.temperature_tolerance:
-            cost += abs(dtemp) / rule.temperature_tolerance
-        if scale is not None and meta.exposure_time > 0:
-            cost += abs(math.log(scale))
-        cand.cost = round(cost, 6)
+        terms = cost_terms(meta, rec, rule, dt_days, dtemp, exact is not None)
+        cand.cost, cand.terms = terms.total, terms.to_dict()
     return cand
-
-
-def rank_key(cand: Candidate, rec: CalRecord) -> tuple:
-    """Exact exposures first, then cost, then later ingest, then higher id."""
-    return (cand.exact_exposure is False, cand.cost, -rec.ingested_at.timestamp(), -rec.id)
-
-
-def scales_with_exposure(kind: str) -> bool:
-    """Whether masters of ``kind`` are applied scaled by exposure time (darks); False for a
-    type no installed plugin knows."""
-    found = find_type(kind)
-    return found is not None and found.scales_with_exposure
 
 
 def describe_setup(meta: FrameMeta) -> list[str]:

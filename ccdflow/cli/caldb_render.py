@@ -16,7 +16,7 @@ from ccdflow.caldb.selection import Candidate, Receipt, describe_frame, scales_w
 from ccdflow.framework.engine.frame import FrameMeta
 
 #: Keys of each candidate in `caldb best --json` (a stable, documented shape).
-CANDIDATE_KEYS = ("id", "path", "accepted", "reasons", "cost")
+CANDIDATE_KEYS = ("id", "path", "accepted", "reasons", "cost", "terms")
 
 
 def _when(value: str | None) -> str:
@@ -136,6 +136,16 @@ def _exposure(c: Candidate) -> str:
     return "-"
 
 
+def cost_line(terms: dict[str, Any]) -> str:
+    """'time 0.0333 + temperature 0.01 + noise 0.16 (x2 exposure, x1.02 temperature, N 5; ...)'."""
+    parts = [f"{name} {terms[name]:.4g}" for name in ("time", "temperature", "noise") if name in terms]
+    line = " + ".join(parts)
+    if "noise" in terms:
+        line += (f" (x{terms['exposure_scale']:.4g} exposure, x{terms['temperature_factor']:.4g} "
+                 f"temperature, N {terms['n_combined']}; {terms['noise_model']})")
+    return line
+
+
 def print_receipt(out: Console, kind: str, meta: FrameMeta, record: dict[str, Any] | None,
                   receipt: Receipt, error: str | None) -> None:
     """`caldb best` without --json: the frame, the policy, every candidate, one verdict."""
@@ -168,6 +178,10 @@ def print_receipt(out: Console, kind: str, meta: FrameMeta, record: dict[str, An
     if receipt.scaling is not None:
         verdict += (f", scaled x{receipt.scaling:.4g} ({record['exposure_time']:g} s -> "
                     f"{meta.exposure_time:g} s)")
+    if chosen.temperature_factor is not None and chosen.temperature_factor != 1.0:
+        verdict += f", x{chosen.temperature_factor:.4g} for temperature"
     out.print(verdict)
+    if chosen.terms:
+        out.print(f"cost terms: {escape(cost_line(chosen.terms))}")
     if receipt.waiver:
         out.print(f"[yellow]waiver:[/yellow] {escape(receipt.waiver)}")

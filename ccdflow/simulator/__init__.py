@@ -12,7 +12,12 @@ Layout written under `outdir`:
   per exposed frame `cr_<name>.fits`, per science frame `sky_<name>.fits` (noiseless e- before
   the flat, without fringes) and `sat_<name>.fits` (1 at full well, 2 bleed), per filter with
   fringes `fringe_<filter>.fits` (RMS 1; each frame's `fringe_rms_e` in truth.json scales it),
-  and `truth.json` with every scalar.
+  with `amp_glow` the amplifier glow `glow.fits` (e-/s), with `cosmic_ray_charge_truth` the
+  deposited charge `crq_<name>.fits` (e-), and `truth.json` with every scalar (dark law,
+  amplifier sections, gains and noises, non-linearity).
+  With several amplifiers the data area starts after a prescan (see amplifiers.py); a spec the
+  `generic` instrument cannot read needs `instrument.instrument_yaml(spec)`. docs/simulator.md
+  lists every feature.
   Nights after the first keep their own bias and flats in `truth/night<k>/`.
 """
 

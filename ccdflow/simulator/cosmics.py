@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-AMPLITUDE = (1000.0, 20000.0)  # e- of the strongest pixel of an event (log-uniform)
 KIND_ODDS = (0.4, 0.3, 0.3)  # single pixel, cluster, track
 TRACK_LENGTH = (3, 21)  # pixels, half-open
 
@@ -13,8 +12,10 @@ def expected_events(rate_per_mpix_s: float, exptime: float, shape: tuple[int, in
     return rate_per_mpix_s * exptime * shape[0] * shape[1] / 1e6
 
 
-def cosmic_rays(shape: tuple[int, int], n_events: int, rng: np.random.Generator) -> np.ndarray:
-    """Deposited charge (e-) of `n_events` events; every hit pixel gets 500-20000 e-."""
+def cosmic_rays(shape: tuple[int, int], n_events: int, rng: np.random.Generator,
+                energy: tuple[float, float]) -> np.ndarray:
+    """Deposited charge (e-) of `n_events` events: the first pixel of each gets a charge drawn
+    log-uniform in `energy`, the others of a cluster or track 0.5-1 times that."""
     ny, nx = shape
     image = np.zeros(shape, np.float32)
     if n_events == 0:
@@ -38,7 +39,7 @@ def cosmic_rays(shape: tuple[int, int], n_events: int, rng: np.random.Generator)
     ys[in_cluster] = y0[event][in_cluster] + rng.integers(-1, 2, int(in_cluster.sum()))
     xs[in_cluster] = x0[event][in_cluster] + rng.integers(-1, 2, int(in_cluster.sum()))
 
-    log_low, log_high = np.log(AMPLITUDE)
+    log_low, log_high = np.log(energy)
     amp = np.exp(rng.uniform(log_low, log_high, n_events))
     charge = amp[event] * np.where(step == 0, 1.0, rng.uniform(0.5, 1.0, event.size))
     iy, ix = np.floor(ys).astype(np.int64), np.floor(xs).astype(np.int64)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ccdflow.simulator.amplifiers import amp_bias, glow_map
 from ccdflow.simulator.seeds import rng_for
 from ccdflow.simulator.spec import SimulationSpec
 
@@ -29,15 +30,18 @@ class Detector:
     bpm: np.ndarray  # HOT | DEAD | BAD_COLUMN bits, data area
     hot_column: tuple[int, int]  # (x, last affected row), 0-based
     dead_column: tuple[int, int]  # (x, first affected row), 0-based
+    glow: np.ndarray  # e-/s (at the reference temperature if thermal: then in dark_rate too)
 
     def bias(self, level: float) -> np.ndarray:
         """Bias structure in ADU at a given mean level."""
         return self.bias_pattern + np.float32(level)
 
     def dark_rate_at(self, spec: SimulationSpec, temperature: float) -> np.ndarray:
-        """Dark current (e-/s) at `temperature`: doubles every `doubling_temperature` degrees."""
-        factor = 2.0 ** ((temperature - spec.ref_temperature) / spec.doubling_temperature)
-        return self.dark_rate * np.float32(factor)
+        """Dark current (e-/s) at `temperature`, by the spec's dark law, glow included."""
+        rate = self.dark_rate * np.float32(spec.dark_factor(temperature))
+        if spec.amp_glow > 0 and not spec.amp_glow_thermal:
+            rate += self.glow
+        return rate
 
 
 def bias_pattern(spec: SimulationSpec, rng: np.random.Generator) -> np.ndarray:
@@ -47,12 +51,17 @@ def bias_pattern(spec: SimulationSpec, rng: np.random.Generator) -> np.ndarray:
     a master bias must remove.
     """
     ny, nx = spec.shape
-    width = nx + spec.overscan
+    width = spec.raw_width
     y = np.linspace(0.0, 1.0, ny)
     slope, curve = rng.uniform(2.0, 5.0) * rng.choice([-1, 1]), rng.uniform(-2.0, 2.0)
     rows = slope * y + curve * y**2 + 0.5 * np.sin(2 * np.pi * y * rng.uniform(1.0, 3.0))
     cols = rng.normal(0.0, 1.0, width)
-    cols[:nx] += 6.0 * np.exp(-np.arange(nx) / 4.0)  # start-of-line ramp of the amplifier
+    if spec.amplifiers > 1:
+        return amp_bias(spec, rows, cols).astype(np.float32)
+    offset = spec.amp_bias_offsets[0] if spec.amp_bias_offsets else 0.0
+    cols[:] += offset
+    # start-of-line ramp of the amplifier
+    cols[spec.prescan: spec.prescan + nx] += 6.0 * np.exp(-np.arange(nx) / 4.0)
     return (rows[:, None] + cols[None, :]).astype(np.float32)
 
 
@@ -87,6 +96,9 @@ def make_detector(spec: SimulationSpec) -> Detector:
     bpm[: y_hot + 1, x_hot] |= BAD_COLUMN
     response[y_dead:, x_dead] *= rng.uniform(0.02, 0.1)
     bpm[y_dead:, x_dead] |= BAD_COLUMN
+    glow = glow_map(spec)
+    if spec.amp_glow > 0 and spec.amp_glow_thermal:
+        dark += glow
 
     return Detector(
         bias_pattern=bias,
@@ -95,4 +107,5 @@ def make_detector(spec: SimulationSpec) -> Detector:
         bpm=bpm,
         hot_column=(int(x_hot), int(y_hot)),
         dead_column=(int(x_dead), int(y_dead)),
+        glow=glow,
     )

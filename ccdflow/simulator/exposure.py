@@ -8,7 +8,7 @@ import numpy as np
 
 from ccdflow.simulator.cosmics import cosmic_rays, expected_events
 from ccdflow.simulator.detector import Detector
-from ccdflow.simulator.readout import bleed, digitise, photon_counts
+from ccdflow.simulator.readout import Readout, bleed, digitise, photon_counts
 from ccdflow.simulator.schedule import SimFrame
 from ccdflow.simulator.seeds import rng_for
 from ccdflow.simulator.sky import StarField, render_stars, sky_rate
@@ -30,6 +30,7 @@ class NightModel:
     flats: dict[str, np.ndarray]
     stars: StarField
     full_well: float  # float32-exact, so 'at full well' comparisons are exact
+    readout: Readout
     fringes: dict[str, np.ndarray] = field(default_factory=dict)  # unit-RMS pattern per filter
 
 
@@ -79,8 +80,7 @@ def expose(frame: SimFrame, model: NightModel) -> Exposure:
     spec = model.spec
     rng = rng_for(spec.seed, frame.name)
     if frame.frame_type == "bias":
-        raw = digitise(None, model.bias, frame.bias_offset, spec.gain, spec.read_noise_adu,
-                       spec.saturation, model.full_well, rng)
+        raw = digitise(None, model.bias, frame.bias_offset, model.readout, rng)
         return Exposure(raw)
 
     expected = model.detector.dark_rate_at(spec, frame.temperature) * np.float32(frame.exptime)
@@ -104,13 +104,12 @@ def expose(frame: SimFrame, model: NightModel) -> Exposure:
 
     electrons = photon_counts(rng, expected)
     n_events = int(rng.poisson(expected_events(spec.cosmic_ray_rate, frame.exptime, spec.shape)))
-    cosmics = cosmic_rays(spec.shape, n_events, rng)
+    cosmics = cosmic_rays(spec.shape, n_events, rng, spec.cosmic_ray_energy)
     electrons += cosmics  # after the flat: cosmic rays never passed through the optics
     frame.truth["n_cosmic_rays"] = n_events
     bled = bleed(electrons, model.full_well)
     saturated = (electrons >= model.full_well).astype(np.uint8)
     saturated[bled] |= 2
     frame.truth["n_saturated_pixels"] = int((saturated & 1).sum())
-    raw = digitise(electrons, model.bias, frame.bias_offset, spec.gain, spec.read_noise_adu,
-                   spec.saturation, model.full_well, rng)
+    raw = digitise(electrons, model.bias, frame.bias_offset, model.readout, rng)
     return Exposure(raw, cosmics=cosmics, sky=light, saturated=saturated)

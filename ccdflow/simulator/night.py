@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ccdflow.simulator.amplifiers import amp_regions, data_x0, per_amp
 from ccdflow.simulator.detector import BAD_COLUMN, DEAD, HOT, Detector, make_detector
 from ccdflow.simulator.exposure import Exposure, NightModel, expose
 from ccdflow.simulator.fringes import fringe_pattern
 from ccdflow.simulator.optics import Optics, flat_field, make_optics
+from ccdflow.simulator.readout import Readout
 from ccdflow.simulator.schedule import SimFrame, plan_night
 from ccdflow.simulator.seeds import rng_for
 from ccdflow.simulator.sky import StarField, make_star_field
@@ -48,9 +50,8 @@ class SimulatedNight:
         return self.read_noise_adu * self.gain
 
     def dark_rate_at(self, temperature: float) -> float:
-        """Median dark current (e-/s) at `temperature`."""
-        exponent = (temperature - self.ref_temperature) / self.doubling_temperature
-        return self.dark_rate_at_ref * 2.0**exponent
+        """Median dark current (e-/s) at `temperature`, by the spec's dark law."""
+        return self.dark_rate_at_ref * self.spec.dark_factor(temperature)
 
     def select(self, frame_type: str, night: int | None = None) -> list[SimFrame]:
         return [f for f in self.frames
@@ -68,22 +69,43 @@ def bias_levels(spec: SimulationSpec) -> list[float]:
     return [round(spec.bias_level + s, 4) for s in np.concatenate([[0.0], np.cumsum(steps)])]
 
 
-def _write_detector_truth(truth_dir: Path, detector: Detector) -> None:
+def _write_detector_truth(truth_dir: Path, detector: Detector, spec: SimulationSpec) -> None:
     write_truth(truth_dir / "dark_rate.fits", detector.dark_rate,
                 "dark current at the reference temperature, data area", "electron/s")
     write_truth(truth_dir / "bpm.fits", detector.bpm,
                 f"bad pixels: {HOT} hot, {DEAD} dead or low, {BAD_COLUMN} bad column", "")
+    if detector.glow.any():
+        note = ("amplifier glow at the reference temperature (included in dark_rate)"
+                if spec.amp_glow_thermal else "amplifier glow at any temperature (not in dark_rate)")
+        write_truth(truth_dir / "glow.fits", detector.glow, note, "electron/s")
 
 
-def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure: Exposure) -> None:
+def _write_frame_truth(truth_dir: Path, frame: SimFrame, exposure: Exposure,
+                      charge: bool) -> None:
     if exposure.cosmics is not None:
         write_truth(truth_dir / f"cr_{frame.name}.fits", (exposure.cosmics > 0).astype(np.uint8),
                     "pixels hit by cosmic rays", "")
+        if charge:
+            write_truth(truth_dir / f"crq_{frame.name}.fits", exposure.cosmics,
+                        "charge deposited by cosmic rays (after the flat)", "electron")
     if exposure.sky is not None and exposure.saturated is not None:  # science frames have both
         write_truth(truth_dir / f"sky_{frame.name}.fits", exposure.sky,
                     "noiseless sky + stars before the flat, data area", "electron")
         write_truth(truth_dir / f"sat_{frame.name}.fits", exposure.saturated,
                     "1 at full well, 2 received bleed charge", "")
+
+
+def make_readout(spec: SimulationSpec, full_well: float) -> Readout:
+    """The electronics of `spec`: scalars for one amplifier, maps for several."""
+    several = spec.amplifiers > 1
+    raw_shape = (spec.shape[0], spec.raw_width)
+    return Readout(
+        gain=spec.gain, read_noise_adu=spec.read_noise_adu, saturation=spec.saturation,
+        full_well=full_well, x0=data_x0(spec),
+        gain_map=per_amp(spec, "gain", spec.shape, raw=False) if several else None,
+        noise_map=(per_amp(spec, "read_noise", raw_shape, raw=True)
+                   / per_amp(spec, "gain", raw_shape, raw=True)) if several else None,
+        nonlinearity=spec.nonlinearity)
 
 
 def _default_workers() -> int:
@@ -105,7 +127,7 @@ def _simulate_one_night(model: NightModel, optics: Optics, planned: list[SimFram
     def run(frame: SimFrame) -> None:
         exposure = expose(frame, model)
         write_raw(frame, exposure.raw, spec)
-        _write_frame_truth(truth_dir, frame, exposure)
+        _write_frame_truth(truth_dir, frame, exposure, spec.cosmic_ray_charge_truth)
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(run, planned))
@@ -135,8 +157,9 @@ def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None,
 
     detector, optics, stars = make_detector(spec), make_optics(spec), make_star_field(spec)
     full_well = float(np.float32(spec.full_well))
+    readout = make_readout(spec, full_well)
     levels = bias_levels(spec)
-    _write_detector_truth(truth_dir, detector)
+    _write_detector_truth(truth_dir, detector, spec)
     fringes = {f: fringe_pattern(spec, f) for f, strength in spec.fringe.items() if strength > 0}
     for name, pattern in fringes.items():
         write_truth(truth_dir / f"fringe_{file_safe(name)}.fits", pattern,
@@ -146,7 +169,8 @@ def simulate_night(outdir: Path | str, spec: SimulationSpec | None = None,
     for night, planned in enumerate(plans, start=1):
         model = NightModel(spec=spec, detector=detector, bias=detector.bias(levels[night - 1]),
                            flats={f: flat_field(optics, detector, f, night) for f in spec.filters},
-                           stars=stars, full_well=full_well, fringes=fringes)
+                           stars=stars, full_well=full_well, readout=readout,
+                           fringes=fringes)
         entry = _simulate_one_night(model, optics, planned, night, levels, truth_dir, workers)
         nights_json.append({"raw_dir": str(raw_dirs[night - 1].relative_to(outdir)), **entry})
 
@@ -178,6 +202,16 @@ def _write_truth_json(outdir: Path, night: SimulatedNight, detector: Detector, s
             "doubling_temperature_c": night.doubling_temperature,
             "n_hot_pixels": int(((detector.bpm & HOT) > 0).sum()),
         },
+        "dark_law": _dark_law_truth(spec),
+        "amp_glow": {"peak_e_per_s_at_ref": spec.amp_glow, "scale_px": spec.amp_glow_scale,
+                     "file": "glow.fits" if detector.glow.any() else None,
+                     "thermal": spec.amp_glow_thermal,
+                     "note": "thermal: part of dark_rate, follows the dark law; else added "
+                             "at the same rate whatever the temperature"},
+        "nonlinearity": {"read_adu": "s + sum k_i s**i, i >= 2, s the true level-free ADU",
+                         "k": list(spec.nonlinearity)},
+        "amplifiers": [_amp_truth(a) for a in amp_regions(spec)],
+        "cosmic_ray_energy_e": list(spec.cosmic_ray_energy),
         "bpm_bits": {str(HOT): "hot", str(DEAD): "dead or low", str(BAD_COLUMN): "bad column"},
         "bad_columns": {
             "hot": {"x": detector.hot_column[0], "rows": [0, detector.hot_column[1]]},
@@ -193,3 +227,17 @@ def _write_truth_json(outdir: Path, night: SimulatedNight, detector: Detector, s
         "frames": [f.summary(outdir) for f in night.frames],
     }
     (night.truth_dir / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+
+
+def _dark_law_truth(spec: SimulationSpec) -> dict:
+    if spec.dark_law == "doubling":
+        return {"law": "doubling", "doubling_temperature_c": spec.doubling_temperature}
+    return {"law": "arrhenius", "band_gap_ev": spec.band_gap,
+            "model": "rate(T) = rate_ref * (T/T_ref)**3 * exp(-Eg/2k * (1/T - 1/T_ref)), kelvin"}
+
+
+def _amp_truth(amp) -> dict:
+    return {"name": amp.name, "data": amp.section(amp.data_cols),
+            "overscan": amp.section(amp.overscan_cols), "gain_e_per_adu": amp.gain,
+            "read_noise_e": amp.read_noise, "bias_offset_adu": amp.bias_offset,
+            "corner_yx": list(amp.corner), "indexing": "sections 1-based raw pixels (FITS)"}

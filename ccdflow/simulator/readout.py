@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 GAUSSIAN_ABOVE = 1000.0  # e-: above this a Poisson draw is a (much faster) rounded Gaussian
@@ -52,21 +54,53 @@ def bleed(electrons: np.ndarray, full_well: float) -> np.ndarray:
     return (electrons > before) & (before < full_well)
 
 
-def digitise(electrons: np.ndarray | None, bias: np.ndarray, offset: float, gain: float,
-             read_noise_adu: float, saturation: float, full_well: float,
+@dataclass(frozen=True)
+class Readout:
+    """The electronics: gain, read noise and bias of each amplifier, ADC limits, non-linearity.
+
+    With one linear amplifier the maps are None and scalars are used, so a default spec's
+    pixels are exactly those of the one-amplifier simulator."""
+
+    gain: float  # e-/ADU
+    read_noise_adu: float
+    saturation: float  # ADU a pixel at full well reads
+    full_well: float  # e-
+    x0: int = 0  # raw column of the data area's first column
+    gain_map: np.ndarray | None = None  # e-/ADU over the data area
+    noise_map: np.ndarray | None = None  # read noise in ADU over the raw frame
+    nonlinearity: tuple[float, ...] = ()  # (k2, k3, ...): read = s + k2 s**2 + k3 s**3 ...
+
+
+def nonlinear(signal: np.ndarray, coefficients: tuple[float, ...]) -> np.ndarray:
+    """What the ADC reads (level-free ADU) for a true signal `signal` (ADU)."""
+    s = signal.astype(np.float64)
+    out = s.copy()
+    for power, k in enumerate(coefficients, start=2):
+        out += k * s**power
+    return out.astype(np.float32)
+
+
+def digitise(electrons: np.ndarray | None, bias: np.ndarray, offset: float, readout: Readout,
              rng: np.random.Generator) -> np.ndarray:
     """Raw uint16 frame: bias (+ frame offset) + read noise everywhere, signal in the data area.
 
     Pixels at full well read exactly `saturation`; nothing reads above it.
     """
     raw = rng.standard_normal(bias.shape, dtype=np.float32)
-    raw *= np.float32(read_noise_adu)
+    if readout.noise_map is None:
+        raw *= np.float32(readout.read_noise_adu)
+    else:
+        raw *= readout.noise_map
     raw += bias
     raw += np.float32(offset)
     if electrons is not None:
-        data = raw[:, : electrons.shape[1]]
-        data += electrons / np.float32(gain)
-        data[electrons >= full_well] = saturation
-    np.minimum(raw, np.float32(saturation), out=raw)
+        data = raw[:, readout.x0: readout.x0 + electrons.shape[1]]
+        gain = np.float32(readout.gain) if readout.gain_map is None else readout.gain_map
+        signal = electrons / gain
+        if readout.nonlinearity:
+            signal = nonlinear(signal, readout.nonlinearity)
+        data += signal
+        data[electrons >= readout.full_well] = readout.saturation
+    np.minimum(raw, np.float32(readout.saturation), out=raw)
     np.clip(raw, 0, 65535, out=raw)
     return np.rint(raw, out=raw).astype(np.uint16)

@@ -10,8 +10,6 @@ from typing import Any
 from ccdflow.simulator.seeds import rng_for
 from ccdflow.simulator.spec import SimulationSpec, file_safe
 
-TEMPERATURE_JITTER = 0.1  # C: the cooler's regulation, as written into CCD-TEMP
-
 
 @dataclass
 class SimFrame:
@@ -63,9 +61,14 @@ def _requests(spec: SimulationSpec) -> list[_Request]:
     for f in spec.filters:
         out += [(f"flat_{file_safe(f)}_{i:03d}", "flat", spec.flat_exptime, f, cold, "dome flat")
                 for i in range(1, spec.n_flat + 1)]
+    warm = cold + spec.science_temperature_offset
     for f in spec.filters:
-        out += [(f"sci_{file_safe(f)}_{i:03d}", "science", spec.science_exptime, f, cold,
-                 "simfield") for i in range(1, spec.n_science + 1)]
+        if not spec.science_exptimes:
+            out += [(f"sci_{file_safe(f)}_{i:03d}", "science", spec.science_exptime, f, warm,
+                     "simfield") for i in range(1, spec.n_science + 1)]
+        for t in spec.science_exptimes:
+            out += [(f"sci_{file_safe(f)}_{t:g}s_{i:03d}", "science", t, f, warm, "simfield")
+                    for i in range(1, spec.n_science + 1)]
     for f in spec.fringe:  # night-sky frames between the science, where the fringes are
         out += [(f"sky_{file_safe(f)}_{i:03d}", "sky", spec.science_exptime, f, cold,
                  "blank sky") for i in range(1, spec.n_sky + 1)]
@@ -83,7 +86,8 @@ def plan_night(spec: SimulationSpec, night: int, raw_dir: Path) -> list[SimFrame
     for stem, kind, exptime, filt, set_point, obj in _requests(spec):
         name = f"n{night}_{stem}"
         rng = rng_for(spec.seed, name, "plan")
-        temperature = round(set_point + rng.uniform(-TEMPERATURE_JITTER, TEMPERATURE_JITTER), 3)
+        jitter = spec.temperature_jitter
+        temperature = round(set_point + rng.uniform(-jitter, jitter), 3)
         offset = round(float(rng.normal(0.0, spec.bias_offset_sigma)), 4)
         frames.append(SimFrame(
             path=raw_dir / f"{name}.fits", name=name, frame_type=kind, exptime=exptime,

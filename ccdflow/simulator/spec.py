@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BOLTZMANN_EV = 8.617333262e-5  # eV/K
 
 
 def file_safe(name: str) -> str:
@@ -23,6 +27,9 @@ class SimulationSpec(BaseModel):
         (256, 256), description="(ny, nx) of the illuminated data area in pixels.")
     overscan: int = Field(
         32, ge=0, description="Overscan columns appended on the right of every raw frame.")
+    prescan: int = Field(
+        0, ge=0, description="Prescan columns before the data area (one amplifier only): "
+        "unexposed, read before the data, bias only.")
     n_bias: int = Field(5, ge=0, description="Bias frames per night.")
     n_dark: int = Field(4, ge=0, description="Dark frames per (exposure time, temperature) pair.")
     dark_exptimes: tuple[float, ...] = Field(
@@ -37,6 +44,15 @@ class SimulationSpec(BaseModel):
     filters: tuple[str, ...] = Field(("V", "R"), description="Filters for flats and science.")
     n_science: int = Field(2, ge=0, description="Science frames per filter per night.")
     science_exptime: float = Field(60.0, gt=0, description="Science exposure time in seconds.")
+    science_exptimes: tuple[float, ...] = Field(
+        (), description="Several science exposure times (s): n_science frames of each, named "
+        "sci_<filter>_<t>s_<i>; empty: science_exptime only (names sci_<filter>_<i>).")
+    science_temperature_offset: float = Field(
+        0.0, description="Science frames are taken this many degrees C warmer than the first "
+        "set point (a cooler that cannot hold its set point on a warm night).")
+    temperature_jitter: float = Field(
+        0.1, ge=0, description="Half-width (C) of the uniform scatter of CCD-TEMP around each "
+        "set point: the cooler's regulation.")
     nights: int = Field(
         1, ge=1, description="Nights; each gets its own bias/dark/flat/science set.")
     seed: int = Field(42, ge=0, description="Master seed; the same seed gives identical pixels.")
@@ -47,6 +63,9 @@ class SimulationSpec(BaseModel):
         10.0, ge=0, description="Seconds between the end of one exposure and the next start.")
 
     # detector
+    detector_keywords: bool = Field(
+        True, description="Write GAIN, RDNOISE and SATURATE; False: the headers hold none of "
+        "them and the instrument YAML must give them (simulator.instrument_yaml writes one).")
     gain: float = Field(1.5, gt=0, description="Gain in e-/ADU.")
     read_noise: float = Field(5.0, ge=0, description="Read noise in electrons.")
     bias_level: float = Field(1000.0, ge=0, description="Bias level of night 1 in ADU.")
@@ -58,7 +77,35 @@ class SimulationSpec(BaseModel):
         0.05, ge=0, description="Median dark current in e-/s/pixel at ref_temperature.")
     ref_temperature: float = Field(-20.0, description="Temperature (C) at which dark_rate holds.")
     doubling_temperature: float = Field(
-        6.0, gt=0, description="Dark current doubles every this many degrees C.")
+        6.0, gt=0, description="Dark current doubles every this many degrees C (dark_law "
+        "'doubling').")
+    dark_law: Literal["doubling", "arrhenius"] = Field(
+        "doubling", description="How dark current follows temperature: 'doubling' (x2 every "
+        "doubling_temperature) or 'arrhenius' (rate ~ T**3 exp(-band_gap / 2kT), T in kelvin).")
+    band_gap: float = Field(
+        1.12, gt=0, description="Band gap in eV of the 'arrhenius' dark law (silicon: 1.12).")
+    amp_glow: float = Field(
+        0.0, ge=0, description="Amplifier glow: extra dark current (e-/s at ref_temperature, "
+        "following the dark law) at the pixel next to each amplifier, decaying exponentially.")
+    amp_glow_scale: float = Field(
+        12.0, gt=0, description="e-folding distance (pixels) of the amplifier glow.")
+    amp_glow_thermal: bool = Field(
+        True, description="The glow follows the dark law like the rest of the dark current "
+        "(and is part of dark_rate.fits); False: the same e-/s at every temperature (amplifier "
+        "luminescence), written only to glow.fits.")
+    nonlinearity: tuple[float, ...] = Field(
+        (), description="Forward non-linearity in level-free ADU: read = s + k2 s**2 + k3 s**3 "
+        "... for true signal s; the tuple is (k2, k3, ...). Empty: linear.")
+    amplifiers: Literal[1, 2, 4] = Field(
+        1, description="Readout amplifiers: 1 (overscan on the right), 2 (left and right "
+        "halves) or 4 (quadrants); several split the overscan columns into a prescan on each "
+        "side, each amplifier with its own rows of it.")
+    amp_bias_offsets: tuple[float, ...] = Field(
+        (), description="Bias level of each amplifier relative to bias_level (ADU); empty: 0.")
+    amp_gains: tuple[float, ...] = Field(
+        (), description="Gain (e-/ADU) of each amplifier; empty: `gain` for all.")
+    amp_read_noises: tuple[float, ...] = Field(
+        (), description="Read noise (e-) of each amplifier; empty: `read_noise` for all.")
     hot_pixel_fraction: float = Field(
         0.004, ge=0, le=0.1, description="Fraction of pixels that are hot (10-100x dark rate).")
     dead_pixel_fraction: float = Field(
@@ -78,6 +125,12 @@ class SimulationSpec(BaseModel):
     n_saturated_stars: int = Field(
         2, ge=0, description="Extra stars bright enough to saturate and bleed.")
     fwhm: float = Field(3.0, gt=0, description="Median seeing FWHM in pixels.")
+    cosmic_ray_energy: tuple[float, float] = Field(
+        (1000.0, 20000.0), description="Range (e-) of the strongest pixel of a cosmic-ray "
+        "event, drawn log-uniform.")
+    cosmic_ray_charge_truth: bool = Field(
+        False, description="Also write each exposed frame's deposited cosmic-ray charge "
+        "(truth/crq_<name>.fits, e-), to judge detection by signal-to-noise.")
     cosmic_ray_rate: float = Field(
         2.0, ge=0,
         description="Cosmic-ray events per megapixel per second of exposure (exaggerated so "
@@ -129,6 +182,44 @@ class SimulationSpec(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _amplifiers_fit(self) -> SimulationSpec:
+        n = self.amplifiers
+        for name in ("amp_bias_offsets", "amp_gains", "amp_read_noises"):
+            values = getattr(self, name)
+            if values and len(values) != n:
+                raise ValueError(f"{name} {values}: give one value per amplifier ({n})")
+        if any(g <= 0 for g in self.amp_gains) or any(r < 0 for r in self.amp_read_noises):
+            raise ValueError("amp_gains must be > 0 and amp_read_noises >= 0")
+        if n > 1 and self.prescan:
+            raise ValueError(f"prescan {self.prescan}: several amplifiers already read a "
+                             "prescan each (the overscan columns split in two)")
+        if n > 1 and (self.overscan < 4 or self.overscan % 2 or self.shape[1] % 2
+                      or (n == 4 and self.shape[0] % 2)):
+            raise ValueError(f"{n} amplifiers need an even overscan >= 4 (got {self.overscan}) "
+                             f"and even data axes they split (shape {self.shape})")
+        stems = {f"{t:+.0f}" for t in self.dark_temperatures}
+        if len(stems) != len(self.dark_temperatures):
+            raise ValueError(f"dark_temperatures {self.dark_temperatures}: set points must differ "
+                             "by at least a degree after rounding (they name the files)")
+        if self.cosmic_ray_energy[0] <= 0 or self.cosmic_ray_energy[1] < self.cosmic_ray_energy[0]:
+            raise ValueError(f"cosmic_ray_energy {self.cosmic_ray_energy}: need 0 < low <= high")
+        return self
+
+    def dark_factor(self, temperature: float) -> float:
+        """Dark current at `temperature` (C) relative to `ref_temperature`, by `dark_law`."""
+        if self.dark_law == "doubling":
+            return float(2.0 ** ((temperature - self.ref_temperature) / self.doubling_temperature))
+        t, t_ref = temperature + 273.15, self.ref_temperature + 273.15
+        return float((t / t_ref) ** 3
+                     * math.exp(-self.band_gap / (2 * BOLTZMANN_EV) * (1.0 / t - 1.0 / t_ref)))
+
+    def amp_gain(self, index: int) -> float:
+        return self.amp_gains[index] if self.amp_gains else self.gain
+
+    def amp_read_noise(self, index: int) -> float:
+        return self.amp_read_noises[index] if self.amp_read_noises else self.read_noise
+
+    @model_validator(mode="after")
     def _saturation_above_bias(self) -> SimulationSpec:
         if self.saturation <= self.bias_level + 1000:
             raise ValueError(f"saturation {self.saturation} ADU must exceed bias_level "
@@ -139,6 +230,11 @@ class SimulationSpec(BaseModel):
     def full_well(self) -> float:
         """Electrons a pixel holds before spilling: the charge that reads as `saturation`."""
         return (self.saturation - self.bias_level) * self.gain
+
+    @property
+    def raw_width(self) -> int:
+        """Columns of a raw frame: prescan, data area and overscan."""
+        return self.prescan + self.shape[1] + self.overscan
 
     @property
     def read_noise_adu(self) -> float:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from ccdflow.simulator.amplifiers import amp_regions
 from ccdflow.simulator.schedule import SimFrame, iso_ms
 from ccdflow.simulator.spec import SimulationSpec
 
@@ -28,12 +29,38 @@ def raw_header(frame: SimFrame, spec: SimulationSpec) -> fits.Header:
     header["YBINNING"] = 1
     header["INSTRUME"] = "ccdflow-sim"
     header["DETECTOR"] = "sim0"
-    header["GAIN"] = (spec.gain, "[e-/ADU]")
-    header["RDNOISE"] = (spec.read_noise, "[e-] read noise")
-    header["SATURATE"] = (spec.saturation, "[ADU] saturation level")
+    if spec.detector_keywords:
+        _detector_cards(header, spec)
+    if spec.amplifiers > 1:  # one BIASSEC cannot say it: cards per amplifier, and the YAML
+        for amp in amp_regions(spec):
+            header[f"BSEC{amp.name}"] = (amp.section(amp.overscan_cols), f"amp {amp.name} overscan")
+            header[f"DSEC{amp.name}"] = (amp.section(amp.data_cols), f"amp {amp.name} data")
+        return _finish(header)
+    p = spec.prescan
     if spec.overscan:
-        header["BIASSEC"] = (f"[{nx + 1}:{nx + spec.overscan},1:{ny}]", "overscan (x, y)")
-    header["TRIMSEC"] = (f"[1:{nx},1:{ny}]", "illuminated area (x, y)")
+        header["BIASSEC"] = (f"[{p + nx + 1}:{p + nx + spec.overscan},1:{ny}]", "overscan (x, y)")
+    header["TRIMSEC"] = (f"[{p + 1}:{p + nx},1:{ny}]", "illuminated area (x, y)")
+    return _finish(header)
+
+
+def _detector_cards(header: fits.Header, spec: SimulationSpec) -> None:
+    """GAIN and RDNOISE when every amplifier shares them; else one card per amplifier
+    (GAIN_A, RDNOISE_A...), which no single-gain reading can mistake for the frame's."""
+    amps = amp_regions(spec)
+    if len({a.gain for a in amps}) == 1:
+        header["GAIN"] = (amps[0].gain, "[e-/ADU]")
+    else:
+        for a in amps:
+            header[f"GAIN_{a.name}"] = (a.gain, f"[e-/ADU] amplifier {a.name}")
+    if len({a.read_noise for a in amps}) == 1:
+        header["RDNOISE"] = (amps[0].read_noise, "[e-] read noise")
+    else:
+        for a in amps:
+            header[f"RDNOIS_{a.name}"] = (a.read_noise, f"[e-] read noise, amplifier {a.name}")
+    header["SATURATE"] = (spec.saturation, "[ADU] saturation level")
+
+
+def _finish(header: fits.Header) -> fits.Header:
     header["BUNIT"] = "ADU"
     return header
 

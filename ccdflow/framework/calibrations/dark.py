@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ccdflow.framework.engine.caltype import CalibrationType
+from ccdflow.framework.engine.dark_law import DEFAULT_LAW
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.io import cards
@@ -34,6 +35,13 @@ class Dark(CalibrationType):
     trend_stat: ClassVar[str] = "dark_rate"
     temperature_tolerance: ClassVar[float | None] = 2.0
     scales_with_exposure: ClassVar[bool] = True
+
+    @classmethod
+    def default_rule(cls) -> MatchRule:
+        """The common rule plus the temperature law a dark at another temperature is scaled by
+        (arrhenius, silicon's band gap: ccdflow.framework.engine.dark_law says why); an
+        instrument's YAML replaces it with its own (``caldb: dark: temperature_law:``)."""
+        return super().default_rule().model_copy(update={"temperature_law": DEFAULT_LAW})
 
     @classmethod
     def group_key(cls, meta: FrameMeta, rule: MatchRule | None = None) -> tuple:

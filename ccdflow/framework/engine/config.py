@@ -119,14 +119,20 @@ def parse_cli_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
 #: first, so an instrument that ``extends`` another has its own patterns tried before the
 #: parent's general ones.
 ORDERED_MAPPINGS = frozenset({"values", "frame_type_paths"})
+#: Mappings that are one value (a dark ``temperature_law``: a law and that law's parameter):
+#: ``update``'s replaces ``base``'s whole, so an ``extends: generic`` file giving a doubling law
+#: does not inherit the Arrhenius band gap, which the law would refuse as a second parameter.
+WHOLE_MAPPINGS = frozenset({"temperature_law"})
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; lists and scalars in ``update`` replace those in ``base``; in an
-    ordered mapping (:data:`ORDERED_MAPPINGS`) ``update``'s keys come first."""
+    """Recursive dict merge; lists and scalars in ``update`` replace those in ``base``, and so do
+    :data:`WHOLE_MAPPINGS`; in an ordered mapping (:data:`ORDERED_MAPPINGS`) ``update``'s keys
+    come first."""
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and (
+                key not in WHOLE_MAPPINGS):
             merged = deep_merge(out[key], value)
             if key in ORDERED_MAPPINGS:
                 merged = {**{k: merged[k] for k in value}, **merged}

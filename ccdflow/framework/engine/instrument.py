@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS
+from ccdflow.framework.engine.dark_law import TemperatureLaw
 from ccdflow.framework.engine.gain_config import Assumed, GainTable, ReadNoiseTable, check_assumptions
 from ccdflow.framework.engine.header_spec import HeaderMap, Strict
 from ccdflow.framework.engine.readout_geometry import Geometry
@@ -42,6 +43,10 @@ class MatchRule(Strict):
     exposure_rel_tolerance: float = Field(0.01, description="Relative exposure match tolerance.")
     exposure_abs_tolerance: float = Field(0.1, description="Absolute exposure tolerance in s.")
     allow_exposure_scaling: bool = Field(True, description="Allow scaling darks by exposure.")
+    temperature_law: TemperatureLaw | None = Field(
+        None, description="How the dark current follows temperature (darks): a master dark at "
+        "another temperature is scaled by it, and the caldb counts the noise it adds. The dark "
+        "type's default: arrhenius with silicon's band gap (docs/steps/dark.md).")
 
     @field_validator("must_match")
     @classmethod
@@ -69,11 +74,13 @@ class RecipeEntry(Strict):
 def _default_recipes() -> dict[str, list[RecipeEntry]]:
     """Masters' inputs are preprocessed as their calibration type says; science frames get
     saturation first (it needs raw ADU), linearity after overscan and before gain, the
-    uncertainty plane before bias so later steps propagate it, cosmic rays last (in e-)."""
+    uncertainty plane right after bias (its Poisson term must see the signal without the
+    electronic pedestal, which a camera without overscan still carries until the master bias is
+    subtracted; the bias's error is carried into it), cosmic rays last (in e-)."""
     from ccdflow.framework.calibrations import BUILTIN_TYPES
 
     names = {t.frame_type: list(t.default_recipe) for t in BUILTIN_TYPES if t.frame_type}
-    names["science"] = ["saturation", "overscan", "trim", "linearity", "uncertainty", "bias", "dark",
+    names["science"] = ["saturation", "overscan", "trim", "linearity", "bias", "uncertainty", "dark",
                         "flat", "bpm", "gain", "cosmicray"]
     return {kind: [RecipeEntry(step=s) for s in steps] for kind, steps in names.items()}
 

@@ -106,13 +106,21 @@ NBAD = Card("CF_NBAD", "non-finite raw pixels, masked", int)
 #: the config gives them: nobody measured them, so the night report flags every frame using one.
 AGAIN = Card("CF_AGAIN", "gain ASSUMED, not measured (e-/ADU)", float)
 ARDN = Card("CF_ARDN", "read noise ASSUMED, not measured (e-)", float)
+#: The uncertainty step saw pixel values that still hold the electronic pedestal (neither
+#: overscan nor a master bias applied): its Poisson term counts the pedestal as signal.
+TSEC = Card("CF_TSEC", "raw section(s) kept by trim")
+UPED = Card("CF_UPED", "Poisson noise includes the bias pedestal", bool)
 
 
 def assumptions(header: fits.Header | dict) -> list[str]:
     """One line per assumed value a product or master carries (empty when none)."""
-    return [f"{what} {value:g} {unit} assumed (instrument `assume:`), not measured"
-            for card, what, unit in ((AGAIN, "gain", "e-/ADU"), (ARDN, "read noise", "e-"))
-            if (value := card.get(header)) is not None]
+    lines = [f"{what} {value:g} {unit} assumed (instrument `assume:`), not measured"
+             for card, what, unit in ((AGAIN, "gain", "e-/ADU"), (ARDN, "read noise", "e-"))
+             if (value := card.get(header)) is not None]
+    if UPED.get(header):
+        lines.append("uncertainty: Poisson noise counted the bias pedestal (no overscan or master "
+                     "bias applied), so UNCERT is too large")
+    return lines
 
 
 def calibration_file(tag: str, kind: str) -> Card:

@@ -8,6 +8,7 @@ from astropy.nddata import CCDData
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 from ccdflow.framework.headers.bayer import follow_trim
 from ccdflow.framework.headers.geometry import amplifier_regions
+from ccdflow.framework.io import cards
 
 
 def kept_ranges(regions: list[tuple[slice, slice]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -44,7 +45,9 @@ class Trimmer(Step[StepParams]):
         header = header_of(ccd)
         # a colour sensor's pattern names pixel (0, 0): an odd cut moves which colour that is
         follow_trim(header, ccd.shape[0], *kept_ranges(regions), path=context.meta.path)
-        header["CF_TSEC"] = (",".join(a.trim_text for a in amps), "raw section(s) kept by trim")
+        # several amplifiers' sections outgrow one card: cards.Card writes those bare, and
+        # astropy continues a long string (CONTINUE) instead of warning for every product
+        cards.TSEC.put(header, ",".join(a.trim_text for a in amps))
         for key in ("BIASSEC", "TRIMSEC", "DATASEC"):
             header.remove(key, ignore_missing=True)
         return CCDData(np.ascontiguousarray(data), unit=ccd.unit, header=header, mask=mask,
