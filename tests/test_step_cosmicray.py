@@ -73,9 +73,9 @@ def test_data_in_electrons_use_gain_one_like_ccdproc():
     data, _ = star_field_with_hits()
     ccd = CCDData(data * np.float32(1.5), unit="electron")
     ours = cosmicray(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), fsmode="convolve",
-                     sepmed=False)
+                     sepmed=False, objlim=5.0)
     ref = ccdproc.cosmicray_lacosmic(ccd, gain=1.0, readnoise=6.0, fsmode="convolve", sepmed=False,
-                                     satlevel=65535.0 * 1.5)
+                                     objlim=5.0, satlevel=65535.0 * 1.5)
     np.testing.assert_array_equal(ours.mask, ref.mask)
     assert ours.header["CF_CRGN"] == 1.0 and ours.header["CF_CRRN"] == 6.0
 
