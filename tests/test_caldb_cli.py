@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from ccdflow.framework.engine.plugins import get_plugin_manager
 from ccdflow.framework.headers.scan import scan_file, scan_paths
 from ccdflow.framework.io.fitswrite import write_ccd
 from ccdflow.simulator import SimulationSpec, simulate_night
+from ccdflow.simulator.optics import Optics
 
 if "caldb" not in cli.commands:
     _add_commands()
@@ -32,12 +34,16 @@ KINDS = ("bias", "dark", "flat")
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory):
-    """Two simulated nights; per night a master bias, darks of 30 s and 60 s, and a V flat."""
+    """Two simulated nights; per night a master bias, darks of 30 s and 60 s, and a V flat.
+
+    The window dust stays put (the simulator moves it from night to night): the second night's
+    flat then differs by noise only, and the master QA does not hold it as suspect."""
     root = tmp_path_factory.mktemp("caldb_cli")
     spec = SimulationSpec(shape=(48, 48), overscan=8, n_bias=3, n_dark=2, dark_exptimes=(30.0, 60.0),
                           dark_temperatures=(-20.0,), n_flat=2, filters=("V",), n_science=1, nights=2,
                           n_stars=3, n_saturated_stars=0, seed=5)
-    sim = simulate_night(root / "sim", spec)
+    with mock.patch.object(Optics, "window_dust_on", lambda self, night: list(self.window_dust)):
+        sim = simulate_night(root / "sim", spec)
     manager = get_plugin_manager()
     config = build(manager, instrument="generic")
     masters: dict[tuple[str, int], Path] = {}
@@ -182,8 +188,15 @@ def test_add_foreign_master_needs_type(dbfile, night, runner, tmp_path):
     assert (record["type"], record["instrument"], record["raw_shape"], record["shape"]) == (
         "bias", "generic", "48x56", "48x48")
     assert record["stats"]["median"] == pytest.approx(np.median(master.data), abs=1)
-    # It competes with ccdflow's own masters for a raw frame of the same geometry.
-    own = run_json(runner, "add", night["masters"][("bias", 2)], "--caldb", dbfile)["results"][0]["id"]
+    # It competes with ccdflow's own masters for a raw frame of the same geometry, once the
+    # own one is accepted: the ccdproc master kept the raw bias level (no overscan removed), so
+    # the master QA finds ccdflow's ~1000 ADU lower and holds it as suspect.
+    added = run_json(runner, "add", night["masters"][("bias", 2)], "--caldb", dbfile)["results"][0]
+    own = added["id"]
+    assert added["quality"] == "suspect" and added["qa"]["compared_id"] == cal_id
+    assert added["qa"]["figures"]["level_shift"] < -100
+    run(runner, "mark-good", own, "--reason", "overscan-subtracted, unlike the ccdproc one",
+        "--caldb", dbfile)
     chosen = best(runner, dbfile, "bias", night["science"][2])
     assert {c["id"] for c in chosen["candidates"] if c["accepted"]} == {cal_id, own}
 
@@ -244,7 +257,8 @@ def test_show(loaded, runner, night):
 
 # -- best ------------------------------------------------------------------------------
 
-TOP_KEYS = {"selected", "candidates", "frame", "policy", "scaling", "waiver", "error"}
+TOP_KEYS = {"selected", "candidates", "frame", "policy", "scaling", "waiver", "skipped", "as_of",
+            "error"}
 CANDIDATE_KEYS = {"id", "path", "accepted", "reasons", "cost", "terms"}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import JSON, CursorResult, Table, select
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from ccdflow.caldb.errors import CaldbError
 from ccdflow.caldb.models import Base, Calibration, CalibrationEvent, CalibrationInput
+from ccdflow.caldb.quality import state_of
 from ccdflow.caldb.selection import utc
 
 
@@ -33,8 +35,9 @@ def _table(model: type[Base]) -> Table:
 
 
 _TABLE = _table(Calibration)
-_COLUMNS = [c.name for c in _TABLE.columns if c.name not in ("id", "quality", "ingested_at")]
-_OPTIONAL = {c.name for c in _TABLE.columns if c.nullable} | {"stats"}
+_COLUMNS = [c.name for c in _TABLE.columns if c.name not in ("id", "ingested_at")]
+#: A record is good unless its fields say otherwise (the master QA's ``suspect``, see qa.py).
+_OPTIONAL = {c.name for c in _TABLE.columns if c.nullable} | {"stats", "quality"}
 _CONVERT = {c.name: c.type.python_type for c in _TABLE.columns
             if c.name in _COLUMNS and c.type.python_type in (float, int, str)}
 
@@ -48,6 +51,7 @@ def _row(fields: dict[str, Any]) -> dict[str, Any]:
                          f"unknown fields {sorted(unknown)}, missing fields {missing}")
     row = {k: fields.get(k) for k in _COLUMNS}
     row["stats"] = row["stats"] or {}
+    row["quality"] = row["quality"] or "good"
     for key, value in row.items():
         if isinstance(value, datetime):
             row[key] = utc(value)
@@ -120,6 +124,15 @@ def _insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
         session.execute(core_insert(table), rows)
 
 
+def _ingest_details(row: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    """What the ingest event keeps: the state the record starts in (for as-of replay, see
+    asof.py) and the master QA's figures and verdict when it ran."""
+    out = {**common, "before": {}, "after": state_of(SimpleNamespace(**row))}
+    if row.get("qa") is not None:
+        out["qa"] = row["qa"]
+    return out
+
+
 def insert_batch(session: Session, batch: Sequence[dict[str, Any]], who: str, now: datetime,
                  details: dict[str, Any]) -> list[tuple[int, bool]]:
     """(id, created) for each record of ``batch``, in order; known SHA-256s are not inserted again."""
@@ -137,7 +150,7 @@ def insert_batch(session: Session, batch: Sequence[dict[str, Any]], who: str, no
     created: dict[str, int] = {}
     if todo:
         created = _insert_calibrations(
-            session, [{**rows[sha], "quality": "good", "ingested_at": now} for sha in todo])
+            session, [{**rows[sha], "ingested_at": now} for sha in todo])
         # Another process inserted these since _known looked: take the ids of its rows.
         ids.update(_known(session, [sha for sha in todo if sha not in created]))
         ids.update(created)
@@ -146,8 +159,8 @@ def insert_batch(session: Session, batch: Sequence[dict[str, Any]], who: str, no
             {"calibration_id": created[sha], "name": str(name), "sha256": digest}
             for sha in new for name, digest in inputs[sha]])
         _insert(session, _table(CalibrationEvent), [
-            {"calibration_id": created[sha], "action": "ingest", "reason": None, "who": who,
-             "at": now, "details": details} for sha in new])
+            {"calibration_id": created[sha], "action": "ingest", "reason": rows[sha]["quality_reason"],
+             "who": who, "at": now, "details": _ingest_details(rows[sha], details)} for sha in new])
     out, reported = [], set()
     for fields in batch:
         sha = fields["sha256"]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import builtins
 import functools
-import getpass
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,19 +15,18 @@ from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ccdflow import __version__
-from ccdflow.caldb import schema
+from ccdflow.caldb import asof, schema
 from ccdflow.caldb.bulk import insert_batch
 from ccdflow.caldb.connection import Sessions, resolve_url
 from ccdflow.caldb.errors import CaldbError
 from ccdflow.caldb.ingest import read_master
-from ccdflow.caldb.models import (
-    Calibration,
-    CalibrationEvent,
-)
+from ccdflow.caldb.models import Calibration
 from ccdflow.caldb.products import ProductRecords
+from ccdflow.caldb.qa import note_skipped_suspects, review, rule_for_master
+from ccdflow.caldb.quality import QualityRecords, who_or_login
 from ccdflow.caldb.selection import _FRAME_VALUE as FRAME_VALUE
 from ccdflow.caldb.selection import _RECORD_FIELD as RECORD_FIELD
-from ccdflow.caldb.selection import CalRecord, Receipt, judge, now_utc, utc
+from ccdflow.caldb.selection import CalRecord, NoCalibrationError, Receipt, judge, now_utc, utc
 from ccdflow.caldb.selection import select as choose
 from ccdflow.framework.engine.errors import CcdflowError
 from ccdflow.framework.engine.frame import FrameMeta
@@ -41,12 +39,15 @@ _RECORD_COLUMNS = [getattr(Calibration, f) for f in CalRecord.__dataclass_fields
 
 
 @functools.cache
-def _setup_query(keys: tuple[tuple[str, bool], ...]) -> Select:
+def _setup_query(keys: tuple[tuple[str, bool], ...], as_of: bool = False) -> Select:
     """Records of one setup in the age window, each with the count of the whole setup: built
-    once per set of gate keys (``(key, value is None)``), then only executed with new values."""
+    once per set of gate keys (``(key, value is None)``), then only executed with new values.
+    ``as_of``: only records ingested by the ``as_of`` parameter (a replay of a past choice)."""
     c = Calibration.__table__.c
     where = [c.type == bindparam("kind", type_=c.type.type),
              c.instrument == bindparam("instrument", type_=c.instrument.type)]
+    if as_of:
+        where.append(c.ingested_at <= bindparam("as_of", type_=c.ingested_at.type))
     for key, is_null in keys:
         column = c[RECORD_FIELD.get(key, key)]
         where.append(column.is_(None) if is_null else column == bindparam(f"v_{key}", type_=column.type))
@@ -65,15 +66,10 @@ class AddResult:
     id: int | None
     created: bool
     error: str | None = None
-
-
-def _who(who: str | None) -> str:
-    if who:
-        return who
-    try:
-        return getpass.getuser()
-    except Exception:  # no user database in some containers
-        return "unknown"
+    #: The record's quality (``suspect`` when the master QA found it unlike the previous one).
+    quality: str | None = None
+    #: The master QA's figures and verdict (caldb/qa.py); None when the file was known already.
+    qa: dict[str, Any] | None = None
 
 
 def record_dict(cal: Calibration) -> dict[str, Any]:
@@ -85,7 +81,7 @@ def record_dict(cal: Calibration) -> dict[str, Any]:
     return out
 
 
-class CalDB(ProductRecords):
+class CalDB(ProductRecords, QualityRecords):
     """One calibration database. ``CalDB(url)`` opens it and checks its schema is current."""
 
     def __init__(self, url: str | os.PathLike[str] | None = None, *, check: bool = True) -> None:
@@ -108,9 +104,18 @@ class CalDB(ProductRecords):
     def add(self, path: str | Path, manager: PluginManager, *, kind: str | None = None,
             instrument: str | None = None, raw_shape: str | None = None,
             who: str | None = None) -> AddResult:
-        """Ingest one master file; the same content twice returns the existing id."""
+        """Ingest one master file after its QA against the previous good master of its setup
+        (caldb/qa.py); the same content twice returns the existing id."""
         fields = read_master(path, manager, kind, instrument, raw_shape)
-        return self.add_fields(fields, who=who)
+        with self.sessions.read() as session:
+            known = session.scalar(select(Calibration.id).where(Calibration.sha256 == fields["sha256"]))
+        if known is not None:
+            return AddResult(fields["path"], known, False)
+        qa = review(self, fields, rule_for_master(manager, fields["instrument"], fields["type"]))
+        result = self.add_fields(fields, who=who)
+        if result.created:
+            result.quality, result.qa = fields.get("quality") or "good", qa
+        return result
 
     def add_many(self, paths: Iterable[str | Path], manager: PluginManager, **options) -> list[AddResult]:
         """Ingest each file in its own transaction; a bad file is reported, others go in."""
@@ -130,7 +135,7 @@ class CalDB(ProductRecords):
                     batch_size: int = 1000) -> list[AddResult]:
         """Insert prepared records, one transaction per batch; a known SHA-256 is not added again."""
         records = list(records)
-        who, details = _who(who), {"software_version": __version__}
+        who, details = who_or_login(who), {"software_version": __version__}
         results: list[AddResult] = []
         for start in range(0, len(records), batch_size):
             batch = records[start:start + batch_size]
@@ -173,8 +178,8 @@ class CalDB(ProductRecords):
         with self.sessions.read() as session:
             return [record_dict(c) for c in session.scalars(query)]
 
-    def _records(self, session: Session, kind: str, meta: FrameMeta,
-                 rule: MatchRule) -> tuple[builtins.list[CalRecord], int]:
+    def _records(self, session: Session, kind: str, meta: FrameMeta, rule: MatchRule,
+                 when: datetime | None = None) -> tuple[builtins.list[CalRecord], int]:
         """Candidates for ``best``, and how many records of the kind the query left out.
 
         First the records that pass the rule's equality gates (detector, binning, filter...)
@@ -186,23 +191,32 @@ class CalDB(ProductRecords):
         window = timedelta(days=rule.max_age_days)
         values = {key: FRAME_VALUE[key](meta) for key in rule.must_match
                   if key in FRAME_VALUE and key != "instrument"}
-        query = _setup_query(tuple((k, v is None) for k, v in values.items()))
+        query = _setup_query(tuple((k, v is None) for k, v in values.items()), when is not None)
         params = {"kind": kind, "instrument": meta.instrument, "t0": t - window, "t1": t + window,
-                  **{f"v_{k}": v for k, v in values.items() if v is not None}}
+                  **{f"v_{k}": v for k, v in values.items() if v is not None},
+                  **({} if when is None else {"as_of": when})}
         rows = session.connection().execute(query, params).all()
-        records = [CalRecord(*row[:-1]) for row in rows]
+        records = self._as_of(session, [CalRecord(*row[:-1]) for row in rows], when)
         if any(judge(kind, meta, r, rule).accepted for r in records):
             return records, rows[0][-1] - len(rows)
         base = [Calibration.type == kind, Calibration.instrument == meta.instrument]
+        if when is not None:
+            base.append(Calibration.ingested_at <= when)
         records, excluded = self._in_window(session, base, t, window)
+        records = self._as_of(session, records, when)
         if not records and excluded:  # explain with the nearest ones outside the window
             nearest = session.execute(select(*_RECORD_COLUMNS).where(*base).order_by(
                 func.abs(func.julianday(Calibration.obs_time) - func.julianday(t))
                 if self.url.startswith("sqlite") else
                 func.abs(func.extract("epoch", Calibration.obs_time - t))).limit(5)).all()
-            records = [CalRecord(*row) for row in nearest]
+            records = self._as_of(session, [CalRecord(*row) for row in nearest], when)
             excluded -= len(records)
         return records, excluded
+
+    @staticmethod
+    def _as_of(session: Session, records: builtins.list[CalRecord],
+               when: datetime | None) -> builtins.list[CalRecord]:
+        return records if when is None else asof.as_of(session, records, when)
 
     @staticmethod
     def _in_window(session: Session, where: builtins.list[ColumnElement[bool]], t: datetime,
@@ -214,8 +228,11 @@ class CalDB(ProductRecords):
         return [CalRecord(*row) for row in rows], (total or 0) - len(rows)
 
     def best(self, kind: str, meta: FrameMeta, rule: MatchRule, *, pin: int | str | None = None,
-             waive: bool = False) -> tuple[dict[str, Any], Receipt]:
-        """The chosen record (as a dict) and its receipt; raises NoCalibrationError."""
+             waive: bool = False, as_of: datetime | None = None) -> tuple[dict[str, Any], Receipt]:
+        """The chosen record (as a dict) and its receipt; raises NoCalibrationError.
+
+        ``as_of``: choose with the database as it was at that time (caldb/asof.py)."""
+        when = None if as_of is None else utc(as_of)
         with self.sessions.read() as session:
             pinned = None
             records: builtins.list[CalRecord] = []
@@ -225,71 +242,25 @@ class CalDB(ProductRecords):
                 else:
                     match = Calibration.path == str(Path(pin).resolve())
                 row = session.execute(select(*_RECORD_COLUMNS).where(match)).first()
-                if row is None:
-                    raise CaldbError(f"pinned {kind} {pin!r} is not in {self.display_url}")
-                pinned, excluded = CalRecord(*row), 0
+                found = [] if row is None else self._as_of(session, [CalRecord(*row)], when)
+                if not found:
+                    raise CaldbError(f"pinned {kind} {pin!r} is not in {self.display_url}"
+                                     + ("" if when is None else f" as of {when.isoformat()}"))
+                pinned, excluded = found[0], 0
             else:
-                records, excluded = self._records(session, kind, meta, rule)
-            chosen, receipt = choose(kind, meta, records, rule, pinned=pinned, waive=waive,
-                                     excluded=excluded)
+                records, excluded = self._records(session, kind, meta, rule, when)
+            try:
+                chosen, receipt = choose(kind, meta, records, rule, pinned=pinned, waive=waive,
+                                         excluded=excluded)
+            except NoCalibrationError as exc:
+                note_skipped_suspects(kind, meta, records, rule, exc.receipt)
+                raise
+            note_skipped_suspects(kind, meta, records, rule, receipt)
             cal = session.get(Calibration, chosen.id)
             if cal is None:  # chosen from the rows this session just read
                 raise CaldbError(f"{kind} {chosen.id} vanished from {self.display_url} while read")
-            return record_dict(cal), receipt
-
-    # -- quality and validity ----------------------------------------------------------
-    def _event(self, cal_id: int, action: str, reason: str | None, who: str | None,
-               change: Callable[[Calibration], dict[str, Any]]) -> None:
-        def work(session: Session) -> None:
-            cal = session.get(Calibration, cal_id)
-            if cal is None:
-                raise CaldbError(f"no calibration with id {cal_id} in {self.display_url}")
-            details = change(cal)
-            cal.events.append(CalibrationEvent(action=action, reason=reason, who=_who(who),
-                                               at=now_utc(), details=details))
-
-        self.sessions.write(work)
-
-    def mark_bad(self, cal_id: int, reason: str, who: str | None = None) -> None:
-        if not reason.strip():
-            raise CaldbError("mark-bad needs a reason")
-
-        def change(cal: Calibration) -> dict[str, Any]:
-            cal.quality, cal.quality_reason = "bad", reason
-            cal.quality_by, cal.quality_at = _who(who), now_utc()
-            return {}
-
-        self._event(cal_id, "mark-bad", reason, who, change)
-
-    def mark_good(self, cal_id: int, reason: str | None = None, who: str | None = None) -> None:
-        def change(cal: Calibration) -> dict[str, Any]:
-            previous = cal.quality_reason
-            cal.quality, cal.quality_reason = "good", reason
-            cal.quality_by, cal.quality_at = _who(who), now_utc()
-            return {"previous_reason": previous}
-
-        self._event(cal_id, "mark-good", reason, who, change)
-
-    def certify(self, cal_id: int, valid_from: datetime | None, valid_to: datetime | None,
-                reason: str | None = None, who: str | None = None) -> None:
-        if valid_from and valid_to and utc(valid_to) < utc(valid_from):
-            raise CaldbError(f"validity range ends ({valid_to}) before it starts ({valid_from})")
-
-        def change(cal: Calibration) -> dict[str, Any]:
-            old = {"valid_from": cal.valid_from, "valid_to": cal.valid_to}
-            cal.valid_from = None if valid_from is None else utc(valid_from)
-            cal.valid_to = None if valid_to is None else utc(valid_to)
-            return {k: v and v.isoformat() for k, v in old.items()}
-
-        self._event(cal_id, "certify", reason, who, change)
-
-    def decertify(self, cal_id: int, reason: str | None = None, who: str | None = None) -> None:
-        def change(cal: Calibration) -> dict[str, Any]:
-            old = {"valid_from": cal.valid_from, "valid_to": cal.valid_to}
-            cal.valid_from = cal.valid_to = None
-            return {k: v and v.isoformat() for k, v in old.items()}
-
-        self._event(cal_id, "decertify", reason, who, change)
+            record = record_dict(cal)
+            return (record if when is None else asof.record_as_of(session, record, when)), receipt
 
     @property
     def display_url(self) -> str:

@@ -62,7 +62,7 @@ def history(db: CalDB, kind: str, stat: str | None = None, since: datetime | Non
             "gain_setting": rec["gain_setting"], "offset": rec["offset"],
             "detector": rec["detector"], "filter": rec["filter"],
             "exposure_time": rec["exposure_time"], "temperature": rec["temperature"],
-            "n_combined": rec["n_combined"], "path": rec["path"],
+            "n_combined": rec["n_combined"], "path": rec["path"], "qa": rec.get("qa"),
         })
     if records and not series:
         present = sorted({k for rec in records for k in (rec.get("stats") or {})})
@@ -74,7 +74,8 @@ def history(db: CalDB, kind: str, stat: str | None = None, since: datetime | Non
 
 
 def plot_history(series: list[dict[str, Any]], path: str | Path, title: str) -> Path:
-    """Write ``series`` as a PNG: date on x, value on y, bad masters as red crosses."""
+    """Write ``series`` as a PNG: date on x, value on y, bad masters as red crosses, suspect ones
+    (master QA, not yet accepted) as orange diamonds."""
     if not series:
         raise CaldbError(f"nothing to plot for {title!r}: the series is empty")
     # The object-oriented API with the Agg canvas: no display, no pyplot global state.
@@ -88,7 +89,7 @@ def plot_history(series: list[dict[str, Any]], path: str | Path, title: str) -> 
     ax = fig.add_subplot()
     groups: dict[str, list[dict[str, Any]]] = {}
     for p in series:
-        if p["quality"] != "bad":
+        if p["quality"] not in ("bad", "suspect"):
             groups.setdefault(setup_label(p), []).append(p)
     # matplotlib's stubs type x as numbers only; its unit converters take datetimes (dates axis)
     for label, points in sorted(groups.items()):
@@ -98,6 +99,10 @@ def plot_history(series: list[dict[str, Any]], path: str | Path, title: str) -> 
     if bad:
         ax.plot([_time(p) for p in bad], [p["value"] for p in bad], "x", color="tab:red",  # type: ignore[arg-type]
                 markersize=9, markeredgewidth=2, label=f"marked bad ({len(bad)})")
+    suspect = [p for p in series if p["quality"] == "suspect"]
+    if suspect:
+        ax.plot([_time(p) for p in suspect], [p["value"] for p in suspect], "D",  # type: ignore[arg-type]
+                color="tab:orange", markersize=7, label=f"suspect, not accepted ({len(suspect)})")
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))

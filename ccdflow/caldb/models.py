@@ -46,6 +46,9 @@ class Calibration(Base):
     quality_by: Mapped[str | None] = mapped_column(String(64))
     quality_at: Mapped[datetime | None] = mapped_column(DateTime)
     n_combined: Mapped[int | None] = mapped_column(Integer)
+    #: The master QA at ingest (caldb/qa.py): figures, limits, the compared master's id, verdict.
+    #: NULL: ingested before schema 0005, or by a bulk loader (no pixels were compared).
+    qa: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
@@ -83,7 +86,12 @@ class CalibrationInput(Base):
 
 
 class CalibrationEvent(Base):
-    """Audit trail: ingest, mark-bad, mark-good, certify, decertify, with who, when and why."""
+    """Audit trail: ingest, mark-bad, mark-good, certify, decertify, with who, when and why.
+
+    Since schema 0005 ``details`` holds ``before`` and ``after``: the record's quality,
+    quality_reason, valid_from and valid_to around the event (see caldb/asof.py), so the state
+    of the database at any past time can be rebuilt from the events alone.
+    """
 
     __tablename__ = "calibration_event"
 

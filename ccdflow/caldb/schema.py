@@ -35,7 +35,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version"
 #: The migrations' head, i.e. the revision models.py describes. Written here so that opening a
 #: caldb (every command) need not import Alembic; test_caldb_schema checks it is the real head.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 #: Any 64-bit number of our own: serialises concurrent upgrades of one PostgreSQL database.
 _PG_LOCK_KEY = 0x63636466_6C6F7701
 

@@ -78,6 +78,8 @@ class Receipt:
     scaling: float | None = None
     waiver: str | None = None
     note: str | None = None
+    #: Suspect masters that would have been chosen but for their quality (see qa.py).
+    skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +96,7 @@ class Receipt:
             "temperature_factor": None if chosen is None else chosen.temperature_factor,
             "temperature_law": self.policy.get("temperature_law"),
             "cost_terms": None if chosen is None else chosen.terms,
+            **({"skipped": self.skipped} if self.skipped else {}),
         }
 
 
@@ -152,6 +155,9 @@ def judge(kind: str, meta: FrameMeta, rec: CalRecord, rule: MatchRule) -> Candid
             reasons.append(f"{key}: need {_shown(key, want)}, is {_shown(key, have)}")
     if rec.quality == "bad":
         reasons.append(f"quality: marked bad ({rec.quality_reason or 'no reason given'})")
+    elif rec.quality == "suspect":  # the master QA found it unlike the previous one (qa.py)
+        reasons.append(f"quality: suspect, not yet accepted ({rec.quality_reason or 'master QA'}); "
+                       f"`ccdflow caldb mark-good {rec.id}` accepts it")
     t = utc(meta.date_obs)
     fmt = "%Y-%m-%dT%H:%M"
     if rec.valid_from is not None and t < rec.valid_from:

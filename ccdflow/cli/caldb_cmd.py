@@ -73,8 +73,10 @@ def add(files: tuple[Path, ...], kind: str | None, instrument: str | None, raw_s
 
     Masters written by ccdflow carry all their metadata. Others (e.g. from ccdproc) need
     --type, and are read through the instrument's header map. The same content twice is
-    not duplicated. A file that cannot be ingested is reported with the reason and the
-    others still go in; the exit status is then 1.
+    not duplicated. Each new master is compared with the previous good master of its setup
+    (master QA): one that differs beyond the type's limits is recorded as suspect and never
+    chosen until `ccdflow caldb mark-good ID` accepts it. A file that cannot be ingested is
+    reported with the reason and the others still go in; the exit status is then 1.
 
     \b
     Examples:
@@ -96,9 +98,11 @@ def add(files: tuple[Path, ...], kind: str | None, instrument: str | None, raw_s
         echo_json({"results": [vars(r) for r in results], "added": len(added),
                     "already_present": len(present), "failed": len(failed)})
     else:
+        from ccdflow.caldb.qa import qa_words
+
         for r in results:
             if r.created:
-                click.echo(f"added {r.path}: id {r.id}")
+                click.echo(f"added {r.path}: id {r.id}" + (f" ({qa_words(r.qa)})" if r.qa else ""))
             elif r.id is not None:
                 click.echo(f"{r.path}: already present, id {r.id}")
         for r in failed:
@@ -161,10 +165,13 @@ def show(cal_id: int, caldb_url: str | None, as_json: bool) -> None:
 @click.option("--instrument", help="Read FILE as this instrument (default: identified from its header).")
 @click.option("--pin", metavar="ID|PATH", help="Use this calibration (it must still pass the gates).")
 @click.option("--waive", is_flag=True, help="With --pin: use it even if it fails gates (recorded).")
+@click.option("--as-of", "as_of", type=UtcTime(), metavar="TIME",
+              help="Choose with the caldb as it was at this UTC time: only masters ingested by "
+                   "then, with the quality and validity they had (replays a past run's choice).")
 @instrument_config_option
 @caldb_options()
 def best(file: Path, kind: str, instrument: str | None, pin: str | None, waive: bool,
-         instrument_files: tuple[str, ...], caldb_url: str | None, as_json: bool) -> None:
+         as_of, instrument_files: tuple[str, ...], caldb_url: str | None, as_json: bool) -> None:
     """The calibration of type T for raw frame FILE, with every candidate and why.
 
     Exit status 1 when no calibration passes the gates.
@@ -174,6 +181,7 @@ def best(file: Path, kind: str, instrument: str | None, pin: str | None, waive: 
       ccdflow caldb best --type dark raw/sci_001.fits
       ccdflow caldb best --type flat raw/sci_001.fits --pin 17 --waive --json
       ccdflow caldb best --type dark raw/sci_001.fits --instrument-config site-rules.yaml
+      ccdflow caldb best --type flat raw/sci_001.fits --as-of 2026-03-02T08:00
     """
     from ccdflow.caldb import NoCalibrationError
     from ccdflow.caldb.rules import rule_for
@@ -187,12 +195,15 @@ def best(file: Path, kind: str, instrument: str | None, pin: str | None, waive: 
     db = open_db(caldb_url)
     record, receipt, error = None, None, None
     try:
-        record, receipt = db.best(kind, meta, rule, pin=pin, waive=waive)
+        record, receipt = db.best(kind, meta, rule, pin=pin, waive=waive, as_of=as_of)
     except NoCalibrationError as exc:
         receipt, error = exc.receipt, str(exc)
     if as_json:
-        echo_json(best_json(record, receipt, meta, error))
+        echo_json({**best_json(record, receipt, meta, error),
+                   "as_of": None if as_of is None else as_of.isoformat()})
     else:
+        if as_of is not None:
+            out_console().print(f"caldb as of {as_of.isoformat()} UTC")
         print_receipt(out_console(), kind, meta, record, receipt, error)
     if error is not None:
         sys.exit(EXIT_FAILURES)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ccdflow.caldb.qa import qa_words
 from ccdflow.caldb.selection import Candidate, Receipt, describe_frame, scales_with_exposure
 from ccdflow.framework.engine.frame import FrameMeta
 
@@ -33,7 +34,7 @@ def _num(value: Any, fmt: str = "{:g}") -> str:
 
 
 #: Columns whose values may be long: they fold onto more lines; the others never wrap.
-LONG = {"file", "path", "reasons", "reason", "detail", "details", "value", "raw frame", "input frame",
+LONG = {"qa", "file", "path", "reasons", "reason", "detail", "details", "value", "raw frame", "input frame",
         "sha256"}
 
 
@@ -64,7 +65,7 @@ def records_table(records: list[dict[str, Any]]) -> Table:
     tab = table("id", "type", *names, "filter", "exp (s)", "temp (C)", "observed (UTC)", "n",
                 "quality", "file", caption=escape(caption or ""), caption_justify="left")
     for r in records:
-        quality = "[red]bad[/red]" if r["quality"] == "bad" else r["quality"]
+        quality = shown_quality(r["quality"])
         if r["valid_from"] or r["valid_to"]:
             quality += " (certified)"
         tab.add_row(str(r["id"]), escape(r["type"]), *(escape(r[k] or "-") for k in names),
@@ -74,15 +75,25 @@ def records_table(records: list[dict[str, Any]]) -> Table:
     return tab
 
 
+def shown_quality(quality: str) -> str:
+    """bad in red, suspect in yellow (Rich markup)."""
+    colour = {"bad": "red", "suspect": "yellow"}.get(quality)
+    return f"[{colour}]{quality}[/{colour}]" if colour else quality
+
+
 def print_record(out: Console, record: dict[str, Any]) -> None:
-    """`caldb show`: fields, statistics, inputs and events."""
-    skip = {"stats", "inputs", "events"}
+    """`caldb show`: fields, statistics, master QA, inputs and events."""
+    skip = {"stats", "inputs", "events", "qa"}
     tab = table("field", "value", title=f"calibration {record['id']}", title_justify="left")
     for key, value in record.items():
         if key not in skip:
             tab.add_row(key, escape("-" if value is None else str(value)))
     for key, value in (record.get("stats") or {}).items():
         tab.add_row(f"stats.{key}", escape(f"{value:.6g}" if isinstance(value, float) else str(value)))
+    qa = record.get("qa")
+    tab.add_row("qa", escape(qa_words(qa)))
+    for key, value in ((qa or {}).get("figures") or {}).items():
+        tab.add_row(f"qa.{key}", escape(f"{value:.6g}" if isinstance(value, float) else str(value)))
     out.print(tab)
     if record.get("inputs"):
         inputs = table("input frame", "sha256", title="inputs", title_justify="left")
@@ -92,10 +103,27 @@ def print_record(out: Console, record: dict[str, Any]) -> None:
     events = table("at (UTC)", "action", "who", "reason", "details", title="events",
                    title_justify="left")
     for e in record.get("events", []):
-        details = ", ".join(f"{k}={v}" for k, v in (e["details"] or {}).items())
+        details = event_details(e["details"] or {})
         events.add_row(e["at"][:19].replace("T", " "), e["action"], escape(e["who"] or "-"),
                        escape(e["reason"] or "-"), escape(details or "-"))
     out.print(events)
+
+
+def event_details(details: dict[str, Any]) -> str:
+    """An event's details in a line: what it changed (``quality good -> bad``), the QA verdict of
+    an ingest, and any other key; the full before/after states are in ``show --json``."""
+    before, after = details.get("before") or {}, details.get("after") or {}
+    def was(key: str) -> str:
+        return "-" if before.get(key) is None else str(before[key])
+
+    words = [f"{k} {v}" if not before else f"{k} {was(k)} -> {v}" for k, v in after.items()
+             if v is not None and (not before or before.get(k) != v) and k != "quality_reason"]
+    words += [f"{k} {before[k]} -> -" for k in before if before[k] is not None and after.get(k) is None
+              and k != "quality_reason"]
+    if details.get("qa"):
+        words.append(f"qa {details['qa'].get('verdict')}")
+    words += [f"{k}={v}" for k, v in details.items() if k not in ("before", "after", "qa")]
+    return ", ".join(words)
 
 
 def _sorted(candidates: list[Candidate]) -> list[Candidate]:
@@ -115,6 +143,7 @@ def best_json(record: dict[str, Any] | None, receipt: Receipt | None, meta: Fram
         "policy": None if receipt is None else receipt.policy,
         "scaling": None if receipt is None else receipt.scaling,
         "waiver": None if receipt is None else receipt.waiver,
+        "skipped": [] if receipt is None else receipt.skipped,
         "error": error,
     }
 
@@ -166,6 +195,8 @@ def print_receipt(out: Console, kind: str, meta: FrameMeta, record: dict[str, An
     out.print(tab)
     if receipt.note and receipt.note != "pinned by override":  # the verdict says "pinned"
         out.print(f"note: {escape(receipt.note)}")
+    for line in receipt.skipped:
+        out.print(f"[yellow]skipped:[/yellow] {escape(line)}")
     if record is None:  # the caller passes a record or the error that left none
         out.print(f"[red]no {escape(kind)}:[/red] {escape(str(error))}")
         return

@@ -45,7 +45,8 @@ def history_(kind, stat, since, until, instrument, filter_, include_bad, plot, c
       ccdflow caldb history --type dark --stat dark_rate --plot dark_rate.png
     """
     from ccdflow.caldb.history import history, plot_history, stat_name
-    from ccdflow.cli.caldb_render import table
+    from ccdflow.caldb.qa import qa_words
+    from ccdflow.cli.caldb_render import shown_quality, table
 
     series = history(open_db(caldb_url), kind, stat, since, until, instrument,
                      include_bad=include_bad, filter=filter_)
@@ -58,12 +59,13 @@ def history_(kind, stat, since, until, instrument, filter_, include_bad, plot, c
                     "plot": None if plot is None else str(plot)})
         return
     out = out_console()
-    tab = table("id", "observed (UTC)", key, "filter", "exp (s)", "temp (C)", "quality", "file")
+    tab = table("id", "observed (UTC)", key, "filter", "exp (s)", "temp (C)", "quality", "qa",
+                "file")
     for p in series:
         temp = "-" if p["temperature"] is None else f"{p['temperature']:.1f}"
         tab.add_row(str(p["id"]), p["obs_time"][:16].replace("T", " "), f"{p['value']:.6g}",
                     escape(p["filter"] or "-"), f"{p['exposure_time'] or 0:g}", temp,
-                    "[red]bad[/red]" if p["quality"] == "bad" else p["quality"],
+                    shown_quality(p["quality"]), escape(qa_words(p["qa"])),
                     escape(Path(p["path"]).name))
     if series:
         out.print(tab)
@@ -104,11 +106,13 @@ def mark_bad(cal_id: int, reason: str, who: str | None, caldb_url: str | None) -
                    "re-reduce")
 
 
-@_quality_command("mark-good", """Mark a calibration good again, undoing mark-bad.
+@_quality_command("mark-good", """Mark a calibration good: undoes mark-bad, and accepts a master
+    the QA held as suspect (it is chosen from now on; the event is logged).
 
     \b
-    Example:
+    Examples:
       ccdflow caldb mark-good 42 --reason "leak was in another night"
+      ccdflow caldb mark-good 57 --reason "new dust donut is real: window cleaned 03-04"
     """)
 @click.option("--reason", help="Why (kept in the record's history).")
 def mark_good(cal_id: int, reason: str | None, who: str | None, caldb_url: str | None) -> None:

@@ -159,6 +159,7 @@ def finish(summary: dict, out: Path, register: bool, caldb_url: str | None,
 
         added = open_db(caldb_url).add(out, manager or plugin_manager())
         summary["caldb_id"], summary["caldb_new"] = added.id, added.created
+        summary["caldb_quality"], summary["caldb_qa"] = added.quality, added.qa  # master QA
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -171,5 +172,9 @@ def finish(summary: dict, out: Path, register: bool, caldb_url: str | None,
     if register:
         state = "added" if summary["caldb_new"] else "already present"
         click.echo(f"caldb: {state}, id {summary['caldb_id']}")
+        if summary["caldb_qa"]:
+            from ccdflow.caldb.qa import qa_words
+
+            click.echo(f"master QA: {qa_words(summary['caldb_qa'])}")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from ccdflow.cli import EXIT_FAILURES, EXIT_INPUT, fail, signals_interrupt
+from ccdflow.cli.caldb_options import UtcTime
 from ccdflow.cli.options import caldb_options, config_options
 
 #: Files listed on stderr when none of RAWDIR's files could be used (all are in the report).
@@ -41,7 +42,7 @@ def night_options(func):
 
 
 def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_files, config_files, params,
-              force: bool):
+              force: bool, caldb_as_of=None):
     """Resolve the caldb (created or upgraded if needed, and writable) and check the config
     before any work: a bad parameter exits 2, a caldb that cannot be used exits 3."""
     from ccdflow.caldb import CalDB
@@ -60,7 +61,7 @@ def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_files,
     return RunSpec(outdir=str(outdir.resolve()), caldb_url=url, instrument=forced,
                    instrument_files=tuple(str(Path(f).resolve()) for f in instrument_files),
                    config_files=tuple(str(Path(c).resolve()) for c in config_files),
-                   params=tuple(params), force=force)
+                   params=tuple(params), force=force, caldb_as_of=caldb_as_of)
 
 
 @click.command("night")
@@ -69,11 +70,16 @@ def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_files,
 @click.option("--redo-stale", is_flag=True,
               help="Only re-reduce frames whose best calibration changed since they were reduced "
                    "(see `ccdflow caldb stale`); builds no masters.")
+@click.option("--caldb-as-of", "caldb_as_of", type=UtcTime(), metavar="TIME",
+              help="Choose every calibration with the caldb as it was at this UTC time (masters "
+                   "ingested by then, with the quality and validity they had): replays a past "
+                   "run's choices. Masters this run builds are written to OUT/masters but not "
+                   "registered, so not chosen; the next run without this option registers them.")
 @config_options
 @caldb_options()
 def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | None, force: bool,
-            dashboard: str | None, redo_stale: bool, instrument, instrument_files, config_files,
-            params, caldb_url, as_json: bool) -> None:
+            dashboard: str | None, redo_stale: bool, caldb_as_of, instrument, instrument_files,
+            config_files, params, caldb_url, as_json: bool) -> None:
     """Reduce a night: scan RAWDIR, build and register masters, reduce every science frame with
     the caldb's best calibrations, and write a report.
 
@@ -98,7 +104,8 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
     from ccdflow.pipeline.spec import environment, forget_environments
 
     require_fits_files(rawdir)
-    spec = spec_from(outdir, caldb_url, instrument, instrument_files, config_files, params, force)
+    spec = spec_from(outdir, caldb_url, instrument, instrument_files, config_files, params, force,
+                     caldb_as_of)
     console = Console(stderr=True)
     with signals_interrupt() as check_signals, lock_outdir(Path(spec.outdir), "night"), \
             make_executor(workers, scheduler, dashboard) as executor, \
@@ -121,7 +128,7 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
                                "html": str(paths["html"]), "failed": result.failed,
                                "failed_masters": failed_masters(result),
                                "stopped": getattr(result, "stopped", None),
-                               "warnings": result.warnings,
+                               "warnings": result.warnings, "caldb_as_of": result.caldb_as_of,
                                "unknown": result.unknown}, indent=2, default=str))
     else:
         _print_summary(console, result, counts, paths)

@@ -52,6 +52,8 @@ class NightResult:
     stopped: str | None = None
     #: What the run should not pass over (an instrument file that read no frame)
     warnings: list[str] = field(default_factory=list)
+    #: ``--caldb-as-of`` (ISO, UTC): calibrations were chosen with the caldb as it was then.
+    caldb_as_of: str | None = None
 
     @property
     def failed_masters(self) -> list[dict[str, Any]]:
@@ -90,7 +92,8 @@ def run_night(
     result holds what was done, for the report."""
     executor = executor or SerialExecutor()
     env = environment(spec)
-    result = NightResult(str(rawdir), spec.outdir, executor.description, env.db.display_url)
+    result = NightResult(str(rawdir), spec.outdir, executor.description, env.db.display_url,
+                         caldb_as_of=None if spec.caldb_as_of is None else spec.caldb_as_of.isoformat())
     try:
         _run_stages(rawdir, spec, executor, progress, redo_stale, result)
     except Exception as exc:
@@ -129,6 +132,7 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
                     master_task, [(spec, k, name, metas) for k, name, metas in groups]), 1):
                 _register(db, env, entry)
                 result.masters.append(entry)
+                result.warnings += [f"{entry['name']}: {w}" for w in entry.get("night_warnings", [])]
                 progress(f"{kind} masters", done, len(groups))
         _bpm_stage(spec, executor, result, progress)
     result.seconds["masters"] = time.perf_counter() - start
@@ -147,15 +151,32 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
 
 
 def _register(db: Any, env: Any, entry: dict[str, Any]) -> None:
-    """Register a master this run built (or found built but unregistered) in the caldb."""
-    if entry["status"] == "built":
-        entry["caldb_id"] = db.add(entry["path"], env.manager).id
+    """Register a master this run built (or found built but unregistered) in the caldb, after
+    its QA (a suspect one is registered, never chosen; the report says why). A run that reads
+    the caldb as of a past time registers nothing: the master is written, not chosen, and the
+    next run without --caldb-as-of finds it on disk and registers it then."""
+    if entry["status"] != "built":
+        return
+    if env.spec.caldb_as_of is not None:
+        entry["warnings"] = [w for w in entry.get("warnings", []) if "registered now" not in w] + [
+            f"written, not registered: this run reads the caldb as of "
+            f"{env.spec.caldb_as_of.isoformat()} (the next run without --caldb-as-of registers it)"]
+        return
+    added = db.add(entry["path"], env.manager)
+    entry["caldb_id"] = added.id
+    if added.qa is not None:
+        entry["quality"], entry["qa"] = added.quality, added.qa
 
 
 def _bpm_stage(spec: RunSpec, executor: Any, result: NightResult,
                progress: Callable[[str, int, int], None]) -> None:
     env = environment(spec)
-    todo = plan_bpms(result.masters)
+    skipped: list[str] = []
+    todo = plan_bpms(result.masters, skipped,
+                     lambda inst: env.config(inst).instrument.master_settings("bpm", env.manager).min_frames)
+    result.warnings += skipped
+    for reason in skipped:
+        log.warning("%s", reason)
     for done, entry in enumerate(executor.map_unordered(bpm_task, [(spec, *t) for t in todo]), 1):
         _register(env.db, env, entry)
         result.masters.append(entry)

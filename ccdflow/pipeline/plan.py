@@ -28,10 +28,16 @@ def master_group_name(kind: str, metas: list[FrameMeta]) -> str:
     from a header goes through :func:`safe_component` (a DETECTOR of ``../x`` stays a name).
     The master's file name adds its build identity (see :func:`master_task`)."""
     meta = metas[0]
-    temps = [m.temperature for m in metas if m.temperature is not None]
-    named = meta.model_copy(update={"temperature": sum(temps) / len(temps)}) if temps else meta
-    # the group's mean temperature, as its master's CF_TEMP: not the first frame's
-    parts: list[object] = [observing_night(meta), kind, *calibration_type(kind).name_parts(named)]
+    caltype = calibration_type(kind)
+    means = {}
+    for name in ("temperature", *caltype.numeric_group):
+        values = [getattr(m, name) for m in metas if getattr(m, name) is not None]
+        if values:
+            means[name] = sum(values) / len(values)
+    # the group's mean temperature and exposure, as its master's CF_TEMP and CF_EXPT: a group
+    # clustered within a tolerance (59.99 and 60.01 s) is named for what it is, not its first frame
+    named = meta.model_copy(update=means)
+    parts: list[object] = [observing_night(meta), kind, *caltype.name_parts(named)]
     parts.append(binning_text(meta.binning))
     if meta.detector not in ("", "default", None):
         parts.append(meta.detector)
@@ -100,9 +106,21 @@ def plan_products(science: Iterable[FrameMeta], rawdir: str | Path | None,
     return out
 
 
-def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(group name, dark, flat) per setup of this night that has both: the longest-exposure
-    master dark (hot pixels stand out most) and the first master flat by name.
+def plan_bpms(masters: list[dict[str, Any]], skipped: list[str] | None = None,
+              min_frames: Callable[[str], int] | None = None
+              ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(group name, dark, flat) per setup of this night that has both: the master dark made
+    from the most frames (then the longest total exposure, then the name: the same choice
+    whatever order the masters finished in) and the first master flat by name, among the
+    masters whose QA passed (a suspect or bad master is not chosen for frames, so neither for
+    the mask they get).
+
+    The most frames, not the longest or warmest dark: hot pixels are found against the dark's
+    noise, and a dark of 1-4 frames keeps cosmic rays and noise that look hot (the 1-frame
+    master the old "longest, then warmest" rule chose flagged 3618 false hot pixels against
+    826 true ones). A setup whose best dark has fewer frames than ``min_frames(instrument)``
+    (the bpm type's ``min_frames``, 3, as the instrument's ``masters: {bpm: ...}`` sets it) gets
+    no mask: ``skipped`` receives why, for the night's warnings.
 
     The bad-pixel mask is the one type made from other masters rather than from raw frames;
     its planning names dark and flat here until a second such type needs a contract for it."""
@@ -112,18 +130,30 @@ def plan_bpms(masters: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], 
     for entry in masters:
         if entry["status"] not in ("built", "up-to-date") or entry["type"] not in ("dark", "flat"):
             continue
+        if entry.get("quality", "good") != "good":  # a suspect or bad master is not used
+            if skipped is not None:
+                skipped.append(f"{entry['name']} is {entry['quality']}: not used for a bad-pixel mask")
+            continue
         header = fits.getheader(entry["path"])
         key = tuple(str(header.get(c.keyword, "")) for c in cards.SETUP)
         setups.setdefault(key, {"dark": [], "flat": []})[entry["type"]].append((entry, header))
     out = []
     for key, found in sorted(setups.items()):
         if found["dark"] and found["flat"]:
-            # longest exposure, then warmest (most dark current), then name: the same choice
-            # whatever order the masters finished in
-            dark, _ = max(found["dark"], key=lambda d: (
-                cards.EXPT.get(d[1], 0.0), cards.TEMP.get(d[1], -999.0), d[0]["name"]))
-            flat = sorted(found["flat"], key=lambda f: f[0]["name"])[0][0]
+            dark, header = max(found["dark"], key=lambda d: (
+                int(d[1].get("NCOMBINE", 0)), int(d[1].get("NCOMBINE", 0)) * cards.EXPT.get(d[1], 0.0),
+                d[0]["name"]))
+            n, needed = int(header.get("NCOMBINE", 0)), (
+                calibration_type("bpm").min_frames if min_frames is None else min_frames(key[0]))
             night = dark["name"].split("_")[0]  # the observing night, as in every master's name
+            if n < needed:
+                if skipped is not None:
+                    skipped.append(
+                        f"no bad-pixel mask for {night} {' '.join(p for p in key if p)}: its best master "
+                        f"dark {dark['name']} has {n} frame(s), fewer than {needed} "
+                        "(masters.bpm.min_frames); hot pixels from so few are mostly noise and cosmic rays")
+                continue
+            flat = sorted(found["flat"], key=lambda f: f[0]["name"])[0][0]
             parts = [night, "bpm", key[2], key[1], *camera_parts(*key[5:8])]
             out.append(("_".join(safe_component(str(p).replace("_", "-")) for p in parts
                              if p not in ("None", "", "default")),

@@ -137,6 +137,20 @@ def _reason(entry: dict[str, Any]) -> str:
     return f"{entry['error']}: {reason}" if reason and entry.get("error") else reason
 
 
+def _qa_cell(master: dict[str, Any]) -> str:
+    """The master QA of a master registered by this run: a suspect one in orange with its
+    figures (it is not chosen until `ccdflow caldb mark-good ID`); '' for the others."""
+    from ccdflow.caldb.qa import qa_words
+
+    if not master.get("qa"):
+        return ""
+    text = html.escape(qa_words(master["qa"]))
+    if master.get("quality") == "suspect":
+        return (f'<span class="suspect">{text}; not used until accepted: ccdflow caldb mark-good '
+                f'{master.get("caldb_id")}</span>')
+    return text
+
+
 def _left_out(master: dict[str, Any]) -> list[str]:
     return [f"left out {Path(path).name}: {why}" for path, why in master.get("excluded", [])]
 
@@ -160,6 +174,7 @@ def _html(data: dict[str, Any]) -> str:
                      f"x{c['scaling']:.3g}" if c.get("scaling") is not None else ""]
             parts.append(f"{e(kind)}: {e(c['name'])} (#{c['id']}{', ' if any(extra) else ''}"
                          f"{e(', '.join(x for x in extra if x))})")
+            parts += [f'<span class="suspect">{e(line)}</span>' for line in c.get("skipped", [])]
         parts += [f'<span class="skipped" title="{e(why)}">{e(kind)}: none (see Calibrations '
                   "not applied)</span>" for kind, why in (entry.get("calibrations_absent") or {}).items()]
         return "<br>".join(parts)
@@ -170,6 +185,10 @@ def _html(data: dict[str, Any]) -> str:
                 "What was done is listed below; run the same command again once this is fixed "
                 "and it carries on.</p>"] if data.get("stopped") else [])
     flagged = [f'<p class="failed">{e(w)}</p>' for w in data["warnings"]]
+    if data.get("caldb_as_of"):
+        flagged.append(f'<p class="suspect">Calibrations chosen with the caldb as of '
+                       f'{e(str(data["caldb_as_of"]))} UTC (--caldb-as-of); masters built by this '
+                       "run were written, not registered.</p>")
     sections = [*stopped, *flagged,
         f"<h1>ccdflow night report</h1><p>raw: <code>{e(data['rawdir'])}</code><br>"
         f"out: <code>{e(data['outdir'])}</code><br>caldb: <code>{e(data['caldb'])}</code><br>"
@@ -181,10 +200,10 @@ def _html(data: dict[str, Any]) -> str:
             *[[f"masters {k}", v] for k, v in sorted(counts["masters"].items())],
             *[[f"science {k}", v] for k, v in sorted(counts["science"].items())],
         ]) + table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in data["seconds"].items()]),
-        "<h2>Masters</h2>" + table(["master", "status", "frames", "median", "noise", "notes"], [
+        "<h2>Masters</h2>" + table(["master", "status", "frames", "median", "noise", "QA", "notes"], [
             [e(m["name"]), status(m["status"]), m["n"], m.get("median", ""), m.get("noise", ""),
-             e("; ".join([*m.get("warnings", []), *m.get("assumed", []), *_left_out(m),
-                         _reason(m)]).strip("; "))]
+             _qa_cell(m), e("; ".join([*m.get("warnings", []), *m.get("assumed", []), *_left_out(m),
+                                       _reason(m)]).strip("; "))]
             for m in data["masters"]]),
         "<h2>Science frames</h2>" + table(["frame", "status", "calibrations", "seconds", "reason"], [
             [e(s.get("product") or Path(s["raw"]).name), status(s["status"]), cals(s),
@@ -209,7 +228,7 @@ def _html(data: dict[str, Any]) -> str:
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}"
              ".failed{color:#b00;font-weight:bold}.built,.reduced{color:#070}.up-to-date{color:#555}"
-             ".skipped{color:#a60}"
+             ".skipped{color:#a60}.suspect{color:#c60;font-weight:bold}"
              "figure{display:inline-block;margin:4px}img{max-width:380px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>ccdflow night</title>"
             f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")

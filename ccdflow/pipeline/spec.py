@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,9 @@ class RunSpec:
     config_files: tuple[str, ...] = ()
     params: tuple[str, ...] = ()
     force: bool = False
+    #: ``--caldb-as-of``: choose calibrations with the caldb as it was then (naive UTC); the
+    #: masters this run builds are written but not registered (they would land in a past).
+    caldb_as_of: datetime | None = None
 
     @property
     def reduced_dir(self) -> Path:

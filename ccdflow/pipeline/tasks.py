@@ -70,7 +70,8 @@ def choose_calibrations(env: Any, config: Any, frame_type: str, meta: FrameMeta
     from ccdflow.framework.engine.recipe import calibration_needs
 
     def best(kind: str) -> tuple[dict, Any]:
-        return env.db.best(kind, meta, config.instrument.match_rule(kind, env.manager))
+        return env.db.best(kind, meta, config.instrument.match_rule(kind, env.manager),
+                           as_of=env.spec.caldb_as_of)
 
     return choose(calibration_needs(config, frame_type), best, config)
 
@@ -80,8 +81,7 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
 
     The file is named ``<group>_<identity>.fits`` (see :mod:`ccdflow.pipeline.immutable`) and
     never written over: a changed parameter or input gives a new name beside the old one."""
-    from ccdflow.framework.builders.masters import build_master, write_master
-    from ccdflow.framework.calibrations import calibration_type
+    from ccdflow.framework.builders.masters import build_master, few_inputs_warning, write_master
     from ccdflow.framework.io.fitsio import sha256_file
     from ccdflow.pipeline.immutable import master_identity, write_new
 
@@ -96,7 +96,8 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         frame_type = metas[0].frame_type  # the raw frames' type: its recipe preprocesses them
         chosen, absent = choose_calibrations(env, config, frame_type, group_meta(metas))
         entry["calibrations_absent"] = absent
-        options = calibration_type(kind).combine_options  # the type's combine defaults
+        settings = config.instrument.master_settings(kind, env.manager)  # type < instrument < night
+        options = settings.combine
         # the hash of the recipe that preprocesses the inputs: the raw frame type's (a fringe
         # master's night-sky frames), which for bias, dark and flat is the type's own name
         identity = master_identity(kind, checksums, config.recipe_hash(frame_type),
@@ -108,18 +109,27 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         if not spec.force:
             done = _existing_master(env.db, out)
             if done is not None:
-                return {**entry, **done, "calibrations": calibrations,
-                        "seconds": time.perf_counter() - start}
+                few = ([few_inputs_warning(kind, len(metas), settings.warn_below)]
+                       if len(metas) < settings.warn_below else [])
+                return {**entry, **done, "calibrations": calibrations, "night_warnings": few,
+                        "warnings": [*few, *done["warnings"]], "seconds": time.perf_counter() - start}
         cals = {k: env.master(k, record) for k, (record, _) in chosen.items()}
         excluded: list[tuple[str, str]] = []  # frames left out (no finite pixel, dead readout...)
         entry["excluded"] = excluded
         ccd = build_master(kind, list(metas), env.manager, config, {k: m.ccd for k, m in cals.items()},
                            clip=options["clip"], fallback=options["fallback"],
-                           method=options["method"], scratch_dir=spec.masters_dir,
+                           method=options["method"], sigma_low=options["sigma_low"],
+                           sigma_high=options["sigma_high"], scratch_dir=spec.masters_dir,
                            calibration_paths={k: str(m.path) for k, m in cals.items()},
-                           input_checksums=checksums, excluded=excluded, absent=absent)
+                           input_checksums=checksums, excluded=excluded, absent=absent,
+                           warn_below=settings.warn_below, min_frames=settings.min_frames)
         cards.MKEY.put(ccd.header, identity)
-        warnings = [str(ccd.header[cards.FALLB.keyword])] if cards.FALLB.keyword in ccd.header else []
+        warnings = [str(ccd.header[c.keyword]) for c in (cards.FEWIN, cards.FALLB)
+                    if c.keyword in ccd.header]
+        # a master of too few frames adds its noise to every frame it calibrates: a night warning
+        entry["night_warnings"] = warnings[:1] if cards.FEWIN.keyword in ccd.header else []
+        for warning in entry["night_warnings"]:
+            log.warning("%s: %s", out.name, warning)
         if excluded:
             log.warning("%s: left out %s", out.name, "; ".join(f"{Path(p).name}: {r}" for p, r in excluded))
         path, sha, new = write_new(out, lambda tmp: write_master(ccd, tmp))
@@ -155,7 +165,7 @@ def _existing_master(db: Any, out: Path) -> dict[str, Any] | None:
     notes = ([f"caldb {record['id']} is marked {record['quality']}"
               f" ({record['quality_reason']})"] if record["quality"] != "good" else [])
     return {"status": "up-to-date", "caldb_id": record["id"], "sha256": record["sha256"],
-            "warnings": notes}
+            "quality": record["quality"], "warnings": notes}
 
 
 def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:

@@ -2,44 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow.framework import dq
-from ccdflow.framework.builders.channels import (
-    channel_stats,
-    input_levels,
-    normalise_master,
-    normalised_input,
-)
+from ccdflow.framework.builders.channels import channel_stats, normalise_master
 from ccdflow.framework.builders.master_header import master_header, master_stats
+from ccdflow.framework.builders.pair_combine import combine_pair
+from ccdflow.framework.builders.preprocess import Preprocessed, preprocess_into
 from ccdflow.framework.calibrations import calibration_type
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.config import ResolvedConfig
-from ccdflow.framework.engine.errors import AlgorithmError, UnprocessableInputError
+from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta
-from ccdflow.framework.engine.recipe import run_recipe
-from ccdflow.framework.engine.step import StepContext
 from ccdflow.framework.io import cards
-from ccdflow.framework.io.fitsio import read_ccd, read_file_hashed, sha256_file
+from ccdflow.framework.io.fitsio import sha256_file
 from ccdflow.framework.io.fitswrite import atomic_write, ccd_to_hdulist
 from ccdflow.framework.io.spool import Spool, combine_frames
-from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
 
-__all__ = ["build_master", "check_group", "choose_rejection", "master_stats",
-           "one_line_reason", "preprocess_into", "write_master"]
+__all__ = ["Preprocessed", "build_master", "check_group", "choose_rejection", "few_inputs_warning",
+           "master_stats", "one_line_reason", "preprocess_into", "with_common_error", "write_master"]
 
 
 def check_group(kind: str, metas: Sequence[FrameMeta], config: ResolvedConfig) -> None:
@@ -90,7 +80,7 @@ def choose_rejection(clip: str, n: int, fallback: Fallback) -> tuple[str, dict[s
         raise UnprocessableInputError(
             f"sigma clipping needs at least 3 frames, got {n}; add frames, choose clip='none' or "
             "'minmax', or allow a fallback (fallback='none' or 'minmax')")
-    if fallback == "minmax" and n >= 2:
+    if fallback == "minmax" and n >= 2:  # build_master combines a pair without bias (pair_combine)
         return "minmax", {"n_low": 0, "n_high": 1}, f"minmax(0,1): only {n} frames for sigma clip"
     return "none", {}, f"none: only {n} frame(s) for sigma clip"
 
@@ -112,6 +102,10 @@ def build_master(
     input_checksums: Sequence[str] | None = None,
     excluded: list[tuple[str, str]] | None = None,
     absent: Mapping[str, str] | None = None,
+    warn_below: int | None = None,
+    min_frames: int = 1,
+    sigma_low: float = 3.0,
+    sigma_high: float = 3.0,
 ) -> CCDData:
     """Preprocess every input once (overscan, trim, bias, dark as the recipe says) into a disk
     spool, then combine it in row bands within ``memory_limit`` bytes.
@@ -132,6 +126,9 @@ def build_master(
     ``absent`` says why each calibration the inputs' recipe wants but is not given is absent
     (not taken, optional and none matched): the step is SKIPPED with that reason, which the
     master's header keeps (``CF_<tag>N``, HISTORY).
+
+    Fewer usable inputs than ``min_frames``: UnprocessableInputError. Fewer than ``warn_below``:
+    built, with the warning in ``CF_FEWIN`` and HISTORY (the night reports it).
     """
     check_group(kind, metas, config)
     caltype = calibration_type(kind)
@@ -144,15 +141,33 @@ def build_master(
         if not kept:
             raise UnprocessableInputError(f"no usable {kind} frame in the group: " + "; ".join(
                 f"{metas[i].path}: {reason}" for i, reason in sorted(pre.left_out.items())))
+        if len(kept) < min_frames:
+            raise UnprocessableInputError(
+                f"only {len(kept)} usable {kind} frame(s), fewer than the {min_frames} a master needs "
+                f"(masters: {{{kind}: {{min_frames: {min_frames}}}}}): "
+                + ", ".join(str(metas[i].path) for i in kept))
         used_clip, counts, fallback_note = choose_rejection(clip, len(kept), fallback)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = combine_frames([spool.data[i] for i in kept], [spool.mask[i] for i in kept],
-                                    memory_limit, method=method, clip=used_clip,
-                                    scales=[pre.scales[i] for i in kept] if pre.scales else None, **counts)
+            frames, masks = [spool.data[i] for i in kept], [spool.mask[i] for i in kept]
+            scales = [pre.scales[i] for i in kept] if pre.scales else None
+            error_note = None
+            if used_clip == "minmax" and len(kept) == 2 and fallback_note:  # unbiased for a pair
+                result, error_note = combine_pair(frames, masks, scales)
+            else:
+                result = combine_frames(frames, masks, memory_limit, method=method, clip=used_clip,
+                                        scales=scales, sigma_low=sigma_low, sigma_high=sigma_high,
+                                        **counts)
+            if len(kept) == 1:
+                error_note = fill_single_frame_error(result.error, result.n_used, frames[0], masks[0],
+                                                     scales[0] if scales else 1.0)
     if excluded is not None:
         excluded.extend((str(metas[i].path), reason) for i, reason in sorted(pre.left_out.items()))
-    data, error = result.data, result.error
+    # an input recipe with its own noise model carries that too, which the scatter already holds
+    recipe = config.instrument.recipe_for(metas[0].frame_type) or []
+    models_noise = any(e.step == "uncertainty" for e in recipe)
+    common = None if models_noise else pre.common_error()
+    data, error = result.data, with_common_error(result.error, common)
     mask = result.n_used == 0
     if mask.all():
         raise UnprocessableInputError(f"no pixel of the master {kind} has a usable input (inputs "
@@ -164,8 +179,22 @@ def build_master(
     header = master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
                            [c or sha256_file(m.file) for c, m in zip(pre.checksums, metas, strict=True)],
                            pre.left_out)
+    for key in [k for k in header if k.startswith("CF_ON")]:  # the overscan step's level variance
+        # copied from the last input: what is left in the master is the inputs' over their count
+        header[key] = (float(f"{float(header[key]) / len(kept):.4g}"),
+                       "row-correlated overscan variance left (ADU2)")
     if fallback_note:
         cards.FALLB.put(header, fallback_note[:68])
+    if error_note:
+        header.add_history(error_note)
+    if common is not None:
+        header.add_history("UNCERT: + the calibrations' error every input shares, in quadrature")
+    if used_clip == "sigma":
+        header.add_history(f"sigma clip: {sigma_low:g} below, {sigma_high:g} above the median (MAD-std)")
+    if warn_below is not None and len(kept) < warn_below:
+        few = few_inputs_warning(kind, len(kept), warn_below)
+        cards.FEWIN.put(header, few[:68])
+        header.add_history(few)
     cards.NNAN.put(header, pre.n_nonfinite)
     data = np.where(mask, np.float32(0), data).astype(np.float32, copy=False)
     stats = master_stats(kind, data[~mask] if mask.any() else data, metas, pre.levels)
@@ -180,94 +209,37 @@ def build_master(
                    flags=dq.flag(None, mask, dq.NO_DATA) if mask.any() else None)
 
 
-@dataclass
-class Preprocessed:
-    """What preprocessing learnt on the way: raw levels, flat scales, the last header, and the
-    inputs left out (index -> one-line reason)."""
+def fill_single_frame_error(error: np.ndarray, n_used: np.ndarray, frame: np.ndarray,
+                            mask: np.ndarray | None, scale: float) -> str | None:
+    """Fill, in place, the error of a master made from one frame (the engine leaves it NaN, which
+    would be written as 0: a master claiming no noise). No spread per pixel exists: the frame's
+    robust pixel noise (1.4826 MAD of neighbour differences / sqrt 2) everywhere, which misses
+    the larger noise of hot pixels and counts small-scale structure as noise. Returns the note."""
+    lone = (n_used == 1) & ~np.isfinite(error)
+    good = np.asarray(frame, np.float32) * np.float32(scale)
+    if mask is not None:
+        good = np.where(np.asarray(mask, bool), np.nan, good)
+    diff = np.diff(good, axis=0)
+    diff = diff[np.isfinite(diff)]
+    if not lone.any() or diff.size == 0:
+        return None
+    noise = float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2))
+    error[lone] = noise
+    return f"one frame: error = its robust pixel noise {noise:.4g} everywhere (no per-pixel spread)"
 
-    levels: list[float] = field(default_factory=list)
-    scales: list[float] = field(default_factory=list)
-    #: per input, a colour flat's level in each channel (empty: the one level above)
-    channel_levels: list[dict[str, float]] = field(default_factory=list)
-    n_nonfinite: int = 0
-    header: fits.Header = field(default_factory=fits.Header)
-    left_out: dict[int, str] = field(default_factory=dict)
-    #: SHA-256 of the bytes each input's pixels were read from ('' when it could not be read)
-    checksums: list[str] = field(default_factory=list)
 
+def with_common_error(error: np.ndarray, common: np.ndarray | None) -> np.ndarray:
+    """The combine's error with the calibrations' error added in quadrature.
 
-def preprocess_into(
-    spool: Spool, kind: str, metas: Sequence[FrameMeta], manager: PluginManager, config: ResolvedConfig,
-    calibrations: Mapping[str, CCDData | None] | None = None,
-    progress: Callable[[str], None] | None = None, threads: int | None = None,
-    skip_bad: bool = False, checksums: Sequence[str] | None = None,
-    absent: Mapping[str, str] | None = None,
-) -> Preprocessed:
-    """Read each input once, run its recipe and park the result in ``spool``.
-
-    Frames go through ``threads`` threads (default: the cores, at most 4): reading, the steps'
-    numpy/numba work and the spool write release the GIL, so one frame's I/O overlaps another's
-    arithmetic. RAM holds one frame per thread. An unusable frame (see :func:`build_master`)
-    raises and cancels the frames not started, or with ``skip_bad`` is recorded in
-    ``left_out`` and the others go on.
-
-    Each file is read once: its SHA-256 and its pixels come from the same bytes. With
-    ``checksums`` (hashed earlier, e.g. for the ledger), a file whose bytes have changed since
-    is unusable: the master must not record one checksum and combine other pixels.
-    """
-    caltype = calibration_type(kind)
-    normalised = caltype.normalised
-    out = Preprocessed(levels=[0.0] * len(metas), scales=[0.0] * len(metas) if normalised else [],
-                       channel_levels=[{} for _ in metas],
-                       checksums=list(checksums) if checksums else [""] * len(metas))
-    calibrations = dict(calibrations or {})
-
-    def one(i: int) -> tuple[int, fits.Header | None]:
-        meta = metas[i]
-        try:
-            content, sha = read_file_hashed(meta.file)
-            if checksums and sha != checksums[i]:
-                raise UnprocessableInputError(
-                    f"file changed while the night read it (SHA-256 {checksums[i][:12]}... when "
-                    f"hashed, {sha[:12]}... when read); left out", path=str(meta.path))
-            out.checksums[i] = sha
-            ccd = read_ccd(meta.file, hdu=meta.pixel_hdu(config.instrument.data_hdu), content=content)
-            del content
-            refuse_dead_readout(ccd, meta)
-            context = StepContext(meta, config.instrument, absent=dict(absent or {}))
-            ccd = run_recipe(manager, ccd, config, context, calibrations)
-            # keywords first: raw cards astropy cannot parse (a decimal comma) are never parsed
-            overscan = [float(ccd.header[k]) for k in ccd.header if k.startswith("CF_OS")]
-            out.levels[i] = float(np.mean(overscan)) if overscan else 0.0
-            ccd = caltype.prepare_input(ccd, meta)
-            pixels = ccd.data
-            if normalised:  # inputs scaled to one level (one per colour channel), from their pixels
-                out.levels[i], levels, mosaic = input_levels(ccd, meta)
-                out.channel_levels[i] = levels if mosaic is not None else {}
-                out.scales[i] = 1.0 / out.levels[i] if mosaic is None else 1.0
-                pixels = normalised_input(ccd, levels, mosaic)
-            n_nonfinite = spool.put(i, pixels, ccd.mask, str(meta.path))
-            if spool.mask[i].all():
-                raise UnprocessableInputError("no finite, unmasked pixel after preprocessing",
-                                              path=str(meta.path))
-        except (UnprocessableInputError, AlgorithmError) as exc:
-            if not skip_bad:
-                raise
-            out.left_out[i] = one_line_reason(exc)
-            return 0, None
-        return n_nonfinite, ccd.header
-
-    pool = ThreadPoolExecutor(max(1, threads or min(4, os.cpu_count() or 1)))
-    try:
-        for meta, (n_nonfinite, header) in zip(metas, pool.map(one, range(len(metas))), strict=True):
-            out.n_nonfinite += n_nonfinite
-            if header is not None:
-                out.header = header
-            if progress is not None:
-                progress(str(meta.path))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return out
+    The combine measures each pixel's scatter across the inputs; the master bias subtracted from
+    every dark (and the bias and dark from every flat) shifts all inputs alike, so its error is
+    not in that scatter but is in the master (a master dark of 5 frames over a master bias of 9
+    would understate its variance by a third). Master recipes model no noise of their own (no
+    uncertainty step; the overscan step adds its term only where the recipe has one), so what the
+    inputs carry is exactly the calibrations' error (see Preprocessed.common_error)."""
+    if common is None:
+        return error
+    return np.sqrt(np.square(error, dtype=np.float32) + np.square(common)).astype(np.float32)
 
 
 def write_master(ccd: CCDData, path: str | Path) -> str:
@@ -277,6 +249,11 @@ def write_master(ccd: CCDData, path: str | Path) -> str:
     hdul.extend(calibration_type(str(ccd.header[cards.MTYPE.keyword])).extra_hdus(ccd))
     atomic_write(hdul, path)
     return sha256_file(path)
+
+
+def few_inputs_warning(kind: str, n: int, warn_below: int) -> str:
+    """The warning of a master built from fewer frames than its type's ``warn_below``."""
+    return f"only {n} {kind} frame(s), fewer than {warn_below} (masters.{kind}.warn_below)"
 
 
 def one_line_reason(exc: BaseException) -> str:

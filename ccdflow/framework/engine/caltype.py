@@ -19,8 +19,10 @@ a plain stack of its inputs. The example plugin's fringe frame uses all of this
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from ccdflow.framework.engine.errors import PluginError
 
@@ -47,11 +49,47 @@ ALWAYS_MATCHED = ("instrument", "camera")
 
 
 class CombineOptions(TypedDict):
-    """How a master is combined: ``build_master``'s method, clip and fallback."""
+    """How a master is combined: ``build_master``'s method, clip and fallback (its identity)."""
 
     method: Method
     clip: Clip
     fallback: Fallback
+    sigma_low: float
+    sigma_high: float
+
+
+class MasterOptions(BaseModel):
+    """How the night builds the masters of one type (an instrument's or a night file's
+    ``masters:`` entry); a value left out keeps the type's default (``CalibrationType``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["median", "mean"] | None = Field(
+        None, description="Combine method: mean (default for bias, dark, flat: a sigma-clipped mean "
+        "keeps ~1/3 more signal-to-noise than a median) or median.")
+    clip: Literal["sigma", "minmax", "none"] | None = Field(
+        None, description="Rejection before combining (sigma: one-pass median/MAD-std 3-sigma clip).")
+    fallback: Literal["refuse", "none", "minmax"] | None = Field(
+        None, description="Fewer than 3 frames for a sigma clip: refuse, no rejection, or minmax "
+        "(drop each pixel's highest value: cosmic rays are positive; with 1 frame: none).")
+    sigma_low: float | None = Field(None, gt=0, description="Sigma clip threshold below the median.")
+    sigma_high: float | None = Field(
+        None, gt=0, description="Sigma clip threshold above the median (lower removes more cosmic "
+        "rays at a small bias: 2.5 costs -0.02 sigma of one frame).")
+    warn_below: int | None = Field(
+        None, ge=1, description="Fewer input frames than this: the night warns (report, log, the "
+        "master's CF_FEWIN card); a small master adds its noise to every frame it calibrates.")
+    min_frames: int | None = Field(
+        None, ge=1, description="Fewest input frames a master is built from; a bad-pixel mask: the "
+        "fewest frames of the master dark it is made from (hot pixels from fewer are unreliable).")
+
+
+class MasterSettings(NamedTuple):
+    """:class:`MasterOptions` with every value filled in (the type's default where unset)."""
+
+    combine: CombineOptions
+    warn_below: int
+    min_frames: int
 
 
 class CalibrationType:
@@ -81,8 +119,16 @@ class CalibrationType:
     normalised: ClassVar[bool] = False
     #: How the nightly pipeline combines its masters: method, rejection, and what to do when a
     #: group is too small for sigma clipping (see ``build_master``). Part of a master's identity.
-    combine_options: ClassVar[CombineOptions] = {"method": "median", "clip": "sigma",
-                                                 "fallback": "none"}
+    #: The default is a sigma-clipped mean (the median's noise is ~1.25x a mean's, so a median
+    #: master throws away about a third of its frames), falling back to dropping each pixel's
+    #: highest value below 3 frames (a 1-2 frame master would keep its cosmic rays). An
+    #: instrument's or night file's ``masters:`` section overrides it (see :meth:`settings`).
+    combine_options: ClassVar[CombineOptions] = {"method": "mean", "clip": "sigma", "fallback": "minmax",
+                                                 "sigma_low": 3.0, "sigma_high": 3.0}
+    #: Fewer inputs than this: the night warns (``masters: {<type>: {warn_below: N}}`` overrides).
+    warn_below: ClassVar[int] = 5
+    #: Fewest inputs a master is built from (``masters: {<type>: {min_frames: N}}`` overrides).
+    min_frames: ClassVar[int] = 1
     #: Applied in proportion to exposure time (a dark): the caldb compares exposures, prefers
     #: an exact one and may choose a scaled one, as the match rule allows.
     scales_with_exposure: ClassVar[bool] = False
@@ -92,11 +138,28 @@ class CalibrationType:
     max_age_days: ClassVar[float] = 30.0
     #: Largest temperature difference to the frame in C by default (None: not compared).
     temperature_tolerance: ClassVar[float | None] = None
+    #: Master QA limits that differ from ``master_qa.DEFAULT_LIMITS`` (the instrument's caldb
+    #: rule may override each): how far a new master may differ from the previous good one.
+    qa_limits: ClassVar[Mapping[str, Any]] = {}
 
     @classmethod
     def tag(cls) -> str:
         """The provenance card tag (the name's first four letters, upper case, by default)."""
         return (cls.card_tag or cls.name[:4]).upper()
+
+    @classmethod
+    def settings(cls, options: MasterOptions | None = None) -> MasterSettings:
+        """How masters of this type are built: the type's defaults overridden by ``options``
+        (an instrument's or night file's ``masters:`` entry for it)."""
+        given = {} if options is None else options.model_dump(exclude_none=True)
+        own = cls.combine_options
+        combine: CombineOptions = {"method": given.get("method", own["method"]),
+                                   "clip": given.get("clip", own["clip"]),
+                                   "fallback": given.get("fallback", own["fallback"]),
+                                   "sigma_low": given.get("sigma_low", own.get("sigma_low", 3.0)),
+                                   "sigma_high": given.get("sigma_high", own.get("sigma_high", 3.0))}
+        return MasterSettings(combine, given.get("warn_below", cls.warn_below),
+                              given.get("min_frames", cls.min_frames))
 
     @classmethod
     def default_rule(cls) -> MatchRule:
@@ -108,22 +171,53 @@ class CalibrationType:
                             else {"temperature_tolerance": cls.temperature_tolerance}))
 
     # -- grouping raw frames into masters ---------------------------------------------------
+    #: Numeric FrameMeta fields one master's inputs share within a tolerance (a dark's exposure
+    #: time and temperature): clustered by gaps by :meth:`split_group`, never binned. Each needs
+    #: a tolerance from :meth:`group_tolerance` (exposure_time and temperature have one here).
+    numeric_group: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def group_key(cls, meta: FrameMeta, rule: MatchRule | None = None) -> tuple:
-        """What, beyond night and setup, frames of one master share (a dark's exposure time).
+        """What, beyond night and setup, frames of one master share exactly (a flat's filter);
+        numeric fields (:attr:`numeric_group`) are clustered afterwards by :meth:`split_group`.
 
-        ``rule`` is the instrument's caldb rule for this type, when the caller knows it: a
-        master should not mix inputs its own rule would not match to one frame (a dark's
-        temperature tolerance)."""
+        ``rule`` is the instrument's caldb rule for this type, when the caller knows it."""
         return tuple(getattr(meta, field) for field in cls.also_match)
+
+    @classmethod
+    def group_tolerance(cls, field: str, value: float, rule: MatchRule | None
+                        ) -> tuple[float, float] | None:
+        """(largest gap between neighbouring values, largest span) of ``field`` within one master
+        whose values reach ``value``, or None: not split by ``field``.
+
+        A master should not mix inputs its own caldb rule would not match to one frame, so both
+        come from ``rule`` (the type's default rule when None): exposure time within
+        ``max(exposure_abs_tolerance, exposure_rel_tolerance x exposure)`` (gap and span, as
+        ``check_inputs`` of a dark refuses), temperature within ``temperature_tolerance`` per gap
+        and twice it in all (``check_group``'s limit). A plugin's type declaring another numeric
+        field overrides this for it."""
+        rule = cls.default_rule() if rule is None else rule
+        if field == "exposure_time":
+            tol = max(rule.exposure_abs_tolerance, rule.exposure_rel_tolerance * abs(value))
+            return tol, tol
+        if field == "temperature":
+            return None if rule.temperature_tolerance is None else (rule.temperature_tolerance,
+                                                                    2 * rule.temperature_tolerance)
+        raise PluginError(f"calibration type {cls.name!r} groups by {field!r} but gives no "
+                          "tolerance for it: override group_tolerance")
 
     @classmethod
     def split_group(cls, metas: Sequence[FrameMeta], rule: MatchRule | None = None
                     ) -> list[list[FrameMeta]]:
-        """Frames sharing a :meth:`group_key`, split into the masters they make: a numeric value
-        such as a dark's temperature is clustered by gaps (within the rule's tolerance), not
-        binned, which would split a set at an arbitrary edge. Default: one master."""
-        return [list(metas)]
+        """Frames sharing a :meth:`group_key`, split into the masters they make, one numeric
+        field of :attr:`numeric_group` after another (see :func:`cluster_by_gaps`)."""
+        groups = [list(metas)]
+        for field in cls.numeric_group:
+            def tolerance(value: float, name: str = field) -> tuple[float, float] | None:
+                return cls.group_tolerance(name, value, rule)
+
+            groups = [part for group in groups for part in cluster_by_gaps(group, field, tolerance)]
+        return groups
 
     @classmethod
     def name_parts(cls, meta: FrameMeta) -> list[object]:
@@ -194,6 +288,36 @@ class CalibrationType:
         """Master header card -> (FrameMeta field, words), compared with the frame before the
         master is applied, beyond the setup."""
         return {}
+
+
+def cluster_by_gaps(metas: Sequence[FrameMeta], field: str,
+                    tolerance: Callable[[float], tuple[float, float] | None]) -> list[list[FrameMeta]]:
+    """``metas`` clustered by the numeric ``field``: sorted by value, a new cluster starts where
+    the next value is more than the gap above the previous one, or would make the cluster span
+    more than the span (``tolerance(value)`` gives both at that value; None: no split).
+
+    Gaps, not bins: bins split a set at an arbitrary edge (darks at -15 +- 0.1 C became masters
+    of 4 and 1 when the bins were round(T/2); exposures of 59.99 and 60.01 s at round(t, 1)'s
+    edges would too), while gaps follow the set points actually used. Frames without a value
+    form their own cluster, after the others."""
+    known = sorted((m for m in metas if getattr(m, field) is not None), key=lambda m: getattr(m, field))
+    unknown = [m for m in metas if getattr(m, field) is None]
+    clusters: list[list[FrameMeta]] = []
+    for meta in known:
+        value = getattr(meta, field)
+        if not isinstance(value, int | float):
+            raise PluginError(f"{meta.path}: {field} = {value!r} is grouped by tolerance but is not a "
+                              "number (a calibration type's numeric_group lists numeric fields only)")
+        limits = tolerance(value)
+        if limits is None:
+            return [list(metas)]
+        gap, span = limits
+        if clusters and (value - getattr(clusters[-1][-1], field) <= gap
+                         and value - getattr(clusters[-1][0], field) <= span):
+            clusters[-1].append(meta)
+        else:
+            clusters.append([meta])
+    return clusters + ([unknown] if unknown else [])
 
 
 def validate_calibration_type(cls: object) -> None:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ccdflow.framework.engine.calibration_policy import check_policy
+from ccdflow.framework.engine.caltype import MasterOptions
 from ccdflow.framework.engine.errors import ConfigError
 from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.step import Step, StepParams
@@ -35,6 +36,9 @@ class SiteConfig(BaseModel):
     steps: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Step name -> parameter overrides."
     )
+    masters: dict[str, MasterOptions] = Field(
+        default_factory=dict, description="Calibration type -> how masters are built this night "
+        "(over the instrument's ``masters:``; e.g. {dark: {method: median}}).")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -194,6 +198,7 @@ class ResolvedConfig:
         del instrument["recipes"]
         recipe = [e.model_dump(mode="json") for e in self.instrument.recipe_for(frame_type) or []]
         instrument.pop("caldb", None)
+        instrument.pop("masters", None)  # how masters are combined: in each master's identity
         names = {entry["step"] for entry in recipe}
         instrument["steps"] = {k: v for k, v in instrument.get("steps", {}).items() if k in names}
         data = {"instrument": instrument, "frame_type": frame_type, "recipe": recipe,
@@ -250,6 +255,18 @@ def _apply(
             resolved.steps[step][key] = Setting(value, layer, source)
 
 
+def with_master_options(inst: Instrument, layers: Iterable[Mapping[str, MasterOptions]]) -> Instrument:
+    """``inst`` with each night file's ``masters:`` values laid over its own, value by value (a
+    night that sets only a dark's method keeps the instrument's dark fallback)."""
+    merged = {kind: opts.model_dump(exclude_none=True) for kind, opts in inst.masters.items()}
+    for layer in layers:
+        for kind, opts in layer.items():
+            merged[kind] = {**merged.get(kind, {}), **opts.model_dump(exclude_none=True)}
+    if merged == {kind: opts.model_dump(exclude_none=True) for kind, opts in inst.masters.items()}:
+        return inst
+    return inst.model_copy(update={"masters": {k: MasterOptions(**v) for k, v in merged.items()}})
+
+
 def build(
     manager: PluginManager,
     *,
@@ -288,6 +305,13 @@ def build(
         inst_source = manager.owner("instrument", inst.name)
         plugin_layer = (inst_source, inst.steps)
     check_policy(inst, manager.calibration_types, inst_source)
+    for source, masters in [(inst_source, inst.masters), *((p, site.masters) for p, site in site_files)]:
+        unknown = sorted(set(masters) - set(manager.calibration_types))
+        if unknown:  # a typo (``darks:``) would otherwise leave the defaults in force, silently
+            raise ConfigError(f"{source}: masters: unknown calibration type "
+                              f"{', '.join(map(repr, unknown))}; registered: "
+                              f"{', '.join(sorted(manager.calibration_types))}")
+    inst = with_master_options(inst, [site.masters for _, site in site_files])
     return resolve(
         steps=manager.steps,
         instrument=inst,

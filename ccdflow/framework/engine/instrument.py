@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS
+from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS, MasterOptions, MasterSettings
 from ccdflow.framework.engine.dark_law import TemperatureLaw
 from ccdflow.framework.engine.gain_config import Assumed, GainTable, ReadNoiseTable, check_assumptions
 from ccdflow.framework.engine.header_spec import HeaderMap, Strict
+from ccdflow.framework.engine.master_qa import MasterQa
 from ccdflow.framework.engine.readout_geometry import Geometry
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class MatchRule(Strict):
         None, description="How the dark current follows temperature (darks): a master dark at "
         "another temperature is scaled by it, and the caldb counts the noise it adds. The dark "
         "type's default: arrhenius with silicon's band gap (docs/steps/dark.md).")
+    qa: MasterQa = Field(default_factory=MasterQa,
+                         description="Overrides of the type's master QA limits (see docs/caldb.md).")
 
     @field_validator("must_match")
     @classmethod
@@ -143,6 +146,10 @@ class Instrument(Strict):
     caldb: dict[str, MatchRule] = Field(
         default_factory=_default_match_rules, description="Calibration match rules per type."
     )
+    masters: dict[str, MasterOptions] = Field(
+        default_factory=dict, description="Calibration type -> how the night builds its masters "
+        "(method, clip, fallback, warn_below, min_frames); a type or value not listed keeps the "
+        "type's default (sigma-clipped mean, minmax fallback, warning below 5 frames).")
 
     @model_validator(mode="after")
     def _assumptions_apply(self) -> Instrument:
@@ -192,6 +199,13 @@ class Instrument(Strict):
 
         caltype = for_frame_type(frame_type)
         return None if caltype is None else [RecipeEntry(step=s) for s in caltype.default_recipe]
+
+    def master_settings(self, kind: str, manager: PluginManager | None = None) -> MasterSettings:
+        """How the night builds masters of ``kind`` on this instrument: the type's defaults
+        overridden by this instrument's ``masters:`` entry (a night file's merged into it)."""
+        from ccdflow.framework.calibrations import calibration_type
+
+        return calibration_type(kind, manager).settings(self.masters.get(kind))
 
     def match_rule(self, kind: str, manager: PluginManager | None = None) -> MatchRule:
         """This instrument's caldb rule for ``kind``, else the registered type's default rule

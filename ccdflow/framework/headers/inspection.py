@@ -125,10 +125,14 @@ def calibration_group(meta: FrameMeta, manager: PluginManager) -> dict[str, Any]
     extra = kind.group_key(meta, rule)  # what the type adds to the night and setup
     if len(kind.also_match) == len(extra):
         group.update(zip(kind.also_match, extra, strict=True))
-    else:  # a type's own key (a dark's exposure time): as its master's name says it
+    else:  # a type's own key: as its master's name says it
         group[f"{kind.name} master"] = " ".join(str(part) for part in kind.name_parts(meta))
-    if rule.temperature_tolerance is not None:  # the type's rule: frames gap-clustered within it
-        group["temperature tolerance"] = f"{rule.temperature_tolerance:g} C"
+    for name in kind.numeric_group:  # clustered by gaps within the type's rule
+        value = getattr(meta, name)
+        limits = None if value is None else kind.group_tolerance(name, float(value), rule)
+        group[name] = value
+        if limits is not None:
+            group[f"{name} tolerance"] = f"gaps <= {limits[0]:g}, span <= {limits[1]:g}"
     return group
 
 

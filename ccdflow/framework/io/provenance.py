@@ -47,6 +47,8 @@ def stamp_receipt(header: fits.Header, kind: str, summary: Mapping[str, Any]) ->
         header[f"CF_{tag}SC"] = (round(float(summary["scaling"]), 6), f"{kind}: exposure scale factor")
     if summary.get("waiver"):
         header[f"CF_{tag}WV"] = (card_text(summary["waiver"]), f"{kind}: gates waived")
+    for line in summary.get("skipped", ()):  # a suspect master the frame would have used
+        header.add_history(f"ccdflow caldb: {line}")
 
 
 def stamp_product(

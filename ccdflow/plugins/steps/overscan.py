@@ -7,7 +7,7 @@ import warnings
 from typing import Literal
 
 import numpy as np
-from astropy.nddata import CCDData
+from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.stats import sigma_clipped_stats
 from pydantic import Field
 
@@ -15,6 +15,7 @@ from ccdflow.framework.engine.errors import IlluminatedOverscanError, NoWorkErro
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 from ccdflow.framework.headers.geometry import AmplifierRegions, amplifier_regions
 from ccdflow.plugins.steps.noise import detector_gain, detector_read_noise
+from ccdflow.plugins.steps.overscan_noise import level_variance, spread
 
 #: Frame types that hold no light: their overscan is compared with the data area itself.
 DARK_TYPES = ("bias", "dark")
@@ -103,19 +104,22 @@ def subtract_overscan(
     level = finite_model(oriented, **options)
     if not np.isfinite(level).any():
         raise UnprocessableInputError("the overscan region holds no finite pixel; no level to subtract")
-    if level.ndim == 0:
-        model = level
-    elif by_rows:
-        rows = np.arange(data.shape[0])[target[0]]
-        model = level[np.clip(rows - overscan[0].start, 0, level.size - 1), None]
-    else:
-        cols = np.arange(data.shape[1])[target[1]]
-        model = level[None, np.clip(cols - overscan[1].start, 0, level.size - 1)]
+    model = spread(level, by_rows, overscan, target, data.shape)
     if out is None:
         data[target] -= model
     else:
         np.subtract(data[target], model, out=out[target])
     return float(np.nanmean(level))  # lines without a level leave NaN rows (masked downstream)
+
+
+def overscan_variance(data: np.ndarray, overscan: tuple[slice, slice], target: tuple[slice, slice],
+                      method: str, poly_order: int = 3) -> np.ndarray:
+    """Variance (ADU^2) that subtracting the overscan model adds to each pixel of ``target``
+    (broadcastable to it): see :mod:`ccdflow.plugins.steps.overscan_noise`."""
+    strip = data[overscan]
+    by_rows = strip.shape[0] >= strip.shape[1]
+    variance = level_variance(strip if by_rows else strip.T, method, poly_order)
+    return spread(variance, by_rows, overscan, target, data.shape)
 
 
 def pixel_noise(region: np.ndarray) -> float:
@@ -207,12 +211,31 @@ class OverscanSubtractor(Step[OverscanParams]):
         source, into = (ccd.data, data) if one_pass else (data, None)
         out = CCDData(data, unit=ccd.unit, header=header_of(ccd), mask=ccd.mask,
                       uncertainty=ccd.uncertainty, wcs=ccd.wcs)
+        # the level subtracted is an estimate: its variance joins the frame's noise model when
+        # the recipe has one (a master's inputs have none: the combine measures their scatter)
+        variance = np.zeros(ccd.shape, np.float32) if models_noise(context) else None
         for amp in amps:
             if amp.overscan is None:
                 continue
+            target = whole if len(amps) == 1 else amp.trim
+            added = overscan_variance(source, amp.overscan, target, params.method, params.poly_order)
             level = subtract_overscan(
-                source, amp.overscan, whole if len(amps) == 1 else amp.trim, into,
+                source, amp.overscan, target, into,
                 method=params.method, poly_order=params.poly_order, sigma=params.sigma,
             )
             out.header[f"CF_OS{amp.name[:4]}"] = (round(level, 3), f"mean overscan {amp.overscan_text}")
+            out.header[f"CF_ON{amp.name[:4]}"] = (float(f"{np.nanmean(added):.4g}"),
+                                                  "overscan level variance (ADU2), per line")
+            if variance is not None:
+                variance[target] += np.nan_to_num(added).astype(np.float32)
+        if variance is not None:
+            carried = None if ccd.uncertainty is None else np.asarray(ccd.uncertainty.array, np.float32)
+            std = np.sqrt(variance if carried is None else variance + carried**2)
+            out.uncertainty = StdDevUncertainty(std, copy=False)
         return out
+
+
+def models_noise(context: StepContext) -> bool:
+    """Whether the frame's recipe builds an uncertainty plane (has the uncertainty step)."""
+    recipe = context.instrument.recipe_for(context.meta.frame_type) or []
+    return any(entry.step == "uncertainty" for entry in recipe)
