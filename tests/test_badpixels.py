@@ -96,7 +96,7 @@ def test_absolute_hot_rate_threshold():
     rate = np.full((20, 20), 0.01, np.float32)
     rate[3, 4] = 0.5
     rate[5, 5] = 0.05  # 5x the median: hot by an absolute 0.04 ADU/s, not by 10 sigma of 0
-    header = fits.Header({"CF_MTYPE": "dark", "CF_EXPT": 100.0, "CF_INST": "generic"})
+    header = fits.Header({"CF_MTYPE": "dark", "CF_EXPT": 100.0, "CF_INST": "generic", "NCOMBINE": 5})
     bpm, _ = build_bpm(header, rate * 100, thresholds=BpmThresholds(hot_sigma=1e6, hot_rate=0.04))
     assert set(zip(*np.nonzero(bpm), strict=True)) == {(3, 4), (5, 5)}
 

@@ -30,7 +30,7 @@ plugin_env, example, example_manager = (example_tests.plugin_env, example_tests.
                                         example_tests.example_manager)
 
 STRENGTH = 0.02  # fringe RMS / sky level in I
-SPEC = SimulationSpec(shape=(1024, 1024), overscan=32, n_bias=3, n_dark=2, dark_exptimes=(60.0,),
+SPEC = SimulationSpec(shape=(1024, 1024), overscan=32, n_bias=3, n_dark=3, dark_exptimes=(60.0,),
                       dark_temperatures=(-20.0,), n_flat=3, filters=("V", "I"), n_science=2,
                       fringe={"I": STRENGTH}, n_sky=5)
 PEDESTAL = 50.0  # example-cam's pedestal step, the last of its science recipe

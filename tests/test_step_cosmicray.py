@@ -52,7 +52,15 @@ def test_mask_identical_to_ccdproc_in_adu(with_mask):
                      satlevel=60000.0)
     ref = ccdproc.cosmicray_lacosmic(ccd, sigclip=5.0, niter=2, gain=1.5 * u.electron / u.adu,
                                      readnoise=6.0 * u.electron, satlevel=60000.0 * 1.5)
-    np.testing.assert_array_equal(ours.mask, ref.mask)
+    if mask is None:
+        np.testing.assert_array_equal(ours.mask, ref.mask)
+    else:
+        # ccdproc gives the mask to astroscrappy, which grows it by a pixel: the second pixel of
+        # the hit at (50, 50), beside the masked one, is missed there and found here
+        near = ndi.binary_dilation(mask, np.ones((3, 3), bool))
+        np.testing.assert_array_equal(ours.mask[~near], ref.mask[~near])
+        assert ours.mask[50, 51] and not ref.mask[50, 51]
+        assert ours.flags[50, 50] == 0 or not ours.flags[50, 50] & 16  # masked before: not a CR
     np.testing.assert_array_equal(ours.data, data)  # mask only by default
     for y, x in hits:
         assert ours.mask[y, x]
@@ -65,9 +73,9 @@ def test_data_in_electrons_use_gain_one_like_ccdproc():
     data, _ = star_field_with_hits()
     ccd = CCDData(data * np.float32(1.5), unit="electron")
     ours = cosmicray(ccd, make_meta(shape=data.shape, gain=1.5, read_noise=6.0), fsmode="convolve",
-                     sepmed=False)
+                     sepmed=False, objlim=5.0)
     ref = ccdproc.cosmicray_lacosmic(ccd, gain=1.0, readnoise=6.0, fsmode="convolve", sepmed=False,
-                                     satlevel=65535.0 * 1.5)
+                                     objlim=5.0, satlevel=65535.0 * 1.5)
     np.testing.assert_array_equal(ours.mask, ref.mask)
     assert ours.header["CF_CRGN"] == 1.0 and ours.header["CF_CRRN"] == 6.0
 

@@ -30,10 +30,12 @@ from ccdflow.cli.master_inputs import (
 @click.option("--flat", "flat_path", type=click.Path(exists=True, dir_okay=False),
               help="Master flat: dead/low pixels.")
 @click.option("--hot-sigma", type=float, default=10.0, show_default=True,
-              help="Hot: dark rate this many robust sigma above the median.")
+              help="Hot: dark rate this many local noise sigma above its local background.")
 @click.option("--hot-rate", type=float, default=None, help="Hot: dark rate above this (ADU/s).")
 @click.option("--low-threshold", type=float, default=0.5, show_default=True,
               help="Low: flat below this fraction of its local level.")
+@click.option("--min-frames", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Refuse a master dark or flat combined from fewer frames (NCOMBINE).")
 @click.option("--unstable-factor", type=float, default=5.0, show_default=True,
               help="Unstable: temporal scatter this many times what the level predicts.")
 @click.pass_context
@@ -41,11 +43,12 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
         dark_path: str | None, flat_path: str | None, caldb_url: str | None, register: bool,
         as_json: bool, instrument: str | None, instrument_files: tuple[str, ...], config_files: tuple,
         params: tuple, hot_sigma: float, hot_rate: float | None, low_threshold: float,
-        unstable_factor: float) -> None:
+        unstable_factor: float, min_frames: int) -> None:
     """Bad-pixel mask from --dark MASTER (hot) and --flat MASTER (dead/low); raw dark or flat
     FILES, if given, add unstable pixels from their frame-to-frame scatter.
 
-    Bits: 1 hot, 2 dead/low, 4 unstable."""
+    Bits: 1 hot (against the dark's local background), 2 dead/low, 4 unstable; a pixel may
+    carry several."""
     from ccdflow.framework.builders.badpixels import BpmThresholds, build_bpm, write_bpm
     from ccdflow.framework.builders.masters import preprocess_into
     from ccdflow.framework.io.fitsio import read_product
@@ -57,7 +60,7 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
     check_register_target(register, caldb_url, out)
     masters = {k: read_product(p) for k, p in (("dark", dark_path), ("flat", flat_path)) if p}
     thresholds = BpmThresholds(hot_sigma=hot_sigma, hot_rate=hot_rate, low_threshold=low_threshold,
-                               unstable_factor=unstable_factor)
+                               unstable_factor=unstable_factor, min_frames=min_frames)
 
     def make(stack: Any = None, paths: tuple = ()) -> tuple:
         d, f = masters.get("dark"), masters.get("flat")

@@ -16,9 +16,10 @@ if TYPE_CHECKING:
     from ccdflow.pipeline.night import NightResult
     from ccdflow.simulator import SimulatedNight, SimulationSpec
 
-#: The small night: 3 bias, 2 darks of 60 s, 3 V flats, 1 V science frame of 64 x 64 pixels.
+#: The small night: 3 bias, 3 darks of 60 s (a bad-pixel mask needs masters of >= 3 frames),
+#: 3 V flats, 1 V science frame of 64 x 64 pixels.
 TINY_NIGHT: dict[str, Any] = dict(
-    shape=(64, 64), overscan=8, n_bias=3, n_dark=2, dark_exptimes=(60.0,),
+    shape=(64, 64), overscan=8, n_bias=3, n_dark=3, dark_exptimes=(60.0,),
     dark_temperatures=(-20.0,), n_flat=3, filters=("V",), n_science=1, science_exptime=60.0,
     n_stars=8, n_saturated_stars=1,
 )

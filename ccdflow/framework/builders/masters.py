@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from ccdflow.framework import dq
 from ccdflow.framework.builders.channels import channel_stats, normalise_master
 from ccdflow.framework.builders.master_header import master_header, master_stats
 from ccdflow.framework.builders.pair_combine import combine_pair
@@ -204,7 +205,8 @@ def build_master(
         header[key] = (value, comment)
     return CCDData(data, unit="adu", header=header,
                    uncertainty=StdDevUncertainty(np.nan_to_num(error).astype(np.float32)),
-                   mask=mask if mask.any() else None)
+                   mask=mask if mask.any() else None,
+                   flags=dq.flag(None, mask, dq.NO_DATA) if mask.any() else None)
 
 
 def fill_single_frame_error(error: np.ndarray, n_used: np.ndarray, frame: np.ndarray,

@@ -19,6 +19,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ccdflow import __version__
+from ccdflow.framework import dq
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.io import cards
 from ccdflow.framework.io.fitsio import read_headers, read_product, sha256_file
@@ -120,6 +121,7 @@ def stack_products(
     _stack_header(header, files, method, clip, sigma_low, sigma_high, match, levels, n_rejected)
     data = np.where(mask, np.float32(0), result.data).astype(np.float32)
     ccd = CCDData(data, unit=header.get("BUNIT", "adu"), header=header, mask=mask if mask.any() else None,
+                  flags=dq.flag(None, mask, dq.NO_DATA) if mask.any() else None,
                   uncertainty=StdDevUncertainty(np.nan_to_num(result.error)))
     return Stacked(ccd, files, n_rejected, kept)
 

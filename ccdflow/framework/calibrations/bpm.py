@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ccdflow.framework import dq
 from ccdflow.framework.engine.caltype import CalibrationType
 
 if TYPE_CHECKING:
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 #: reads them): a pixel may carry several.
 HOT, LOW, UNSTABLE = 1, 2, 4
 BIT_NAMES = {HOT: "hot (dark rate)", LOW: "dead or low (flat)", UNSTABLE: "unstable (temporal scatter)"}
+#: Each BPM bit -> the product's DQ bit (:mod:`ccdflow.framework.dq`) the bpm step sets for it.
+PRODUCT_BITS = {HOT: dq.HOT, LOW: dq.LOW, UNSTABLE: dq.UNSTABLE}
 
 
 class BadPixelMask(CalibrationType):

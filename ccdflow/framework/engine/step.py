@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from astropy.io import fits
 from pydantic import BaseModel, ConfigDict, Field
 
+from ccdflow.framework import dq
 from ccdflow.framework.engine.errors import NoWorkError, PluginError
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.engine.hookspecs import hookimpl
@@ -114,6 +115,9 @@ class StepRunnerPlugin:
     def run_step_bookkeeping(self, step: Step, ccd, params, calibrations, context):
         start = time.perf_counter()
         result = yield
+        # the DQ bits ride in ``flags`` (CCDData's mask is boolean): carried past steps that
+        # only pass the mask on, reconciled with the mask of a step that changed it
+        result.flags = dq.after_step(ccd, result)
         elapsed = time.perf_counter() - start
         context.timings[step.name] = elapsed
         context.statuses[step.name] = "DONE"

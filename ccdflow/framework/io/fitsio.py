@@ -15,6 +15,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.utils.exceptions import AstropyUserWarning, AstropyWarning
 
+from ccdflow.framework import dq
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.io import cards
 
@@ -194,20 +195,21 @@ def read_ccd(path: str | Path, hdu: int | str = 0, unit: str = "adu", *,
     if bad.any():
         data[bad] = np.nan
         cards.NBAD.put(header, int(bad.sum()))
-        return CCDData(data, unit=unit, header=header, mask=bad)
+        return CCDData(data, unit=unit, header=header, mask=bad, flags=dq.flag(None, bad, dq.NON_FINITE))
     return CCDData(data, unit=unit, header=header)
 
 
 def read_product(path: str | Path, *, content: bytes | None = None) -> CCDData:
     """Read a file written by :func:`write_ccd` back into CCDData (from ``content``, its bytes,
-    when the caller has them)."""
+    when the caller has them); the DQ bits in ``flags`` (:func:`ccdflow.framework.dq.from_file`),
+    ``mask = flags != 0``."""
     with fits.open(path if content is None else io.BytesIO(content), memmap=False) as hdul:
         header = hdul[0].header.copy()
         data = np.asarray(hdul["SCI"].data, dtype=np.float32)
         unit = header.get("BUNIT", "adu")
         uncert = hdul["UNCERT"].data if "UNCERT" in hdul else None
-        mask = hdul["MASK"].data.astype(bool) if "MASK" in hdul else None
+        flags = dq.from_file(hdul["MASK"].data, hdul["MASK"].header) if "MASK" in hdul else None
     return CCDData(
-        data, unit=unit, header=header, mask=mask,
+        data, unit=unit, header=header, mask=None if flags is None else flags != 0, flags=flags,
         uncertainty=None if uncert is None else StdDevUncertainty(np.asarray(uncert, np.float32)),
     )

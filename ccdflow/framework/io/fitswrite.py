@@ -14,6 +14,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
 
+from ccdflow.framework import dq
 from ccdflow.framework.io.fitsio import sha256_file
 
 
@@ -122,7 +123,8 @@ def atomic_write(hdul: fits.HDUList, path: str | Path) -> str:
 
 
 def ccd_to_hdulist(ccd: CCDData) -> fits.HDUList:
-    """SCI (float32), UNCERT (std dev, float32) and MASK (uint8) extensions. The primary header
+    """SCI (float32), UNCERT (std dev, float32) and MASK (DQ bits, :mod:`ccdflow.framework.dq`)
+    extensions. The primary header
     holds only cards FITS can carry: copied cards are fixed and noted, a NaN or inf computed by
     code is refused by name (:func:`~ccdflow.framework.io.writable_header.writable_header`). When a
     card had to be fixed, ``ccd.header`` becomes the fixed header too, so what the caller reads
@@ -141,10 +143,15 @@ def ccd_to_hdulist(ccd: CCDData) -> fits.HDUList:
     hdus = [primary, sci]
     if ccd.uncertainty is not None:
         hdus.append(fits.ImageHDU(np.asarray(ccd.uncertainty.array, dtype=np.float32), name="UNCERT"))
-    if ccd.mask is not None:
-        mask = np.asarray(ccd.mask)  # a bool mask is already 0/1 bytes: a view, not a copy
-        hdus.append(fits.ImageHDU(mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8),
-                                  name="MASK"))
+    # a NaN or inf written unflagged would pass for data: flag it (and the frame in memory too)
+    flags = dq.of(ccd)
+    nonfinite = ~np.isfinite(sci.data)
+    if nonfinite.any():
+        flags = dq.flag(flags, nonfinite, dq.NON_FINITE)
+        ccd.mask, ccd.flags = flags != 0, flags
+    if flags is not None:
+        values, table = dq.to_file(flags)
+        hdus.append(fits.ImageHDU(values, header=table, name="MASK"))
     return fits.HDUList(hdus)
 
 

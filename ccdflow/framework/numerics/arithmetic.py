@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from ccdflow.framework import dq
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.step import header_of
 from ccdflow.framework.numerics.kernels import divide_arrays, subtract_scaled_arrays
@@ -24,10 +25,12 @@ def _std(ccd: CCDData) -> np.ndarray | None:
     return None if ccd.uncertainty is None else np.asarray(ccd.uncertainty.array, np.float32)
 
 
-def _or_masks(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-    if a is None:
-        return None if b is None else np.array(b, dtype=bool)
-    return a if b is None else (np.asarray(a, bool) | np.asarray(b, bool))
+def _with_master_mask(flags: np.ndarray | None, cal: CCDData) -> dict[str, np.ndarray | None]:
+    """``mask`` and ``flags`` for the result: the frame's DQ bits plus NO_DATA where the master
+    has none (its mask, whatever its reasons: in the frame the reason is the missing calibration)."""
+    if cal.mask is not None:
+        flags = dq.flag(flags, np.asarray(cal.mask, bool), dq.NO_DATA)
+    return {"mask": None if flags is None else flags != 0, "flags": flags}
 
 
 def subtract_scaled(
@@ -38,7 +41,7 @@ def subtract_scaled(
     _check_shapes(ccd, cal, what, path)
     data, std = subtract_scaled_arrays(ccd.data, _std(ccd), cal.data, _std(cal), scale)
     return CCDData(
-        data, unit=ccd.unit, header=header_of(ccd), mask=_or_masks(ccd.mask, cal.mask),
+        data, unit=ccd.unit, header=header_of(ccd), **_with_master_mask(dq.of(ccd), cal),
         uncertainty=None if std is None else StdDevUncertainty(std, copy=False),
     )
 
@@ -46,7 +49,8 @@ def subtract_scaled(
 def divide_by_flat(
     ccd: CCDData, flat: CCDData, min_value: float, *, path: str | None = None
 ) -> tuple[CCDData, int]:
-    """``ccd / flat`` where flat >= min_value; elsewhere the pixel is masked and left undivided.
+    """``ccd / flat`` where flat >= min_value; elsewhere the pixel is flagged FLAT_LOW and left
+    undivided.
 
     Relative errors add in quadrature. Returns the product and the number of masked pixels.
     """
@@ -58,8 +62,7 @@ def divide_by_flat(
             f"flat has no pixel >= {min_value} (median {np.nanmedian(f):.4g}); "
             "is it normalised, or a zero/empty flat?", path=path,
         )
-    mask = _or_masks(ccd.mask, bad if n_bad else None)
-    mask = _or_masks(mask, flat.mask)
-    result = CCDData(data, unit=ccd.unit, header=header_of(ccd), mask=mask,
+    flags = dq.flag(dq.of(ccd), bad if n_bad else None, dq.FLAT_LOW)
+    result = CCDData(data, unit=ccd.unit, header=header_of(ccd), **_with_master_mask(flags, flat),
                      uncertainty=None if std is None else StdDevUncertainty(std, copy=False))
     return result, n_bad

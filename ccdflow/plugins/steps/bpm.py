@@ -1,4 +1,4 @@
-"""OR the master bad-pixel mask into the frame's mask."""
+"""Flag the master bad-pixel mask's pixels in the frame's DQ mask, each BPM bit as its product bit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from ccdflow.framework.calibrations.bpm import HOT, LOW, UNSTABLE
+from ccdflow.framework import dq
+from ccdflow.framework.calibrations.bpm import HOT, LOW, PRODUCT_BITS, UNSTABLE
 from ccdflow.framework.engine.errors import NoWorkError, UnprocessableInputError
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 
@@ -20,10 +21,23 @@ class BpmParams(StepParams):
 
 def bad_pixels(bpm: np.ndarray, bits: int) -> np.ndarray:
     """Pixels with any of ``bits`` set in the integer bit mask."""
+    return (_integers(bpm) & bits) != 0
+
+
+def _integers(bpm: np.ndarray) -> np.ndarray:
     bpm = np.asarray(bpm)
-    if not np.issubdtype(bpm.dtype, np.integer):
-        bpm = bpm.astype(np.int32)  # float images of integer values (checked by the step)
-    return (bpm & bits) != 0
+    # float images of integer values (checked by the step)
+    return bpm if np.issubdtype(bpm.dtype, np.integer) else bpm.astype(np.int32)
+
+
+def product_bits(flags: np.ndarray | None, bpm: np.ndarray, bits: int) -> np.ndarray | None:
+    """``flags`` (DQ bits) plus, for each selected BPM bit, its product bit (``PRODUCT_BITS``):
+    a pixel both hot and low keeps both reasons."""
+    bpm = _integers(bpm)
+    for bit, product_bit in PRODUCT_BITS.items():
+        if bits & bit:
+            flags = dq.flag(flags, (bpm & bit) != 0, product_bit)
+    return flags
 
 
 class BadPixelMasker(Step[BpmParams]):
@@ -53,9 +67,9 @@ class BadPixelMasker(Step[BpmParams]):
             raise UnprocessableInputError(
                 f"master BPM holds non-integer values (dtype {data.dtype})", path=context.meta.path)
         bad = bad_pixels(data, params.bits)
-        before = None if ccd.mask is None else np.asarray(ccd.mask, bool)
-        mask = bad if before is None else (before | bad)
+        flags = product_bits(dq.of(ccd), data, params.bits)
         header = header_of(ccd)
         header["CF_BPMBT"] = (params.bits, "BPM bits applied (1 hot, 2 dead, 4 unstable)")
         header["CF_NBPM"] = (np.count_nonzero(bad), "pixels flagged by the BPM")
-        return CCDData(ccd.data, unit=ccd.unit, header=header, mask=mask, uncertainty=ccd.uncertainty)
+        return CCDData(ccd.data, unit=ccd.unit, header=header, mask=None if flags is None else flags != 0,
+                       flags=flags, uncertainty=ccd.uncertainty)

@@ -7,6 +7,7 @@ from astropy.nddata import CCDData
 from pydantic import Field
 from scipy.ndimage import binary_dilation
 
+from ccdflow.framework import dq
 from ccdflow.framework.engine.errors import NoWorkError, UnprocessableInputError
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 
@@ -69,5 +70,6 @@ class SaturationMasker(Step[SaturationParams]):
         header["CF_NSAT"] = (np.count_nonzero(saturated), "pixels masked as saturated (with growth)")
         if params.grow_columns:
             header["CF_SATGR"] = (params.grow_columns, "saturation mask grown along columns (px)")
-        mask = saturated if ccd.mask is None else (np.asarray(ccd.mask, bool) | saturated)
-        return CCDData(ccd.data, unit=ccd.unit, header=header, mask=mask, uncertainty=ccd.uncertainty)
+        mask, flags = dq.flagged(ccd, saturated, dq.SATURATED)
+        return CCDData(ccd.data, unit=ccd.unit, header=header, mask=mask, flags=flags,
+                       uncertainty=ccd.uncertainty)

@@ -8,6 +8,7 @@ import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
 
+from ccdflow.framework import dq
 from ccdflow.framework.engine.errors import AlgorithmError
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
 
@@ -75,9 +76,10 @@ class SourceMasker(Step[SourceMaskParams]):
         header = header_of(ccd)
         header["CF_NSRC"] = (n, "sources found by the source mask")
         header["CF_SRCPX"] = (int(found.sum()), "pixels in the source mask (dilated)")
-        mask = ccd.mask
+        mask, flags = ccd.mask, ccd.flags
         if params.apply_to_mask:
-            mask = found if mask is None else (np.asarray(mask, bool) | found)
-        out = CCDData(ccd.data, unit=ccd.unit, header=header, mask=mask, uncertainty=ccd.uncertainty)
+            mask, flags = dq.flagged(ccd, found, dq.SOURCE)
+        out = CCDData(ccd.data, unit=ccd.unit, header=header, mask=mask, flags=flags,
+                      uncertainty=ccd.uncertainty)
         out.source_mask = found
         return out

@@ -37,6 +37,7 @@ class Trimmer(Step[StepParams]):
         regions = [a.trim for a in amps]
         data = assemble(np.asarray(ccd.data), regions)
         mask = None if ccd.mask is None else assemble(ccd.mask, regions)
+        flags = None if ccd.flags is None else assemble(np.asarray(ccd.flags), regions)
         uncertainty = None
         if ccd.uncertainty is not None:
             uncertainty = ccd.uncertainty.__class__(assemble(ccd.uncertainty.array, regions),
@@ -50,4 +51,4 @@ class Trimmer(Step[StepParams]):
         for key in ("BIASSEC", "TRIMSEC", "DATASEC"):
             header.remove(key, ignore_missing=True)
         return CCDData(np.ascontiguousarray(data), unit=ccd.unit, header=header, mask=mask,
-                       uncertainty=uncertainty, wcs=None)
+                       flags=flags, uncertainty=uncertainty, wcs=None)
