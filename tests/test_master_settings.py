@@ -77,7 +77,7 @@ def test_the_bpm_uses_the_dark_of_the_most_frames_and_none_from_too_few(tmp_path
     flat = _master(tmp_path / "flat.fits", "flat", 5, 5.0)
     darks = [_master(tmp_path / f"d{t:g}x{n}.fits", "dark", n, t)
              for n, t in ((1, 600.0), (5, 60.0), (5, 120.0), (4, 30.0))]
-    ((_, dark, chosen_flat),) = plan_bpms([*darks, flat])
+    ((_, dark, chosen_flat, _),) = plan_bpms([*darks, flat])
     assert dark["path"].endswith("d120x5.fits") and chosen_flat is flat
     skipped: list[str] = []
     other = [_master(tmp_path / "o_flat.fits", "flat", 5, 5.0, inst="other"),
@@ -93,8 +93,12 @@ def test_the_bpm_never_uses_a_suspect_or_bad_master(tmp_path):
     suspect = {**_master(tmp_path / "d_many.fits", "dark", 10, 120.0), "quality": "suspect"}
     good = _master(tmp_path / "d_few.fits", "dark", 5, 60.0)
     skipped: list[str] = []
-    ((_, dark, _),) = plan_bpms([suspect, good, flat], skipped)
+    ((_, dark, _, _),) = plan_bpms([suspect, good, flat], skipped)
     assert dark is good and skipped == [f"{suspect['name']} is suspect: not used for a bad-pixel mask"]
+    skipped.clear()
+    thin_flat = _master(tmp_path / "flat2.fits", "flat", 2, 5.0)
+    assert plan_bpms([good, thin_flat], skipped) == []
+    assert "flat 2026-03-01_flat2.fits has 2 frame(s), fewer than 3" in skipped[0]
     bad_flat = {**flat, "quality": "bad"}
     assert plan_bpms([good, bad_flat]) == []
 

@@ -130,7 +130,7 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
             groups = [g for g in planned if g[0] == kind]
             for done, entry in enumerate(executor.map_unordered(
                     master_task, [(spec, k, name, metas) for k, name, metas in groups]), 1):
-                _register(db, env, entry)
+                register_master(db, env, entry)
                 result.masters.append(entry)
                 result.warnings += [f"{entry['name']}: {w}" for w in entry.get("night_warnings", [])]
                 progress(f"{kind} masters", done, len(groups))
@@ -150,7 +150,7 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
     result.seconds["science"] = time.perf_counter() - start
 
 
-def _register(db: Any, env: Any, entry: dict[str, Any]) -> None:
+def register_master(db: Any, env: Any, entry: dict[str, Any]) -> None:
     """Register a master this run built (or found built but unregistered) in the caldb, after
     its QA (a suspect one is registered, never chosen; the report says why). A run that reads
     the caldb as of a past time registers nothing: the master is written, not chosen, and the
@@ -168,17 +168,21 @@ def _register(db: Any, env: Any, entry: dict[str, Any]) -> None:
         entry["quality"], entry["qa"] = added.quality, added.qa
 
 
+def bpm_min_frames(env: Any) -> Callable[[str], int]:
+    """The fewest frames a BPM's masters need, per instrument (``masters: {bpm: {min_frames}}``)."""
+    return lambda inst: env.config(inst).instrument.master_settings("bpm", env.manager).min_frames
+
+
 def _bpm_stage(spec: RunSpec, executor: Any, result: NightResult,
                progress: Callable[[str, int, int], None]) -> None:
     env = environment(spec)
     skipped: list[str] = []
-    todo = plan_bpms(result.masters, skipped,
-                     lambda inst: env.config(inst).instrument.master_settings("bpm", env.manager).min_frames)
+    todo = plan_bpms(result.masters, skipped, bpm_min_frames(env))
     result.warnings += skipped
     for reason in skipped:
         log.warning("%s", reason)
     for done, entry in enumerate(executor.map_unordered(bpm_task, [(spec, *t) for t in todo]), 1):
-        _register(env.db, env, entry)
+        register_master(env.db, env, entry)
         result.masters.append(entry)
         progress("bad-pixel masks", done, len(todo))
 

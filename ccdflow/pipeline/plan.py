@@ -108,10 +108,11 @@ def plan_products(science: Iterable[FrameMeta], rawdir: str | Path | None,
 
 def plan_bpms(masters: list[dict[str, Any]], skipped: list[str] | None = None,
               min_frames: Callable[[str], int] | None = None
-              ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(group name, dark, flat) per setup of this night that has both: the master dark made
-    from the most frames (then the longest total exposure, then the name: the same choice
-    whatever order the masters finished in) and the first master flat by name, among the
+              ) -> list[tuple[str, dict[str, Any], dict[str, Any], int]]:
+    """(group name, dark, flat, min_frames) per setup of this night that has both: the master
+    dark made from the most frames (then the longest total exposure, then the name: the same
+    choice whatever order the masters finished in) and the master flat of the most frames (then
+    the name), among the
     masters whose QA passed (a suspect or bad master is not chosen for frames, so neither for
     the mask they get).
 
@@ -143,19 +144,22 @@ def plan_bpms(masters: list[dict[str, Any]], skipped: list[str] | None = None,
             dark, header = max(found["dark"], key=lambda d: (
                 int(d[1].get("NCOMBINE", 0)), int(d[1].get("NCOMBINE", 0)) * cards.EXPT.get(d[1], 0.0),
                 d[0]["name"]))
-            n, needed = int(header.get("NCOMBINE", 0)), (
-                calibration_type("bpm").min_frames if min_frames is None else min_frames(key[0]))
+            needed = calibration_type("bpm").min_frames if min_frames is None else min_frames(key[0])
+            flat, flat_header = max(found["flat"], key=lambda f: (int(f[1].get("NCOMBINE", 0)), f[0]["name"]))
             night = dark["name"].split("_")[0]  # the observing night, as in every master's name
-            if n < needed:
+            counts = [(kind, m["name"], int(h.get("NCOMBINE", 0)))
+                      for kind, m, h in (("dark", dark, header), ("flat", flat, flat_header))]
+            short = [c for c in counts if c[2] < needed]
+            if short:
                 if skipped is not None:
                     skipped.append(
                         f"no bad-pixel mask for {night} {' '.join(p for p in key if p)}: its best master "
-                        f"dark {dark['name']} has {n} frame(s), fewer than {needed} "
-                        "(masters.bpm.min_frames); hot pixels from so few are mostly noise and cosmic rays")
+                        + " and ".join(f"{kind} {name} has {n} frame(s)" for kind, name, n in short)
+                        + f", fewer than {needed} (masters.bpm.min_frames); hot pixels from so few are "
+                        "mostly noise and cosmic rays")
                 continue
-            flat = sorted(found["flat"], key=lambda f: f[0]["name"])[0][0]
             parts = [night, "bpm", key[2], key[1], *camera_parts(*key[5:8])]
             out.append(("_".join(safe_component(str(p).replace("_", "-")) for p in parts
                              if p not in ("None", "", "default")),
-                        dark, flat))
+                        dark, flat, needed))
     return out

@@ -168,17 +168,20 @@ def _existing_master(db: Any, out: Path) -> dict[str, Any] | None:
             "quality": record["quality"], "warnings": notes}
 
 
-def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
-    """A bad-pixel mask from the night's longest master dark and a master flat of the same setup
-    (hot pixels from the dark's rate, low pixels from the flat), named by the two masters'
-    checksums: the same pair is found again, a new pair gives a new file."""
+def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, Any],
+             min_frames: int = 3) -> dict[str, Any]:
+    """A bad-pixel mask from the master dark and master flat plan_bpms chose for a setup (hot
+    pixels from the dark's rate, low pixels from the flat), named by the two masters' checksums
+    and the thresholds: the same pair is found again, a new pair gives a new file.
+    ``min_frames`` is the instrument's (masters.bpm.min_frames), the one the plan checked."""
     from ccdflow.framework.builders.badpixels import BpmThresholds, build_bpm, write_bpm
     from ccdflow.framework.builders.reduction import MasterRef
     from ccdflow.pipeline.immutable import write_new
     from ccdflow.pipeline.naming import short_hash
 
     start = time.perf_counter()
-    identity = short_hash("bpm", dark["sha256"], flat["sha256"], BpmThresholds(), length=10)
+    thresholds = BpmThresholds(min_frames=min_frames)
+    identity = short_hash("bpm", dark["sha256"], flat["sha256"], thresholds, length=10)
     entry: dict[str, Any] = {"type": "bpm", "name": f"{group}_{identity}.fits", "group": group, "n": 2,
                              "identity": identity, "inputs": [dark["path"], flat["path"]]}
     try:
@@ -193,7 +196,7 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
         d, f = (MasterRef.load(kind, m["path"], m.get("caldb_id"), m["sha256"]).ccd
                 for kind, m in (("dark", dark), ("flat", flat)))
         mask, header = build_bpm(d.header, d.data, f.header, f.data, dark_mask=d.mask, flat_mask=f.mask,
-                                 dark_path=dark["path"], flat_path=flat["path"])
+                                 dark_path=dark["path"], flat_path=flat["path"], thresholds=thresholds)
         cards.MKEY.put(header, identity, "build identity: the dark and flat used")
         path, sha, new = write_new(out, lambda tmp: write_bpm(mask, header, tmp))
         return {**entry, "name": path.name, "path": str(path), "status": "built" if new else "up-to-date",

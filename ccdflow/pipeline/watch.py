@@ -21,7 +21,7 @@ from typing import Any
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.headers.scan import discover_fits_files, scan_file
-from ccdflow.pipeline.night import NightResult
+from ccdflow.pipeline.night import NightResult, bpm_min_frames, register_master
 from ccdflow.pipeline.plan import master_frame_types, match_rules, plan_bpms, plan_masters, plan_products
 from ccdflow.pipeline.spec import RunSpec, environment
 from ccdflow.pipeline.tasks import bpm_task, master_task, science_task
@@ -134,8 +134,7 @@ class Watcher:
             todo = [g for g in planned if g[0] == kind
                     and frozenset(str(m.path) for m in g[2]) not in self.built_inputs]
             for entry in self.executor.map_unordered(master_task, [(self.spec, *g) for g in todo]):
-                if entry["status"] == "built":
-                    entry["caldb_id"] = env.db.add(entry["path"], env.manager).id
+                register_master(env.db, env, entry)  # with its QA, as the night does
                 self._record_master(entry)
                 built += 1
             self.built_inputs |= {frozenset(str(m.path) for m in g[2]) for g in todo}
@@ -145,12 +144,16 @@ class Watcher:
                 if entry["type"] in ("dark", "flat") and entry["status"] in ("built", "up-to-date"):
                     latest[entry.get("group", entry["name"])] = entry
             done = {e["name"] for e in self.result.masters if e["type"] == "bpm"}
-            todo_bpm = [t for t in plan_bpms(list(latest.values()))]
+            skipped: list[str] = []
+            todo_bpm = plan_bpms(list(latest.values()), skipped, bpm_min_frames(env))
+            for reason in skipped:
+                if reason not in self.result.warnings:  # said once, not on every new master
+                    self.result.warnings.append(reason)
+                    log.warning("%s", reason)
             for entry in self.executor.map_unordered(bpm_task, [(self.spec, *t) for t in todo_bpm]):
                 if entry["status"] == "up-to-date" and entry["name"] in done:
                     continue
-                if entry["status"] == "built":
-                    entry["caldb_id"] = env.db.add(entry["path"], env.manager).id
+                register_master(env.db, env, entry)
                 self._record_master(entry)
         return built
 
