@@ -17,6 +17,11 @@ and generic no longer sets a gain or read noise, so every CF_CHASH and master id
 masters are named with the camera (``..._sim0_ccdflow-sim_<id>``) and carry CF_CAM, CF_GSET and
 CF_OFFS; their camera temperature keyword holds the inputs' mean. Every HDU's pixels of all
 twelve files were compared with those of the session's starting commit (78a06cf): identical.
+Re-recorded for issue 14 (science decisions), on purpose: masters are sigma-clipped means with
+calibrated error planes (the calibrations' shared error included), darks are chosen by the noise
+they add and scaled by the temperature law, UNCERT gains the overscan term and is made after
+bias, MASK holds DQ bits, the BPM finds hot pixels against a local background and cosmic rays
+are found beside flagged pixels; every file and master identity changed.
 """
 
 from __future__ import annotations
