@@ -223,8 +223,9 @@ def background_noise(sim: SimulatedNight, frame: Any) -> np.ndarray:
 def cosmic_figures(sim: SimulatedNight, report: dict) -> dict[str, float]:
     """Recall of cosmic-ray pixels whose charge is above CR_SNR times the pixel's noise
     without it (`background_noise`), overall and for hit pixels next to (8-neighbour) a truth
-    bad or saturated pixel. A hit counts as found when the product masks it (any reason: the
-    MASK plane does not say which)."""
+    bad or saturated pixel. A hit counts as found when the product's MASK gives it the cosmic-ray
+    bit its header table names (``CF_DQ<bit> = 'COSMIC'``), or, in a product without the table,
+    when it masks it at all."""
     bpm = _truth(sim, "bpm.fits") != 0
     found, total, found_near, total_near = 0, 0, 0, 0
     frames = _frames_by_name(sim)
@@ -236,14 +237,16 @@ def cosmic_figures(sim: SimulatedNight, report: dict) -> dict[str, float]:
         if not charge_file.exists():
             return {}
         with fits.open(entry["path"]) as hdul:
-            mask = np.asarray(hdul["MASK"].data) if "MASK" in hdul else None
-        if mask is None:
-            raise ValueError(f"{entry['path']}: no MASK extension to judge cosmic rays by")
+            if "MASK" not in hdul:
+                raise ValueError(f"{entry['path']}: no MASK extension to judge cosmic rays by")
+            mask = np.asarray(hdul["MASK"].data)
+            bits = [int(k[5:]) for k, v in hdul["MASK"].header.items()
+                    if k.startswith("CF_DQ") and k[5:].isdigit() and str(v).strip() == "COSMIC"]
         charge = fits.getdata(charge_file).astype(np.float64)
         sat = _truth(sim, f"sat_{frame.name}.fits") != 0
         hit = (charge > CR_SNR * background_noise(sim, frame)) & ~bpm & ~sat
         near = hit & ndimage.binary_dilation(bpm | sat, structure=np.ones((3, 3), bool))
-        flagged = mask != 0
+        flagged = (mask & bits[0]) != 0 if bits else mask != 0
         found, total = found + int((hit & flagged).sum()), total + int(hit.sum())
         found_near, total_near = found_near + int((near & flagged).sum()), total_near + int(near.sum())
     return {"recall": found / max(total, 1), "hits": total,
