@@ -103,21 +103,26 @@ def real_stars(frames: list[dict]) -> list[np.ndarray]:
             moved = peaks[i] + shift
             dist = np.min(np.hypot(*(moved[:, None, :] - peaks[j][None, :, :]).transpose(2, 0, 1)), axis=1)
             confirmed |= dist < 1.5
-        data, mask = f["data"], f["mask"]
-        ny, nx = data.shape
-        pix = []
-        for y, x in peaks[i][confirmed]:
-            yi, xi = int(round(y)), int(round(x))
-            if not (3 <= yi < ny - 3 and 3 <= xi < nx - 3):
-                continue
-            box = data[yi - 1:yi + 2, xi - 1:xi + 2]
-            dy, dx = np.unravel_index(np.argmax(box), box.shape)
-            py, px = yi - 1 + dy, xi - 1 + dx
-            if mask[py - 2:py + 3, px - 2:px + 3].any() or data[py, px] > 5e4:
-                continue
-            pix.append((py, px))
-        out.append(np.array(pix, int).reshape(-1, 2))
+        out.append(peak_pixels(f["data"], f["mask"], peaks[i][confirmed]))
     return out
+
+
+def peak_pixels(data: np.ndarray, mask: np.ndarray, centres) -> np.ndarray:
+    """The brightest pixel within 1 px of each (y, x) centre, away from the edge, from flagged
+    pixels (5x5) and from saturation (> 5e4): the unsaturated star peaks judged."""
+    ny, nx = data.shape
+    pix = []
+    for y, x in centres:
+        yi, xi = int(round(y)), int(round(x))
+        if not (3 <= yi < ny - 3 and 3 <= xi < nx - 3):
+            continue
+        box = data[yi - 1:yi + 2, xi - 1:xi + 2]
+        dy, dx = np.unravel_index(np.argmax(box), box.shape)
+        py, px = yi - 1 + dy, xi - 1 + dx
+        if mask[py - 2:py + 3, px - 2:px + 3].any() or data[py, px] > 5e4:
+            continue
+        pix.append((py, px))
+    return np.array(pix, int).reshape(-1, 2)
 
 
 def inject(frame: dict, rng: np.random.Generator, n_hits: int = 400, n_hot: int = 300):
@@ -176,19 +181,8 @@ def hst_frame() -> tuple[dict, np.ndarray]:
 
     _, med, std = sigma_clipped_stats(data, sigma=3)
     table = DAOStarFinder(fwhm=2.0, threshold=5 * std)(data - med, mask=hst_dq != 0)
-    pix = []
-    ny, nx = data.shape
-    for y, x in zip(np.asarray(table["ycentroid"]), np.asarray(table["xcentroid"]), strict=True):
-        yi, xi = int(round(y)), int(round(x))
-        if not (3 <= yi < ny - 3 and 3 <= xi < nx - 3):
-            continue
-        box = data[yi - 1:yi + 2, xi - 1:xi + 2]
-        dy, dx = np.unravel_index(np.argmax(box), box.shape)
-        py, px = yi - 1 + dy, xi - 1 + dx
-        if hst_dq[py - 2:py + 3, px - 2:px + 3].any() or data[py, px] > 5e4:
-            continue
-        pix.append((py, px))
-    return frame, np.array(pix, int).reshape(-1, 2)
+    centres = zip(np.asarray(table["ycentroid"]), np.asarray(table["xcentroid"]), strict=True)
+    return frame, peak_pixels(data, hst_dq != 0, centres)
 
 
 def old_way(data, mask, err, rn, options):
