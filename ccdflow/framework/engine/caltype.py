@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypedDict
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ccdflow.framework.engine.errors import PluginError
+from ccdflow.framework.engine.master_options import CombineOptions, MasterOptions, MasterSettings
 
 if TYPE_CHECKING:
     import numpy as np
     from astropy.io import fits
     from astropy.nddata import CCDData
 
-    from ccdflow.framework.builders.masters import Fallback
     from ccdflow.framework.engine.frame import FrameMeta
     from ccdflow.framework.engine.instrument import MatchRule
-    from ccdflow.framework.numerics.combine import Clip, Method
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -46,50 +43,6 @@ SETUP_FIELDS = ("instrument", "camera", "detector", "binning", "readout_mode", "
                 "offset", "shape")
 #: Of the setup, what no match rule may leave out: calibrations never cross cameras.
 ALWAYS_MATCHED = ("instrument", "camera")
-
-
-class CombineOptions(TypedDict):
-    """How a master is combined: ``build_master``'s method, clip and fallback (its identity)."""
-
-    method: Method
-    clip: Clip
-    fallback: Fallback
-    sigma_low: float
-    sigma_high: float
-
-
-class MasterOptions(BaseModel):
-    """How the night builds the masters of one type (an instrument's or a night file's
-    ``masters:`` entry); a value left out keeps the type's default (``CalibrationType``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["median", "mean"] | None = Field(
-        None, description="Combine method: mean (default for bias, dark, flat: a sigma-clipped mean "
-        "keeps ~1/3 more signal-to-noise than a median) or median.")
-    clip: Literal["sigma", "minmax", "none"] | None = Field(
-        None, description="Rejection before combining (sigma: one-pass median/MAD-std 3-sigma clip).")
-    fallback: Literal["refuse", "none", "minmax"] | None = Field(
-        None, description="Fewer than 3 frames for a sigma clip: refuse, no rejection, or minmax "
-        "(drop each pixel's highest value: cosmic rays are positive; with 1 frame: none).")
-    sigma_low: float | None = Field(None, gt=0, description="Sigma clip threshold below the median.")
-    sigma_high: float | None = Field(
-        None, gt=0, description="Sigma clip threshold above the median (lower removes more cosmic "
-        "rays at a small bias: 2.5 costs -0.02 sigma of one frame).")
-    warn_below: int | None = Field(
-        None, ge=1, description="Fewer input frames than this: the night warns (report, log, the "
-        "master's CF_FEWIN card); a small master adds its noise to every frame it calibrates.")
-    min_frames: int | None = Field(
-        None, ge=1, description="Fewest input frames a master is built from; a bad-pixel mask: the "
-        "fewest frames of the master dark it is made from (hot pixels from fewer are unreliable).")
-
-
-class MasterSettings(NamedTuple):
-    """:class:`MasterOptions` with every value filled in (the type's default where unset)."""
-
-    combine: CombineOptions
-    warn_below: int
-    min_frames: int
 
 
 class CalibrationType:

@@ -16,9 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ccdflow.framework.engine.calibration_policy import check_policy
-from ccdflow.framework.engine.caltype import MasterOptions
 from ccdflow.framework.engine.errors import ConfigError
 from ccdflow.framework.engine.instrument import Instrument
+from ccdflow.framework.engine.master_options import MasterOptions
 from ccdflow.framework.engine.step import Step, StepParams
 
 if TYPE_CHECKING:

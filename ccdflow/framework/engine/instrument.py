@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS, MasterOptions, MasterSettings
+from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS
 from ccdflow.framework.engine.dark_law import TemperatureLaw
 from ccdflow.framework.engine.gain_config import Assumed, GainTable, ReadNoiseTable, check_assumptions
 from ccdflow.framework.engine.header_spec import HeaderMap, Strict
+from ccdflow.framework.engine.master_options import MasterOptions, MasterSettings
 from ccdflow.framework.engine.master_qa import MasterQa
 from ccdflow.framework.engine.readout_geometry import Geometry
 
