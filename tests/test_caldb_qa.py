@@ -269,11 +269,30 @@ def test_masters_without_any_error_are_not_compared_and_it_says_so(tmp_path):
     try:
         first, second = tmp_path / "a.fits", tmp_path / "b.fits"
         write_master(first, 60.0, n=5)
-        write_master(second, 300.0, n=5)
+        write_master(second, 60.0, n=7)  # the same exposure: a dark is compared with its like
         manager = get_plugin_manager()
         assert db.add(first, manager).qa["verdict"] == "first of its setup"
         added = db.add(second, manager)
         assert added.quality == "good" and added.qa["verdict"] == "not compared"
         assert "no error to compare within" in added.qa["note"]
+    finally:
+        db.close()
+
+
+def test_a_dark_is_compared_only_with_darks_of_its_exposure(tmp_path):
+    """A real night's darks of 5-120 s differ as rates (bias residual and readout glow over a few
+    seconds): the Feder Apogee night made four of five suspect when a 5 s dark was judged
+    against a 120 s one."""
+    from ccdflow.framework.engine.plugins import get_plugin_manager
+    from tests.test_dark_choice import write_master
+
+    db = CalDB.create(f"sqlite:///{tmp_path / 'caldb.sqlite'}")
+    try:
+        manager = get_plugin_manager()
+        for exposure in (120.0, 5.0, 60.0):
+            write_master(tmp_path / f"d{exposure:g}.fits", exposure, n=5)
+            qa = db.add(tmp_path / f"d{exposure:g}.fits", manager).qa
+            assert qa["verdict"] == "first of its setup", (exposure, qa)
+            assert "setup and exposure" in qa["note"]
     finally:
         db.close()

@@ -3,8 +3,9 @@
 The previous master is the latest good one (not bad, not suspect) observed before the new one
 that passes the same equality gates selection uses (the type's caldb rule: instrument, camera,
 detector, binning, readout mode, gain setting, offset, raw shape, and the filter of a flat); for
-a dark, the nearest in exposure time, then temperature (whole degrees, within the type's
-``max_temperature_difference``: a dark's rate follows its temperature), then time. The figures,
+a dark, one of the same exposure time (the rule's exposure tolerance), the nearest in
+temperature (whole degrees, within the type's ``max_temperature_difference``: a dark's rate
+follows its temperature), then time. The figures,
 over pixels finite and unmasked in both:
 
 - ``outlier_fraction``: the fraction with ``|new - old| > nsigma * combined error`` (see
@@ -27,7 +28,6 @@ says so."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,15 @@ from sqlalchemy import select
 from ccdflow.caldb.models import Calibration
 from ccdflow.caldb.qa_compare import compare, exceeded, planes
 from ccdflow.caldb.selection import _RECORD_FIELD as RECORD_FIELD
-from ccdflow.caldb.selection import CalRecord, Receipt, judge, now_utc, rank_key, scales_with_exposure
+from ccdflow.caldb.selection import (
+    CalRecord,
+    Receipt,
+    exposure_matches,
+    judge,
+    now_utc,
+    rank_key,
+    scales_with_exposure,
+)
 from ccdflow.framework.calibrations import find_type
 from ccdflow.framework.engine.errors import ConfigError
 from ccdflow.framework.engine.frame import FrameMeta
@@ -92,12 +100,15 @@ def previous_good(db: CalDB, fields: Mapping[str, Any], rule: MatchRule,
     if temp is not None and tol is not None:
         found = [r for r in found if r.temperature is None or abs(r.temperature - temp) <= tol]
     if scales_with_exposure(fields["type"]):
+        # only a dark of the same exposure: a short dark's rate carries the bias residual and
+        # readout glow over a few seconds, so the darks of one night (5, 15, 30, 60, 120 s of a
+        # real Apogee camera) differ as rates without anything being wrong
         exposure = fields.get("exposure_time") or 0.0
-        def nearest(r: Calibration) -> tuple[float, float]:
-            ratio = abs(math.log(r.exposure_time / exposure)) if r.exposure_time and exposure else math.inf
-            dtemp = abs(r.temperature - temp) if r.temperature is not None and temp is not None else 0.0
-            return (round(ratio, 2), round(dtemp))  # a set point's jitter does not beat recency
-        found.sort(key=nearest)  # stable: the latest first among equals
+        found = [r for r in found if exposure_matches(exposure, r.exposure_time, rule)]
+
+        def nearest(r: Calibration) -> float:
+            return round(abs(r.temperature - temp)) if r.temperature is not None and temp is not None else 0.0
+        found.sort(key=nearest)  # whole degrees, stable: a set point's jitter does not beat recency
     return found
 
 
@@ -146,7 +157,8 @@ def review(db: CalDB, fields: dict[str, Any], rule: MatchRule) -> dict[str, Any]
             qa["verdict"] = "not compared"
         else:
             qa["verdict"] = "first of its setup"
-            notes.insert(0, f"no earlier good {kind} master of this setup to compare with")
+            what = "setup and exposure" if scales_with_exposure(kind) else "setup"
+            notes.insert(0, f"no earlier good {kind} master of this {what} to compare with")
     if notes:
         qa["note"] = "; ".join(notes)
     fields["qa"] = qa
