@@ -92,8 +92,9 @@ def test_a_long_dark_scaled_down_beats_a_short_dark_scaled_up(issue_db, tmp_path
     stored = db.used_by(ids[300.0])[0]
     assert stored["product_id"] == pid
     assert stored["receipt"]["cost_terms"]["noise"] == terms[ids[300.0]]["noise"]
-    assert stored["receipt"]["temperature_law"] == {"law": "arrhenius", "band_gap_ev": 1.12,
-                                                    "doubling_c": None, "temperature_power": None}
+    assert stored["receipt"]["temperature_law"] == {
+        "law": "arrhenius", "band_gap_ev": 1.12, "doubling_c": None, "temperature_power": None,
+        "measure": True, "measure_min_span_c": 3.0, "measured": None}  # one set point: not measured
     assert stored["receipt"]["scaling"] == pytest.approx(0.4)
 
 

@@ -21,7 +21,8 @@ Re-recorded for issue 14 (science decisions), on purpose: masters are sigma-clip
 calibrated error planes (the calibrations' shared error included), darks are chosen by the noise
 they add and scaled by the temperature law, UNCERT gains the overscan term and is made after
 bias, MASK holds DQ bits, the BPM finds hot pixels against a local background and cosmic rays
-are found beside flagged pixels; every file and master identity changed.
+are found beside flagged pixels; every file and master identity changed. Then the four reduced
+frames again: their darks are scaled by the law the caldb's darks at -20 and -14 C measure.
 """
 
 from __future__ import annotations

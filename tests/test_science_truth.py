@@ -34,6 +34,28 @@ def card(tmp_path_factory) -> dict:
     return scorecard(sim, root / "out")
 
 
+@pytest.fixture(scope="module")
+def card_without_law(tmp_path_factory) -> tuple[dict, dict]:
+    """The same night reduced as a camera nobody measured: generic's default law (arrhenius,
+    silicon's 1.12 eV, T^1.5) on a camera whose dark doubles every 6 C."""
+    root = tmp_path_factory.mktemp("science_truth_default_law")
+    sim = simulate_night(root / "sim", SCIENCE_NIGHT)
+    done = run_night_cli(sim.raw_dir, root / "out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((root / "out" / "report.json").read_text())
+    return scorecard(sim, root / "out"), report
+
+
+@pytest.mark.parametrize("exptime", EXPTIMES)
+def test_the_caldb_darks_measure_an_unknown_law(card_without_law, exptime):
+    """The darks at -15 and -5.3 C fit the band gap (1.29 eV for this camera): within 3 SE
+    (-2.4 and -2.7), where silicon's 1.12 eV left about 5-6 SE on the 120 s frames."""
+    card, report = card_without_law
+    law = report["science"][0]["calibrations"]["dark"]["temperature_law"]
+    assert law["measured"] and law["band_gap_ev"] != 1.12
+    assert abs(card["science"][exptime]["mean_residual_se"]) <= 3.0
+
+
 def test_the_night_is_the_issues(card):
     """The scorecard saw every science frame, and the glow is there to be judged."""
     science = card["science"]

@@ -20,6 +20,7 @@ from ccdflow.caldb.bulk import insert_batch
 from ccdflow.caldb.connection import Sessions, resolve_url
 from ccdflow.caldb.errors import CaldbError
 from ccdflow.caldb.ingest import read_master
+from ccdflow.caldb.measured_law import with_measured_law
 from ccdflow.caldb.models import Calibration
 from ccdflow.caldb.products import ProductRecords
 from ccdflow.caldb.qa import note_skipped_suspects, review, rule_for_master
@@ -249,6 +250,7 @@ class CalDB(ProductRecords, QualityRecords):
                 pinned, excluded = found[0], 0
             else:
                 records, excluded = self._records(session, kind, meta, rule, when)
+                rule = with_measured_law(kind, meta, records, rule)  # darks: caldb/measured_law.py
             try:
                 chosen, receipt = choose(kind, meta, records, rule, pinned=pinned, waive=waive,
                                          excluded=excluded)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ccdflow.caldb.qa import qa_words
 from ccdflow.caldb.selection import Candidate, Receipt, describe_frame, scales_with_exposure
+from ccdflow.framework.engine.dark_law import TemperatureLaw
 from ccdflow.framework.engine.frame import FrameMeta
 
 #: Keys of each candidate in `caldb best --json` (a stable, documented shape).
@@ -154,6 +155,8 @@ def _policy_line(kind: str, policy: dict[str, Any]) -> str:
         parts.append(f"temperature +-{policy['temperature_tolerance']:g} C")
     if scales_with_exposure(kind):
         parts.append(policy["exposure_policy"])
+    if policy.get("temperature_law"):
+        parts.append("temperature law " + TemperatureLaw.model_validate(policy["temperature_law"]).describe())
     return "; ".join(parts)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from astropy.nddata import CCDData
 from pydantic import Field
 
-from ccdflow.framework.engine.dark_law import TemperatureScaling, temperature_scaling
+from ccdflow.framework.engine.dark_law import TemperatureLaw, TemperatureScaling, temperature_scaling
 from ccdflow.framework.engine.errors import ConfigError, UnprocessableInputError
 from ccdflow.framework.engine.step import Step, StepContext, StepParams
 from ccdflow.framework.numerics.arithmetic import subtract_scaled
@@ -48,6 +48,16 @@ def _record(out: CCDData, scale: float, exposure: float, temp: TemperatureScalin
     hdr["HISTORY"] = f"ccdflow dark: x{scale:.6g} = exposure x{exposure:.6g}, {temp.describe()}"
 
 
+def chosen_law(context: StepContext) -> TemperatureLaw | None:
+    """The law the caldb chose the master dark with (its receipt: the instrument's law, with
+    the parameter the caldb's master darks measured where they could), else the instrument's
+    (a master given by hand): the factor applied is the one the receipt shows."""
+    given = (context.receipts.get("dark") or {}).get("temperature_law")
+    if given:
+        return TemperatureLaw.model_validate(given)
+    return context.instrument.match_rule("dark").temperature_law
+
+
 class DarkSubtractor(Step[DarkParams]):
     name = "dark"
     Params = DarkParams
@@ -66,7 +76,7 @@ class DarkSubtractor(Step[DarkParams]):
         exposure = exposure_scale(context.meta.exposure_time, float(dark_exp), params)
         temp = None
         if params.scale_temperature:
-            law = context.instrument.match_rule("dark").temperature_law
+            law = chosen_law(context)
             if law is None:
                 raise ConfigError(
                     f"dark.scale_temperature is on but instrument {context.instrument.name} has no "
