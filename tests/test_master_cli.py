@@ -72,8 +72,13 @@ def test_errors_and_exit_statuses(raw, tmp_path):
     darks = list(map(str, sorted(raw.glob("*dark*"))))
     code, out = run("dark", *darks, "--out", str(tmp_path / "d.fits"))
     assert code == 3 and "needs a master bias: give --bias FILE or --caldb URL" in out
-    code, out = run("bias", *map(str, sorted(raw.glob("*bias*"))[:2]), "--out", str(tmp_path / "b.fits"))
+    code, out = run("bias", *map(str, sorted(raw.glob("*bias*"))[:2]), "--out", str(tmp_path / "b.fits"),
+                    "--fallback", "refuse")
     assert code == 3 and "sigma clipping needs at least 3 frames, got 2" in out
+    # by default the night's settings: a clipped mean, minmax below 3 frames (as the night)
+    code, out = run("bias", *map(str, sorted(raw.glob("*bias*"))[:2]), "--out", str(tmp_path / "b2.fits"))
+    assert code == 0 and "rejection fallback: minmax" in out
+    assert fits.getheader(tmp_path / "b2.fits")["CF_METH"] == "mean"
     code, out = run("bias", *map(str, sorted(raw.glob("*bias*"))[:2]), "--out", str(tmp_path / "b.fits"),
                     "--fallback", "none")
     assert code == 0 and "rejection fallback: none" in out

@@ -37,14 +37,15 @@ def command() -> None:
 
 def _combine_options(func: Callable) -> Callable:
     for option in reversed([
-        click.option("--method", type=click.Choice(["median", "mean"]), default="median", show_default=True,
-                     help="Combine method."),
-        click.option("--clip", type=click.Choice(["sigma", "minmax", "none"]), default="sigma",
-                     show_default=True, help="Rejection before combining."),
-        click.option("--fallback", type=click.Choice(["refuse", "none", "minmax"]), default="refuse",
-                     show_default=True,
+        click.option("--method", type=click.Choice(["median", "mean"]), default=None,
+                     help="Combine method [default: the night's for this type and instrument, "
+                          "`masters:` in its YAML: a sigma-clipped mean unless it says otherwise]."),
+        click.option("--clip", type=click.Choice(["sigma", "minmax", "none"]), default=None,
+                     help="Rejection before combining [default: the night's, sigma]."),
+        click.option("--fallback", type=click.Choice(["refuse", "none", "minmax"]), default=None,
                      help="With fewer than 3 frames for --clip sigma: refuse, no rejection, or drop "
-                          "each pixel's highest value (recorded as CF_FALLB)."),
+                          "each pixel's highest value (recorded as CF_FALLB) [default: the night's, "
+                          "minmax]."),
         click.option("--memory-limit", type=ByteSize(), default=None,
                      help="Bytes the combine may hold, e.g. 1GB (default: the engine's)."),
     ]):
@@ -73,8 +74,8 @@ for _kind in ("bias", "dark", "flat"):
 def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, out: Path,
                     bias_path: str | None, dark_path: str | None, caldb_url: str | None,
                     register: bool, as_json: bool, instrument: str | None, instrument_files: tuple[str, ...],
-                    config_files: tuple, params: tuple, method: Method, clip: Clip, fallback: Fallback,
-                    memory_limit: int | None) -> None:
+                    config_files: tuple, params: tuple, method: Method | None, clip: Clip | None,
+                    fallback: Fallback | None, memory_limit: int | None) -> None:
     from ccdflow.framework.builders.masters import build_master, write_master
     from ccdflow.framework.calibrations import card_tag
     from ccdflow.framework.io import cards
@@ -84,9 +85,17 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
     manager, config, metas = scan_inputs(ctx, files, instrument, instrument_files, config_files, params)
     cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path}, metas[0],
                                      caldb_url)
+    # one way to build a master: the night's settings for the type and instrument, an option
+    # overriding one of them
+    settings = config.instrument.master_settings(kind, manager)
+    combine = settings.combine
+    method, clip = method or combine["method"], clip or combine["clip"]
+    fallback = fallback or combine["fallback"]
     with progress_bar(not as_json, len(metas), f"master {kind}") as advance:
         ccd = build_master(kind, metas, manager, config, {k: m.ccd for k, m in cals.items()},
                            method=method, clip=clip, fallback=fallback, memory_limit=memory_limit,
+                           sigma_low=combine["sigma_low"], sigma_high=combine["sigma_high"],
+                           warn_below=settings.warn_below, min_frames=settings.min_frames,
                            calibration_paths={k: str(m.path) for k, m in cals.items()},
                            scratch_dir=out.resolve().parent, progress=advance, absent=absent)
     for k, m in cals.items():  # the caldb id, when the caldb chose it
