@@ -22,7 +22,8 @@ calibrated error planes (the calibrations' shared error included), darks are cho
 they add and scaled by the temperature law, UNCERT gains the overscan term and is made after
 bias, MASK holds DQ bits, the BPM finds hot pixels against a local background and cosmic rays
 are found beside flagged pixels; every file and master identity changed. Then the four reduced
-frames again: their darks are scaled by the law the caldb's darks at -20 and -14 C measure.
+frames again: their darks are scaled by the law the caldb's darks at -20 and -14 C measure;
+and once more: they carry CF_FILT, the filter `stack` compares.
 """
 
 from __future__ import annotations

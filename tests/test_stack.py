@@ -104,3 +104,34 @@ def test_refusals(products, tmp_path):
     result = CliRunner().invoke(cli, ["stack", *map(str, [*paths[:3], small]), "--out",
                                       str(tmp_path / "s.fits")])
     assert result.exit_code == 3 and "pixel grid" in result.output
+
+
+def test_frames_of_different_filters_are_refused_unless_asked(products, tmp_path):
+    """The reduction writes the filter the header map read (CF_FILT, whatever the camera's
+    keyword); R and V frames of one field are not stacked by accident."""
+    _, paths = products
+    copies = []
+    for i, path in enumerate(paths[:4]):
+        with fits.open(path) as hdul:
+            hdul[0].header["CF_FILT"] = "R" if i == 3 else "V"
+            copies.append(tmp_path / f"f{i}.fits")
+            hdul.writeto(copies[-1])
+    with pytest.raises(UnprocessableInputError, match=r"different filters \(R: 1 \(f3.fits\); V: 3 "
+                                                      r"\(f0.fits, \.\.\.\)\); stack one filter"):
+        stack_products(copies)
+    result = CliRunner().invoke(cli, ["stack", *map(str, copies), "--out", str(tmp_path / "s.fits")])
+    assert result.exit_code == 3 and "--mix-filters" in result.output
+    assert not (tmp_path / "s.fits").exists()
+    result = CliRunner().invoke(cli, ["stack", *map(str, copies), "--out", str(tmp_path / "s.fits"),
+                                      "--mix-filters"])
+    assert result.exit_code == 0, result.output
+    assert stack_products(copies[:3]).ccd.shape == (96, 96)  # one filter: stacked
+
+
+def test_the_reduction_records_the_filter_it_read(tmp_path):
+    """A night's product carries CF_FILT from the header map (here the simulator's FILTER)."""
+    from ccdflow.testing.night import reduce_simulated_night, simulated_spec
+
+    run = reduce_simulated_night(tmp_path, simulated_spec(filters=("R",)), instrument="generic",
+                                 params=(), report=False)
+    assert run.products and all(fits.getheader(p)["CF_FILT"] == "R" for p in run.products)

@@ -26,11 +26,13 @@ from ccdflow.cli.master_cmd import ByteSize, progress_bar
               help="Write each input's rejected pixels to INPUT.crmask.fits (inputs are not changed).")
 @click.option("--cr-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the cosmic-ray masks (default: next to each input).")
+@click.option("--mix-filters", is_flag=True,
+              help="Combine frames of different filters (refused by default: the result is of no band).")
 @click.option("--memory-limit", type=ByteSize(), default=None, help="Bytes the combine may hold, e.g. 1GB.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 def command(files: tuple[str, ...], out: Path, method: str, clip: str, sigma_low: float,
-            sigma_high: float, match: str, cr_masks: bool, cr_dir: Path | None, memory_limit: int | None,
-            as_json: bool) -> None:
+            sigma_high: float, match: str, cr_masks: bool, cr_dir: Path | None, mix_filters: bool,
+            memory_limit: int | None, as_json: bool) -> None:
     """Combine reduced FILES (ccdflow products sharing a pixel grid) with rejection.
 
     With --cr-masks, the pixels the rejection removed from each input are written as that
@@ -38,11 +40,11 @@ def command(files: tuple[str, ...], out: Path, method: str, clip: str, sigma_low
     """
     # Errors end as one line and the shared exit statuses in ccdflow.cli (the root group).
     _run(files, out, method, clip, sigma_low, sigma_high, match, cr_masks, cr_dir, memory_limit,
-         as_json)
+         as_json, mix_filters)
 
 
 def _run(files, out, method, clip, sigma_low, sigma_high, match, cr_masks, cr_dir, memory_limit,
-         as_json) -> None:
+         as_json, mix_filters=False) -> None:
     from ccdflow.framework.builders.stack import stack_products, write_cr_masks
     from ccdflow.framework.io.fitswrite import write_ccd
 
@@ -51,7 +53,7 @@ def _run(files, out, method, clip, sigma_low, sigma_high, match, cr_masks, cr_di
         stacked = stack_products(files, method=method, clip=clip, sigma_low=sigma_low,
                                  sigma_high=sigma_high, match=match, memory_limit=memory_limit,
                                  keep_rejected=cr_masks, scratch_dir=out.resolve().parent,
-                                 progress=advance)
+                                 progress=advance, mix_filters=mix_filters)
     sha = write_ccd(stacked.ccd, out)
     masks: Sequence[Path | None] = write_cr_masks(stacked, out, cr_dir) if cr_masks else [None] * len(files)
     summary = {"path": str(out), "sha256": sha, "n_combined": len(files), "method": method, "clip": clip,

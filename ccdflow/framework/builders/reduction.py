@@ -22,7 +22,7 @@ from ccdflow.framework.engine.step import StepContext
 from ccdflow.framework.io import cards
 from ccdflow.framework.io.fitsio import read_ccd, read_file_hashed, read_product
 from ccdflow.framework.io.fitswrite import write_ccd
-from ccdflow.framework.io.provenance import stamp_product
+from ccdflow.framework.io.provenance import card_text, stamp_product
 from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
 
 if TYPE_CHECKING:
@@ -190,6 +190,8 @@ def reduce_frame(
         raw_checksum=raw_checksum,
         receipts=summaries, frame_type=meta.frame_type,
     )
+    # the filter as the header map read it, whatever the camera's keyword: `stack` compares it
+    cards.FILT.put(ccd.header, card_text(meta.filter or ""))
     start = time.perf_counter()
     checksum = write_ccd(ccd, out_path)
     if timings is not None:

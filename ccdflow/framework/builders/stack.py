@@ -43,20 +43,31 @@ class Stacked:
     rejected: list[np.ndarray] = field(default_factory=list)
 
 
-def check_grid(paths: Sequence[str | Path]) -> tuple[int, int]:
-    """The shared SCI shape, or an error naming the files whose shapes differ (headers only)."""
+def check_grid(paths: Sequence[str | Path], mix_filters: bool = False) -> tuple[int, int]:
+    """The shared SCI shape, or an error naming the files whose shapes differ (headers only);
+    likewise the filters (``CF_FILT``, written by the reduction from the header map) unless
+    ``mix_filters``: R and V frames of one field combined give an image of neither band."""
     if not paths:
         raise UnprocessableInputError("nothing to stack: no input files")
     shapes: dict[tuple[int, int], str] = {}
+    filters: dict[str, list[str]] = {}
     for path in paths:
         headers = read_headers(path)
         if "SCI" not in headers:
             raise UnprocessableInputError("not a ccdflow product (no SCI extension)", path=str(path))
         h = headers["SCI"]
         shapes.setdefault((h.get("NAXIS2", 0), h.get("NAXIS1", 0)), str(path))
+        band = cards.FILT.get(headers[0])
+        if band:  # products made before CF_FILT, or of a camera without filters, say nothing
+            filters.setdefault(band, []).append(str(path))
     if len(shapes) > 1:
         detail = "; ".join(f"{ny}x{nx} in {p}" for (ny, nx), p in shapes.items())
         raise UnprocessableInputError(f"inputs do not share a pixel grid: {detail}")
+    if len(filters) > 1 and not mix_filters:
+        detail = "; ".join(f"{band}: {len(files)} ({Path(files[0]).name}{', ...' if len(files) > 1 else ''})"
+                           for band, files in sorted(filters.items()))
+        raise UnprocessableInputError(f"inputs are of different filters ({detail}); stack one filter "
+                                      "at a time, or pass --mix-filters (mix_filters=True) to combine them")
     return next(iter(shapes))
 
 
@@ -65,6 +76,7 @@ def stack_products(
     clip: Clip = "sigma", sigma_low: float = 3.0, sigma_high: float = 3.0,
     match: Match = "offset", memory_limit: int | None = None, keep_rejected: bool = False,
     scratch_dir: str | Path | None = None, progress: Callable[[str], None] | None = None,
+    mix_filters: bool = False,
 ) -> Stacked:
     """Combine products (SCI/UNCERT/MASK) pixel by pixel; masked input pixels never count.
 
@@ -73,7 +85,7 @@ def stack_products(
     ``scale`` multiplies by the ratio (transparency changes), ``none`` leaves them.
     """
     files = [str(p) for p in paths]
-    check_grid(files)
+    check_grid(files, mix_filters)
     if clip == "sigma" and len(files) < 3:
         raise UnprocessableInputError(f"sigma clipping needs at least 3 frames, got {len(files)}; "
                                       "use clip='minmax' or 'none'")
