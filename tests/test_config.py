@@ -204,3 +204,25 @@ def test_a_misspelt_step_parameter_gets_the_closest_one(manager, tmp_path):
     site = write(tmp_path / "site.yaml", "steps:\n  overscan: {metod: mean}\n")
     with pytest.raises(ConfigError, match="steps.overscan.metod: unknown key .*did you mean 'method'"):
         build(manager, config_files=[site])
+
+
+def test_misspelt_steps_instruments_and_calibration_types_get_the_closest_name(tmp_path):
+    """One wording (errors.did_you_mean) wherever a name is looked up; nothing close: no guess."""
+    from ccdflow.framework.calibrations import calibration_type
+
+    manager = get_plugin_manager()
+    with pytest.raises(ConfigError, match=r"unknown step; registered steps: .*; did you mean 'cosmicray'\?"):
+        build(manager, instrument="generic", params=["cosmicrays.objlim=5"])
+    with pytest.raises(ConfigError, match=r"unknown instrument 'generics'; .*did you mean 'generic'\?"):
+        build(manager, instrument="generics")
+    with pytest.raises(ConfigError, match=r"unknown calibration type 'darkk'; .*did you mean 'dark'\?"):
+        calibration_type("darkk", manager)
+    with pytest.raises(ConfigError, match=r"unknown step 'flatt'; .*did you mean 'flat'\?"):
+        manager.step("flatt")
+    typo = tmp_path / "night.yaml"
+    typo.write_text("masters:\n  darks: {method: median}\n")
+    with pytest.raises(ConfigError, match=r"masters: unknown calibration type 'darks'.*mean 'dark'\?"):
+        build(manager, instrument="generic", config_files=[typo])
+    with pytest.raises(ConfigError) as nothing_close:
+        manager.step("zzzz")
+    assert "did you mean" not in str(nothing_close.value)

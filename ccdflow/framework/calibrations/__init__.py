@@ -41,10 +41,11 @@ def calibration_type(name: str, manager: PluginManager | None = None) -> type[Ca
     """The registered type called ``name`` (the process's plugin manager unless one is given)."""
     found = find_type(name, manager)
     if found is None:
-        from ccdflow.framework.engine.errors import ConfigError
+        from ccdflow.framework.engine.errors import ConfigError, did_you_mean
 
-        known = ", ".join(sorted(t.name for t in _registered(manager)))
-        raise ConfigError(f"unknown calibration type {name!r}; registered: {known}")
+        names = sorted(t.name for t in _registered(manager))
+        raise ConfigError(f"unknown calibration type {name!r}; registered: {', '.join(names)}"
+                          f"{did_you_mean(name, names)}")
     return found
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from ccdflow.framework.engine.errors import ConfigError, MissingCalibrationError
+from ccdflow.framework.engine.errors import ConfigError, MissingCalibrationError, did_you_mean
 from ccdflow.framework.engine.instrument import CalibrationPolicy, Instrument
 
 if TYPE_CHECKING:
@@ -151,7 +151,8 @@ def check_policy(instrument: Instrument, known: Collection[str], source: str) ->
     if unknown:
         raise ConfigError(
             f"{source}: instrument {instrument.name}: calibrations: unknown calibration type "
-            f"{', '.join(map(repr, unknown))}; registered: {', '.join(sorted(known))}")
+            f"{', '.join(map(repr, unknown))}; registered: {', '.join(sorted(known))}"
+            f"{did_you_mean(unknown, known)}")
 
 
 def stamp_absent(header: fits.Header, absent: Mapping[str, str]) -> None:

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ccdflow.framework.engine.calibration_policy import check_policy
-from ccdflow.framework.engine.errors import ConfigError
+from ccdflow.framework.engine.errors import ConfigError, did_you_mean
 from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.master_options import MasterOptions
 from ccdflow.framework.engine.step import Step, StepParams
@@ -244,6 +244,7 @@ def _apply(
         if step not in steps:
             raise ConfigError(
                 f"{source}: steps.{step}: unknown step; registered steps: {', '.join(sorted(steps))}"
+                f"{did_you_mean(step, steps)}"
             )
         if not isinstance(values, Mapping):
             raise ConfigError(f"{source}: steps.{step}: expected a mapping of parameters, got {values!r}")
@@ -310,7 +311,8 @@ def build(
         if unknown:  # a typo (``darks:``) would otherwise leave the defaults in force, silently
             raise ConfigError(f"{source}: masters: unknown calibration type "
                               f"{', '.join(map(repr, unknown))}; registered: "
-                              f"{', '.join(sorted(manager.calibration_types))}")
+                              f"{', '.join(sorted(manager.calibration_types))}"
+                              f"{did_you_mean(unknown, manager.calibration_types)}")
     inst = with_master_options(inst, [site.masters for _, site in site_files])
     return resolve(
         steps=manager.steps,

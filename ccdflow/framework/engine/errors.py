@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable
 
 
 class CcdflowError(Exception):
@@ -119,3 +120,15 @@ class CalibrationChangedError(CcdflowError):
     """A calibration file's bytes differ from the checksum its caldb record holds: it was
     changed after it was registered, so applying it would make products whose provenance lies.
     Never retried silently; ``ccdflow caldb verify`` lists every such file."""
+
+
+def did_you_mean(names: str | Iterable[str], known: Iterable[str]) -> str:
+    """``"; did you mean 'dark'?"`` for the closest known name to (each of) ``names``, or ``""``:
+    one wording for every unknown step, instrument and calibration type."""
+    import difflib
+
+    pool = sorted(known)
+    close = [c[0] for n in ([names] if isinstance(names, str) else names)
+             if (c := difflib.get_close_matches(n, pool, n=1, cutoff=0.6))]
+    return f"; did you mean {', '.join(repr(c) for c in dict.fromkeys(close))}?" if close else ""
+

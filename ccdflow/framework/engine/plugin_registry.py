@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ccdflow.framework.engine.caltype import CalibrationType, validate_calibration_type
-from ccdflow.framework.engine.errors import ConfigError, PluginError
+from ccdflow.framework.engine.errors import ConfigError, PluginError, did_you_mean
 from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.instrument_files import InstrumentOrigin, load_in_order
 from ccdflow.framework.engine.step import Step, validate_step_class
@@ -121,7 +121,8 @@ class Registry:
             return self.calibration_types[name]
         except KeyError:
             raise ConfigError(f"unknown calibration type {name!r}; registered: "
-                              f"{', '.join(sorted(self.calibration_types))}") from None
+                              f"{', '.join(sorted(self.calibration_types))}"
+                              f"{did_you_mean(name, self.calibration_types)}") from None
 
     def step(self, name: str) -> type[Step]:
         try:
@@ -129,6 +130,7 @@ class Registry:
         except KeyError:
             raise ConfigError(
                 f"unknown step {name!r}; registered steps: {', '.join(sorted(self.steps))}"
+                f"{did_you_mean(name, self.steps)}"
             ) from None
 
     def instrument(self, name: str) -> Instrument:
@@ -137,6 +139,7 @@ class Registry:
         except KeyError:
             raise ConfigError(
                 f"unknown instrument {name!r}; registered: {', '.join(sorted(self.instruments))}"
+                f"{did_you_mean(name, self.instruments)}"
             ) from None
 
     def owner(self, kind: str, name: str) -> str:
