@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ccdflow.framework.engine.calibration_policy import check_policy
+from ccdflow.framework.engine.config_errors import describe_validation
 from ccdflow.framework.engine.errors import ConfigError, did_you_mean
 from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.master_options import MasterOptions
@@ -55,51 +54,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
-
-
-def describe_validation(source: str, prefix: str, exc: ValidationError,
-                        model: type[BaseModel] | None = None) -> str:
-    """One line per problem: where, which key, what was found, what was expected; an unknown key
-    of ``model`` (or of a model inside it) gets the closest known key (``gain_tabel``: did you
-    mean ``gain_table``?)."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-        if err["type"] == "extra_forbidden":
-            known = _keys_at(model, err["loc"][:-1]) if model is not None else []
-            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            lines.append(f"{source}: {loc}: unknown key (value {err['input']!r}){hint}")
-        else:
-            lines.append(f"{source}: {loc}: {err['msg']}; got {err.get('input')!r}")
-    return "\n".join(lines)
-
-
-def _keys_at(model: type[BaseModel], path: Sequence[Any]) -> list[str]:
-    """The keys allowed where ``path`` (a pydantic error location) leads inside ``model``: fields
-    of nested models, through the keys of mappings and the indexes of lists."""
-    current: Any = model
-    for part in path:
-        fields = getattr(current, "model_fields", None)
-        if fields is None or part not in fields:
-            continue  # a mapping's key or a list's index: the item model stays current
-        current = _model_in(fields[part].annotation)
-        if current is None:
-            return []
-    fields = getattr(current, "model_fields", None)
-    return list(fields) if fields else []
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model an annotation holds (``Geometry``, ``dict[str, MatchRule]``,
-    ``list[RecipeEntry] | None``), or None."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def parse_cli_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:

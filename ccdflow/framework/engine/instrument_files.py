@@ -84,7 +84,8 @@ def load_instrument_file(
     the file's mapping when the caller has read it already).
 
     Returns the merged instrument, the one it extends (if any) and the file's own ``steps``."""
-    from ccdflow.framework.engine.config import deep_merge, describe_validation, load_yaml
+    from ccdflow.framework.engine.config import deep_merge, load_yaml
+    from ccdflow.framework.engine.config_errors import describe_validation
 
     data = dict(load_yaml(path) if data is None else data)
     own_steps = dict(data.get("steps") or {})
