@@ -17,7 +17,7 @@ from ccdflow.framework.engine.calibration_policy import check_policy
 from ccdflow.framework.engine.config_errors import describe_validation
 from ccdflow.framework.engine.errors import ConfigError, did_you_mean
 from ccdflow.framework.engine.instrument import Instrument
-from ccdflow.framework.engine.master_options import MasterOptions
+from ccdflow.framework.engine.master_options import MasterOptions, layered_master_settings
 from ccdflow.framework.engine.step import Step, StepParams
 
 if TYPE_CHECKING:
@@ -117,6 +117,9 @@ class ResolvedConfig:
     instrument_source: str
     steps: dict[str, dict[str, Setting]] = field(default_factory=dict)
     step_classes: dict[str, type[Step]] = field(default_factory=dict)
+    #: Per calibration type, how its masters are combined and where each value came from (the
+    #: type's default, the instrument's ``masters:``, a night file's): for ``config show``.
+    masters: dict[str, dict[str, Setting]] = field(default_factory=dict)
 
     def params(self, step: str, recipe_params: Mapping[str, Any] | None = None) -> StepParams:
         """Validated parameters for a step; recipe entry values sit in the instrument layer."""
@@ -267,8 +270,10 @@ def build(
                               f"{', '.join(map(repr, unknown))}; registered: "
                               f"{', '.join(sorted(manager.calibration_types))}"
                               f"{did_you_mean(unknown, manager.calibration_types)}")
+    master_layers = [("instrument file" if file_layer else "instrument plugin", inst_source, inst.masters),
+                     *(("site/night file", p, site.masters) for p, site in site_files)]
     inst = with_master_options(inst, [site.masters for _, site in site_files])
-    return resolve(
+    resolved = resolve(
         steps=manager.steps,
         instrument=inst,
         instrument_source=inst_source,
@@ -277,3 +282,5 @@ def build(
         site_files=[(src, site.steps) for src, site in site_files],
         cli_params=parse_cli_params(params),
     )
+    resolved.masters = layered_master_settings(manager.calibration_types, master_layers)
+    return resolved

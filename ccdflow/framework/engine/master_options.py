@@ -6,12 +6,15 @@ instrument's or a night file's ``masters:`` section overrides them per type
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from ccdflow.framework.builders.masters import Fallback
+    from ccdflow.framework.engine.caltype import CalibrationType
+    from ccdflow.framework.engine.config import Setting
     from ccdflow.framework.numerics.combine import Clip, Method
 
 
@@ -39,10 +42,12 @@ class MasterOptions(BaseModel):
     fallback: Literal["refuse", "none", "minmax"] | None = Field(
         None, description="Fewer than 3 frames for a sigma clip: refuse, no rejection, or minmax "
         "(drop each pixel's highest value: cosmic rays are positive; with 1 frame: none).")
-    sigma_low: float | None = Field(None, gt=0, description="Sigma clip threshold below the median.")
+    sigma_low: float | None = Field(
+        None, gt=0, description="Sigma clip threshold below the median, in standard deviations "
+        "(MAD-based).")
     sigma_high: float | None = Field(
-        None, gt=0, description="Sigma clip threshold above the median (lower removes more cosmic "
-        "rays at a small bias: 2.5 costs -0.02 sigma of one frame).")
+        None, gt=0, description="Sigma clip threshold above the median, in standard deviations (lower "
+        "removes more cosmic rays at a small bias: 2.5 costs -0.02 sigma of one frame).")
     warn_below: int | None = Field(
         None, ge=1, description="Fewer input frames than this: the night warns (report, log, the "
         "master's CF_FEWIN card); a small master adds its noise to every frame it calibrates.")
@@ -57,3 +62,27 @@ class MasterSettings(NamedTuple):
     combine: CombineOptions
     warn_below: int
     min_frames: int
+
+
+def layered_master_settings(caltypes: Mapping[str, type[CalibrationType]],
+                            layers: Iterable[tuple[str, str, Mapping[str, MasterOptions]]]
+                            ) -> dict[str, dict[str, Setting]]:
+    """Per calibration type (in build order), every :class:`MasterOptions` value in force and the
+    layer that set it: the type's default, then each ``(layer, source, masters)`` in turn (the
+    instrument's ``masters:``, then each night file's), as :func:`~ccdflow.framework.engine.
+    config.build` merges them."""
+    from ccdflow.framework.engine.config import Setting
+
+    layers = list(layers)
+    out: dict[str, dict[str, Setting]] = {}
+    for name, caltype in sorted(caltypes.items(), key=lambda item: (item[1].order, item[0])):
+        default = caltype.settings()
+        values = {**default.combine, "warn_below": default.warn_below, "min_frames": default.min_frames}
+        row = {key: Setting(values[key], "type default", caltype.__module__)
+               for key in MasterOptions.model_fields}
+        for layer, source, masters in layers:
+            if name in masters:
+                for key, value in masters[name].model_dump(exclude_none=True).items():
+                    row[key] = Setting(value, layer, source)
+        out[name] = row
+    return out

@@ -80,8 +80,11 @@ def filled(values: np.ndarray, bad: np.ndarray, half: int = 2, rounds: int = 64)
 
 
 class CosmicRayParams(StepParams):
-    sigclip: float = Field(4.5, gt=0, description="Laplacian-to-noise limit for detection.")
-    sigfrac: float = Field(0.3, gt=0, description="Fraction of sigclip for neighbouring pixels.")
+    sigclip: float = Field(
+        4.5, gt=0, description="Detection limit: Laplacian-to-noise ratio (sigma) a cosmic-ray pixel "
+        "exceeds.")
+    sigfrac: float = Field(
+        0.3, gt=0, description="Limit for pixels next to a detection, as a fraction of sigclip.")
     objlim: float = Field(
         8.0, gt=0, description="Laplacian to fine-structure contrast; raise it if star cores are hit "
         "(8: undersampled HST stars 36 % -> 14 % flagged, recall on EFOSC2 and simulated frames "
@@ -97,7 +100,7 @@ class CosmicRayParams(StepParams):
     )
     psffwhm: float = Field(2.5, gt=0, description="PSF FWHM in pixels for fsmode=convolve.")
     psfsize: int = Field(7, ge=3, description="PSF kernel size in pixels (odd) for fsmode=convolve.")
-    psfbeta: float = Field(4.765, gt=0, description="Moffat beta for psfmodel=moffat.")
+    psfbeta: float = Field(4.765, gt=0, description="Moffat power-law index (beta) for psfmodel=moffat.")
     cleantype: Literal["median", "medmask", "meanmask", "idw"] = Field(
         "meanmask", description="Interpolation used for cleaned values (and between iterations)."
     )

@@ -14,7 +14,8 @@ from ccdflow.framework.numerics.arithmetic import divide_by_flat
 
 class FlatParams(StepParams):
     min_value: float = Field(
-        0.2, ge=0, description="Flat pixels below this (normalised) value are masked, not divided."
+        0.2, ge=0, description="Master flat pixels below this value (the master has a median of 1) are "
+        "masked in the frame, not divided by."
     )
 
 

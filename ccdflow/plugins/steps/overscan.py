@@ -33,8 +33,11 @@ class OverscanParams(StepParams):
         description="Level estimate: one number (median, mean, clipped_mean) or one value per "
         "line along the readout direction (line_median, or a poly fit of it).",
     )
-    poly_order: int = Field(3, ge=0, le=10, description="Order of the poly fit along lines.")
-    sigma: float = Field(3.0, gt=0, description="Clipping threshold for clipped_mean.")
+    poly_order: int = Field(
+        3, ge=0, le=10, description="Order of the polynomial fitted along the readout direction "
+        "(method poly).")
+    sigma: float = Field(
+        3.0, gt=0, description="Clipping threshold in standard deviations (method clipped_mean).")
     check: bool = Field(
         True, description="Refuse an overscan region that does not look like one "
         "(IlluminatedOverscanError naming the section, where it came from and the figures).")

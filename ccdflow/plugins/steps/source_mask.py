@@ -15,7 +15,8 @@ from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_
 
 class SourceMaskParams(StepParams):
     nsigma: float = Field(3.0, gt=0, description="Detection threshold above the background, in sigma.")
-    npixels: int = Field(5, ge=1, description="Connected pixels above threshold that make a source.")
+    npixels: int = Field(
+        5, ge=1, description="Fewest connected pixels above the threshold that make a source.")
     dilate: int = Field(2, ge=0, le=50, description="Grow each source by this many pixels (its wings).")
     box_size: int | None = Field(
         None, ge=8, description="Background2D box size in pixels; None: one sigma-clipped level.",
