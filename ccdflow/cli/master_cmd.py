@@ -53,15 +53,34 @@ def _combine_options(func: Callable) -> Callable:
     return func
 
 
+def _selectors(func: Callable) -> Callable:
+    for option in reversed([
+        click.option("--filter", "filter_name", metavar="NAME",
+                     help="Use only frames of this filter (as `ccdflow inspect` shows it)."),
+        click.option("--exptime", type=float, metavar="SECONDS",
+                     help="Use only frames of this exposure time, within the tolerance the night "
+                          "groups masters by (the type's caldb rule: 1 %% or 0.1 s by default)."),
+        click.option("--temperature", type=float, metavar="C",
+                     help="Use only frames at this detector temperature, within the type's caldb "
+                          "rule's temperature_tolerance (darks: 2 C by default)."),
+    ]):
+        func = option(func)
+    return func
+
+
 def _master_command(kind: str) -> click.Command:
     @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
     @common_options
+    @_selectors
     @_combine_options
     @click.pass_context
     def run(ctx: click.Context, /, files: tuple[str, ...], **opts: Any) -> None:
         build_and_write(ctx, kind, files, **opts)
 
-    run.__doc__ = f"Combine raw {kind} FILES (directories are searched) into a master {kind}."
+    run.__doc__ = (f"Combine the raw {kind} frames of FILES (directories are searched) into a master "
+                   f"{kind}. Frames of other types are left out (stderr says how many); the "
+                   f"selected frames must make one master, narrowed with --filter, --exptime "
+                   f"and --temperature.")
     return command.command(kind)(run)
 
 
@@ -75,7 +94,9 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                     bias_path: str | None, dark_path: str | None, caldb_url: str | None,
                     register: bool, as_json: bool, instrument: str | None, instrument_files: tuple[str, ...],
                     config_files: tuple, params: tuple, method: Method | None, clip: Clip | None,
-                    fallback: Fallback | None, memory_limit: int | None) -> None:
+                    fallback: Fallback | None, memory_limit: int | None, filter_name: str | None = None,
+                    exptime: float | None = None, temperature: float | None = None) -> None:
+    from ccdflow.framework.builders.master_selection import select_frames
     from ccdflow.framework.builders.masters import build_master, write_master
     from ccdflow.framework.calibrations import card_tag
     from ccdflow.framework.io import cards
@@ -83,6 +104,11 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
     t0 = time.perf_counter()
     check_register_target(register, caldb_url, out)
     manager, config, metas = scan_inputs(ctx, files, instrument, instrument_files, config_files, params)
+    selection = select_frames(kind, metas, config.instrument.match_rule(kind, manager),
+                              filter=filter_name, exptime=exptime, temperature=temperature)
+    metas = selection.frames
+    if selection.left_out:
+        click.echo(selection.note(kind), err=True)
     cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path}, metas[0],
                                      caldb_url)
     # one way to build a master: the night's settings for the type and instrument, an option
@@ -105,7 +131,7 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
     summary = {"type": kind, "path": str(out), "sha256": sha, "instrument": config.instrument.name,
                "n_combined": len(metas), "method": method, "clip": ccd.header[cards.CLIP.keyword],
                "fallback": ccd.header.get(cards.FALLB.keyword),
-               "inputs": [str(m.path) for m in metas],
+               "inputs": [str(m.path) for m in metas], "left_out": dict(selection.left_out),
                "calibrations": {k: {"path": str(m.path), "sha256": m.checksum, "caldb_id": m.caldb_id}
                                 for k, m in cals.items()},
                "calibrations_absent": absent,
