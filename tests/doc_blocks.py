@@ -5,8 +5,14 @@ A page's fenced blocks are read in order:
 - ```` ```yaml file=NAME ```` (any language, with ``file=NAME``): written to NAME;
 - ```` ```console ````: each ``$ command`` line runs in a shell (``ccdflow`` is this checkout's,
   ``~`` the test's home); a trailing ``# exit N`` says the status it must end with (default 0).
-  The lines after a command are output it must print, in order, each as a substring of a line
-  once runs of spaces are collapsed; ``...`` stands for any lines.
+  ``$ export NAME=VALUE`` sets NAME for the page's later commands.
+  The lines after a command are output it must print (stdout and stderr together, so a summary
+  moving from one stream to the other does not break a page), in order, each as a substring of
+  a line once runs of spaces and table borders are collapsed. A line ``...``, ``(...)`` or
+  ``(... words ...)`` stands for any lines; ``...`` inside a line for any text (a temporary
+  folder, a hash);
+- a console block right after ``<!-- not run: REASON -->`` is not run (pip install, a
+  PostgreSQL server, a Dask cluster); the reason is in the page's source for its readers.
 """
 
 from __future__ import annotations
@@ -19,7 +25,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_FENCE = re.compile(r"^```(\S*)(.*)$")
+_FENCE = re.compile(r"^(\s*)```(\S*)(.*)$")  # a fence may be indented (a block in a list item)
+_NOT_RUN = re.compile(r"^<!--\s*not run:\s*(.*?)\s*-->$")
+_ELIDED = re.compile(r"^\(?\.\.\.(.*\.\.\.\))?\)?$")
+_EXPORT = re.compile(r"^export ([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+#: Table borders (Rich's box drawing): not part of what a page promises.
+_BORDERS = re.compile("[\u2500-\u257f]")
 
 
 @dataclass
@@ -31,10 +42,11 @@ class Command:
 
 @dataclass
 class Block:
-    kind: str  # "file" or "console"
+    kind: str  # "file", "console" or "not run"
     text: str = ""
     name: str | None = None
     commands: list[Command] = field(default_factory=list)
+    reason: str | None = None  # why a "not run" block is not run
 
 
 def blocks(page: Path) -> list[Block]:
@@ -44,21 +56,43 @@ def blocks(page: Path) -> list[Block]:
     i = 0
     while i < len(lines):
         match = _FENCE.match(lines[i])
-        if not match or not match.group(1):
+        if not match or not match.group(2):
             i += 1
             continue
         body = []
+        start, indent = i, len(match.group(1))
         i += 1
-        while i < len(lines) and not lines[i].startswith("```"):
-            body.append(lines[i])
+        while i < len(lines) and not lines[i].lstrip().startswith("```"):
+            body.append(lines[i][indent:] if lines[i][:indent].isspace() else lines[i].lstrip())
             i += 1
+        before = next((line.strip() for line in reversed(lines[:start]) if line.strip()), "")
         i += 1
-        name = re.search(r"file=(\S+)", match.group(2))
+        name = re.search(r"file=(\S+)", match.group(3))
+        not_run = _NOT_RUN.match(before)
         if name:
             out.append(Block("file", "\n".join(body) + "\n", name.group(1)))
-        elif match.group(1) == "console":
-            out.append(Block("console", commands=_commands(body)))
+        elif match.group(2) == "console":
+            out.append(Block("not run" if not_run else "console", commands=_commands(body),
+                             reason=not_run.group(1) if not_run else None))
     return out
+
+
+def untagged_commands(page: Path) -> list[str]:
+    """Lines of fenced blocks that are not ``console`` blocks but look like a command a reader
+    would type (``$ ...``, ``ccdflow ...``, ``pip ...``): each should be in a console block,
+    run or marked not run, so none escapes the test."""
+    found, fenced, kind = [], False, ""
+    for line in page.read_text().splitlines():
+        match = _FENCE.match(line)
+        if match and not fenced:
+            fenced, kind = True, match.group(2)
+            continue
+        if line.lstrip().startswith("```") and fenced:
+            fenced = False
+            continue
+        if fenced and kind != "console" and re.match(r"\s*(\$ |ccdflow |pip |git clone )", line):
+            found.append(line)
+    return found
 
 
 def _commands(body: list[str]) -> list[Command]:
@@ -90,7 +124,15 @@ def run_page(page: Path, cwd: Path, env: dict[str, str]) -> list[tuple[Command, 
             assert block.name is not None
             (cwd / block.name).write_text(block.text)
             continue
+        if block.kind == "not run":
+            assert block.reason, f"{page}: a block marked not run gives no reason"
+            continue
         for command in block.commands:
+            export = _EXPORT.match(command.line)
+            if export:  # evaluated by the shell, kept for the page's later commands
+                value = subprocess.run(["bash", "-c", f"{command.line}; printf %s \"${export.group(1)}\""],
+                                       cwd=cwd, env=env, capture_output=True, text=True, check=True)
+                env[export.group(1)] = value.stdout
             proc = subprocess.run(["bash", "-c", command.line], cwd=cwd, env=env, capture_output=True,
                                   text=True, timeout=600)
             shown = f"$ {command.line}\n{proc.stdout}{proc.stderr}"
@@ -100,14 +142,29 @@ def run_page(page: Path, cwd: Path, env: dict[str, str]) -> list[tuple[Command, 
     return ran
 
 
+def _flat(line: str) -> str:
+    return " ".join(_BORDERS.sub(" ", line).split())
+
+
+def _matches(needle: str, line: str) -> bool:
+    """``needle`` in ``line``, each ``...`` in it standing for any text."""
+    at = 0
+    for piece in needle.split("..."):
+        found = line.find(piece.strip(), at)
+        if found < 0:
+            return False
+        at = found + len(piece.strip())
+    return True
+
+
 def _check_output(expected: list[str], output: str, shown: str) -> None:
-    lines = [" ".join(line.split()) for line in output.splitlines()]
+    lines = [_flat(line) for line in output.splitlines()]
     at = 0
     for want in expected:
-        if want.strip() in ("", "..."):
+        needle = _flat(want)
+        if not needle or _ELIDED.match(needle):
             continue
-        needle = " ".join(want.split())
-        while at < len(lines) and needle not in lines[at]:
+        while at < len(lines) and not _matches(needle, lines[at]):
             at += 1
         assert at < len(lines), f"the page says {want!r} is printed; it is not (in order):\n{shown}"
         at += 1
