@@ -6,9 +6,9 @@ A page's fenced blocks are read in order:
 - ```` ```console ````: each ``$ command`` line runs in a shell (``ccdflow`` is this checkout's,
   ``~`` the test's home); a trailing ``# exit N`` says the status it must end with (default 0).
   ``$ export NAME=VALUE`` sets NAME for the page's later commands.
-  The lines after a command are output it must print (stdout and stderr together, so a summary
-  moving from one stream to the other does not break a page), in order, each as a substring of
-  a line once runs of spaces and table borders are collapsed. A line ``...``, ``(...)`` or
+  The lines after a command are output it must print, each as a substring of a line once runs
+  of spaces and table borders are collapsed, in order within stdout or stderr (a terminal
+  interleaves them; a summary moving from one stream to the other does not break a page). A line ``...``, ``(...)`` or
   ``(... words ...)`` stands for any lines; ``...`` inside a line for any text (a temporary
   folder, a hash);
 - a console block right after ``<!-- not run: REASON -->`` is not run (pip install, a
@@ -137,7 +137,7 @@ def run_page(page: Path, cwd: Path, env: dict[str, str]) -> list[tuple[Command, 
                                   text=True, timeout=600)
             shown = f"$ {command.line}\n{proc.stdout}{proc.stderr}"
             assert proc.returncode == command.status, shown
-            _check_output(command.expected, proc.stdout + proc.stderr, shown)
+            _check_output(command.expected, [proc.stdout, proc.stderr], shown)
             ran.append((command, proc))
     return ran
 
@@ -157,14 +157,19 @@ def _matches(needle: str, line: str) -> bool:
     return True
 
 
-def _check_output(expected: list[str], output: str, shown: str) -> None:
-    lines = [_flat(line) for line in output.splitlines()]
-    at = 0
+def _check_output(expected: list[str], streams: list[str], shown: str) -> None:
+    """Each expected line after the one before it in the same stream: a page shows a terminal,
+    where stdout and stderr interleave, so lines from two streams may come in either order."""
+    lines = [[_flat(line) for line in text.splitlines()] for text in streams]
+    at = [0] * len(lines)
     for want in expected:
         needle = _flat(want)
         if not needle or _ELIDED.match(needle):
             continue
-        while at < len(lines) and not _matches(needle, lines[at]):
-            at += 1
-        assert at < len(lines), f"the page says {want!r} is printed; it is not (in order):\n{shown}"
-        at += 1
+        for i, stream in enumerate(lines):
+            found = next((j for j in range(at[i], len(stream)) if _matches(needle, stream[j])), None)
+            if found is not None:
+                at[i] = found + 1
+                break
+        else:
+            raise AssertionError(f"the page says {want!r} is printed; it is not (in order):\n{shown}")

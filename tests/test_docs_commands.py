@@ -27,7 +27,8 @@ def ran(tmp_path_factory):
     # the user's caldb, instrument folder and XDG folders are not the pages': a fresh home
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("CCDFLOW_") and k not in ("XDG_CONFIG_HOME", "XDG_DATA_HOME")}
-    env.update(HOME=str(home), COLUMNS="120", TZ="UTC")
+    # wide enough that no table wraps a cell: a wrapped path would depend on the folder's name
+    env.update(HOME=str(home), COLUMNS="200", TZ="UTC")
     out = {}
     for page in PAGES:
         start = time.perf_counter()
