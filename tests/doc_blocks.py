@@ -8,9 +8,9 @@ A page's fenced blocks are read in order:
   ``$ export NAME=VALUE`` sets NAME for the page's later commands.
   The lines after a command are output it must print, each as a substring of a line once runs
   of spaces and table borders are collapsed, in order within stdout or stderr (a terminal
-  interleaves them; a summary moving from one stream to the other does not break a page). A line ``...``, ``(...)`` or
-  ``(... words ...)`` stands for any lines; ``...`` inside a line for any text (a temporary
-  folder, a hash);
+  interleaves them; a summary moving from one stream to the other does not break a page).
+  A line ``...``, ``(...)`` or ``(... words ...)`` stands for any lines; ``...`` inside a line
+  for any text (a temporary folder, a hash);
 - a console block right after ``<!-- not run: REASON -->`` is not run (pip install, a
   PostgreSQL server, a Dask cluster); the reason is in the page's source for its readers.
 """

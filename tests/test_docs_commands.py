@@ -14,6 +14,8 @@ import pytest
 
 from tests.doc_blocks import blocks, run_page, untagged_commands
 
+pytestmark = pytest.mark.slow  # a simulated night and a two-night demo, then ~45 commands
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", ROOT / "docs" / "night.md", ROOT / "docs" / "caldb.md"]
 #: Blocks a page may leave unrun (each with its reason): few, so the pages stay tested.
@@ -47,8 +49,8 @@ def test_every_command_block_of_the_page_is_run_or_says_why_not(page):
 def test_the_pages_run_as_they_say(ran):
     commands = {name: [c.line for c, _ in result] for name, (result, _) in ran.items()}
     assert commands["README.md"] == []  # its two commands install: not run, each says why
-    assert commands["night.md"][:2] == ["ccdflow simulate sim",
-                                        "ccdflow night sim/night1/raw --out reduced-night --caldb night.sqlite"]
+    assert commands["night.md"][:2] == [
+        "ccdflow simulate sim", "ccdflow night sim/night1/raw --out reduced-night --caldb night.sqlite"]
     assert len(commands["caldb.md"]) >= 25, commands["caldb.md"]
     seconds = {name: round(s, 1) for name, (_, s) in ran.items()}
     print(f"doc pages ran in {seconds} s")
