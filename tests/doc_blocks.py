@@ -63,7 +63,8 @@ def blocks(page: Path) -> list[Block]:
         start, indent = i, len(match.group(1))
         i += 1
         while i < len(lines) and not lines[i].lstrip().startswith("```"):
-            body.append(lines[i][indent:] if lines[i][:indent].isspace() else lines[i].lstrip())
+            line = lines[i]
+            body.append(line[indent:] if not line[:indent].strip() else line.lstrip())
             i += 1
         before = next((line.strip() for line in reversed(lines[:start]) if line.strip()), "")
         i += 1
