@@ -34,13 +34,14 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def _checkout_changes() -> list[str]:
-    """``git status`` of the checkout (untracked and modified files); empty outside git."""
+    """Untracked files of the checkout (what a test wrote beside the code; edits made while the
+    suite runs are the developer's, not looked at); empty outside git."""
     try:
         out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return sorted(line for line in out.splitlines() if line.strip())
+    return sorted(line for line in out.splitlines() if line.startswith("??"))
 
 
 def snapshot() -> dict[str, Any]:
@@ -56,7 +57,7 @@ def snapshot() -> dict[str, Any]:
         # import dies with this process, these would change what later tests see
         "environment": {k: v for k, v in os.environ.items() if k.startswith(WATCHED_VARIABLES)},
         "working directory": os.getcwd(),
-        "checkout (git status)": _checkout_changes(),
+        "untracked files in the checkout": _checkout_changes(),
     }
 
 
