@@ -106,3 +106,18 @@ def test_selection_groups_as_the_night_does(raw):
     with pytest.raises(MixedGroupsError, match=r"-20 C \(1\); -10 C \(1\); pick one with --temperature C"):
         select_frames("dark", apart, rule)
     assert len(select_frames("dark", apart, rule, temperature=-10.5).frames) == 1
+
+
+def test_a_file_in_the_folder_that_cannot_be_used_is_left_out_one_named_is_refused(raw, tmp_path):
+    folder = tmp_path / "night"
+    folder.mkdir()
+    for path in sorted(raw.glob("*bias*")):
+        (folder / path.name).symlink_to(path)
+    junk = folder / "notes.fits"
+    junk.write_text("not a FITS file")
+    result = master("bias", str(folder), "--out", str(tmp_path / "b.fits"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"left out 1 file(s) that cannot be used, e.g. {junk}: ")
+    named = master("bias", str(junk), *map(str, sorted(raw.glob("*bias*"))), "--out", str(tmp_path / "c.fits"))
+    assert named.exit_code == 3 and f"cannot use: {junk}: " in named.stderr
+    assert len(named.stderr) < 400

@@ -73,15 +73,22 @@ def common_options(func: Callable) -> Callable:
 def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | None,
                 instrument_files: tuple[str, ...], config_files: tuple, params: tuple
                 ) -> tuple[PluginManager, ResolvedConfig, list[FrameMeta]]:
-    """Frames and the configuration of their instrument; any unreadable file stops the build."""
+    """Frames and the configuration of their instrument. A file named on the command line that
+    cannot be used stops the build; one found in a folder given is left out, counted on stderr
+    with the first one's reason (a night's folder may hold files of other instruments)."""
     from ccdflow.framework.engine.instrument_files import forced_instrument
     from ccdflow.framework.headers.scan import scan_paths
 
     manager, config = resolve_from_options(ctx, instrument, instrument_files, config_files, params)
     forced = forced_instrument(manager, instrument)
     metas, unknown = scan_paths(files, manager, forced)
+    named = [why for path, why in unknown if path in set(map(str, files))]
+    if named or (unknown and not metas):
+        shown = named or [why for _, why in unknown]
+        more = f" (and {len(shown) - 3} more)" if len(shown) > 3 else ""
+        raise UnprocessableInputError("cannot use: " + "; ".join(shown[:3]) + more)
     if unknown:
-        raise UnprocessableInputError("cannot use: " + "; ".join(f"{p}: {why}" for p, why in unknown))
+        click.echo(f"left out {len(unknown)} file(s) that cannot be used, e.g. {unknown[0][1]}", err=True)
     if not metas:
         raise UnprocessableInputError(f"no FITS files in {', '.join(files)}")
     names = sorted({m.instrument for m in metas})

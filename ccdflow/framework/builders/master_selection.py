@@ -86,7 +86,7 @@ def select_frames(kind: str, metas: Sequence[FrameMeta], rule: MatchRule, *,
     chosen = [m for m in metas if m.frame_type == frame_type]
     left = Counter(sorted(m.frame_type for m in metas if m.frame_type != frame_type))
     if not chosen:
-        raise UnprocessableInputError(f"no {frame_type} frames among the {len(metas)} files given "
+        raise UnprocessableInputError(f"no {frame_type} frames among the {len(metas)} frames read "
                                       f"({', '.join(f'{n} {t}' for t, n in left.items())})")
     if filter is not None:
         keep = [m for m in chosen if str(m.filter).casefold() == filter.casefold()]
