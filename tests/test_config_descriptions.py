@@ -62,6 +62,7 @@ def test_config_show_includes_the_masters_settings_and_their_layers(tmp_path):
     rows = {(r["type"], r["option"]): r for r in shown["masters"]}
     assert {kind for kind, _ in rows} >= {"bias", "dark", "flat", "bpm"}
     assert {option for _, option in rows} == set(MasterOptions.model_fields)
+    assert shown["calibration_types"]["flat"] == "response of one filter, normalised to a median of 1"
     assert rows[("dark", "method")] | {"description": ""} == {
         "type": "dark", "option": "method", "value": "median", "layer": "site/night file",
         "source": str(night), "description": ""}

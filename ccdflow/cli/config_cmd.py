@@ -48,7 +48,7 @@ def show(ctx, instrument, instrument_files, config_files, params, as_json, as_ya
     from ccdflow.framework.engine.master_options import MasterOptions
     from ccdflow.framework.engine.param_docs import param_docs, step_description
 
-    _, resolved = resolve_from_options(ctx, instrument, instrument_files, config_files, params)
+    manager, resolved = resolve_from_options(ctx, instrument, instrument_files, config_files, params)
     if as_yaml:
         click.echo(yaml.safe_dump(resolved.as_dict(), sort_keys=False))
         return
@@ -63,6 +63,7 @@ def show(ctx, instrument, instrument_files, config_files, params, as_json, as_ya
                for kind, settings in resolved.masters.items() for key, s in settings.items()]
     recipes = {k: [e.step for e in v] for k, v in resolved.instrument.recipes.items()}
     about = {name: step_description(cls) for name, cls in resolved.step_classes.items()}
+    kinds = {kind: manager.calibration_types[kind].description for kind in resolved.masters}
     summary = {
         "instrument": resolved.instrument.name,
         "instrument_source": resolved.instrument_source,
@@ -71,6 +72,7 @@ def show(ctx, instrument, instrument_files, config_files, params, as_json, as_ya
         "steps": about,
         "params": rows,
         "masters": masters,
+        "calibration_types": kinds,
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -87,7 +89,8 @@ def show(ctx, instrument, instrument_files, config_files, params, as_json, as_ya
          for step in resolved.steps], "param"))
     console.print(settings_table(
         "masters: how the masters of each calibration type are combined (`masters:` in a YAML)",
-        [(kind, "", [r for r in masters if r["type"] == kind]) for kind in resolved.masters],
+        [(kind, kinds[kind], [r for r in masters if r["type"] == kind])
+         for kind in resolved.masters],
         "option"))
 
 
