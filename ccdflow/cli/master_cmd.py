@@ -98,12 +98,13 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                     exptime: float | None = None, temperature: float | None = None) -> None:
     from ccdflow.framework.builders.master_selection import select_frames
     from ccdflow.framework.builders.masters import build_master, write_master
-    from ccdflow.framework.calibrations import card_tag
+    from ccdflow.framework.calibrations import calibration_type, card_tag
     from ccdflow.framework.io import cards
 
     t0 = time.perf_counter()
     check_register_target(register, caldb_url, out)
-    manager, config, metas = scan_inputs(ctx, files, instrument, instrument_files, config_files, params)
+    manager, config, metas = scan_inputs(ctx, files, instrument, instrument_files, config_files, params,
+                                         calibration_type(kind).frame_type)
     selection = select_frames(kind, metas, config.instrument.match_rule(kind, manager),
                               filter=filter_name, exptime=exptime, temperature=temperature)
     metas = selection.frames

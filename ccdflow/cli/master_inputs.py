@@ -71,11 +71,12 @@ def common_options(func: Callable) -> Callable:
 
 
 def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | None,
-                instrument_files: tuple[str, ...], config_files: tuple, params: tuple
-                ) -> tuple[PluginManager, ResolvedConfig, list[FrameMeta]]:
-    """Frames and the configuration of their instrument. A file named on the command line that
-    cannot be used stops the build; one found in a folder given is left out, counted on stderr
-    with the first one's reason (a night's folder may hold files of other instruments)."""
+                instrument_files: tuple[str, ...], config_files: tuple, params: tuple,
+                frame_type: str | None = None) -> tuple[PluginManager, ResolvedConfig, list[FrameMeta]]:
+    """Frames and the configuration of their instrument: the instrument of the ``frame_type``
+    frames when there are any (the others are left out later), which must be one. A file named
+    on the command line that cannot be used stops the build; one found in a folder given is left
+    out, counted on stderr with the first one's reason."""
     from ccdflow.framework.engine.instrument_files import forced_instrument
     from ccdflow.framework.headers.scan import scan_paths
 
@@ -91,9 +92,11 @@ def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | No
         click.echo(f"left out {len(unknown)} file(s) that cannot be used, e.g. {unknown[0][1]}", err=True)
     if not metas:
         raise UnprocessableInputError(f"no FITS files in {', '.join(files)}")
-    names = sorted({m.instrument for m in metas})
+    of_type = [m for m in metas if m.frame_type == frame_type]
+    names = sorted({m.instrument for m in of_type or metas})
     if len(names) > 1:
-        raise UnprocessableInputError(f"inputs come from different instruments: {', '.join(names)}")
+        what = f"{frame_type} frames" if of_type else "inputs"
+        raise UnprocessableInputError(f"{what} come from different instruments: {', '.join(names)}")
     if names[0] != config.instrument.name:
         manager, config = resolve_from_options(ctx, names[0], instrument_files, config_files, params)
     return manager, config, sorted(metas, key=lambda m: m.date_obs)
