@@ -122,3 +122,15 @@ def test_a_file_in_the_folder_that_cannot_be_used_is_left_out_one_named_is_refus
     named = master("bias", str(junk), *biases, "--out", str(tmp_path / "c.fits"))
     assert named.exit_code == 3 and f"cannot use: {junk}: " in named.stderr
     assert len(named.stderr) < 400
+
+
+def test_another_cameras_frames_of_other_types_do_not_stop_the_master(raw, real_data, tmp_path):
+    """A folder shared with an EFOSC2 spectroscopic flat: the simulated biases still make a master."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    for path in sorted(raw.glob("*bias*")):
+        (folder / path.name).symlink_to(path)
+    (folder / "efosc.fits.gz").symlink_to(real_data / "efosc-ntt" / "EFOSC.2022-01-26T19-21-12.485.fits.gz")
+    result = master("bias", str(folder), "--out", str(tmp_path / "b.fits"))
+    assert result.exit_code == 0, result.output
+    assert "master bias: 3 frame(s) selected; left out 1 spec_flat" in result.stderr
