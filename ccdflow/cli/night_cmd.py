@@ -14,6 +14,7 @@ import click
 
 from ccdflow.cli import EXIT_FAILURES, EXIT_INPUT, fail, signals_interrupt
 from ccdflow.cli.caldb_options import UtcTime
+from ccdflow.cli.command_log import command_log
 from ccdflow.cli.options import caldb_options, config_options
 
 #: Files listed on stderr when none of RAWDIR's files could be used (all are in the report).
@@ -24,7 +25,8 @@ def night_options(func):
     """Options shared by `night` and `watch`."""
     for option in reversed([
         click.option("--out", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="Output folder: masters/, reduced/, report.html, report.json, config.yaml."),
+                     help="Output folder: masters/, reduced/, report.html, report.json, config.yaml, "
+                          "and ccdflow.log (appended to by every run: INFO, DEBUG with -v)."),
         click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Worker processes on this machine (Dask LocalCluster); 1 = serial in this "
                           "process. Default: the number of cores."),
@@ -77,6 +79,7 @@ def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_files,
                    "registered, so not chosen; the next run without this option registers them.")
 @config_options
 @caldb_options()
+@command_log("outdir")
 def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | None, force: bool,
             dashboard: str | None, redo_stale: bool, caldb_as_of, instrument, instrument_files,
             config_files, params, caldb_url, as_json: bool) -> None:
@@ -100,7 +103,6 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
     from ccdflow.pipeline.executor import make_executor
     from ccdflow.pipeline.night import run_night
     from ccdflow.pipeline.outlock import lock_outdir
-    from ccdflow.pipeline.report import write_report
     from ccdflow.pipeline.spec import environment, forget_environments
 
     require_fits_files(rawdir)
@@ -131,8 +133,22 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
                                "warnings": result.warnings, "caldb_as_of": result.caldb_as_of,
                                "unknown": result.unknown}, indent=2, default=str))
     else:
-        _print_summary(console, result, counts, paths)
+        _print_summary(Console(), result, counts, paths)  # the result: stdout
     exit_for(result, paths, as_json)
+
+
+def write_report(result, db) -> dict:
+    """The run's report (:func:`ccdflow.pipeline.report.write_report`), its time and where it
+    went in the run's log."""
+    import logging
+    import time
+
+    from ccdflow.pipeline.report import write_report as write
+
+    start = time.perf_counter()
+    paths = write(result, db)
+    logging.getLogger("ccdflow.night").info("report: %s (%.1f s)", paths["html"], time.perf_counter() - start)
+    return paths
 
 
 def require_fits_files(rawdir: Path) -> None:
