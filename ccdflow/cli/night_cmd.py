@@ -133,7 +133,7 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
                                "warnings": result.warnings, "caldb_as_of": result.caldb_as_of,
                                "unknown": result.unknown}, indent=2, default=str))
     else:
-        _print_summary(Console(), result, counts, paths)  # the result: stdout
+        _print_summary(Console(), result, counts, paths, outdir)  # the result: stdout
     exit_for(result, paths, as_json)
 
 
@@ -208,22 +208,36 @@ def _progress(console, disabled: bool):
                     TimeElapsedColumn(), console=console, transient=False, disable=disabled)
 
 
-def _print_summary(console, result, counts, paths) -> None:
+def _print_summary(console, result, counts, paths, outdir: Path) -> None:
+    """The result on stdout, one line each (no table: it is read in pipes and logs too)."""
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table("stage", "result", title=f"night {result.rawdir}")
-    table.add_row("files", f"{counts['files']} ({counts['unreadable_or_unknown']} unreadable or unknown)")
-    table.add_row("frames", ", ".join(f"{v} {k}" for k, v in sorted(counts["frame_types"].items())))
-    table.add_row("masters", ", ".join(f"{v} {k}" for k, v in sorted(counts["masters"].items())) or "none")
-    table.add_row("science", ", ".join(f"{v} {k}" for k, v in sorted(counts["science"].items())) or "none")
-    table.add_row("time", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
-    console.print(table)
+    rows = {"files": f"{counts['files']} ({counts['unreadable_or_unknown']} unreadable or unknown)",
+            "frames": ", ".join(f"{v} {k}" for k, v in sorted(counts["frame_types"].items())) or "none",
+            "masters": ", ".join(f"{v} {k}" for k, v in sorted(counts["masters"].items())) or "none",
+            "science": ", ".join(f"{v} {k}" for k, v in sorted(counts["science"].items())) or "none",
+            "time": ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())}
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
+    say(f"night {escape(result.rawdir)}")
+    for label, value in rows.items():
+        say(f"{label:<8} {escape(value)}")
     for entry in [*[m for m in result.masters if m["status"] == "failed"], *result.failed]:
         name = entry.get("name") or Path(entry["raw"]).name
-        console.print(f"[red]failed[/red] {name}: {entry['reason']}", highlight=False)
+        say(f"[red]failed[/red] {escape(name)}: {escape(entry['reason'])}")
     if result.unknown:
-        console.print(f"[yellow]{len(result.unknown)} file(s) not used[/yellow] (reasons in the report)")
-    for warning in result.warnings:
-        console.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False)
-    console.print(f"report: {paths['html']}", highlight=False)
+        say(f"[yellow]{len(result.unknown)} file(s) not used[/yellow] (reasons in the report)")
+    for warning in sorted(result.warnings):  # the order tasks finished in is not the reader's
+        say(f"[yellow]warning[/yellow] {escape(warning)}")
+    say(f"report: {escape(str(shown_path(paths['html'], outdir)))}")
+    say(f"log:    {escape(str(outdir / 'ccdflow.log'))}")
+
+
+def shown_path(path: str | Path, outdir: Path) -> Path:
+    """A file inside OUTDIR as the user named OUTDIR (relative stays relative)."""
+    try:
+        return outdir / Path(path).relative_to(outdir.resolve())
+    except ValueError:
+        return Path(path)

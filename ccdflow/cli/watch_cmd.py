@@ -9,7 +9,7 @@ import click
 
 from ccdflow.cli import Interrupted, signals_interrupt
 from ccdflow.cli.command_log import command_log
-from ccdflow.cli.night_cmd import exit_for, failed_masters, night_options, spec_from, write_report
+from ccdflow.cli.night_cmd import exit_for, failed_masters, night_options, shown_path, spec_from, write_report
 from ccdflow.cli.options import caldb_options, config_options
 
 
@@ -91,5 +91,5 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
                                "stopped": getattr(result, "stopped", None),
                                "unknown": result.unknown}, indent=2, default=str))
     else:
-        results.print(f"stopped; report: {paths['html']}", highlight=False)
+        results.print(f"stopped; report: {shown_path(paths['html'], outdir)}", highlight=False)
     exit_for(result, paths, as_json, all_unused_fails=False)
