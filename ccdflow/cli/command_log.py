@@ -81,13 +81,31 @@ class _UtcFormatter(logging.Formatter):
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
 
 
+class _FileOnceFolderExists(logging.FileHandler):
+    """Appends to the log once its folder exists (it was there, or the command made it); records
+    before that wait here. A command refused before any work (a configuration error, OUT in use
+    elsewhere) thus leaves no folder behind just for its log, and its records are dropped."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", delay=True)
+        self.waiting: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None and not os.path.isdir(os.path.dirname(self.baseFilename)):
+            self.waiting.append(record)
+            return
+        waiting, self.waiting = self.waiting, []
+        for early in waiting:
+            super().emit(early)
+        super().emit(record)
+
+
 @contextmanager
 def open_log(folder: Path, verbose: int | None = None) -> Iterator[Path]:
     """Append to ``folder/ccdflow.log`` while the block runs (INFO, or DEBUG when ``verbose``)."""
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOG_NAME
     verbose = verbosity() if verbose is None else verbose
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler = _FileOnceFolderExists(path)
     handler.setLevel(logging.DEBUG if verbose else logging.INFO)
     handler.setFormatter(_UtcFormatter())
     root = logging.getLogger("ccdflow")
