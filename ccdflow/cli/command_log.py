@@ -89,8 +89,11 @@ class _FileOnceFolderExists(logging.FileHandler):
     def __init__(self, path: Path) -> None:
         super().__init__(path, mode="a", encoding="utf-8", delay=True)
         self.waiting: list[logging.LogRecord] = []
+        self.broken = False
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.broken:
+            return
         if self.stream is None and not os.path.isdir(os.path.dirname(self.baseFilename)):
             self.waiting.append(record)
             return
@@ -98,6 +101,27 @@ class _FileOnceFolderExists(logging.FileHandler):
         for early in waiting:
             super().emit(early)
         super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802
+        """A log that cannot be written (a full disk, a folder made read-only) is said once, in
+        one line: not logging's traceback per record, nor silence."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)
+            return
+        self._broken(error)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as error:  # the last bytes could not be flushed
+            self._broken(error)
+
+    def _broken(self, error: OSError) -> None:
+        if not self.broken:
+            self.broken = True
+            sys.stderr.write(f"warning: {self.baseFilename}: {error.strerror or error}; the log stops "
+                             "here\n")
 
 
 @contextmanager
