@@ -155,3 +155,29 @@ def test_a_broken_log_folder_is_one_line(tmp_path):
     out.write_text("")
     proc = ccdflow("simulate", str(out / "sim"), "--size", "32", status=3)
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_warnings_are_logged_and_nothing_is_written_before_the_folder_exists(tmp_path):
+    """Python warnings reach the log (and still the console's stream); records of a command
+    that ends before its folder exists are dropped, and no folder is made for them."""
+    import logging
+    import warnings
+
+    from ccdflow.cli.command_log import open_log
+    from ccdflow.pipeline.runlog import FILE_ONLY, for_console
+
+    absent = tmp_path / "absent"
+    with open_log(absent, verbose=0):
+        logging.getLogger("ccdflow.night").warning("refused before any work")
+    assert not absent.exists()
+
+    with pytest.warns(UserWarning, match="a card was fixed"), open_log(tmp_path, verbose=0) as path:
+        warnings.warn("a card was fixed", UserWarning, stacklevel=1)
+        logging.getLogger("ccdflow.night").debug("not at INFO")
+    text = path.read_text()
+    assert "WARNING ccdflow.warnings: UserWarning: a card was fixed (" in text
+    assert "not at INFO" not in text and "=== exit status 0 after" in text
+    record = logging.LogRecord("ccdflow.night", logging.ERROR, __file__, 1, "x", None, None)
+    assert for_console(record)
+    record.__dict__.update(FILE_ONLY)
+    assert not for_console(record)
