@@ -42,6 +42,7 @@ from ccdflow.pipeline.runlog import FILE_ONLY
 LOG_NAME = "ccdflow.log"
 log = logging.getLogger("ccdflow.cli")
 
+
 def command_log(param: str, *, beside: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: run the command with its log open in the folder ``param`` names (``beside``:
     in the folder of the file ``param`` names)."""
