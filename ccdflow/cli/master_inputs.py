@@ -166,11 +166,11 @@ def finish(summary: dict, out: Path, register: bool, caldb_url: str | None,
         summary["caldb_quality"], summary["caldb_qa"] = added.quality, added.qa  # master QA
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     stats = ", ".join(f"{k[3:].lower()} {v}" for k, v in summary.get("stats", {}).items())
-    _log_summary(summary, stats)
+    source = f"from {summary['n_combined']} frame(s)" if summary["type"] != "bpm" else "(bad-pixel mask)"
+    _log_summary(summary, f"wrote {summary['type']} {out} {source} in {summary['seconds']:.1f} s: {stats}")
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
-    source = f"from {summary['n_combined']} frame(s)" if summary["type"] != "bpm" else "(bad-pixel mask)"
     click.echo(f"wrote {summary['type']} {out} {source}: {stats}")
     if summary.get("fallback"):
         click.echo(f"rejection fallback: {summary['fallback']}")
@@ -183,20 +183,26 @@ def finish(summary: dict, out: Path, register: bool, caldb_url: str | None,
             click.echo(f"master QA: {qa_words(summary['caldb_qa'])}")
 
 
-def _log_summary(summary: dict, stats: str) -> None:
-    """What was built from what, into the command's log (ccdflow.cli.command_log)."""
-    log.info("wrote %s %s from %s input(s) in %.1f s: %s", summary["type"], summary["path"],
-             summary["n_combined"], summary["seconds"], stats)
+def _log_summary(summary: dict, wrote: str) -> None:
+    """What was built from what, into the command's log (ccdflow.cli.command_log); the console
+    has it on stdout."""
+    from ccdflow.pipeline.runlog import FILE_ONLY
+
+    log.info("%s", wrote, extra=FILE_ONLY)
+    for kind, path in summary.get("sources", {}).items():
+        if path:
+            log.info("%s: %s", kind, path, extra=FILE_ONLY)
     for kind, cal in summary.get("calibrations", {}).items():
-        log.info("%s: %s (caldb id %s, sha256 %s)", kind, cal["path"], cal["caldb_id"], cal["sha256"])
+        log.info("%s: %s (caldb id %s, sha256 %s)", kind, cal["path"], cal["caldb_id"], cal["sha256"],
+                 extra=FILE_ONLY)
     for kind, why in summary.get("calibrations_absent", {}).items():
-        log.info("no %s: %s", kind, why)
+        log.info("no %s: %s", kind, why, extra=FILE_ONLY)
     if summary.get("fallback"):
-        log.warning("rejection fallback: %s", summary["fallback"])
+        log.warning("rejection fallback: %s", summary["fallback"], extra=FILE_ONLY)
     if "caldb_id" in summary:
         from ccdflow.caldb.qa import qa_words
 
         log.info("caldb: %s, id %s, QA %s", "added" if summary["caldb_new"] else "already present",
-                 summary["caldb_id"], qa_words(summary["caldb_qa"]))
+                 summary["caldb_id"], qa_words(summary["caldb_qa"]), extra=FILE_ONLY)
     for path in summary.get("inputs", []):
-        log.debug("input %s", path)
+        log.debug("input %s", path, extra=FILE_ONLY)

@@ -47,6 +47,7 @@ def spec_from_options(size, nights, seed, n_bias, n_dark, n_flat, n_science, fil
 def command(outdir: Path, **options) -> None:
     """Simulate a night of raw frames (bias, darks, flats, science) and its truth in OUTDIR
     (and OUTDIR/ccdflow.log)."""
+    from ccdflow.pipeline.runlog import FILE_ONLY
     from ccdflow.simulator import simulate_night
 
     night = simulate_night(outdir, spec_from_options(**options))
@@ -55,6 +56,6 @@ def command(outdir: Path, **options) -> None:
         counts[frame.frame_type] = counts.get(frame.frame_type, 0) + 1
     what = ", ".join(f"{n} {k}" for k, n in counts.items())
     logging.getLogger("ccdflow.simulator").info("raw frames in %s: %s; truth in %s", night.raw_dir, what,
-                                                night.truth_dir)
+                                                night.truth_dir, extra=FILE_ONLY)  # stdout has it
     click.echo(f"raw frames:  {night.raw_dir}  {what}")
     click.echo(f"truth:       {night.truth_dir}")

@@ -51,6 +51,7 @@ def _run(files, out, method, clip, sigma_low, sigma_high, match, cr_masks, cr_di
          as_json, mix_filters=False) -> None:
     from ccdflow.framework.builders.stack import stack_products, write_cr_masks
     from ccdflow.framework.io.fitswrite import write_ccd
+    from ccdflow.pipeline.runlog import FILE_ONLY
 
     t0 = time.perf_counter()
     with progress_bar(not as_json, len(files), "stack") as advance:
@@ -66,12 +67,12 @@ def _run(files, out, method, clip, sigma_low, sigma_high, match, cr_masks, cr_di
                    for p, n, m in zip(stacked.paths, stacked.n_rejected, masks,
                                       strict=True)],
                "seconds": round(time.perf_counter() - t0, 3)}
-    log = logging.getLogger("ccdflow.stack")
+    log = logging.getLogger("ccdflow.stack")  # the command's log; the console has it on stdout
     log.info("wrote %s from %d exposures (%s, clip %s, match %s) in %.1f s", out, len(files), method,
-             clip, match, summary["seconds"])
+             clip, match, summary["seconds"], extra=FILE_ONLY)
     for entry in summary["inputs"]:
         log.info("%s: %d pixels rejected%s", entry["path"], entry["rejected_pixels"],
-                 f", mask {entry['cr_mask']}" if entry["cr_mask"] else "")
+                 f", mask {entry['cr_mask']}" if entry["cr_mask"] else "", extra=FILE_ONLY)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
