@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ccdflow.cli import ErrorsToExitGroup
+from ccdflow.cli.command_log import command_log
 
 if TYPE_CHECKING:
     from ccdflow.framework.builders.masters import Fallback
@@ -25,6 +26,7 @@ from ccdflow.cli.master_inputs import (
     common_options,
     finish,
     load_calibrations,
+    note,
     progress_bar,
     scan_inputs,
 )
@@ -74,6 +76,7 @@ def _master_command(kind: str) -> click.Command:
     @_selectors
     @_combine_options
     @click.pass_context
+    @command_log("out", beside=True)
     def run(ctx: click.Context, /, files: tuple[str, ...], **opts: Any) -> None:
         build_and_write(ctx, kind, files, **opts)
 
@@ -109,7 +112,7 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                               filter=filter_name, exptime=exptime, temperature=temperature)
     metas = selection.frames
     if selection.left_out:
-        click.echo(selection.note(kind), err=True)
+        note(selection.note(kind))
     cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path}, metas[0],
                                      caldb_url)
     # one way to build a master: the night's settings for the type and instrument, an option
