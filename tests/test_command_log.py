@@ -115,7 +115,7 @@ def test_master_and_stack_log_beside_their_file(raw, tmp_path):
     assert levels(run) == {"INFO"} and "=== exit status 0 after " in run[-1]
 
     # an error is logged with its message and status; the console says it once, on stderr
-    darks = [str(p) for p in raw.glob("n1_dark_*.fits")]
+    darks = sorted(str(p) for p in raw.glob("n1_dark_*.fits"))  # sorted: the first three make one master
     refused = ccdflow("master", "dark", *darks[:3], "--out", str(made.parent / "dark.fits"), status=3)
     assert refused.stdout == "" and "needs a master bias" in refused.stderr
     last = runs(made.parent / "ccdflow.log")[-1]
