@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ccdflow.cli.options import CALDB_ENV_VAR, config_options
-from ccdflow.framework.engine.errors import UnprocessableInputError
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.config import ResolvedConfig
@@ -47,12 +46,6 @@ class ByteSize(click.ParamType):
         return size
 
 
-def resolve_from_options(*args: Any) -> tuple[Any, Any]:
-    from ccdflow.cli.config_cmd import resolve_from_options as resolve
-
-    return resolve(*args)
-
-
 def common_options(func: Callable) -> Callable:
     for option in reversed([
         click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -73,54 +66,27 @@ def common_options(func: Callable) -> Callable:
 def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | None,
                 instrument_files: tuple[str, ...], config_files: tuple, params: tuple
                 ) -> tuple[PluginManager, ResolvedConfig, list[FrameMeta]]:
-    """Frames and the configuration of their instrument; any unreadable file stops the build."""
-    from ccdflow.framework.engine.instrument_files import forced_instrument
-    from ccdflow.framework.headers.scan import scan_paths
+    """Frames and the configuration of their instrument; any unreadable file stops the build
+    (:func:`ccdflow.pipeline.master_build.scan_inputs`)."""
+    from ccdflow.framework.engine.instrument_files import forced_instrument, manager_with_files
+    from ccdflow.pipeline import master_build
 
-    manager, config = resolve_from_options(ctx, instrument, instrument_files, config_files, params)
+    manager = manager_with_files(instrument_files, strict=(ctx.find_root().obj or {}).get("strict_plugins"))
     forced = forced_instrument(manager, instrument)
-    metas, unknown = scan_paths(files, manager, forced)
-    if unknown:
-        raise UnprocessableInputError("cannot use: " + "; ".join(f"{p}: {why}" for p, why in unknown))
-    if not metas:
-        raise UnprocessableInputError(f"no FITS files in {', '.join(files)}")
-    names = sorted({m.instrument for m in metas})
-    if len(names) > 1:
-        raise UnprocessableInputError(f"inputs come from different instruments: {', '.join(names)}")
-    if names[0] != config.instrument.name:
-        manager, config = resolve_from_options(ctx, names[0], instrument_files, config_files, params)
-    return manager, config, sorted(metas, key=lambda m: m.date_obs)
+    config, metas = master_build.scan_inputs(files, manager, forced, config_files, params)
+    return manager, config, metas
 
 
 def load_calibrations(config: Any, frame_type: str, explicit: dict[str, str | None], meta: Any,
                       caldb_url: str | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """MasterRef per calibration the inputs' recipe looks for (the given file, else the caldb's
-    best for ``meta``), and why each other one is absent, under the instrument's
-    ``calibrations:`` policy, as in a night (a missing required one is an error saying how to
-    give it, or how to declare it optional)."""
-    from ccdflow.framework.builders.reduction import MasterRef
-    from ccdflow.framework.engine.calibration_policy import choose
-    from ccdflow.framework.engine.errors import MissingCalibrationError
-    from ccdflow.framework.engine.recipe import calibration_needs
+    """The given files, else the caldb's best (see
+    :func:`ccdflow.pipeline.master_build.load_calibrations`), the caldb opened as every command
+    opens it (never created empty)."""
+    from ccdflow.cli.caldb_options import open_db
+    from ccdflow.pipeline import master_build
 
-    dbs: list[Any] = []
-
-    def find(kind: str) -> MasterRef:
-        path = explicit.get(kind)
-        if path:
-            return MasterRef.load(kind, path)
-        if caldb_url is None:
-            option = f"--{kind} FILE or " if kind in explicit else ""
-            raise MissingCalibrationError(f"the recipe needs a master {kind}: give {option}--caldb URL "
-                                          "to choose from")
-        if not dbs:
-            from ccdflow.cli.caldb_options import open_db
-
-            dbs.append(open_db(caldb_url))
-        record, _ = dbs[0].best(kind, meta, config.instrument.match_rule(kind))
-        return MasterRef.load(kind, record["path"], record["id"], record["sha256"])
-
-    return choose(calibration_needs(config, frame_type), find, config)
+    opener = None if caldb_url is None else (lambda: open_db(caldb_url))
+    return master_build.load_calibrations(config, frame_type, explicit, meta, opener)
 
 
 @contextmanager

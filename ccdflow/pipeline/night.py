@@ -150,6 +150,20 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
     result.seconds["science"] = time.perf_counter() - start
 
 
+def require_fits_files(rawdir: str | Path) -> None:
+    """UnprocessableInputError before any work when nothing under RAWDIR even looks like FITS.
+    (FITS-named entries that cannot be read, such as dangling links, are the night's to report.)"""
+    from ccdflow.framework.engine.errors import UnprocessableInputError
+    from ccdflow.framework.headers.scan import COMPRESSED, FITS_SUFFIXES
+
+    files, problems = discover_fits_files([rawdir])
+    if not files and not problems:
+        raise UnprocessableInputError(
+            f"no FITS files under {rawdir} (names ending in {', '.join(FITS_SUFFIXES)}, or those "
+            f"with {', '.join(c for c in COMPRESSED if c)}): nothing to do; is this the night's "
+            f"raw folder?")
+
+
 def register_master(db: Any, env: Any, entry: dict[str, Any]) -> None:
     """Register a master this run built (or found built but unregistered) in the caldb, after
     its QA (a suspect one is registered, never chosen; the report says why). A run that reads
