@@ -74,6 +74,13 @@ def test_reduce_frame_with_the_caldb_is_the_nights_product_and_writes_nothing(ni
     assert product.header["CF_BIASI"] == night.master("bias")["caldb_id"]
 
 
+def test_a_given_file_the_caldb_knows_is_pinned_and_recorded_by_its_id(night):
+    bias = night.master("bias")
+    product = ccdflow.reduce_frame(science_raw(night), bias=bias["path"], caldb=night.caldb_url)
+    assert product.header["CF_BIASI"] == bias["caldb_id"]
+    assert np.array_equal(product.data, read_product(night.products[0]).data)
+
+
 def test_calibrations_in_memory_equal_the_same_calibrations_as_files(night, tmp_path):
     """Masters built in memory by build_master, and the same masters written (out=) and given as
     paths, reduce the raw frame (given as a file or as CCDData) to the same pixels."""

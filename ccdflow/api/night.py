@@ -23,7 +23,7 @@ def run_night(
     instrument_config: Sequence[str | Path] = (),
     config: Sequence[str | Path] = (),
     params: Mapping[str, Any] | None = None,
-    workers: int | None = 1,
+    workers: int | None = None,
     scheduler: str | None = None,
     force: bool = False,
     redo_stale: bool = False,
@@ -36,9 +36,9 @@ def run_night(
     ``reason``), ``result.failed``, ``result.warnings``, ``result.counts()``.
 
     ``caldb``: a ``ccdflow.CalDB``, URL or SQLite path (created if needed), else $CCDFLOW_CALDB,
-    else the default file, as the command. ``workers``: 1 (the default here) runs in this
-    process; more, or None for one per core, on a Dask LocalCluster; ``scheduler`` an existing
-    Dask cluster. The other arguments are the command's options of the same names
+    else the default file, as the command. ``workers``: 1 runs in this process; more, or None
+    (one per core, as the command), on a Dask LocalCluster; ``scheduler`` an existing Dask
+    cluster. The other arguments are the command's options of the same names
     (``params`` as ``-p``: ``{"overscan.method": "median"}``).
     """
     from ccdflow.api.caldb import CalDB
