@@ -155,6 +155,9 @@ def test_reduce_command_products_equal_the_nights_and_one_bad_file_does_not_stop
     assert "1 reduced, 1 failed" in proc.stdout  # the summary
     product = out / "reduced" / night.products[0].name  # named as the night names it
     same_product(read_product(product), read_product(night.products[0]))
+    from ccdflow.framework.io.fitsio import sha256_file
+
+    assert sha256_file(product) == sha256_file(night.products[0])  # the very same bytes
     db = ccdflow.CalDB(night.caldb_url)
     try:  # recorded in the ledger beside the night's own product
         used = [u["path"] for u in db.used_by(night.master("flat")["caldb_id"])]
