@@ -8,6 +8,7 @@ How a run ends (docs/cli.md): 0 every frame reduced; 1 some failed (the others a
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from rich.markup import escape
 
 from ccdflow.cli import EXIT_FAILURES, err_console, signals_interrupt
 from ccdflow.cli.options import CALDB_ENV_VAR, config_options
+
+log = logging.getLogger("ccdflow.reduce")
 
 
 @click.command("reduce")
@@ -115,6 +118,9 @@ def reduce_files(setup: Any, files: tuple[Path, ...], outdir: Path, quiet: bool,
             try:
                 out = inside(outdir, outdir / "reduced" / rel)
                 done = reduce_one(setup, meta.file, out)
+                log.info("reduced %s -> %s (%s)%s", meta.path, out,
+                         ", ".join(f"{k} {Path(c['path']).name}" for k, c in done.calibrations.items()),
+                         "".join(f"; no {k}: {why}" for k, why in done.absent.items()))
                 entries.append({**entry, "status": "reduced", "path": str(out), "sha256": done.sha256,
                                 "product_id": done.product_id, "calibrations": done.calibrations,
                                 "calibrations_absent": done.absent,
@@ -127,6 +133,7 @@ def reduce_files(setup: Any, files: tuple[Path, ...], outdir: Path, quiet: bool,
 
 def _failed(entry: dict[str, Any], quiet: bool) -> dict[str, Any]:
     """A failure, told on stderr as it happens (the summary on stdout lists it again)."""
+    log.info("failed %s: %s: %s", entry["raw"], entry["error"], entry["reason"])
     if not quiet:
         err_console.print(f"[red]failed[/red] {escape(str(entry['raw']))}: {escape(entry['reason'])}",
                           highlight=False, soft_wrap=True)
