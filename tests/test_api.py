@@ -177,3 +177,15 @@ def test_caldb_best_says_why_and_history_and_add(night, tmp_path):
     with ccdflow.CalDB(tmp_path / "new.sqlite", create=True) as db:
         added = db.add(night.master("bias")["path"])
         assert added.created and db.get(added.id)["type"] == "bias"
+
+
+@pytest.mark.parametrize(("args", "status", "says"), [
+    (["-p", "cosmicray.nosuch=1"], 2, "configuration error"),
+    (["--caldb", "missing.sqlite"], 3, "no caldb at"),
+], ids=["bad-param", "no-caldb"])
+def test_reduce_command_refuses_before_any_work(night, tmp_path, args, status, says):
+    proc = subprocess.run([sys.executable, "-m", "ccdflow", "reduce", str(science_raw(night)),
+                           "--out", str(tmp_path / "out"), *args], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == status and says in proc.stderr, proc.stdout + proc.stderr
+    assert not (tmp_path / "out").exists()
