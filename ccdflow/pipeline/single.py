@@ -53,6 +53,7 @@ class Setup:
     given: dict[str, Given] = field(default_factory=dict)
     _configs: dict[str, ResolvedConfig] = field(default_factory=dict)
     _masters: dict[str, MasterRef] = field(default_factory=dict)
+    _chosen: dict[int, MasterRef] = field(default_factory=dict)
 
     def config(self, instrument: str) -> ResolvedConfig:
         """The resolved configuration of a frame's instrument (built once)."""
@@ -74,6 +75,14 @@ class Setup:
                 ref.caldb_id = None if self.db is None else caldb_id_of(self.db, ref.checksum)
                 self._masters[kind] = ref
         return self._masters[kind]
+
+    def chosen(self, kind: str, record: dict[str, Any]) -> MasterRef:
+        """A master the caldb chose, loaded once for every frame that uses it (its bytes checked
+        against the record's SHA-256)."""
+        if record["id"] not in self._chosen:
+            self._chosen[record["id"]] = MasterRef.load(kind, record["path"], record["id"],
+                                                        record["sha256"])
+        return self._chosen[record["id"]]
 
 
 @dataclass
@@ -173,7 +182,7 @@ def choose_masters(setup: Setup, config: ResolvedConfig, meta: FrameMeta
         if setup.db is None:
             raise MissingCalibrationError(f"no {kind} given and no caldb to choose one from")
         record, receipts[kind] = setup.db.best(kind, meta, rule(kind))
-        return MasterRef.load(kind, record["path"], record["id"], record["sha256"])
+        return setup.chosen(kind, record)
 
     def rule(kind: str) -> Any:
         return config.instrument.match_rule(kind, setup.manager)
