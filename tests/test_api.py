@@ -130,6 +130,9 @@ def test_params_override_like_p_and_unknown_names_are_refused(night):
     assert product.header["CF_CRAY"] == "SKIPPED"
     with pytest.raises(ConfigError, match="did you mean"):
         ccdflow.reduce_frame(science_raw(night), calibrations={"darkk": night.master("dark")["path"]})
+    with pytest.raises(ConfigError, match="uses no flat"):  # a calibration given is never ignored
+        ccdflow.build_master("bias", sorted(night.raw_dir.glob("*_bias_*.fits")),
+                             flat=night.master("flat")["path"])
 
 
 def test_a_missing_gain_is_the_named_error_not_a_default(night, tmp_path):

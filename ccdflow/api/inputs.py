@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ccdflow.api.caldb import CalDB
     from ccdflow.caldb.database import CalDB as Database
     from ccdflow.framework.engine.plugins import PluginManager
+    from ccdflow.pipeline.single import Given
 
 #: An instrument: its name (see ``ccdflow plugins``) or an instrument YAML file.
 Instrument = str | Path
@@ -47,6 +48,22 @@ def param_strings(params: Mapping[str, Any] | None) -> tuple[str, ...]:
             raise ConfigError(f"params: {key!r}: expected 'step.param', e.g. 'overscan.method'")
         out.append(f"{key}={json.dumps(value)}")
     return tuple(out)
+
+
+def given_calibrations(manager: PluginManager, calibrations: Mapping[str, Given] | None,
+                       **named: Given | None) -> dict[str, Given]:
+    """The calibrations a caller gave, by type (``bias=`` and the like win over the same type in
+    ``calibrations``); a type no plugin registers is refused with a "did you mean", never
+    ignored."""
+    given = {k: v for k, v in {**(calibrations or {}), **named}.items() if v is not None}
+    unknown = sorted(set(given) - set(manager.calibration_types))
+    if unknown:
+        from ccdflow.framework.engine.errors import did_you_mean
+
+        raise ConfigError(f"calibrations: unknown calibration type {', '.join(map(repr, unknown))}; "
+                          f"registered: {', '.join(sorted(manager.calibration_types))}"
+                          f"{did_you_mean(unknown, manager.calibration_types)}")
+    return given
 
 
 @contextmanager

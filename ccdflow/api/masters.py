@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ccdflow.api.inputs import Instrument, instrument_setup, opened, param_strings
+from ccdflow.api.inputs import Instrument, given_calibrations, instrument_setup, opened, param_strings
 
 if TYPE_CHECKING:
     from astropy.nddata import CCDData
@@ -49,34 +49,44 @@ def build_master(
     """
     from ccdflow.framework.builders.badpixels import BpmThresholds, write_bpm
     from ccdflow.framework.builders.masters import write_master
+    from ccdflow.framework.engine.errors import ConfigError
+    from ccdflow.framework.engine.recipe import calibration_needs
     from ccdflow.pipeline.immutable import refuse_registered
     from ccdflow.pipeline.master_build import bad_pixels, check_stack, combine, load_calibrations, scan_inputs
     from ccdflow.pipeline.single import Setup
 
     paths = [files] if isinstance(files, str | Path) else list(files)
     manager, forced, _ = instrument_setup(instrument)
-    given = {k: v for k, v in {**(calibrations or {}), "bias": bias, "dark": dark, "flat": flat}.items()
-             if v is not None}
+    given = given_calibrations(manager, calibrations, bias=bias, dark=dark, flat=flat)
     with opened(caldb) as db:
         if out is not None:
             refuse_registered(Path(out), None if db is None else db.url)
         setup = Setup(manager, forced, params=param_strings(params), db=db, given=given)
+        opener = None if db is None else (lambda: db)  # calibrations not given: the caldb's best
         if kind == "bpm":
             dark_ref, flat_ref = (setup.master(k) if k in given else None for k in ("dark", "flat"))
+            known = set(BpmThresholds.__dataclass_fields__)
+            if set(thresholds or {}) - known:
+                raise ConfigError(f"thresholds: unknown {', '.join(sorted(set(thresholds or {}) - known))}; "
+                                  f"known: {', '.join(sorted(known))}")
             limits = BpmThresholds(**(thresholds or {}))
             if not paths:
                 ccd = bad_pixels(dark_ref, flat_ref, limits)
             else:  # the unstable-pixel stack, preprocessed with its recipe's calibrations
                 config, metas = scan_inputs(paths, manager, forced, (), setup.params)
                 cals, absent = load_calibrations(config, check_stack(metas), {"bias": bias, "dark": dark},
-                                                 metas[0], None if db is None else (lambda: db))
+                                                 metas[0], opener)
                 ccd = bad_pixels(dark_ref, flat_ref, limits, stack=metas, manager=manager,
                                  config=config, cals=cals, absent=absent)
             if out is not None:
                 write_bpm(ccd.data, ccd.header, out)
             return ccd
         config, metas = scan_inputs(paths, manager, forced, (), setup.params)
-        cals, absent = load_calibrations(config, kind, given, metas[0], None if db is None else (lambda: db))
+        unused = sorted(set(given) - set(calibration_needs(config, metas[0].frame_type).wanted))
+        if unused:  # never dropped in silence
+            raise ConfigError(f"the {metas[0].frame_type} recipe of instrument {config.instrument.name!r} "
+                              f"uses no {', '.join(unused)}: not given to a {kind} master")
+        cals, absent = load_calibrations(config, metas[0].frame_type, given, metas[0], opener)
         ccd = combine(kind, metas, manager, config, cals, absent, method=method, clip=clip,
                       fallback=fallback, memory_limit=memory_limit,
                       scratch_dir=None if out is None else Path(out).resolve().parent)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ccdflow.api.inputs import Instrument, instrument_setup, opened, param_strings
+from ccdflow.api.inputs import Instrument, given_calibrations, instrument_setup, opened, param_strings
 
 if TYPE_CHECKING:
     from astropy.nddata import CCDData
@@ -45,15 +45,7 @@ def reduce_frame(
     from ccdflow.pipeline.single import Setup, reduce_one
 
     manager, forced, _ = instrument_setup(instrument)
-    given = {k: v for k, v in {**(calibrations or {}), "bias": bias, "dark": dark, "flat": flat,
-                                "bpm": bpm}.items() if v is not None}
-    unknown = sorted(set(given) - set(manager.calibration_types))
-    if unknown:
-        from ccdflow.framework.engine.errors import ConfigError, did_you_mean
-
-        raise ConfigError(f"calibrations: unknown calibration type {', '.join(map(repr, unknown))}; "
-                          f"registered: {', '.join(sorted(manager.calibration_types))}"
-                          f"{did_you_mean(unknown, manager.calibration_types)}")
+    given = given_calibrations(manager, calibrations, bias=bias, dark=dark, flat=flat, bpm=bpm)
     with opened(caldb) as db:
         setup = Setup(manager, forced, params=param_strings(params), db=db, given=given)
         done = reduce_one(setup, raw, None if out is None else Path(out))
