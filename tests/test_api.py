@@ -156,6 +156,9 @@ def test_reduce_command_products_equal_the_nights_and_one_bad_file_does_not_stop
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "failed" in proc.stderr and "broken.fits" in proc.stderr  # progress and errors
     assert "1 reduced, 1 failed" in proc.stdout  # the summary
+    logged = (out / "ccdflow.log").read_text()  # the command log: one line per frame
+    assert "reduced " in logged and "failed " in logged and "broken.fits" in logged
+    assert "exit status 1" in logged
     product = out / "reduced" / night.products[0].name  # named as the night names it
     same_product(read_product(product), read_product(night.products[0]))
     from ccdflow.framework.io.fitsio import sha256_file

@@ -1,5 +1,6 @@
 """`ccdflow reduce FILES... --out DIR`: single frames, with the night's recipe, products and
-provenance (:mod:`ccdflow.pipeline.single`), named as the night names them, in ``DIR/reduced/``.
+provenance (:mod:`ccdflow.pipeline.single`), named as the night names them, in ``DIR/reduced/``;
+one line per frame in ``DIR/ccdflow.log`` (:mod:`ccdflow.cli.command_log`).
 
 How a run ends (docs/cli.md): 0 every frame reduced; 1 some failed (the others are written);
 2 configuration error (nothing was done); 3 caldb unusable, disk full, DIR in use.
@@ -17,7 +18,9 @@ import click
 from rich.markup import escape
 
 from ccdflow.cli import EXIT_FAILURES, err_console, signals_interrupt
+from ccdflow.cli.command_log import command_log
 from ccdflow.cli.options import CALDB_ENV_VAR, config_options
+from ccdflow.pipeline.runlog import FILE_ONLY  # per-frame lines: the log's (the console has its own)
 
 log = logging.getLogger("ccdflow.reduce")
 
@@ -36,6 +39,7 @@ log = logging.getLogger("ccdflow.reduce")
                    "SKIPPED and the product's header says why (CF_<type>N, HISTORY).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @config_options
+@command_log("outdir")
 def command(files: tuple[Path, ...], outdir: Path, bias: str | None, dark: str | None, flat: str | None,
             bpm: str | None, caldb_url: str | None, as_json: bool, instrument: str | None,
             instrument_files: tuple[str, ...], config_files: tuple[str, ...],
@@ -120,7 +124,7 @@ def reduce_files(setup: Any, files: tuple[Path, ...], outdir: Path, quiet: bool,
                 done = reduce_one(setup, meta.file, out)
                 log.info("reduced %s -> %s (%s)%s", meta.path, out,
                          ", ".join(f"{k} {Path(c['path']).name}" for k, c in done.calibrations.items()),
-                         "".join(f"; no {k}: {why}" for k, why in done.absent.items()))
+                         "".join(f"; no {k}: {why}" for k, why in done.absent.items()), extra=FILE_ONLY)
                 entries.append({**entry, "status": "reduced", "path": str(out), "sha256": done.sha256,
                                 "product_id": done.product_id, "calibrations": done.calibrations,
                                 "calibrations_absent": done.absent,
@@ -133,7 +137,7 @@ def reduce_files(setup: Any, files: tuple[Path, ...], outdir: Path, quiet: bool,
 
 def _failed(entry: dict[str, Any], quiet: bool) -> dict[str, Any]:
     """A failure, told on stderr as it happens (the summary on stdout lists it again)."""
-    log.info("failed %s: %s: %s", entry["raw"], entry["error"], entry["reason"])
+    log.warning("failed %s: %s: %s", entry["raw"], entry["error"], entry["reason"], extra=FILE_ONLY)
     if not quiet:
         err_console.print(f"[red]failed[/red] {escape(str(entry['raw']))}: {escape(entry['reason'])}",
                           highlight=False, soft_wrap=True)
