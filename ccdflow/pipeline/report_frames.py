@@ -103,8 +103,12 @@ def science_row(entry: dict[str, Any], why: str, page: Any) -> list[Any]:
           else cell for c, cell in zip(FLAG_PATTERNS, qa, strict=True)]
     shown = entry["path"] if entry["status"] != "failed" else entry["raw"]
     notes = "; ".join([*entry.get("assumed", []), reason(entry)]).strip("; ")
+    failed = entry["status"] == "failed"  # its reason says it all
+    why_cell = "<br>".join([*([] if failed else [e(why)]),
+                            *([f'<span class="{"failed" if failed else "skipped"}">{e(notes)}</span>']
+                              if notes else [])])
     return [page.fits_link(shown, frame_name(entry)) + page.look_link(shown), status(entry["status"]),
-            e(why) + (f'<br><span class="failed">{e(notes)}</span>' if notes else ""), *qa,
+            why_cell, *qa,
             "<br>".join(f'<span class="suspect">{e(f)}</span>' for f in flags),
             calibration_cell(entry), f"{entry.get('seconds', 0):.2f}"]
 

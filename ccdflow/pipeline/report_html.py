@@ -118,7 +118,7 @@ def _problems(data: dict[str, Any]) -> str:
     rows = [[e(p["kind"]), f'<a href="#{p["anchor"]}">{e(p["what"])}</a>' if p["anchor"] else e(p["what"]),
              e(p["why"]), f"<code>{e(p['action'])}</code>" if p["action"].startswith("ccdflow ")
              else e(p["action"])] for p in items]
-    summary = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    summary = ", ".join(f"{n} {k}{'s' * (n > 1 and k[-1] not in 'ds')}" for k, n in kinds.items())
     return (f'<div id="problems" class="problems"><h2>Problems: {e(summary)}</h2>'
             + table(["what", "file", "why", "what to do"], rows) + "</div>")
 
