@@ -148,8 +148,12 @@ def problems(data: dict[str, Any]) -> list[dict[str, str]]:
             add("QA flag", frame_name(s), str(flag), anchor="science")
     for warning in data["warnings"]:
         name, _, rest = warning.partition(": ")  # "<master>.fits: only 3 flat frames ..."
-        add("warning", *((name, rest) if name.endswith(".fits") and rest else ("the night", warning)))
-    for absent in data["calibrations_absent"]:
+        if name.endswith(".fits") and rest:
+            add("warning", name, rest, anchor="masters")
+        else:
+            add("warning", "the night", warning)
+    # a type the camera's file says it takes none of (efosc2: no darks) is its design, not a problem
+    for absent in [a for a in data["calibrations_absent"] if not a["reason"].startswith("not taken")]:
         add("calibration not applied", f"{absent['n']} file(s)", f"{absent['type']}: {absent['reason']}",
             anchor="absent")
     for unknown in data["unknown"]:
