@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ccdflow.framework import dq
-from ccdflow.pipeline.naming import short_hash
+from ccdflow.pipeline.naming import safe_component, short_hash
 from ccdflow.pipeline.outputs import write_atomic
 
 log = logging.getLogger("ccdflow.night")
@@ -77,8 +78,8 @@ def quicklook(fits_path: str | Path, outdir: Path) -> Quicklook | None:
     fits_path = Path(fits_path)
     try:
         stat = fits_path.stat()
-        rel = _relative(fits_path, outdir)
-        stem = rel.removesuffix(".fits").replace("/", "__").replace("..", "up")
+        rel = out_relative(fits_path, outdir)
+        stem = safe_component(rel.removesuffix(".fits").replace("/", "__").replace("..", "up"), 120)
         key = short_hash(str(fits_path.resolve()), stat.st_size, stat.st_mtime_ns, DRAWING_VERSION,
                          length=8)
         looks = outdir / "quicklook"
@@ -90,17 +91,16 @@ def quicklook(fits_path: str | Path, outdir: Path) -> Quicklook | None:
             title = fits_path.name
             _draw(data, bits, counts, title, thumb, THUMB_PX)
             _draw(data, bits, counts, title, full, FULL_PX)
-        return Quicklook(_relative(thumb, outdir), _relative(full, outdir), rel, counts)
+        return Quicklook(out_relative(thumb, outdir), out_relative(full, outdir), rel, counts)
     except Exception as exc:  # a quicklook must never fail the report
         log.warning("no quicklook for %s: %s: %s", fits_path, type(exc).__name__, exc)
         return None
 
 
-def _relative(path: Path, outdir: Path) -> str:
-    """``path`` relative to OUT (with ``..`` for a raw file outside it), '/'-separated."""
-    import os
-
-    return Path(os.path.relpath(path.resolve(), outdir.resolve())).as_posix()
+def out_relative(path: str | Path, outdir: str | Path) -> str:
+    """``path`` relative to OUT (with ``..`` for a raw file outside it), '/'-separated: every
+    path in the report is, so both copies of the page (OUT/ and OUT/runs/<id>/) link alike."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(outdir).resolve())).as_posix()
 
 
 def load_image(path: Path) -> tuple[np.ndarray | None, np.ndarray | None]:

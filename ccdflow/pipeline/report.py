@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 from ccdflow import __version__
 from ccdflow.pipeline.night import NightResult
 from ccdflow.pipeline.outputs import write_text_atomic
-from ccdflow.pipeline.quicklook import RULE, choose_science, quicklook
+from ccdflow.pipeline.quicklook import RULE, choose_science, out_relative, quicklook
 from ccdflow.pipeline.report_frames import frame_name, reason
 from ccdflow.pipeline.report_html import render
 from ccdflow.pipeline.report_runs import (
@@ -57,7 +56,7 @@ def write_report(result: NightResult, db: Any = None, *, now: datetime | None = 
         "quicklooks": {k: v["thumb"] for k, v in images.items()}, "quicklook_images": images,
         "quicklook_rule": RULE, "history_plots": history,
         "calibrations_absent": absent_calibrations(result),
-        "run": {"id": rundir.name, "dir": _rel(rundir, outdir)}, "runs": earlier_runs(outdir, rundir),
+        "run": {"id": rundir.name, "dir": out_relative(rundir, outdir)}, "runs": earlier_runs(outdir, rundir),
         "config_hashes": hashes, "redo": reasons, "redo_summary": redo_summary(result, reasons),
         "masters_used": used, "previous_masters_run": _previous_masters_run(outdir, rundir),
     }
@@ -68,11 +67,6 @@ def write_report(result: NightResult, db: Any = None, *, now: datetime | None = 
              "json": write_text_atomic(outdir / "report.json", text),
              "html": write_text_atomic(outdir / "report.html", render(data, base=""))}
     return paths
-
-
-def _rel(path: str | Path, outdir: Path) -> str:
-    """``path`` relative to OUT, '/'-separated (links in both copies of the report start there)."""
-    return Path(os.path.relpath(Path(path).resolve(), outdir.resolve())).as_posix()
 
 
 def _quicklooks(result: NightResult, used: list[dict[str, Any]], outdir: Path) -> dict[str, Any]:
@@ -182,7 +176,7 @@ def _history_plots(db: Any, folder: Path, outdir: Path) -> dict[str, str]:
             series = history(db, kind, stat)
             if series:
                 path = plot_history(series, folder / f"history_{kind}.png", f"caldb history: {title}")
-                out[title] = _rel(path, outdir)
+                out[title] = out_relative(path, outdir)
         except CaldbError as exc:
             log.info("no %s history plot: %s", title, exc)
         except Exception as exc:  # a plot must never cost the report

@@ -6,12 +6,12 @@ way from the page to OUT ('' for OUT/report.html, '../../' for a run's copy)."""
 from __future__ import annotations
 
 import html
-import os
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ccdflow.pipeline.quicklook import out_relative
 from ccdflow.pipeline.report_frames import frame_name, reason, science_section
 
 e = html.escape
@@ -56,8 +56,7 @@ class Page:
         """``text`` linked to the FITS file (when it exists), else plain."""
         if not path or not Path(path).is_file():
             return e(text)
-        rel = Path(os.path.relpath(Path(path).resolve(), self.out)).as_posix()
-        return f'<a href="{self.href(rel)}">{e(text)}</a>'
+        return f'<a href="{self.href(out_relative(path, self.out))}">{e(text)}</a>'
 
     def look_link(self, path: str | None) -> str:
         look = self.looks.get(path or "")
