@@ -30,7 +30,7 @@ from ccdflow.simulator import SimulationSpec, simulate_night
 from ccdflow.testing.night import TINY_NIGHT
 from tests import browser
 
-FLAG = "fwhm 6.20 px above 4.00 px (qa.max_fwhm, instrument generic)"
+FLAG = "FWHM 6.2 px > 4 px (frame_qa.fwhm_max)"  # the QA step's wording
 
 
 def fake_qa(entry: dict, flagged: bool) -> None:
@@ -100,6 +100,21 @@ def test_the_problems_box_names_failed_suspect_and_flagged_with_what_to_do(probl
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["2026-03-02T090000Z", "2026-03-03T090000Z"]
     assert (out / "runs" / "2026-03-02T090000Z" / "report.html").is_file()
     assert report["redo"] and all(report["redo"].values())
+
+
+def test_each_flag_highlights_the_column_of_the_figure_it_names():
+    from ccdflow.pipeline.report_frames import flagged_columns, qa_cells
+
+    lines = {"fwhm": "FWHM 2.5 arcsec > 2 arcsec (frame_qa.fwhm_max_arcsec)",
+             "noise": "noise ratio 1.8 > 1.5 (frame_qa.noise_ratio_max)",
+             "stars": "stars 2 < 5 (frame_qa.min_stars)",
+             "ellipticity": "ellipticity 0.31 > 0.2 (frame_qa.ellipticity_max)",
+             "saturated": "saturated fraction 0.02 > 0.01 (frame_qa.saturated_fraction_max)",
+             "masked": "masked fraction 0.2 > 0.1 (frame_qa.masked_fraction_max)"}
+    assert flagged_columns(list(lines.values())) == {k: [v] for k, v in lines.items()}
+    # absent figures are empty cells, never a made-up number
+    assert set(qa_cells(None).values()) == {""}
+    assert qa_cells({"fwhm": None, "n_stars": 0, "sky": 5.0, "unit": "adu"})["stars"] == "0"
 
 
 def test_an_empty_problems_box_says_nothing_needs_attention(tmp_path):
