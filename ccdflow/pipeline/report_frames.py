@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 e = html.escape
 
 #: column -> pattern of the figure names a QA flag line uses for it (the flag names its figure).
@@ -38,12 +40,18 @@ def reason(entry: dict[str, Any]) -> str:
 
 
 def _num(value: Any, fmt: str, scale: float = 1.0, unit: str = "") -> str:
+    """``value`` (times ``scale``) in ``fmt``, '' when absent; 'g' formats never go exponential
+    (0.0000964 %, not 9.64e-05: a column of percentages is read by its digits)."""
     if value is None:
         return ""
     try:
-        return f"{float(value) * scale:{fmt}}{unit}"
+        number = float(value) * scale
     except (TypeError, ValueError):
         return e(str(value))
+    if fmt.endswith("g"):
+        digits = int(fmt.strip(".g") or 6)
+        return np.format_float_positional(number, precision=digits, fractional=False, trim="-") + unit
+    return f"{number:{fmt}}{unit}"
 
 
 def qa_cells(qa: dict[str, Any] | None) -> dict[str, str]:
@@ -86,7 +94,10 @@ def calibration_cell(entry: dict[str, Any]) -> str:
         # the caldb id (the masters table lists it) with the file's name on hover
         parts.append(f'<span title="{e(c["name"])}">{e(kind)} #{c["id"]}</span>'
                      + (f" ({e(', '.join(x for x in extra if x))})" if any(extra) else ""))
-        parts += [f'<span class="suspect">{e(line)}</span>' for line in c.get("skipped", [])]
+        # "flat 7 skipped as suspect (its QA figures...)": the figures on hover (the masters
+        # table and the problems box show them once)
+        parts += [f'<span class="suspect" title="{e(line)}">{e(line.split(" (")[0])}</span>'
+                  for line in c.get("skipped", [])]
     parts += [f'<span class="skipped" title="{e(why)}">{e(kind)}: none (see Calibrations '
               "not applied)</span>" for kind, why in (entry.get("calibrations_absent") or {}).items()]
     return "<br>".join(parts)
