@@ -30,6 +30,7 @@ from ccdflow.pipeline.report_runs import (
     previous_report,
     redo_reasons,
     redo_summary,
+    run_summary,
 )
 
 log = logging.getLogger("ccdflow.night")
@@ -43,6 +44,7 @@ def write_report(result: NightResult, db: Any = None, *, now: datetime | None = 
     now = now or datetime.now(UTC)
     rundir = new_run_dir(outdir, now)
     previous = previous_report(outdir, rundir)
+    runs = earlier_runs(outdir, rundir)
     hashes = config_hashes(outdir)
     reasons = redo_reasons(result, previous, hashes)
     used = masters_used(result) if not result.masters else []
@@ -56,12 +58,13 @@ def write_report(result: NightResult, db: Any = None, *, now: datetime | None = 
         "quicklooks": {k: v["thumb"] for k, v in images.items()}, "quicklook_images": images,
         "quicklook_rule": RULE, "history_plots": history,
         "calibrations_absent": absent_calibrations(result),
-        "run": {"id": rundir.name, "dir": out_relative(rundir, outdir)}, "runs": earlier_runs(outdir, rundir),
+        "run": {"id": rundir.name, "dir": out_relative(rundir, outdir)}, "runs": runs,
         "config_hashes": hashes, "redo": reasons, "redo_summary": redo_summary(result, reasons),
-        "masters_used": used, "previous_masters_run": _previous_masters_run(outdir, rundir),
+        "masters_used": used, "previous_masters_run": _previous_masters_run(runs),
     }
     data["problems"] = problems(data)
     text = json.dumps(data, indent=2, default=str)
+    write_text_atomic(rundir / "run.json", json.dumps(run_summary(data), indent=2, default=str))
     paths = {"run_json": write_text_atomic(rundir / "report.json", text),
              "run_html": write_text_atomic(rundir / "report.html", render(data, base="../../")),
              "json": write_text_atomic(outdir / "report.json", text),
@@ -83,12 +86,9 @@ def _quicklooks(result: NightResult, used: list[dict[str, Any]], outdir: Path) -
     return out
 
 
-def _previous_masters_run(outdir: Path, rundir: Path) -> str | None:
+def _previous_masters_run(runs: list[dict[str, Any]]) -> str | None:
     """The report of the latest earlier run that built or found masters (for a run that has none)."""
-    for run in earlier_runs(outdir, rundir):
-        if run["counts"].get("masters"):
-            return str(run["html"])
-    return None
+    return next((str(r["html"]) for r in runs if (r.get("counts") or {}).get("masters")), None)
 
 
 def night_warnings(result: NightResult) -> list[str]:

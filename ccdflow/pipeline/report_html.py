@@ -211,7 +211,8 @@ def _runs(data: dict[str, Any], page: Page) -> str:
     rows = [[f'<a href="{page.href(data["run"]["dir"] + "/report.html")}">{e(data["run"]["id"])}</a> '
              "(this run)", e(data["written"]), _counts(data["counts"]), "yes" if data["redo_stale"] else ""]]
     rows += [[f'<a href="{page.href(r["html"])}">{e(r["id"])}</a>', e(str(r.get("written") or "")),
-              _counts(r.get("counts") or {}), "yes" if r.get("redo_stale") else ""] for r in data["runs"]]
+              _counts(r.get("counts") or {}), "yes" if r.get("redo_stale") else ""] for r in data["runs"]
+             if (Path(data["outdir"]) / r["html"]).is_file()]  # a run killed before its page
     return '<h2 id="runs">Runs into this OUT (newest first)</h2>' + table(
         ["run", "written", "did", "--redo-stale"], rows)
 

@@ -36,21 +36,25 @@ def new_run_dir(outdir: Path, now: datetime) -> Path:
     raise FileExistsError(f"{runs / base}: a thousand runs in one second")
 
 
+def run_summary(data: dict[str, Any]) -> dict[str, Any]:
+    """What the list of runs shows of a run, kept small in its ``run.json`` (a 300-frame night's
+    report.json is megabytes; a hundred runs are listed from their summaries)."""
+    return {"id": data["run"]["id"], "html": f"{data['run']['dir']}/report.html",
+            "written": data.get("written"), "redo_stale": data.get("redo_stale", False),
+            "counts": data.get("counts", {}), "stopped": data.get("stopped")}
+
+
 def earlier_runs(outdir: Path, this: Path) -> list[dict[str, Any]]:
     """The runs before ``this``, newest first: when, what they did, their report (relative to OUT)."""
     out = []
-    for path in sorted((outdir / "runs").glob("*/report.json"), reverse=True):
+    for path in sorted((outdir / "runs").glob("*/run.json"), reverse=True):
         if path.parent == this:
             continue
         try:
-            data = json.loads(path.read_text())
+            out.append(dict(json.loads(path.read_text())))
         except (OSError, ValueError) as exc:  # a run killed while writing: listed, unread
-            log.info("run report %s unreadable: %s", path, exc)
-            data = {}
-        out.append({"id": path.parent.name, "html": f"runs/{path.parent.name}/report.html",
-                    "written": data.get("written"), "redo_stale": data.get("redo_stale", False),
-                    "counts": data.get("counts", {}), "stopped": data.get("stopped"),
-                    "masters_built": sum(1 for m in data.get("masters", []) if m.get("status") == "built")})
+            log.info("run summary %s unreadable: %s", path, exc)
+            out.append({"id": path.parent.name, "html": f"runs/{path.parent.name}/report.html"})
     return out
 
 
