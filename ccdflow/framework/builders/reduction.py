@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from astropy.nddata import CCDData
 
+from ccdflow.framework.builders import frame_qa
 from ccdflow.framework.calibrations import calibration_type, for_frame_type
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.config import ResolvedConfig
@@ -168,7 +169,9 @@ def reduce_frame(
     (:func:`read_file_hashed`); without them the file is read and hashed here, also in one read.
     ``absent`` says why each calibration the recipe wants but is not in ``masters`` is absent
     (see :func:`~ccdflow.framework.engine.calibration_policy.choose`): its step is SKIPPED
-    with that reason. Returns the product and the SHA-256 of the file written.
+    with that reason. The product carries its quality figures (``CF_Q...`` cards, see
+    :mod:`~ccdflow.framework.builders.frame_qa`; ``timings["qa"]`` their cost). Returns the
+    product and the SHA-256 of the file written.
     """
     needed = needed_calibrations(config, meta.frame_type)
     start = time.perf_counter()
@@ -193,7 +196,12 @@ def reduce_frame(
     # the filter as the header map read it, whatever the camera's keyword: `stack` compares it
     cards.FILT.put(ccd.header, card_text(meta.filter or ""))
     start = time.perf_counter()
+    # measured once here, on the frame in memory; a re-run reads them back from the cards
+    frame_qa.write_cards(ccd.header, frame_qa.measure(ccd))
+    qa_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     checksum = write_ccd(ccd, out_path)
     if timings is not None:
-        timings.update(context.timings, read=read_seconds, write=time.perf_counter() - start)
+        timings.update(context.timings, read=read_seconds, qa=qa_seconds,
+                       write=time.perf_counter() - start)
     return ccd, checksum
