@@ -50,9 +50,9 @@ CARDS: dict[str, Card] = {
 
 #: Detection: 5 sigma on the image smoothed by a Gaussian of 1 px sigma, at least 5 pixels.
 DETECT_SIGMA, SMOOTH_SIGMA, DETECT_PIXELS = 5.0, 1.0, 5
-#: Stars measured: peak at least 20 sky sigmas (fainter ones give noisy widths), the brightest
+#: Stars measured: peak at least 10 sky sigmas (fainter ones give noisy widths), the brightest
 #: 30 at most (more moves the median little and costs ~3 ms each).
-MIN_PEAK_SNR, MAX_STARS = 20.0, 30
+MIN_PEAK_SNR, MAX_STARS = 10.0, 30
 #: Values used for each sky statistic: a regular subsample beyond this (0.2 % error on a std).
 SAMPLE = 100_000
 
@@ -99,7 +99,9 @@ def measure(ccd: CCDData) -> dict[str, Any]:
         figures["noise_ratio"] = _clipped((values - np.float32(sky)) / unc)[2]
     if segments is not None:
         figures["n_stars"] = int(segments.n_labels)
-        figures.update(_stars(data - np.float32(sky), residual, segments, defect, sky_noise))
+        # a star near these has no true profile: saturated (and its bleed), no data
+        unusable = (bits & dq.DTYPE(dq.SATURATED | dq.NO_DATA | dq.NON_FINITE)) != 0
+        figures.update(_stars(data - np.float32(sky), residual, segments, defect, unusable, sky_noise))
     return {k: _rounded(v) for k, v in figures.items()}
 
 
@@ -141,41 +143,47 @@ def _detect(smooth: np.ndarray, defect: np.ndarray) -> Any:
 
 
 def _stars(image: np.ndarray, residual: np.ndarray, segments: Any, defect: np.ndarray,
-           sky_noise: float) -> dict[str, float | None]:
+           unusable: np.ndarray, sky_noise: float) -> dict[str, float | None]:
     """Median FWHM (Moffat fits: right for Gaussian and Moffat stars, where a Gaussian fit reads
     a Moffat star 6-13 % wide) and median ellipticity (second moments) of the brightest isolated,
-    unmasked, unsaturated stars; None when there is none."""
+    unsaturated stars with a clean core; None when there is none. A masked pixel in a star's
+    wings (a cosmic ray, a hot pixel) is left out of its fit: refusing every star with one would
+    refuse most stars of a frame with 1 % masked pixels and a 25 x 25 pixel fit box."""
     from photutils.segmentation import SourceCatalog
 
-    candidates = _bright_clean(residual, segments, defect, MIN_PEAK_SNR * sky_noise)
+    candidates = _bright_unsaturated(residual, segments, unusable, MIN_PEAK_SNR * sky_noise)
     if not candidates:
         return {}
     catalog = SourceCatalog(image, segments, mask=defect).select_labels(candidates)
     widths = np.asarray(catalog.fwhm.value, float)
     if not np.isfinite(widths).any():
         return {}
-    radius = int(np.clip(math.ceil(2.0 * np.nanmedian(widths)), 4, 25))
-    fwhms: list[float] = []
-    ellipticities: list[float] = []
+    width = float(np.nanmedian(widths))
+    radius, core = int(np.clip(math.ceil(1.5 * width), 4, 25)), max(2, math.ceil(width))
+    shapes: list[tuple[float, float]] = []
     for i in np.argsort(-np.asarray(catalog.max_value, float)):
         label, x, y = catalog.labels[i], catalog.x_centroid[i], catalog.y_centroid[i]
-        box = _box(image.shape, x, y, radius)
-        if box is None or defect[box].any() or np.setdiff1d(segments.data[box], (0, label)).size:
-            continue  # at the edge, touching a masked or saturated pixel, or a neighbour inside
-        fwhm = _moffat_fwhm(image, box, x, y)
-        if fwhm is not None and 0.5 < fwhm < 2 * radius:
-            fwhms.append(fwhm)
-            ellipticities.append(float(catalog.ellipticity[i].value))
-        if len(fwhms) == MAX_STARS:
+        box, centre = _box(image.shape, x, y, radius), _box(image.shape, x, y, core)
+        if (box is None or centre is None or defect[centre].any() or unusable[box].any()
+                or np.setdiff1d(segments.data[centre], (0, label)).size):
+            continue  # at the edge, a masked core, saturation nearby, or a neighbour too close
+        # masked pixels and a neighbour's pixels in the wings are left out of the fits
+        shape = _fit(image, box, ~defect[box] & np.isin(segments.data[box], (0, label)), x, y)
+        if shape is not None and 0.5 < shape[0] < 2 * radius:
+            shapes.append(shape)
+        if len(shapes) == MAX_STARS:
             break
-    if not fwhms:
+    if not shapes:
         return {}
-    return {"fwhm": float(np.median(fwhms)), "ellipticity": float(np.nanmedian(ellipticities))}
+    fwhm, ellipticity = np.median(np.array(shapes), axis=0)
+    return {"fwhm": float(fwhm), "ellipticity": float(ellipticity)}
 
 
-def _bright_clean(residual: np.ndarray, segments: Any, defect: np.ndarray, min_peak: float) -> list[int]:
-    """Labels of the 2 MAX_STARS brightest sources peaking above ``min_peak`` whose box (grown by
-    2 px) has no masked pixel: a frame full of saturated stars still yields its clean ones."""
+def _bright_unsaturated(residual: np.ndarray, segments: Any, unusable: np.ndarray,
+                        min_peak: float) -> list[int]:
+    """Labels of the 2 MAX_STARS brightest sources peaking above ``min_peak`` with no unusable
+    (saturated, no-data) pixel in their box grown by 2 px: a field of saturated stars still
+    yields its unsaturated ones."""
     inside = segments.data > 0
     peaks = np.zeros(segments.max_label + 1, np.float32)
     np.maximum.at(peaks, segments.data[inside], residual[inside])
@@ -186,8 +194,7 @@ def _bright_clean(residual: np.ndarray, segments: Any, defect: np.ndarray, min_p
         if peaks[label] < min_peak or len(out) == 2 * MAX_STARS:
             break
         sl = slices[index[label]]
-        grown = tuple(slice(max(0, s.start - 2), s.stop + 2) for s in sl)
-        if not defect[grown].any():
+        if not unusable[tuple(slice(max(0, s.start - 2), s.stop + 2) for s in sl)].any():
             out.append(int(label))
     return out
 
@@ -202,27 +209,42 @@ def _box(shape: tuple[int, ...], x: float, y: float, radius: int) -> tuple[slice
     return slice(iy - radius, iy + radius + 1), slice(ix - radius, ix + radius + 1)
 
 
-def _moffat_fwhm(image: np.ndarray, box: tuple[slice, slice], x: float, y: float) -> float | None:
-    """FWHM of a circular Moffat (astropy's ``Moffat2D``) fitted to the cutout by scipy's
-    least squares (astropy's fitters copy the model at every call: 3x slower), or None when the
-    fit fails or wanders off the star."""
-    cut = image[box].astype(float)
-    yy, xx = (a.astype(float) for a in np.mgrid[box])
+def _fit(image: np.ndarray, box: tuple[slice, slice], good: np.ndarray, x: float,
+         y: float) -> tuple[float, float] | None:
+    """(FWHM, ellipticity) of one star: the FWHM of a circular Moffat (astropy's ``Moffat2D``),
+    the ellipticity 1 - b/a of an elliptical Gaussian (``Gaussian2D``: its axes follow the core,
+    which a trail stretches), both fitted by scipy's Levenberg-Marquardt with the models'
+    derivatives (astropy's fitters copy the model at every call: 3x slower). None when a fit
+    fails or wanders off the star."""
+    cut = image[box][good].astype(float)
+    yy, xx = (a[good].astype(float) for a in np.mgrid[box])
+    peak = float(cut.max())
+    moffat = _least_squares(models.Moffat2D, xx, yy, cut, [peak, x, y, 2.0, 3.0])
+    gauss = _least_squares(models.Gaussian2D, xx, yy, cut, [peak, x, y, 1.5, 1.5, 0.0])
+    if moffat is None or gauss is None or moffat[4] <= 0:
+        return None
+    if max(math.hypot(p[1] - x, p[2] - y) for p in (moffat, gauss)) > 2.0:
+        return None
+    fwhm = float(2 * abs(moffat[3]) * math.sqrt(2 ** (1 / moffat[4]) - 1))
+    sx, sy = abs(gauss[3]), abs(gauss[4])
+    if not (math.isfinite(fwhm) and max(sx, sy) > 0):
+        return None
+    return fwhm, float(1 - min(sx, sy) / max(sx, sy))
+
+
+def _least_squares(model: Any, xx: np.ndarray, yy: np.ndarray, values: np.ndarray,
+                   start: list[float]) -> np.ndarray | None:
+    """The parameters of ``model`` (an astropy Fittable2DModel class) fitted to the pixels."""
 
     def residuals(p: np.ndarray) -> np.ndarray:
-        return (models.Moffat2D.evaluate(xx, yy, *p) - cut).ravel()
+        return model.evaluate(xx, yy, *p) - values
 
     def jacobian(p: np.ndarray) -> np.ndarray:
-        return np.stack([d.ravel() for d in models.Moffat2D.fit_deriv(xx, yy, *p)], axis=1)
+        return np.stack(model.fit_deriv(xx, yy, *p), axis=1)
 
-    start = [float(cut.max()), x, y, 2.0, 3.0]
     with np.errstate(all="ignore"):
         fit = optimize.least_squares(residuals, start, jac=jacobian, method="lm", max_nfev=200)
-    _, x0, y0, gamma, alpha = fit.x
-    if not fit.success or alpha <= 0 or math.hypot(x0 - x, y0 - y) > 2.0:
-        return None
-    fwhm = float(2 * abs(gamma) * math.sqrt(2 ** (1 / alpha) - 1))
-    return fwhm if math.isfinite(fwhm) else None
+    return fit.x if fit.success and np.isfinite(fit.x).all() else None
 
 
 def _rounded(value: Any) -> Any:
