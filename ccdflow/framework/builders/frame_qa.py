@@ -22,7 +22,7 @@ from astropy.stats import sigma_clipped_stats
 from scipy import ndimage, optimize
 
 from ccdflow.framework import dq
-from ccdflow.framework.engine.frame_qa_limits import FrameQaLimits, flags
+from ccdflow.framework.engine.frame_qa_limits import FrameQaLimits, flags, pixel_scale
 from ccdflow.framework.io.cards import Card
 
 if TYPE_CHECKING:
@@ -126,6 +126,7 @@ def _clipped(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def _uncertainty(ccd: CCDData) -> np.ndarray | None:
+    """The UNCERT plane as standard deviations (a variance plane converted), or None."""
     if ccd.uncertainty is None:
         return None
     unc = ccd.uncertainty
@@ -149,9 +150,8 @@ def _detect(smooth: np.ndarray, defect: np.ndarray) -> Any:
 
 def _stars(image: np.ndarray, residual: np.ndarray, segments: Any, defect: np.ndarray,
            unusable: np.ndarray, sky_noise: float) -> dict[str, float | None]:
-    """Median FWHM (Moffat fits: right for Gaussian and Moffat stars, where a Gaussian fit reads
-    a Moffat star 6-13 % wide) and median ellipticity (second moments) of the brightest isolated,
-    unsaturated stars with a clean core; None when there is none. A masked pixel in a star's
+    """Median FWHM and ellipticity (:func:`_fit`) of the brightest isolated, unsaturated stars
+    with a clean core; empty when there is none. A masked pixel in a star's
     wings (a cosmic ray, a hot pixel) is left out of its fit: refusing every star with one would
     refuse most stars of a frame with 1 % masked pixels and a 25 x 25 pixel fit box."""
     from photutils.segmentation import SourceCatalog
@@ -253,8 +253,11 @@ def _least_squares(model: Any, xx: np.ndarray, yy: np.ndarray, values: np.ndarra
 
 
 def _rounded(value: Any) -> Any:
-    """Six significant digits: the cards (and so the product's bytes) do not carry float noise."""
-    return float(f"{value:.6g}") if isinstance(value, float) and math.isfinite(value) else value
+    """Six significant digits: the cards (and so the product's bytes) do not carry float noise;
+    a NaN (a statistic of nothing) is None, not measured."""
+    if not isinstance(value, float):
+        return value
+    return float(f"{value:.6g}") if math.isfinite(value) else None
 
 
 def write_cards(header: fits.Header, figures: dict[str, Any]) -> None:
@@ -270,29 +273,6 @@ def read_cards(header: fits.Header | dict) -> dict[str, Any] | None:
     if CARDS["n_stars"].keyword not in header:
         return None
     return {key: card.get(header) for key, card in CARDS.items()}
-
-
-def pixel_scale(header: fits.Header | dict, limits: FrameQaLimits,
-                binning: tuple[int, int] = (1, 1)) -> float | None:
-    """Arcsec per pixel of the product: the instrument's ``frame_qa.pixel_scale`` times the
-    binning, else the frame's celestial WCS, else None (unknown: never assumed)."""
-    if limits.pixel_scale is not None:
-        return limits.pixel_scale * math.sqrt(binning[0] * binning[1])
-    from astropy.io import fits as afits
-    from astropy.wcs import WCS, FITSFixedWarning
-    from astropy.wcs.utils import proj_plane_pixel_scales
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)  # ESO's CDELT beside CD, RADECSYS...
-        try:
-            wcs = WCS(header if isinstance(header, afits.Header) else afits.Header(header))
-        except Exception:  # a broken WCS is no scale, not a failed frame
-            return None
-    if not wcs.has_celestial or any(u != "deg" for u in wcs.celestial.wcs.cunit):
-        return None
-    scales = proj_plane_pixel_scales(wcs.celestial) * 3600.0
-    scale = float(math.sqrt(scales[0] * scales[1]))
-    return scale if math.isfinite(scale) and scale > 0 else None
 
 
 def figures_and_flags(header: fits.Header | dict, limits: FrameQaLimits,

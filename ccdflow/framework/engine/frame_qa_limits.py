@@ -10,6 +10,8 @@ any of them for one night. A limit set to null is not checked.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,8 @@ from pydantic import Field
 from ccdflow.framework.engine.header_spec import Strict
 
 if TYPE_CHECKING:
+    from astropy.io import fits
+
     from ccdflow.framework.engine.instrument import Instrument
 
 
@@ -78,6 +82,29 @@ def flags(figures: Mapping[str, Any], limits: FrameQaLimits) -> list[str]:
             sign = ">" if kind == "max" else "<"
             out.append(f"{name} {shown}{unit} {sign} {limit:g}{unit} (frame_qa.{field})")
     return out
+
+
+def pixel_scale(header: fits.Header | dict, limits: FrameQaLimits,
+                binning: tuple[int, int] = (1, 1)) -> float | None:
+    """Arcsec per pixel of the product: the instrument's ``frame_qa.pixel_scale`` times the
+    binning, else the frame's celestial WCS, else None (unknown: never assumed)."""
+    if limits.pixel_scale is not None:
+        return limits.pixel_scale * math.sqrt(binning[0] * binning[1])
+    from astropy.io import fits as afits
+    from astropy.wcs import WCS, FITSFixedWarning
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)  # ESO's CDELT beside CD, RADECSYS...
+        try:
+            wcs = WCS(header if isinstance(header, afits.Header) else afits.Header(header))
+        except ValueError:  # astropy's WcsError: a broken WCS is no scale, not a failed frame
+            return None
+    if not wcs.has_celestial or any(u != "deg" for u in wcs.celestial.wcs.cunit):
+        return None
+    scales = proj_plane_pixel_scales(wcs.celestial) * 3600.0
+    scale = float(math.sqrt(scales[0] * scales[1]))
+    return scale if math.isfinite(scale) and scale > 0 else None
 
 
 def with_frame_qa(inst: Instrument, layers: Iterable[FrameQaLimits | None]) -> Instrument:
