@@ -12,12 +12,35 @@ import pytest
 
 from ccdflow.framework.engine.plugins import get_plugin_manager
 from ccdflow.testing import make_meta
+from tests import env_guard
 
 __all__ = ["fake_calibration_fields", "make_meta"]  # make_meta: ccdflow.testing's, for older imports
 
+# What the session must leave as it found it (tests/env_guard.py), taken before this module
+# changes anything.
+_BEFORE = env_guard.snapshot()
+
 # The tests never see the developer's own instrument folder (~/.config/ccdflow/instruments):
-# an empty one of their own, inherited by every ccdflow process a test starts.
-os.environ["CCDFLOW_INSTRUMENTS"] = tempfile.mkdtemp(prefix="ccdflow-no-user-instruments-")
+# an empty one of their own, inherited by every ccdflow process a test starts, removed at the end.
+_NO_USER_INSTRUMENTS = tempfile.mkdtemp(prefix="ccdflow-no-user-instruments-")
+os.environ["CCDFLOW_INSTRUMENTS"] = _NO_USER_INSTRUMENTS
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Undo this module's own change, then fail the run if any test left something behind."""
+    import shutil
+
+    shutil.rmtree(_NO_USER_INSTRUMENTS, ignore_errors=True)
+    os.environ.pop("CCDFLOW_INSTRUMENTS", None)
+    if "CCDFLOW_INSTRUMENTS" in _BEFORE["environment"]:
+        os.environ["CCDFLOW_INSTRUMENTS"] = _BEFORE["environment"]["CCDFLOW_INSTRUMENTS"]
+    left = env_guard.differences(_BEFORE, env_guard.snapshot())
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "the tests changed the user's environment:\n  " + "\n  ".join(left)
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL_DATA = SHARED / "data" / "real"
