@@ -70,7 +70,7 @@ _CHECKS = (
 
 def flags(figures: Mapping[str, Any], limits: FrameQaLimits) -> list[str]:
     """One line per figure beyond its limit, naming figure, value, limit and the setting that
-    holds it: ``"FWHM 6.10 px > 5 px (frame_qa.fwhm_max)"``. A figure not measured (None) or a
+    holds it: ``"FWHM 6.1 px > 5 px (frame_qa.fwhm_max)"``. A figure not measured (None) or a
     limit set to null is not judged."""
     out = []
     for key, name, field, unit, kind in _CHECKS:
