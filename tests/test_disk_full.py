@@ -72,5 +72,8 @@ def test_night_on_a_full_disk_exits_3_with_nothing_half_written(raw, small_disk,
     assert "Traceback" not in proc.stderr and "Bus error" not in proc.stderr
     assert "no space left in" in proc.stderr.strip().splitlines()[-1]
     assert not leftovers(out)
+    log = (out / "ccdflow.log").read_text().splitlines()  # the stop, in the log it closed
+    assert "ERROR   ccdflow.cli: error: the run stopped: DiskFullError: no space left in" in log[-2]
+    assert "=== exit status 3 after" in log[-1]
 
 

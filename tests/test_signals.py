@@ -93,6 +93,9 @@ def test_signal_stops_the_night_cleanly_and_a_rerun_completes(raw, tmp_path, nam
     assert messages == [f"interrupted: {name}: stopped; temporary files were removed; run the "
                         f"same command again to finish"], stderr
     assert not leftovers(out), leftovers(out)
+    log = (out / "ccdflow.log").read_text().splitlines()  # closed with the error and the status
+    assert f"ERROR   ccdflow.cli: interrupted: {name}: stopped" in log[-2], log[-3:]
+    assert f"=== exit status {128 + sig} after" in log[-1], log[-3:]
     rerun_completes_and_verifies(raw, out)
 
 
@@ -131,11 +134,12 @@ def test_watch_holds_the_lock_and_stops_on_sigterm_with_exit_0(raw, tmp_path):
                            "--caldb", str(tmp_path / "caldb.sqlite"), "--workers", "1"],
                           capture_output=True, text=True, timeout=60)
     watch.send_signal(signal.SIGTERM)
-    _, stderr = watch.communicate(timeout=60)
+    stdout, stderr = watch.communicate(timeout=60)
     assert busy.returncode == 3 and f"in use by `ccdflow watch` (pid {watch.pid}" in busy.stderr
     assert watch.returncode == 0, stderr
     assert "Traceback" not in stderr
-    assert "SIGTERM: stopping after the work in hand" in stderr and "stopped; report:" in stderr
+    assert "SIGTERM: stopping after the work in hand" in stderr and "stopped; report:" in stdout
+    assert "=== exit status 0 after" in (out / "ccdflow.log").read_text().splitlines()[-1]
     assert not leftovers(out)
 
 

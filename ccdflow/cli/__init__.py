@@ -23,6 +23,10 @@ from rich.markup import escape
 
 from ccdflow import __version__
 from ccdflow.framework.engine.errors import CcdflowError, ConfigError, DiskFullError, PluginError
+from ccdflow.pipeline.runlog import FILE_ONLY, for_console
+
+#: The root context's ``meta`` key for the command line's arguments (ccdflow.cli.command_log).
+ARGV_KEY = "ccdflow.argv"
 
 err_console = Console(stderr=True)
 log = logging.getLogger("ccdflow.cli")
@@ -131,7 +135,8 @@ def _hint(text: str) -> str:
 
 
 def fail(status: int, label: str, message: object) -> NoReturn:
-    """One red line on stderr, then exit with ``status``."""
+    """One red line on stderr (and in the command's log, if it keeps one), then exit with ``status``."""
+    log.error("%s: %s", label, message, extra=FILE_ONLY)
     err_console.print(f"[red]{label}:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
     sys.exit(status)
 
@@ -185,6 +190,10 @@ class LazyGroup(ErrorsToExit, click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *COMMANDS})
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV_KEY] = list(args)  # the command line, for the header of its log
+        return super().parse_args(ctx, args)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
         if command is None and name in COMMANDS:
@@ -213,9 +222,9 @@ def cli(ctx: click.Context, verbose: int, strict_plugins: bool) -> None:
     Start with `ccdflow demo`, which simulates a night and reduces it.
     """
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(console=err_console, show_path=False)]
-    )
+    console = RichHandler(console=err_console, show_path=False, level=level)
+    console.addFilter(for_console)  # records for the log file only (OUT/ccdflow.log) stay off it
+    logging.basicConfig(level=level, format="%(message)s", handlers=[console])
     ctx.obj = {"strict_plugins": strict_plugins}
 
 

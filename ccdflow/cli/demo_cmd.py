@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,29 +11,27 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from ccdflow.cli.command_log import command_log
 from ccdflow.cli.simulate_cmd import spec_from_options, spec_options
 
 
 @click.command("demo")
 @click.option("--out", "outdir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("ccdflow-demo"), show_default=True, help="Where to write everything.")
+              default=Path("ccdflow-demo"), show_default=True,
+              help="Where to write everything, ccdflow.log included.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @spec_options
+@command_log("outdir")
 def command(outdir: Path, as_json: bool, **options) -> None:
     """Simulate a night, build master bias/dark/flat, reduce the science frames and
     compare them with the simulator's truth."""
     from ccdflow.demo import run_demo
 
     spec = spec_from_options(**options)
-    outdir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(outdir / "ccdflow.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("ccdflow").addHandler(handler)
-    logging.getLogger("ccdflow").setLevel(logging.INFO)
     total = 1 + spec.nights * (1 + len(spec.dark_exptimes) * len(spec.dark_temperatures)
                                + len(spec.filters) * (1 + spec.n_science))
-    console = Console(stderr=as_json)
-    with Progress(console=console, transient=True, disable=as_json) as progress:
+    console = Console()  # the summary; the progress bar is on stderr
+    with Progress(console=Console(stderr=True), transient=True, disable=as_json) as progress:
         task = progress.add_task("demo", total=total)
         result = run_demo(outdir, spec, lambda what: progress.update(task, advance=1, description=what))
     if as_json:

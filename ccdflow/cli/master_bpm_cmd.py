@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ccdflow.cli.command_log import command_log
 from ccdflow.framework.engine.errors import UnprocessableInputError
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ from ccdflow.cli.master_inputs import (
 @click.option("--unstable-factor", type=float, default=5.0, show_default=True,
               help="Unstable: temporal scatter this many times what the level predicts.")
 @click.pass_context
+@command_log("out", beside=True)
 def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str | None,
         dark_path: str | None, flat_path: str | None, caldb_url: str | None, register: bool,
         as_json: bool, instrument: str | None, instrument_files: tuple[str, ...], config_files: tuple,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ccdflow.cli import ErrorsToExitGroup
+from ccdflow.cli.command_log import command_log
 
 if TYPE_CHECKING:
     from ccdflow.framework.builders.masters import Fallback
@@ -58,6 +59,7 @@ def _master_command(kind: str) -> click.Command:
     @common_options
     @_combine_options
     @click.pass_context
+    @command_log("out", beside=True)
     def run(ctx: click.Context, /, files: tuple[str, ...], **opts: Any) -> None:
         build_and_write(ctx, kind, files, **opts)
 

@@ -5,6 +5,7 @@ the registration and summary after it."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import time
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 # caldb_options and config_cmd import astropy and pydantic at module level: taken inside the
 # functions, so `ccdflow master --help` stays as fast as `ccdflow --help`.
+
+log = logging.getLogger("ccdflow.master")
 
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -56,7 +59,8 @@ def resolve_from_options(*args: Any) -> tuple[Any, Any]:
 def common_options(func: Callable) -> Callable:
     for option in reversed([
         click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-                     help="Master file to write (atomically)."),
+                     help="Master file to write (atomically); its folder gets ccdflow.log, appended "
+                          "to by every run (INFO, DEBUG with -v)."),
         click.option("--bias", "bias_path", type=click.Path(exists=True, dir_okay=False),
                      help="Master bias to use (else the caldb's best)."),
         click.option("--dark", "dark_path", type=click.Path(exists=True, dir_okay=False),
@@ -161,11 +165,12 @@ def finish(summary: dict, out: Path, register: bool, caldb_url: str | None,
         summary["caldb_id"], summary["caldb_new"] = added.id, added.created
         summary["caldb_quality"], summary["caldb_qa"] = added.quality, added.qa  # master QA
     summary["seconds"] = round(time.perf_counter() - t0, 3)
+    stats = ", ".join(f"{k[3:].lower()} {v}" for k, v in summary.get("stats", {}).items())
+    source = f"from {summary['n_combined']} frame(s)" if summary["type"] != "bpm" else "(bad-pixel mask)"
+    _log_summary(summary, f"wrote {summary['type']} {out} {source} in {summary['seconds']:.1f} s: {stats}")
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
-    stats = ", ".join(f"{k[3:].lower()} {v}" for k, v in summary.get("stats", {}).items())
-    source = f"from {summary['n_combined']} frame(s)" if summary["type"] != "bpm" else "(bad-pixel mask)"
     click.echo(f"wrote {summary['type']} {out} {source}: {stats}")
     if summary.get("fallback"):
         click.echo(f"rejection fallback: {summary['fallback']}")
@@ -178,3 +183,26 @@ def finish(summary: dict, out: Path, register: bool, caldb_url: str | None,
             click.echo(f"master QA: {qa_words(summary['caldb_qa'])}")
 
 
+def _log_summary(summary: dict, wrote: str) -> None:
+    """What was built from what, into the command's log (ccdflow.cli.command_log); the console
+    has it on stdout."""
+    from ccdflow.pipeline.runlog import FILE_ONLY
+
+    log.info("%s", wrote, extra=FILE_ONLY)
+    for kind, path in summary.get("sources", {}).items():
+        if path:
+            log.info("%s: %s", kind, path, extra=FILE_ONLY)
+    for kind, cal in summary.get("calibrations", {}).items():
+        log.info("%s: %s (caldb id %s, sha256 %s)", kind, cal["path"], cal["caldb_id"], cal["sha256"],
+                 extra=FILE_ONLY)
+    for kind, why in summary.get("calibrations_absent", {}).items():
+        log.info("no %s: %s", kind, why, extra=FILE_ONLY)
+    if summary.get("fallback"):
+        log.warning("rejection fallback: %s", summary["fallback"], extra=FILE_ONLY)
+    if "caldb_id" in summary:
+        from ccdflow.caldb.qa import qa_words
+
+        log.info("caldb: %s, id %s, QA %s", "added" if summary["caldb_new"] else "already present",
+                 summary["caldb_id"], qa_words(summary["caldb_qa"]), extra=FILE_ONLY)
+    for path in summary.get("inputs", []):
+        log.debug("input %s", path, extra=FILE_ONLY)

@@ -14,6 +14,7 @@ import click
 
 from ccdflow.cli import EXIT_FAILURES, EXIT_INPUT, fail, signals_interrupt
 from ccdflow.cli.caldb_options import UtcTime
+from ccdflow.cli.command_log import command_log
 from ccdflow.cli.options import caldb_options, config_options
 
 #: Files listed on stderr when none of RAWDIR's files could be used (all are in the report).
@@ -24,7 +25,8 @@ def night_options(func):
     """Options shared by `night` and `watch`."""
     for option in reversed([
         click.option("--out", "outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="Output folder: masters/, reduced/, report.html, report.json, config.yaml."),
+                     help="Output folder: masters/, reduced/, report.html, report.json, config.yaml, "
+                          "and ccdflow.log (appended to by every run: INFO, DEBUG with -v)."),
         click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Worker processes on this machine (Dask LocalCluster); 1 = serial in this "
                           "process. Default: the number of cores."),
@@ -77,6 +79,7 @@ def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_files,
                    "registered, so not chosen; the next run without this option registers them.")
 @config_options
 @caldb_options()
+@command_log("outdir")
 def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | None, force: bool,
             dashboard: str | None, redo_stale: bool, caldb_as_of, instrument, instrument_files,
             config_files, params, caldb_url, as_json: bool) -> None:
@@ -100,7 +103,6 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
     from ccdflow.pipeline.executor import make_executor
     from ccdflow.pipeline.night import run_night
     from ccdflow.pipeline.outlock import lock_outdir
-    from ccdflow.pipeline.report import write_report
     from ccdflow.pipeline.spec import environment, forget_environments
 
     require_fits_files(rawdir)
@@ -131,8 +133,22 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
                                "warnings": result.warnings, "caldb_as_of": result.caldb_as_of,
                                "unknown": result.unknown}, indent=2, default=str))
     else:
-        _print_summary(console, result, counts, paths)
+        _print_summary(Console(), result, counts, paths, outdir)  # the result: stdout
     exit_for(result, paths, as_json)
+
+
+def write_report(result, db) -> dict:
+    """The run's report (:func:`ccdflow.pipeline.report.write_report`), its time and where it
+    went in the run's log."""
+    import logging
+    import time
+
+    from ccdflow.pipeline.report import write_report as write
+
+    start = time.perf_counter()
+    paths = write(result, db)
+    logging.getLogger("ccdflow.night").info("report: %s (%.1f s)", paths["html"], time.perf_counter() - start)
+    return paths
 
 
 def require_fits_files(rawdir: Path) -> None:
@@ -192,22 +208,36 @@ def _progress(console, disabled: bool):
                     TimeElapsedColumn(), console=console, transient=False, disable=disabled)
 
 
-def _print_summary(console, result, counts, paths) -> None:
+def _print_summary(console, result, counts, paths, outdir: Path) -> None:
+    """The result on stdout, one line each (no table: it is read in pipes and logs too)."""
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table("stage", "result", title=f"night {result.rawdir}")
-    table.add_row("files", f"{counts['files']} ({counts['unreadable_or_unknown']} unreadable or unknown)")
-    table.add_row("frames", ", ".join(f"{v} {k}" for k, v in sorted(counts["frame_types"].items())))
-    table.add_row("masters", ", ".join(f"{v} {k}" for k, v in sorted(counts["masters"].items())) or "none")
-    table.add_row("science", ", ".join(f"{v} {k}" for k, v in sorted(counts["science"].items())) or "none")
-    table.add_row("time", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
-    console.print(table)
+    rows = {"files": f"{counts['files']} ({counts['unreadable_or_unknown']} unreadable or unknown)",
+            "frames": ", ".join(f"{v} {k}" for k, v in sorted(counts["frame_types"].items())) or "none",
+            "masters": ", ".join(f"{v} {k}" for k, v in sorted(counts["masters"].items())) or "none",
+            "science": ", ".join(f"{v} {k}" for k, v in sorted(counts["science"].items())) or "none",
+            "time": ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())}
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
+    say(f"night {escape(result.rawdir)}")
+    for label, value in rows.items():
+        say(f"{label:<8} {escape(value)}")
     for entry in [*[m for m in result.masters if m["status"] == "failed"], *result.failed]:
         name = entry.get("name") or Path(entry["raw"]).name
-        console.print(f"[red]failed[/red] {name}: {entry['reason']}", highlight=False)
+        say(f"[red]failed[/red] {escape(name)}: {escape(entry['reason'])}")
     if result.unknown:
-        console.print(f"[yellow]{len(result.unknown)} file(s) not used[/yellow] (reasons in the report)")
-    for warning in result.warnings:
-        console.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False)
-    console.print(f"report: {paths['html']}", highlight=False)
+        say(f"[yellow]{len(result.unknown)} file(s) not used[/yellow] (reasons in the report)")
+    for warning in sorted(result.warnings):  # the order tasks finished in is not the reader's
+        say(f"[yellow]warning[/yellow] {escape(warning)}")
+    say(f"report: {escape(str(shown_path(paths['html'], outdir)))}")
+    say(f"log:    {escape(str(outdir / 'ccdflow.log'))}")
+
+
+def shown_path(path: str | Path, outdir: Path) -> Path:
+    """A file inside OUTDIR as the user named OUTDIR (relative stays relative)."""
+    try:
+        return outdir / Path(path).relative_to(outdir.resolve())
+    except ValueError:
+        return Path(path)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
+
+from ccdflow.cli.command_log import command_log
 
 
 def spec_options(func):
@@ -40,13 +43,19 @@ def spec_from_options(size, nights, seed, n_bias, n_dark, n_flat, n_science, fil
 @click.command("simulate")
 @click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
 @spec_options
+@command_log("outdir")
 def command(outdir: Path, **options) -> None:
-    """Simulate a night of raw frames (bias, darks, flats, science) and its truth in OUTDIR."""
+    """Simulate a night of raw frames (bias, darks, flats, science) and its truth in OUTDIR
+    (and OUTDIR/ccdflow.log)."""
+    from ccdflow.pipeline.runlog import FILE_ONLY
     from ccdflow.simulator import simulate_night
 
     night = simulate_night(outdir, spec_from_options(**options))
     counts: dict[str, int] = {}
     for frame in night.frames:
         counts[frame.frame_type] = counts.get(frame.frame_type, 0) + 1
-    click.echo(f"raw frames:  {night.raw_dir}  " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    what = ", ".join(f"{n} {k}" for k, n in counts.items())
+    logging.getLogger("ccdflow.simulator").info("raw frames in %s: %s; truth in %s", night.raw_dir, what,
+                                                night.truth_dir, extra=FILE_ONLY)  # stdout has it
+    click.echo(f"raw frames:  {night.raw_dir}  {what}")
     click.echo(f"truth:       {night.truth_dir}")

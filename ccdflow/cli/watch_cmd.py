@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from ccdflow.cli import Interrupted, signals_interrupt
-from ccdflow.cli.night_cmd import exit_for, failed_masters, night_options, spec_from
+from ccdflow.cli.command_log import command_log
+from ccdflow.cli.night_cmd import exit_for, failed_masters, night_options, shown_path, spec_from, write_report
 from ccdflow.cli.options import caldb_options, config_options
 
 
@@ -24,6 +25,7 @@ from ccdflow.cli.options import caldb_options, config_options
                    "(or at once when a science frame follows it).")
 @config_options
 @caldb_options()
+@command_log("outdir")
 def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | None, force: bool,
             dashboard: str | None, interval: float, settle: float, calibration_quiet: float,
             instrument, instrument_files, config_files, params, caldb_url, as_json: bool) -> None:
@@ -41,12 +43,12 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
 
     from ccdflow.pipeline.executor import make_executor
     from ccdflow.pipeline.outlock import lock_outdir
-    from ccdflow.pipeline.report import write_report
     from ccdflow.pipeline.spec import environment, forget_environments
     from ccdflow.pipeline.watch import Watcher
 
     spec = spec_from(outdir, caldb_url, instrument, instrument_files, config_files, params, force)
-    console = Console(stderr=True)
+    console = Console(stderr=True)  # what the watch is doing
+    results = Console()  # what it did: masters and frames as they are done, then the report
     watchers: list[Watcher] = []
 
     def stop_gracefully(signum: int) -> None:
@@ -64,7 +66,7 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
         if not as_json:
             def say_master(entry: dict) -> None:
                 colour = {"failed": "red", "built": "green"}.get(entry["status"], "default")
-                console.print(f"master [{colour}]{entry['status']}[/{colour}] {entry['name']} "
+                results.print(f"master [{colour}]{entry['status']}[/{colour}] {entry['name']} "
                               f"({entry['n']} frames) {entry.get('reason', '')}", highlight=False)
 
             watcher.on_master = say_master
@@ -76,7 +78,7 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
             for entry in w.result.science[shown[0]:]:
                 if not as_json:
                     colour = "red" if entry["status"] == "failed" else "green"
-                    console.print(f"[{colour}]{entry['status']}[/{colour}] {Path(entry['raw']).name} "
+                    results.print(f"[{colour}]{entry['status']}[/{colour}] {Path(entry['raw']).name} "
                                   f"{entry.get('reason', '')}", highlight=False)
             shown[0] = len(w.result.science)
 
@@ -89,5 +91,5 @@ def command(rawdir: Path, outdir: Path, workers: int | None, scheduler: str | No
                                "stopped": getattr(result, "stopped", None),
                                "unknown": result.unknown}, indent=2, default=str))
     else:
-        console.print(f"stopped; report: {paths['html']}", highlight=False)
+        results.print(f"stopped; report: {shown_path(paths['html'], outdir)}", highlight=False)
     exit_for(result, paths, as_json, all_unused_fails=False)

@@ -25,6 +25,7 @@ from ccdflow.framework.headers.scan import discover_fits_files
 from ccdflow.pipeline.executor import SerialExecutor
 from ccdflow.pipeline.outputs import write_text_atomic
 from ccdflow.pipeline.plan import master_frame_types, match_rules, plan_bpms, plan_masters, plan_products
+from ccdflow.pipeline.runlog import FILE_ONLY, stage
 from ccdflow.pipeline.spec import RunSpec, environment
 from ccdflow.pipeline.tasks import bpm_task, master_task, one_line, scan_chunk, science_task
 
@@ -116,6 +117,8 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
     outdir.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
+    log.info("night %s -> %s (%s, caldb %s%s)", rawdir, outdir, executor.description, db.display_url,
+             "" if spec.caldb_as_of is None else f" as of {spec.caldb_as_of.isoformat()}")
     frames = _scan(rawdir, spec, executor, result, progress)
     result.seconds["scan"] = time.perf_counter() - start
     if spec.instrument is None:
@@ -128,12 +131,16 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
         planned = plan_masters(frames, match_rules(env))
         for kind in master_frame_types().values():
             groups = [g for g in planned if g[0] == kind]
-            for done, entry in enumerate(executor.map_unordered(
-                    master_task, [(spec, k, name, metas) for k, name, metas in groups]), 1):
-                register_master(db, env, entry)
-                result.masters.append(entry)
-                result.warnings += [f"{entry['name']}: {w}" for w in entry.get("night_warnings", [])]
-                progress(f"{kind} masters", done, len(groups))
+            if not groups:
+                continue
+            with stage(f"{kind} masters", len(groups), "group(s)") as masters:
+                for done, entry in enumerate(executor.map_unordered(
+                        master_task, [(spec, k, name, metas) for k, name, metas in groups]), 1):
+                    register_master(db, env, entry)
+                    masters.master(entry)
+                    result.masters.append(entry)
+                    result.warnings += [f"{entry['name']}: {w}" for w in entry.get("night_warnings", [])]
+                    progress(f"{kind} masters", done, len(groups))
         _bpm_stage(spec, executor, result, progress)
     result.seconds["masters"] = time.perf_counter() - start
 
@@ -143,10 +150,12 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
         stale_raw = {str(s["raw"]) for s in stale_products(db, env)}
         science = [f for f in science if str(f.path) in stale_raw]
     products = plan_products(science, rawdir)
-    for done, entry in enumerate(executor.map_unordered(
-            science_task, [(spec, m, rel) for m, rel in products]), 1):
-        result.science.append(entry)
-        progress("science", done, len(products))
+    with stage("science", len(products), "frame(s)" + (" (stale)" if redo_stale else "")) as reduced:
+        for done, entry in enumerate(executor.map_unordered(
+                science_task, [(spec, m, rel) for m, rel in products]), 1):
+            reduced.frame(entry)
+            result.science.append(entry)
+            progress("science", done, len(products))
     result.seconds["science"] = time.perf_counter() - start
 
 
@@ -181,10 +190,14 @@ def _bpm_stage(spec: RunSpec, executor: Any, result: NightResult,
     result.warnings += skipped
     for reason in skipped:
         log.warning("%s", reason)
-    for done, entry in enumerate(executor.map_unordered(bpm_task, [(spec, *t) for t in todo]), 1):
-        register_master(env.db, env, entry)
-        result.masters.append(entry)
-        progress("bad-pixel masks", done, len(todo))
+    if not todo:
+        return
+    with stage("bad-pixel masks", len(todo), "mask(s)") as masks:
+        for done, entry in enumerate(executor.map_unordered(bpm_task, [(spec, *t) for t in todo]), 1):
+            register_master(env.db, env, entry)
+            masks.master(entry)
+            result.masters.append(entry)
+            progress("bad-pixel masks", done, len(todo))
 
 
 def stale_products(db: Any, env: Any) -> list[dict[str, Any]]:
@@ -199,6 +212,8 @@ def _scan(rawdir: str | Path, spec: RunSpec, executor: Any, result: NightResult,
     paths, problems = discover_fits_files([rawdir])
     paths = [p for p in paths if not spec.made_here(p)]
     result.unknown += [{"path": p, "reason": r} for p, r in problems if not spec.made_here(p)]
+    start = time.perf_counter()
+    log.info("scan: start, %d FITS file(s) in %s", len(paths), rawdir)
     size = max(1, min(50, len(paths) // 8 or 1))
     chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
     frames: list[FrameMeta] = []
@@ -208,6 +223,11 @@ def _scan(rawdir: str | Path, spec: RunSpec, executor: Any, result: NightResult,
         progress("scan", done, len(chunks))
     frames.sort(key=lambda m: str(m.path))
     result.unknown.sort(key=lambda u: u["path"])
+    types = Counter(m.frame_type for m in frames)
+    log.info("scan: done in %.1f s: %s; %d file(s) not used", time.perf_counter() - start,
+             ", ".join(f"{n} {t}" for t, n in sorted(types.items())) or "no frame", len(result.unknown))
+    for entry in result.unknown:
+        log.info("not used %s: %s", entry["path"], entry["reason"], extra=FILE_ONLY)
     reduced = imaging_types()
     for meta in frames:
         result.frames.append({

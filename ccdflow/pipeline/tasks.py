@@ -4,7 +4,6 @@ frame: the reason is reported and the night goes on."""
 
 from __future__ import annotations
 
-import logging
 import time
 import traceback
 from collections.abc import Sequence
@@ -18,8 +17,6 @@ from ccdflow.framework.io import cards
 from ccdflow.pipeline.naming import inside
 from ccdflow.pipeline.spec import RunSpec, environment
 
-log = logging.getLogger("ccdflow.night")
-
 
 def scan_chunk(spec: RunSpec, paths: Sequence[str]) -> dict[str, Any]:
     """Headers only: frames classified, and (path, reason) for files that were not."""
@@ -32,19 +29,21 @@ def scan_chunk(spec: RunSpec, paths: Sequence[str]) -> dict[str, Any]:
 
 def failed(entry: dict[str, Any], exc: BaseException, start: float) -> dict[str, Any]:
     """The report entry of a failed task: the error's class and a one-line reason. ccdflow's own
-    errors say what is wrong; anything else is a bug, whose traceback goes into the entry's
-    ``detail`` (report.json) and the debug log, never onto the console. Errors that no later
-    frame can escape (caldb gone, disk full) are raised: they stop the run."""
+    errors say what is wrong; anything else is a bug, whose traceback also goes into the entry's
+    ``detail`` (report.json). Every failure's traceback rides in ``traceback`` to the process
+    driving the run, which writes it to the debug log and drops it (see
+    :mod:`ccdflow.pipeline.runlog`): never onto the console. Errors that no later frame can
+    escape (caldb gone, disk full) are raised: they stop the run."""
     if is_fatal(exc):
         raise exc
     out = {**entry, "status": "failed", "error": type(exc).__name__,
-           "seconds": time.perf_counter() - start}
+           "seconds": time.perf_counter() - start,
+           "traceback": "".join(traceback.format_exception(exc))}
     if isinstance(exc, CcdflowError):
         out["reason"] = one_line(str(exc))
     else:
         out["reason"] = one_line(f"unexpected {type(exc).__name__}: {exc}")
-        out["detail"] = "".join(traceback.format_exception(exc))
-        log.debug("unexpected error:\n%s", out["detail"])
+        out["detail"] = out["traceback"]
     return out
 
 
@@ -127,11 +126,8 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         warnings = [str(ccd.header[c.keyword]) for c in (cards.FEWIN, cards.FALLB)
                     if c.keyword in ccd.header]
         # a master of too few frames adds its noise to every frame it calibrates: a night warning
+        # (logged with the entry by the process driving the run: see ccdflow.pipeline.runlog)
         entry["night_warnings"] = warnings[:1] if cards.FEWIN.keyword in ccd.header else []
-        for warning in entry["night_warnings"]:
-            log.warning("%s: %s", out.name, warning)
-        if excluded:
-            log.warning("%s: left out %s", out.name, "; ".join(f"{Path(p).name}: {r}" for p, r in excluded))
         path, sha, new = write_new(out, lambda tmp: write_master(ccd, tmp))
         if not new:
             warnings.append(f"rebuilt with identical bytes to {path.name}; nothing added")

@@ -23,6 +23,7 @@ from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.framework.headers.scan import discover_fits_files, scan_file
 from ccdflow.pipeline.night import NightResult, bpm_min_frames, register_master
 from ccdflow.pipeline.plan import master_frame_types, match_rules, plan_bpms, plan_masters, plan_products
+from ccdflow.pipeline.runlog import log_frame, log_master
 from ccdflow.pipeline.spec import RunSpec, environment
 from ccdflow.pipeline.tasks import bpm_task, master_task, science_task
 
@@ -119,8 +120,8 @@ class Watcher:
             work += self.build_masters()
         planned = plan_products(science, self.rawdir, self.products)
         for entry in self.executor.map_unordered(science_task, [(self.spec, m, rel) for m, rel in planned]):
+            log_frame(entry)
             self.result.science.append(entry)
-            log.info("%s: %s %s", Path(entry["raw"]).name, entry["status"], entry.get("reason", ""))
             work += 1
         return work
 
@@ -158,8 +159,8 @@ class Watcher:
         return built
 
     def _record_master(self, entry: dict[str, Any]) -> None:
+        log_master(entry)
         self.result.masters.append(entry)
-        log.info("master %s: %s %s", entry["name"], entry["status"], entry.get("reason", ""))
         self.on_master(entry)
 
     def run(self, interval: float = 1.0, on_poll: Callable[[Watcher], None] = lambda w: None) -> NightResult:
