@@ -119,12 +119,15 @@ def test_an_understated_uncertainty_plane_shows_in_the_noise_ratio(normal):
         f"noise ratio {wrong['noise_ratio']:.3g} > 1.3 (frame_qa.noise_ratio_max)"]
 
 
-def test_trailed_stars_are_flagged_for_ellipticity(tmp_path):
+def test_trailed_stars_are_flagged_for_ellipticity(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="ccdflow.night")
     run = reduce_simulated_night(tmp_path, SimulationSpec(**SMALL, trail=6.0))
+    logged = [r.getMessage() for r in caplog.records if ": QA " in r.getMessage()]
     for entry in run.result.science:
         assert entry["qa"]["ellipticity"] > 0.35
         (flag,) = entry["qa_flags"]
         assert flag.startswith("ellipticity 0.") and flag.endswith("> 0.3 (frame_qa.ellipticity_max)")
+        assert f"{Path(entry['raw']).name}: QA {flag}" in logged  # the run's log says it too
 
 
 def test_a_frame_without_stars_is_flagged_for_clouds(tmp_path):
