@@ -42,12 +42,13 @@ class RunSpec:
         return Path(self.outdir) / "masters"
 
     def made_here(self, path: str | Path) -> bool:
-        """True for a file this run's outputs hold (a master, a product, a quicklook): when OUT
-        lies inside RAWDIR, a re-run must not take its own masters and products for raw frames."""
+        """True for a file this run's outputs hold (a master, a product, a quicklook, a run's
+        report): when OUT lies inside RAWDIR, a re-run must not take its own masters and products
+        for raw frames."""
         # realpath, not Path.resolve: a symbolic-link loop in RAWDIR must be reported, not raise
         resolved = Path(os.path.realpath(path))
         return any(resolved.is_relative_to(Path(os.path.realpath(self.outdir)) / sub)
-                   for sub in ("masters", "reduced", "quicklook"))
+                   for sub in ("masters", "reduced", "quicklook", "runs"))
 
 
 @dataclass
