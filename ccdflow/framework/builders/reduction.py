@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.nddata import CCDData
 
+from ccdflow.framework.builders import frame_qa
 from ccdflow.framework.calibrations import calibration_type, for_frame_type
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.config import ResolvedConfig
@@ -224,7 +225,9 @@ def reduce_ccd(
     as ``StepContext.receipts``; ``timings`` receives each step's seconds. ``absent`` says why
     each calibration the recipe wants but is not in ``masters`` is absent (see
     :func:`~ccdflow.framework.engine.calibration_policy.choose`): its step is SKIPPED with that
-    reason. ``raw_name`` and ``raw_checksum`` are what ``CF_RAW``/``CF_RAWS`` record.
+    reason. ``raw_name`` and ``raw_checksum`` are what ``CF_RAW``/``CF_RAWS`` record. The
+    product carries its quality figures (``CF_Q...`` cards, see
+    :mod:`~ccdflow.framework.builders.frame_qa`; ``timings["qa"]`` their cost).
     """
     refuse_dead_readout(ccd, meta)  # all NaN or all one value: no product of 0 finite pixels
     needed = needed_calibrations(config, meta.frame_type)
@@ -243,6 +246,10 @@ def reduce_ccd(
     )
     # the filter as the header map read it, whatever the camera's keyword: `stack` compares it
     cards.FILT.put(ccd.header, card_text(meta.filter or ""))
+    start = time.perf_counter()
+    # measured once here, on the frame in memory (the night, `reduce` and the API alike); a
+    # re-run reads them back from the cards
+    frame_qa.write_cards(ccd.header, frame_qa.measure(ccd))
     if timings is not None:
-        timings.update(context.timings)
+        timings.update(context.timings, qa=time.perf_counter() - start)
     return ccd
