@@ -234,7 +234,7 @@ def no_plots(monkeypatch):
     report.html are still written."""
     from ccdflow.pipeline import report
 
-    monkeypatch.setattr(report, "_quicklook", lambda *args: "")
+    monkeypatch.setattr(report, "quicklook", lambda *args: None)
     monkeypatch.setattr(report, "_history_plots", lambda *args: {})
 
 

@@ -38,7 +38,7 @@ def test_sub_command_help_is_light():
     commands = (["master", "--help"], ["master", "bias", "--help"], ["stack", "--help"],
                 ["night", "--help"], ["watch", "--help"], ["caldb", "--help"],
                 ["caldb", "best", "--help"], ["caldb", "history", "--help"],
-                ["config", "show", "--help"])
+                ["config", "show", "--help"], ["reduce", "--help"])
     for args in commands:
         code = (
             "import sys\n"

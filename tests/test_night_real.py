@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from astropy.io import fits
 
 
@@ -35,6 +36,13 @@ def test_efosc_night_reduces_imaging_and_leaves_spectroscopy_alone(real_data, tm
     left_alone = [f for f in report["frames"] if f["note"]]
     assert {f["type"] for f in left_alone} == {"spec_flat", "arc", "spectrum"}
     assert not report["unknown"]
+    for frame in report["science"]:  # frame QA: good g-band frames (DIMM seeing 0.85-1.19")
+        qa = frame["qa"]
+        assert frame["qa_flags"] == [], frame["qa_flags"]
+        assert 0.6 < qa["fwhm_arcsec"] < 1.3  # scale from the archive header's WCS
+        assert qa["fwhm_arcsec"] == pytest.approx(qa["fwhm"] * 0.2408, rel=1e-3)
+        assert qa["ellipticity"] < 0.15 and qa["n_stars"] > 100
+        assert 0.97 < qa["noise_ratio"] < 1.1 and qa["cosmic_pixels"] > 100
 
 
 def test_feder_night_matches_darks_by_exposure_and_flats_by_filter(real_data, tmp_path):

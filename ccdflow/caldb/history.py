@@ -10,7 +10,7 @@ normalised flats), and whatever else a plugin or ingest stored there.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,19 +103,30 @@ def plot_history(series: list[dict[str, Any]], path: str | Path, title: str) -> 
     if suspect:
         ax.plot([_time(p) for p in suspect], [p["value"] for p in suspect], "D",  # type: ignore[arg-type]
                 color="tab:orange", markersize=7, label=f"suspect, not accepted ({len(suspect)})")
-    locator = AutoDateLocator()
+    ax.set_xlim(*time_span([_time(p) for p in series]))  # type: ignore[arg-type]
+    locator = AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.set_xlabel("observation time (UTC)")
+    ax.tick_params(labelsize=10)
+    ax.set_xlabel("observation time (UTC)", fontsize=11)
     unit = UNITS.get(stat)
-    ax.set_ylabel(f"{stat} ({unit})" if unit else stat)
-    ax.set_title(title)
+    ax.set_ylabel(f"{stat} ({unit})" if unit else stat, fontsize=11)
+    ax.set_title(title, fontsize=12)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
+
+
+def time_span(times: list[datetime]) -> tuple[datetime, datetime]:
+    """The x range of a history plot: the data padded by a tenth of its span each side, and by at
+    least half a day (one night's single point gets a day around it, not matplotlib's default of
+    years, which squeezes the point into an unreadable axis)."""
+    first, last = min(times), max(times)
+    pad = max((last - first) / 10, timedelta(hours=12))
+    return first - pad, last + pad
 
 
 def setup_label(point: dict[str, Any]) -> str:

@@ -178,6 +178,7 @@ COMMANDS = {
     "night": ("ccdflow.cli.night_cmd", "Reduce a night: masters, science frames, provenance, report."),
     "master": ("ccdflow.cli.master_cmd", "Build master bias/dark/flat frames and bad-pixel masks."),
     "plugins": ("ccdflow.cli.plugins_cmd", "List plugins, their steps and instruments."),
+    "reduce": ("ccdflow.cli.reduce_cmd", "Reduce single frames: the night's recipe, products, provenance."),
     "simulate": ("ccdflow.cli.simulate_cmd", "Simulate a night of raw frames and its truth."),
     "watch": ("ccdflow.cli.watch_cmd", "Reduce new frames as they land in a folder (real time)."),
     "stack": ("ccdflow.cli.stack_cmd", "Combine reduced exposures on one pixel grid; cosmic-ray masks."),

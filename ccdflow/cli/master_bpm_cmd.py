@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ccdflow.cli.command_log import command_log
-from ccdflow.framework.engine.errors import UnprocessableInputError
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
@@ -51,44 +50,29 @@ def bpm(ctx: click.Context, files: tuple[str, ...], *, out: Path, bias_path: str
 
     Bits: 1 hot (against the dark's local background), 2 dead/low, 4 unstable; a pixel may
     carry several."""
-    from ccdflow.framework.builders.badpixels import BpmThresholds, build_bpm, write_bpm
-    from ccdflow.framework.builders.masters import preprocess_into
-    from ccdflow.framework.io.fitsio import read_product
-    from ccdflow.framework.io.spool import Spool
+    from ccdflow.framework.builders.badpixels import BpmThresholds, write_bpm
+    from ccdflow.framework.builders.reduction import MasterRef
+    from ccdflow.pipeline.master_build import bad_pixels, check_stack
 
     t0 = time.perf_counter()
     if dark_path is None and flat_path is None:
         raise click.UsageError("give --dark MASTER_DARK and/or --flat MASTER_FLAT")
     check_register_target(register, caldb_url, out)
-    masters = {k: read_product(p) for k, p in (("dark", dark_path), ("flat", flat_path)) if p}
+    dark, flat = (None if p is None else MasterRef.load(k, p) for k, p in (("dark", dark_path),
+                                                                          ("flat", flat_path)))
     thresholds = BpmThresholds(hot_sigma=hot_sigma, hot_rate=hot_rate, low_threshold=low_threshold,
                                unstable_factor=unstable_factor, min_frames=min_frames)
-
-    def make(stack: Any = None, paths: tuple = ()) -> tuple:
-        d, f = masters.get("dark"), masters.get("flat")
-        parts = {f"{k}{a}": None if m is None else getattr(m, a.strip("_") or "header")
-                 for k, m in (("dark", d), ("flat", f)) for a in ("", "_data", "_mask")}
-        return build_bpm(parts["dark"], parts["dark_data"], parts["flat"], parts["flat_data"],
-                         dark_mask=parts["dark_mask"], flat_mask=parts["flat_mask"], dark_path=dark_path,
-                         flat_path=flat_path, stack=stack, stack_paths=paths, thresholds=thresholds)
-
     manager: PluginManager | None = None
     if files:
         manager, config, metas = scan_inputs(ctx, files, instrument, instrument_files, config_files, params)
-        kind = metas[0].frame_type
-        # a mask is made from darks (hot pixels) or flats (low pixels): what the bpm type needs
-        if kind not in ("dark", "flat") or any(m.frame_type != kind for m in metas):
-            raise UnprocessableInputError("the unstable-pixel stack must be all darks or all flats, got "
-                                          + ", ".join(sorted({m.frame_type for m in metas})))
-        cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path},
-                                         metas[0], caldb_url)
-        with Spool(len(metas), out.resolve().parent) as spool, \
-                progress_bar(not as_json, len(metas), "stack") as advance:
-            pre = preprocess_into(spool, kind, metas, manager, config,
-                                  {k: m.ccd for k, m in cals.items()}, advance, absent=absent)
-            mask, header = make((spool.frames, spool.masks, pre.scales or None), tuple(spool.paths))
+        cals, absent = load_calibrations(config, check_stack(metas),
+                                         {"bias": bias_path, "dark": dark_path}, metas[0], caldb_url)
+        with progress_bar(not as_json, len(metas), "stack") as advance:
+            ccd = bad_pixels(dark, flat, thresholds, stack=metas, manager=manager, config=config,
+                             cals=cals, absent=absent, scratch_dir=out.resolve().parent, progress=advance)
     else:
-        mask, header = make()
+        ccd = bad_pixels(dark, flat, thresholds)
+    mask, header = ccd.data, ccd.header
     sha = write_bpm(mask, header, out)
     summary = {"type": "bpm", "path": str(out), "sha256": sha, "n_combined": header.get("NCOMBINE", 0),
                "sources": {"dark": dark_path, "flat": flat_path},

@@ -100,9 +100,10 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                     fallback: Fallback | None, memory_limit: int | None, filter_name: str | None = None,
                     exptime: float | None = None, temperature: float | None = None) -> None:
     from ccdflow.framework.builders.master_selection import select_frames
-    from ccdflow.framework.builders.masters import build_master, write_master
-    from ccdflow.framework.calibrations import calibration_type, card_tag
+    from ccdflow.framework.builders.masters import write_master
+    from ccdflow.framework.calibrations import calibration_type
     from ccdflow.framework.io import cards
+    from ccdflow.pipeline.master_build import combine
 
     t0 = time.perf_counter()
     check_register_target(register, caldb_url, out)
@@ -115,25 +116,14 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
         note(selection.note(kind))
     cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path}, metas[0],
                                      caldb_url)
-    # one way to build a master: the night's settings for the type and instrument, an option
-    # overriding one of them
-    settings = config.instrument.master_settings(kind, manager)
-    combine = settings.combine
-    method, clip = method or combine["method"], clip or combine["clip"]
-    fallback = fallback or combine["fallback"]
     with progress_bar(not as_json, len(metas), f"master {kind}") as advance:
-        ccd = build_master(kind, metas, manager, config, {k: m.ccd for k, m in cals.items()},
-                           method=method, clip=clip, fallback=fallback, memory_limit=memory_limit,
-                           sigma_low=combine["sigma_low"], sigma_high=combine["sigma_high"],
-                           warn_below=settings.warn_below, min_frames=settings.min_frames,
-                           calibration_paths={k: str(m.path) for k, m in cals.items()},
-                           scratch_dir=out.resolve().parent, progress=advance, absent=absent)
-    for k, m in cals.items():  # the caldb id, when the caldb chose it
-        if m.caldb_id is not None:
-            cards.calibration_id(card_tag(k), k).put(ccd.header, m.caldb_id)
+        ccd = combine(kind, metas, manager, config, cals, absent, method=method, clip=clip,
+                      fallback=fallback, memory_limit=memory_limit, scratch_dir=out.resolve().parent,
+                      progress=advance)
     sha = write_master(ccd, out)
     summary = {"type": kind, "path": str(out), "sha256": sha, "instrument": config.instrument.name,
-               "n_combined": len(metas), "method": method, "clip": ccd.header[cards.CLIP.keyword],
+               "n_combined": len(metas), "method": ccd.header[cards.METH.keyword],
+               "clip": ccd.header[cards.CLIP.keyword],
                "fallback": ccd.header.get(cards.FALLB.keyword),
                "inputs": [str(m.path) for m in metas], "left_out": dict(selection.left_out),
                "calibrations": {k: {"path": str(m.path), "sha256": m.checksum, "caldb_id": m.caldb_id}

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ccdflow.cli.options import CALDB_ENV_VAR, config_options
-from ccdflow.framework.engine.errors import UnprocessableInputError
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.config import ResolvedConfig
@@ -50,12 +49,6 @@ class ByteSize(click.ParamType):
         return size
 
 
-def resolve_from_options(*args: Any) -> tuple[Any, Any]:
-    from ccdflow.cli.config_cmd import resolve_from_options as resolve
-
-    return resolve(*args)
-
-
 def common_options(func: Callable) -> Callable:
     for option in reversed([
         click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -77,33 +70,17 @@ def common_options(func: Callable) -> Callable:
 def scan_inputs(ctx: click.Context, files: tuple[str, ...], instrument: str | None,
                 instrument_files: tuple[str, ...], config_files: tuple, params: tuple,
                 frame_type: str | None = None) -> tuple[PluginManager, ResolvedConfig, list[FrameMeta]]:
-    """Frames and the configuration of their instrument: the instrument of the ``frame_type``
-    frames when there are any (the others are left out later), which must be one. A file named
-    on the command line that cannot be used stops the build; one found in a folder given is left
-    out, counted on stderr with the first one's reason."""
-    from ccdflow.framework.engine.instrument_files import forced_instrument
-    from ccdflow.framework.headers.scan import scan_paths
+    """Frames and the configuration of their instrument (:func:`ccdflow.pipeline.master_build.
+    scan_inputs`: the instrument of the ``frame_type`` frames); files in a folder given that
+    cannot be used are left out, said on stderr and in the log."""
+    from ccdflow.framework.engine.instrument_files import forced_instrument, manager_with_files
+    from ccdflow.pipeline import master_build
 
-    manager, config = resolve_from_options(ctx, instrument, instrument_files, config_files, params)
+    manager = manager_with_files(instrument_files, strict=(ctx.find_root().obj or {}).get("strict_plugins"))
     forced = forced_instrument(manager, instrument)
-    metas, unknown = scan_paths(files, manager, forced)
-    named = [why for path, why in unknown if path in set(map(str, files))]
-    if named or (unknown and not metas):
-        shown = named or [why for _, why in unknown]
-        more = f" (and {len(shown) - 3} more)" if len(shown) > 3 else ""
-        raise UnprocessableInputError("cannot use: " + "; ".join(shown[:3]) + more)
-    if unknown:
-        note(f"left out {len(unknown)} file(s) that cannot be used, e.g. {unknown[0][1]}")
-    if not metas:
-        raise UnprocessableInputError(f"no FITS files in {', '.join(files)}")
-    of_type = [m for m in metas if m.frame_type == frame_type]
-    names = sorted({m.instrument for m in of_type or metas})
-    if len(names) > 1:
-        what = f"{frame_type} frames" if of_type else "inputs"
-        raise UnprocessableInputError(f"{what} come from different instruments: {', '.join(names)}")
-    if names[0] != config.instrument.name:
-        manager, config = resolve_from_options(ctx, names[0], instrument_files, config_files, params)
-    return manager, config, sorted(metas, key=lambda m: m.date_obs)
+    config, metas = master_build.scan_inputs(files, manager, forced, config_files, params,
+                                             frame_type=frame_type, note=note)
+    return manager, config, metas
 
 
 def note(text: str) -> None:
@@ -116,33 +93,14 @@ def note(text: str) -> None:
 
 def load_calibrations(config: Any, frame_type: str, explicit: dict[str, str | None], meta: Any,
                       caldb_url: str | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """MasterRef per calibration the inputs' recipe looks for (the given file, else the caldb's
-    best for ``meta``), and why each other one is absent, under the instrument's
-    ``calibrations:`` policy, as in a night (a missing required one is an error saying how to
-    give it, or how to declare it optional)."""
-    from ccdflow.framework.builders.reduction import MasterRef
-    from ccdflow.framework.engine.calibration_policy import choose
-    from ccdflow.framework.engine.errors import MissingCalibrationError
-    from ccdflow.framework.engine.recipe import calibration_needs
+    """The given files, else the caldb's best (see
+    :func:`ccdflow.pipeline.master_build.load_calibrations`), the caldb opened as every command
+    opens it (never created empty)."""
+    from ccdflow.cli.caldb_options import open_db
+    from ccdflow.pipeline import master_build
 
-    dbs: list[Any] = []
-
-    def find(kind: str) -> MasterRef:
-        path = explicit.get(kind)
-        if path:
-            return MasterRef.load(kind, path)
-        if caldb_url is None:
-            option = f"--{kind} FILE or " if kind in explicit else ""
-            raise MissingCalibrationError(f"the recipe needs a master {kind}: give {option}--caldb URL "
-                                          "to choose from")
-        if not dbs:
-            from ccdflow.cli.caldb_options import open_db
-
-            dbs.append(open_db(caldb_url))
-        record, _ = dbs[0].best(kind, meta, config.instrument.match_rule(kind))
-        return MasterRef.load(kind, record["path"], record["id"], record["sha256"])
-
-    return choose(calibration_needs(config, frame_type), find, config)
+    opener = None if caldb_url is None else (lambda: open_db(caldb_url))
+    return master_build.load_calibrations(config, frame_type, explicit, meta, opener)
 
 
 @contextmanager

@@ -45,25 +45,12 @@ def night_options(func):
 
 def spec_from(outdir: Path, caldb_url: str | None, instrument, instrument_files, config_files, params,
               force: bool, caldb_as_of=None):
-    """Resolve the caldb (created or upgraded if needed, and writable) and check the config
-    before any work: a bad parameter exits 2, a caldb that cannot be used exits 3."""
-    from ccdflow.caldb import CalDB
-    from ccdflow.caldb.connection import resolve_url
-    from ccdflow.framework.engine.config import build
-    from ccdflow.framework.engine.instrument_files import forced_instrument, manager_with_files
-    from ccdflow.pipeline.spec import RunSpec
+    """The run's spec, checked before any work (:func:`ccdflow.pipeline.spec.make_spec`)."""
+    from ccdflow.pipeline.spec import make_spec
 
     root = click.get_current_context().find_root()
-    manager = manager_with_files(instrument_files, (root.obj or {}).get("strict_plugins") or None)
-    # A bad parameter or config file is a configuration error now, not a failure per frame later.
-    forced = forced_instrument(manager, instrument)
-    build(manager, instrument=forced, config_files=config_files, params=params)
-    url = resolve_url(caldb_url)
-    CalDB.create(url).close()
-    return RunSpec(outdir=str(outdir.resolve()), caldb_url=url, instrument=forced,
-                   instrument_files=tuple(str(Path(f).resolve()) for f in instrument_files),
-                   config_files=tuple(str(Path(c).resolve()) for c in config_files),
-                   params=tuple(params), force=force, caldb_as_of=caldb_as_of)
+    return make_spec(outdir, caldb_url, instrument, instrument_files, config_files, params, force,
+                     caldb_as_of, strict=(root.obj or {}).get("strict_plugins") or None)
 
 
 @click.command("night")
@@ -152,17 +139,11 @@ def write_report(result, db) -> dict:
 
 
 def require_fits_files(rawdir: Path) -> None:
-    """Exit 3 before any work when nothing under RAWDIR even looks like FITS. (FITS-named
-    entries that cannot be read, such as dangling links, are the night's to report: exit 1.)"""
-    from ccdflow.framework.engine.errors import UnprocessableInputError
-    from ccdflow.framework.headers.scan import COMPRESSED, FITS_SUFFIXES, discover_fits_files
+    """Exit 3 before any work when nothing under RAWDIR even looks like FITS
+    (:func:`ccdflow.pipeline.night.require_fits_files`)."""
+    from ccdflow.pipeline.night import require_fits_files as require
 
-    files, problems = discover_fits_files([rawdir])
-    if not files and not problems:
-        raise UnprocessableInputError(
-            f"no FITS files under {rawdir} (names ending in {', '.join(FITS_SUFFIXES)}, or those "
-            f"with {', '.join(c for c in COMPRESSED if c)}): nothing to do; is this the night's "
-            f"raw folder?")
+    require(rawdir)
 
 
 def failed_masters(result) -> list[dict]:

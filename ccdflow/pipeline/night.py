@@ -55,6 +55,11 @@ class NightResult:
     warnings: list[str] = field(default_factory=list)
     #: ``--caldb-as-of`` (ISO, UTC): calibrations were chosen with the caldb as it was then.
     caldb_as_of: str | None = None
+    #: ``--redo-stale``: only the frames whose calibrations changed were reduced, no master built.
+    redo_stale: bool = False
+    #: With ``--redo-stale``: each stale product's calibration change (caldb ``stale`` rows:
+    #: raw, type, used, best_now, reason), so the report says why each frame was redone.
+    stale: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed_masters(self) -> list[dict[str, Any]]:
@@ -94,7 +99,8 @@ def run_night(
     executor = executor or SerialExecutor()
     env = environment(spec)
     result = NightResult(str(rawdir), spec.outdir, executor.description, env.db.display_url,
-                         caldb_as_of=None if spec.caldb_as_of is None else spec.caldb_as_of.isoformat())
+                         caldb_as_of=None if spec.caldb_as_of is None else spec.caldb_as_of.isoformat(),
+                         redo_stale=redo_stale)
     try:
         _run_stages(rawdir, spec, executor, progress, redo_stale, result)
     except Exception as exc:
@@ -147,7 +153,8 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
     start = time.perf_counter()
     science = [f for f in frames if f.frame_type == "science"]
     if redo_stale:
-        stale_raw = {str(s["raw"]) for s in stale_products(db, env)}
+        result.stale = stale_products(db, env)
+        stale_raw = {str(s["raw"]) for s in result.stale}
         science = [f for f in science if str(f.path) in stale_raw]
     products = plan_products(science, rawdir)
     with stage("science", len(products), "frame(s)" + (" (stale)" if redo_stale else "")) as reduced:
@@ -157,6 +164,20 @@ def _run_stages(rawdir: str | Path, spec: RunSpec, executor: Any,
             result.science.append(entry)
             progress("science", done, len(products))
     result.seconds["science"] = time.perf_counter() - start
+
+
+def require_fits_files(rawdir: str | Path) -> None:
+    """UnprocessableInputError before any work when nothing under RAWDIR even looks like FITS.
+    (FITS-named entries that cannot be read, such as dangling links, are the night's to report.)"""
+    from ccdflow.framework.engine.errors import UnprocessableInputError
+    from ccdflow.framework.headers.scan import COMPRESSED, FITS_SUFFIXES
+
+    files, problems = discover_fits_files([rawdir])
+    if not files and not problems:
+        raise UnprocessableInputError(
+            f"no FITS files under {rawdir} (names ending in {', '.join(FITS_SUFFIXES)}, or those "
+            f"with {', '.join(c for c in COMPRESSED if c)}): nothing to do; is this the night's "
+            f"raw folder?")
 
 
 def register_master(db: Any, env: Any, entry: dict[str, Any]) -> None:

@@ -1,8 +1,14 @@
-"""The night's report: ``report.json`` for machines, ``report.html`` with quicklooks for people."""
+"""The night's report: ``report.json`` for machines, ``report.html`` with quicklooks for people.
+
+A quality-control tool first: the problems box (what needs attention and what to do about it),
+then per-frame QA figures with flagged cells, quicklooks that show the DQ bits, trend plots,
+and the history of runs into this OUT (see :mod:`ccdflow.pipeline.report_runs`). The data is
+assembled here; :mod:`ccdflow.pipeline.report_html` draws it, :mod:`ccdflow.pipeline.quicklook`
+the PNGs.
+"""
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 from dataclasses import asdict
@@ -10,41 +16,79 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ccdflow import __version__
 from ccdflow.pipeline.night import NightResult
-from ccdflow.pipeline.outputs import write_atomic, write_text_atomic
+from ccdflow.pipeline.outputs import write_text_atomic
+from ccdflow.pipeline.quicklook import RULE, choose_science, out_relative, quicklook
+from ccdflow.pipeline.report_frames import frame_name, reason
+from ccdflow.pipeline.report_html import render
+from ccdflow.pipeline.report_runs import (
+    config_hashes,
+    earlier_runs,
+    masters_used,
+    new_run_dir,
+    previous_report,
+    redo_reasons,
+    redo_summary,
+    run_summary,
+)
 
 log = logging.getLogger("ccdflow.night")
 
-#: How many reduced frames get a quicklook (all masters do).
-SCIENCE_QUICKLOOKS = 6
 
-
-def write_report(result: NightResult, db: Any = None) -> dict[str, Path]:
-    """Write report.json, report.html and the PNGs they show; returns their paths."""
+def write_report(result: NightResult, db: Any = None, *, now: datetime | None = None) -> dict[str, Path]:
+    """Write this run's report into ``OUT/runs/<UTC time>/`` and the same as ``OUT/report.json``
+    and ``OUT/report.html`` (the latest, linking the earlier runs); returns their paths (``json``
+    and ``html`` the latest, ``run_json`` and ``run_html`` this run's own)."""
     outdir = Path(result.outdir)
-    looks = outdir / "quicklook"
-    images: dict[str, str] = {}
-    for entry in result.masters:
-        if entry["status"] in ("built", "up-to-date"):
-            images[entry["path"]] = _quicklook(entry["path"], looks / (Path(entry["path"]).stem + ".png"))
-    for entry in [s for s in result.science if s["status"] == "reduced"][:SCIENCE_QUICKLOOKS]:
-        # products may sit in subfolders of reduced/ with equal names: the PNG name says where
-        name = entry.get("product", Path(entry["path"]).name).removesuffix(".fits").replace("/", "__")
-        images[entry["path"]] = _quicklook(entry["path"], looks / f"reduced__{name}.png")
+    now = now or datetime.now(UTC)
+    rundir = new_run_dir(outdir, now)
+    previous = previous_report(outdir, rundir)
+    runs = earlier_runs(outdir, rundir)
+    hashes = config_hashes(outdir)
+    reasons = redo_reasons(result, previous, hashes)
+    used = masters_used(result) if not result.masters else []
+    images = _quicklooks(result, used, outdir)
     # a caldb that went away is not asked again (the run stopped for that reason)
-    history = _history_plots(db, looks) if db is not None and result.stopped is None else {}
+    stopped = db is None or result.stopped is not None
+    history = {} if stopped else _history_plots(db, rundir / "trends", outdir)
     data = {
-        "ccdflow_version": __version__, "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ccdflow_version": __version__, "written": now.isoformat(timespec="seconds"),
         "counts": result.counts(), **asdict(result), "warnings": night_warnings(result),
-        "quicklooks": {k: v for k, v in images.items() if v}, "history_plots": history,
+        "quicklooks": {k: v["thumb"] for k, v in images.items()}, "quicklook_images": images,
+        "quicklook_rule": RULE, "history_plots": history,
         "calibrations_absent": absent_calibrations(result),
+        "run": {"id": rundir.name, "dir": out_relative(rundir, outdir)}, "runs": runs,
+        "config_hashes": hashes, "redo": reasons, "redo_summary": redo_summary(result, reasons),
+        "masters_used": used, "previous_masters_run": _previous_masters_run(runs),
     }
-    paths = {"json": write_text_atomic(outdir / "report.json", json.dumps(data, indent=2, default=str)),
-             "html": write_text_atomic(outdir / "report.html", _html(data))}
+    data["problems"] = problems(data)
+    text = json.dumps(data, indent=2, default=str)
+    write_text_atomic(rundir / "run.json", json.dumps(run_summary(data), indent=2, default=str))
+    paths = {"run_json": write_text_atomic(rundir / "report.json", text),
+             "run_html": write_text_atomic(rundir / "report.html", render(data, base="../../")),
+             "json": write_text_atomic(outdir / "report.json", text),
+             "html": write_text_atomic(outdir / "report.html", render(data, base=""))}
     return paths
+
+
+def _quicklooks(result: NightResult, used: list[dict[str, Any]], outdir: Path) -> dict[str, Any]:
+    """FITS path -> its quicklook (thumb, full, fits, bits): every master built or found (or,
+    when the run built none, every master its frames used), and the science frames RULE picks."""
+    files = [m["path"] for m in result.masters if m["status"] in ("built", "up-to-date") and m.get("path")]
+    files += [m["path"] for m in used if m["path"]]
+    files += [path for _, path in choose_science(result.science)]
+    out = {}
+    for path in files:
+        look = quicklook(path, outdir)
+        if look is not None:
+            out[path] = look.as_dict()
+    return out
+
+
+def _previous_masters_run(runs: list[dict[str, Any]]) -> str | None:
+    """The report of the latest earlier run that built or found masters (for a run that has none)."""
+    return next((str(r["html"]) for r in runs if (r.get("counts") or {}).get("masters")), None)
 
 
 def night_warnings(result: NightResult) -> list[str]:
@@ -57,38 +101,58 @@ def night_warnings(result: NightResult) -> list[str]:
     return [*result.warnings, *(f"{warning} ({n} file{'s' * (n > 1)})" for warning, n in seen.items())]
 
 
-def _quicklook(fits_path: str, png: Path) -> str:
-    """ZScale PNG of a product's SCI (or primary) image, masked pixels grey; '' if unreadable."""
-    try:
-        from astropy.visualization import ZScaleInterval
-        from matplotlib.figure import Figure
-
-        from ccdflow.framework.io.fitsio import read_product
-
-        ccd = read_product(fits_path)
-        data = np.asarray(ccd.data, np.float32)
-        finite = np.isfinite(data) if ccd.mask is None else np.isfinite(data) & ~np.asarray(ccd.mask, bool)
-        lo, hi = ZScaleInterval().get_limits(data[finite]) if finite.any() else (0.0, 1.0)
-        shown = np.ma.masked_array(data, ~finite)
-        fig = Figure(figsize=(4, 4 * data.shape[0] / max(1, data.shape[1])), dpi=100, layout="constrained")
-        ax = fig.add_subplot()
-        cmap = _grey_cmap()
-        ax.imshow(shown, origin="lower", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
-        ax.set_title(Path(fits_path).name, fontsize=8)
-        ax.set_axis_off()
-        write_atomic(png, lambda tmp: fig.savefig(tmp, format="png"))
-        return str(png.relative_to(png.parent.parent))
-    except Exception as exc:  # a quicklook must never fail the report
-        log.warning("no quicklook for %s: %s", fits_path, exc)
-        return ""
+def absent_calibrations(result: NightResult) -> list[dict[str, Any]]:
+    """Calibrations not applied, grouped by type and reason (not taken by the camera, optional
+    and none matched), with the masters and frames each one concerns."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for entry in [*result.masters, *result.science]:
+        for kind, why in (entry.get("calibrations_absent") or {}).items():
+            name = entry.get("product") or entry.get("name") or Path(entry.get("raw", "")).name
+            groups.setdefault((kind, why), []).append(name)
+    return [{"type": kind, "reason": reason, "n": len(names), "frames": names}
+            for (kind, reason), names in sorted(groups.items())]
 
 
-def _grey_cmap() -> Any:
-    from matplotlib import colormaps
+def problems(data: dict[str, Any]) -> list[dict[str, str]]:
+    """What needs attention, most serious first: {kind, what, why, action, anchor}; empty when
+    nothing does. Every item names the file and the reason; ``action`` says what to do."""
+    out: list[dict[str, str]] = []
 
-    cmap = colormaps["gray"].copy()
-    cmap.set_bad("tab:orange")
-    return cmap
+    def add(kind: str, what: str, why: str, action: str = "", anchor: str = "") -> None:
+        out.append({"kind": kind, "what": what, "why": why, "action": action, "anchor": anchor})
+
+    if data.get("stopped"):
+        add("run stopped", "the run", str(data["stopped"]), "fix it and run the same command again")
+    for m in data["masters"]:
+        if m["status"] == "failed":
+            add("failed master", m["name"], reason(m), "its frames use another master or fail",
+                anchor="masters")
+        elif m.get("quality") == "suspect":
+            from ccdflow.caldb.qa import qa_words
+
+            add("suspect master", m["name"], qa_words(m.get("qa")) + "; not chosen until accepted",
+                f"ccdflow caldb mark-good {m.get('caldb_id')}", anchor="masters")
+        elif m.get("quality") == "bad":
+            add("bad master", m["name"], "; ".join(m.get("warnings", [])), anchor="masters")
+    for s in data["science"]:
+        if s["status"] == "failed":
+            add("failed frame", frame_name(s), reason(s), anchor="science")
+    for s in data["science"]:
+        for flag in s.get("qa_flags") or []:
+            add("QA flag", frame_name(s), str(flag), anchor="science")
+    for warning in data["warnings"]:
+        name, _, rest = warning.partition(": ")  # "<master>.fits: only 3 flat frames ..."
+        if name.endswith(".fits") and rest:
+            add("warning", name, rest, anchor="masters")
+        else:
+            add("warning", "the night", warning)
+    # a type the camera's file says it takes none of (efosc2: no darks) is its design, not a problem
+    for absent in [a for a in data["calibrations_absent"] if not a["reason"].startswith("not taken")]:
+        add("calibration not applied", f"{absent['n']} file(s)", f"{absent['type']}: {absent['reason']}",
+            anchor="absent")
+    for unknown in data["unknown"]:
+        add("file not used", Path(unknown["path"]).name, unknown["reason"], anchor="unused")
+    return out
 
 
 def _title(kind: str, stat: str) -> str:
@@ -97,8 +161,9 @@ def _title(kind: str, stat: str) -> str:
     return words if words.startswith(kind) else f"{kind} {words}"
 
 
-def _history_plots(db: Any, looks: Path) -> dict[str, str]:
-    """The caldb's history of each combined type's statistic, this night included."""
+def _history_plots(db: Any, folder: Path, outdir: Path) -> dict[str, str]:
+    """The caldb's history of each combined type's statistic, this night included: title -> PNG
+    relative to OUT (in the run's folder: the caldb moves on, each run keeps its own plots)."""
     from ccdflow.caldb.errors import CaldbError
     from ccdflow.caldb.history import history, plot_history
     from ccdflow.framework.calibrations import master_types
@@ -110,125 +175,10 @@ def _history_plots(db: Any, looks: Path) -> dict[str, str]:
         try:
             series = history(db, kind, stat)
             if series:
-                path = plot_history(series, looks / f"history_{kind}.png", f"caldb history: {title}")
-                out[title] = str(path.relative_to(looks.parent))
+                path = plot_history(series, folder / f"history_{kind}.png", f"caldb history: {title}")
+                out[title] = out_relative(path, outdir)
         except CaldbError as exc:
             log.info("no %s history plot: %s", title, exc)
         except Exception as exc:  # a plot must never cost the report
             log.warning("no %s history plot: %s: %s", title, type(exc).__name__, exc)
     return out
-
-
-def absent_calibrations(result: NightResult) -> list[dict[str, Any]]:
-    """Calibrations not applied, grouped by type and reason (not taken by the camera, optional
-    and none matched), with the masters and frames each one concerns."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for entry in [*result.masters, *result.science]:
-        for kind, reason in (entry.get("calibrations_absent") or {}).items():
-            name = entry.get("product") or entry.get("name") or Path(entry.get("raw", "")).name
-            groups.setdefault((kind, reason), []).append(name)
-    return [{"type": kind, "reason": reason, "n": len(names), "frames": names}
-            for (kind, reason), names in sorted(groups.items())]
-
-
-def _reason(entry: dict[str, Any]) -> str:
-    """'ErrorClass: one line' for a failure, '' otherwise."""
-    reason = entry.get("reason", "")
-    return f"{entry['error']}: {reason}" if reason and entry.get("error") else reason
-
-
-def _qa_cell(master: dict[str, Any]) -> str:
-    """The master QA of a master registered by this run: a suspect one in orange with its
-    figures (it is not chosen until `ccdflow caldb mark-good ID`); '' for the others."""
-    from ccdflow.caldb.qa import qa_words
-
-    if not master.get("qa"):
-        return ""
-    text = html.escape(qa_words(master["qa"]))
-    if master.get("quality") == "suspect":
-        return (f'<span class="suspect">{text}; not used until accepted: ccdflow caldb mark-good '
-                f'{master.get("caldb_id")}</span>')
-    return text
-
-
-def _left_out(master: dict[str, Any]) -> list[str]:
-    return [f"left out {Path(path).name}: {why}" for path, why in master.get("excluded", [])]
-
-
-def _html(data: dict[str, Any]) -> str:
-    e = html.escape
-
-    def table(headers: list[str], rows: list[list[Any]]) -> str:
-        head = "".join(f"<th>{e(h)}</th>" for h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-        return f"<table><tr>{head}</tr>{body}</table>"
-
-    def status(s: str) -> str:
-        return f'<span class="{e(s)}">{e(s)}</span>'
-
-    def cals(entry: dict[str, Any]) -> str:
-        parts = []
-        for kind, c in (entry.get("calibrations") or {}).items():
-            extra = [f"dt {c['dt_days']:+.2f} d" if c.get("dt_days") is not None else "",
-                     f"dT {c['dtemp']:+.1f} C" if c.get("dtemp") is not None else "",
-                     f"x{c['scaling']:.3g}" if c.get("scaling") is not None else ""]
-            parts.append(f"{e(kind)}: {e(c['name'])} (#{c['id']}{', ' if any(extra) else ''}"
-                         f"{e(', '.join(x for x in extra if x))})")
-            parts += [f'<span class="suspect">{e(line)}</span>' for line in c.get("skipped", [])]
-        parts += [f'<span class="skipped" title="{e(why)}">{e(kind)}: none (see Calibrations '
-                  "not applied)</span>" for kind, why in (entry.get("calibrations_absent") or {}).items()]
-        return "<br>".join(parts)
-
-    looks = data["quicklooks"]
-    counts = data["counts"]
-    stopped = ([f'<p class="failed">The run stopped before the end: {e(data["stopped"])}. '
-                "What was done is listed below; run the same command again once this is fixed "
-                "and it carries on.</p>"] if data.get("stopped") else [])
-    flagged = [f'<p class="failed">{e(w)}</p>' for w in data["warnings"]]
-    if data.get("caldb_as_of"):
-        flagged.append(f'<p class="suspect">Calibrations chosen with the caldb as of '
-                       f'{e(str(data["caldb_as_of"]))} UTC (--caldb-as-of); masters built by this '
-                       "run were written, not registered.</p>")
-    sections = [*stopped, *flagged,
-        f"<h1>ccdflow night report</h1><p>raw: <code>{e(data['rawdir'])}</code><br>"
-        f"out: <code>{e(data['outdir'])}</code><br>caldb: <code>{e(data['caldb'])}</code><br>"
-        f"run on: {e(data['executor'])}; ccdflow {e(data['ccdflow_version'])}; "
-        f"written {e(data['written'])}</p>",
-        "<h2>Summary</h2>" + table(["what", "count"], [
-            ["files", counts["files"]], ["unreadable or unknown", counts["unreadable_or_unknown"]],
-            *[[f"{k} frames", v] for k, v in sorted(counts["frame_types"].items())],
-            *[[f"masters {k}", v] for k, v in sorted(counts["masters"].items())],
-            *[[f"science {k}", v] for k, v in sorted(counts["science"].items())],
-        ]) + table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in data["seconds"].items()]),
-        "<h2>Masters</h2>" + table(["master", "status", "frames", "median", "noise", "QA", "notes"], [
-            [e(m["name"]), status(m["status"]), m["n"], m.get("median", ""), m.get("noise", ""),
-             _qa_cell(m), e("; ".join([*m.get("warnings", []), *m.get("assumed", []), *_left_out(m),
-                                       _reason(m)]).strip("; "))]
-            for m in data["masters"]]),
-        "<h2>Science frames</h2>" + table(["frame", "status", "calibrations", "seconds", "reason"], [
-            [e(s.get("product") or Path(s["raw"]).name), status(s["status"]), cals(s),
-             f"{s.get('seconds', 0):.2f}", e("; ".join([*s.get("assumed", []), _reason(s)]).strip("; "))]
-            for s in data["science"]]),
-    ]
-    if data["calibrations_absent"]:
-        sections.append("<h2>Calibrations not applied</h2>" + table(["type", "why", "frames"], [
-            [e(a["type"]), e(a["reason"]), f"{a['n']}: " + e(", ".join(a["frames"]))]
-            for a in data["calibrations_absent"]]))
-    if data["unknown"]:
-        sections.append("<h2>Files not used</h2>" + table(["file", "reason"], [
-            [e(u["path"]), e(u["reason"])] for u in data["unknown"]]))
-    others = [f for f in data["frames"] if f.get("note")]
-    if others:
-        sections.append("<h2>Frames left alone</h2>" + table(["file", "type", "why"], [
-            [e(f["path"]), e(f["type"]), e(f["note"])] for f in others]))
-    figures = [*data["history_plots"].values(), *looks.values()]
-    if figures:
-        sections.append("<h2>Quicklooks (ZScale)</h2>" + "".join(
-            f'<figure><img src="{e(src)}" loading="lazy"></figure>' for src in figures))
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}"
-             ".failed{color:#b00;font-weight:bold}.built,.reduced{color:#070}.up-to-date{color:#555}"
-             ".skipped{color:#a60}.suspect{color:#c60;font-weight:bold}"
-             "figure{display:inline-block;margin:4px}img{max-width:380px}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>ccdflow night</title>"
-            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")

@@ -102,6 +102,10 @@ def log_frame(entry: dict[str, Any]) -> None:
              extra=FILE_ONLY)
     for warning in entry.get("assumed", []):
         log.warning("%s: %s", name, warning, extra=FILE_ONLY)
+    for flag in entry.get("qa_flags", []):  # beyond the instrument's frame_qa: limits
+        log.warning("%s: QA %s", name, flag, extra=FILE_ONLY)
+    if entry.get("qa"):
+        log.debug("%s: QA %s", name, ", ".join(f"{k} {v}" for k, v in entry["qa"].items()), extra=FILE_ONLY)
     _debug_calibrations(name, entry.get("calibrations", {}))
     if entry.get("steps"):
         timings = entry.get("step_seconds", {})

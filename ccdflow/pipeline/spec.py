@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,12 +43,13 @@ class RunSpec:
         return Path(self.outdir) / "masters"
 
     def made_here(self, path: str | Path) -> bool:
-        """True for a file this run's outputs hold (a master, a product, a quicklook): when OUT
-        lies inside RAWDIR, a re-run must not take its own masters and products for raw frames."""
+        """True for a file this run's outputs hold (a master, a product, a quicklook, a run's
+        report): when OUT lies inside RAWDIR, a re-run must not take its own masters and products
+        for raw frames."""
         # realpath, not Path.resolve: a symbolic-link loop in RAWDIR must be reported, not raise
         resolved = Path(os.path.realpath(path))
         return any(resolved.is_relative_to(Path(os.path.realpath(self.outdir)) / sub)
-                   for sub in ("masters", "reduced", "quicklook"))
+                   for sub in ("masters", "reduced", "quicklook", "runs"))
 
 
 @dataclass
@@ -84,6 +86,28 @@ class Environment:
             self.masters[record["id"]] = MasterRef.load(kind, record["path"], record["id"],
                                                         record["sha256"])
         return self.masters[record["id"]]
+
+
+def make_spec(outdir: str | Path, caldb_url: str | Path | None, instrument: str | None = None,
+              instrument_files: Sequence[str | Path] = (), config_files: Sequence[str | Path] = (),
+              params: Sequence[str] = (), force: bool = False, caldb_as_of: datetime | None = None,
+              *, strict: bool | None = None) -> RunSpec:
+    """A night's spec, checked before any work: the caldb resolved (``--caldb``, else
+    $CCDFLOW_CALDB, else the default file), created or upgraded if needed; the configuration
+    built once, so a bad parameter is a ConfigError (exit 2) now, not a failure per frame later."""
+    from ccdflow.caldb import CalDB
+    from ccdflow.caldb.connection import resolve_url
+    from ccdflow.framework.engine.instrument_files import forced_instrument, manager_with_files
+
+    manager = manager_with_files(instrument_files, strict)
+    forced = forced_instrument(manager, instrument)
+    build(manager, instrument=forced, config_files=config_files, params=params)
+    url = resolve_url(caldb_url)
+    CalDB.create(url).close()
+    return RunSpec(outdir=str(Path(outdir).resolve()), caldb_url=url, instrument=forced,
+                   instrument_files=tuple(str(Path(f).resolve()) for f in instrument_files),
+                   config_files=tuple(str(Path(c).resolve()) for c in config_files),
+                   params=tuple(params), force=force, caldb_as_of=caldb_as_of)
 
 
 _ENVIRONMENTS: dict[RunSpec, Environment] = {}

@@ -242,7 +242,7 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
             done = find_product(env.db, raw_sha, config.recipe_hash(meta.frame_type), ids, out)
             if done is not None:
                 return {**entry, "status": "up-to-date", "product_id": done["product_id"],
-                        "seconds": time.perf_counter() - start}
+                        **quality(out, meta, config), "seconds": time.perf_counter() - start}
         masters = {k: env.master(k, record) for k, (record, _) in chosen.items()}
         receipts = {k: rc for k, (_, rc) in chosen.items()}
         context_timings: dict[str, float] = {}
@@ -257,6 +257,25 @@ def science_task(spec: RunSpec, meta: FrameMeta, product: str) -> dict[str, Any]
                     and (v := ccd.header[k]) in ("DONE", "SKIPPED")}
         return {**entry, "status": "reduced", "product_id": product_id, "sha256": checksum,
                 "steps": statuses, "step_seconds": context_timings,
+                **quality(out, meta, config, ccd.header),
                 "assumed": cards.assumptions(ccd.header), "seconds": time.perf_counter() - start}
     except Exception as exc:  # one bad frame never stops the night
         return failed(entry, exc, start)
+
+
+def quality(path: Path, meta: FrameMeta, config: Any, header: Any = None) -> dict[str, Any]:
+    """``qa`` (the product's figures) and ``qa_flags`` (those beyond the instrument's
+    ``frame_qa:`` limits) of a science entry. The figures are the product's ``CF_Q`` cards,
+    from ``header`` (just written) or the file's; a product made before ccdflow measured them
+    is measured from the file (it is never rewritten: its checksum is recorded)."""
+    from astropy.io import fits
+
+    from ccdflow.framework.builders import frame_qa
+    from ccdflow.framework.io.fitsio import read_product
+
+    header = fits.getheader(path, 0) if header is None else header
+    figures = frame_qa.read_cards(header)
+    if figures is None:
+        figures = frame_qa.measure(read_product(path))
+    qa, flags = frame_qa.figures_and_flags(header, config.instrument.frame_qa, meta.binning, figures)
+    return {"qa": qa, "qa_flags": flags}  # logged by the driving process (pipeline.runlog)

@@ -53,8 +53,15 @@ def _science_light(frame: SimFrame, model: NightModel, rng: np.random.Generator)
     beta = rng.uniform(2.5, 4.5)
     dy, dx = rng.normal(0.0, DITHER, 2)
     flux = model.stars.rates_in(spec, frame.band) * frame.exptime
-    light = render_stars(spec.shape, model.stars.y + dy, model.stars.x + dx, flux, kind, fwhm, beta)
+    # a drift along x: the star at evenly spaced positions over the trail, its flux shared out
+    steps = np.linspace(-spec.trail / 2, spec.trail / 2, int(np.ceil(2 * spec.trail)) + 1)
+    light = np.zeros(spec.shape, np.float32)
+    for step in steps:
+        light += render_stars(spec.shape, model.stars.y + dy, model.stars.x + dx + step,
+                              flux / steps.size, kind, fwhm, beta)
     light += np.float32(sky * frame.exptime)
+    if spec.trail:
+        frame.truth["trail"] = spec.trail
     frame.truth.update(sky_rate=round(sky, 4), fwhm=round(fwhm, 4), psf=kind,
                        moffat_beta=round(beta, 4) if kind == "moffat" else None,
                        dither_y=round(float(dy), 4), dither_x=round(float(dx), 4))

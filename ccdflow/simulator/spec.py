@@ -125,6 +125,10 @@ class SimulationSpec(BaseModel):
     n_saturated_stars: int = Field(
         2, ge=0, description="Extra stars bright enough to saturate and bleed.")
     fwhm: float = Field(3.0, gt=0, description="Median seeing FWHM in pixels.")
+    trail: float = Field(
+        0.0, ge=0, description="Drift of the telescope along x during each science exposure "
+        "(pixels): every star is smeared evenly over a line this long (a tracking or guiding "
+        "failure); 0: none.")
     cosmic_ray_energy: tuple[float, float] = Field(
         (1000.0, 20000.0), description="Range (e-) of the strongest pixel of a cosmic-ray "
         "event, drawn log-uniform.")

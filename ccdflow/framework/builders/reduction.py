@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -10,8 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from astropy.nddata import CCDData
 
+from ccdflow.framework.builders import frame_qa
 from ccdflow.framework.calibrations import calibration_type, for_frame_type
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.config import ResolvedConfig
@@ -59,13 +62,34 @@ class MasterRef:
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise UnprocessableInputError(f"master {kind} cannot be read ({exc})",
                                           path=str(path)) from None
+        return cls._prepared(kind, Path(path), ccd, actual, caldb_id)
+
+    @classmethod
+    def from_ccd(cls, kind: str, ccd: CCDData, caldb_id: int | None = None) -> MasterRef:
+        """A master handed over in memory (the Python API): recorded as ``in-memory`` with the
+        SHA-256 of its pixels (:func:`data_sha256`), since it has no file to name."""
+        return cls._prepared(kind, Path(IN_MEMORY), ccd, data_sha256(ccd), caldb_id)
+
+    @classmethod
+    def _prepared(cls, kind: str, path: Path, ccd: CCDData, checksum: str,
+                  caldb_id: int | None) -> MasterRef:
         ccd = calibration_type(kind).prepare(ccd)
         # a ccdflow master says it in CF_ cards; a foreign one (ccdproc) in the usual keywords
         h = ccd.header
         temp = cards.TEMP.get(h, h.get("CCD-TEMP"))
         exposure = cards.EXPT.get(h, float(h.get("EXPTIME", 0.0)))
-        return cls(kind, Path(path), ccd, actual, exposure, None if temp is None else float(temp),
+        return cls(kind, path, ccd, checksum, exposure, None if temp is None else float(temp),
                    cards.FILT.get(h, h.get("FILTER")) or None, caldb_id)
+
+
+#: The file name provenance cards record for a frame or master handed over in memory.
+IN_MEMORY = "in-memory"
+
+
+def data_sha256(ccd: CCDData) -> str:
+    """SHA-256 of a frame's pixels as little-endian float32: the checksum an in-memory frame or
+    master is recorded with (the same pixels always give the same checksum, whatever held them)."""
+    return hashlib.sha256(np.ascontiguousarray(ccd.data, dtype="<f4").tobytes()).hexdigest()
 
 
 #: Master header card -> (FrameMeta attribute, text), compared before a master is applied.
@@ -160,23 +184,53 @@ def reduce_frame(
     raw_content: bytes | None = None,
     absent: Mapping[str, str] | None = None,
 ) -> tuple[CCDData, str]:
-    """Run the frame type's recipe with the given masters and write the product with provenance.
+    """Read the raw file, :func:`reduce_ccd` it and write the product with provenance.
 
-    ``receipts`` (caldb selection receipts) are summarised in the header and handed to the steps
-    as ``StepContext.receipts``; ``timings`` receives each step's seconds. ``raw_content`` and
-    ``raw_checksum`` are the raw file's bytes and their SHA-256 from one read
+    ``raw_content`` and ``raw_checksum`` are the raw file's bytes and their SHA-256 from one read
     (:func:`read_file_hashed`); without them the file is read and hashed here, also in one read.
-    ``absent`` says why each calibration the recipe wants but is not in ``masters`` is absent
-    (see :func:`~ccdflow.framework.engine.calibration_policy.choose`): its step is SKIPPED
-    with that reason. Returns the product and the SHA-256 of the file written.
+    Returns the product and the SHA-256 of the file written.
     """
-    needed = needed_calibrations(config, meta.frame_type)
     start = time.perf_counter()
     if raw_content is None:
         raw_content, raw_checksum = read_file_hashed(meta.file)
     ccd = read_ccd(meta.file, hdu=meta.pixel_hdu(config.instrument.data_hdu), content=raw_content)
-    refuse_dead_readout(ccd, meta)  # all NaN or all one value: no product of 0 finite pixels
     read_seconds = time.perf_counter() - start
+    ccd = reduce_ccd(ccd, meta, manager, config, masters, receipts=receipts, timings=timings,
+                     raw_name=meta.file, raw_checksum=raw_checksum, absent=absent)
+    start = time.perf_counter()
+    checksum = write_ccd(ccd, out_path)
+    if timings is not None:
+        timings.update(read=read_seconds, write=time.perf_counter() - start)
+    return ccd, checksum
+
+
+def reduce_ccd(
+    ccd: CCDData,
+    meta: FrameMeta,
+    manager: PluginManager,
+    config: ResolvedConfig,
+    masters: Mapping[str, MasterRef],
+    *,
+    raw_name: str | Path,
+    raw_checksum: str | None,
+    receipts: Mapping[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
+    absent: Mapping[str, str] | None = None,
+) -> CCDData:
+    """Run the frame type's recipe on raw pixels with the given masters and stamp the product's
+    provenance; nothing is read or written (the night, `ccdflow reduce` and the Python API
+    share this, so their products are the same).
+
+    ``receipts`` (caldb selection receipts) are summarised in the header and handed to the steps
+    as ``StepContext.receipts``; ``timings`` receives each step's seconds. ``absent`` says why
+    each calibration the recipe wants but is not in ``masters`` is absent (see
+    :func:`~ccdflow.framework.engine.calibration_policy.choose`): its step is SKIPPED with that
+    reason. ``raw_name`` and ``raw_checksum`` are what ``CF_RAW``/``CF_RAWS`` record. The
+    product carries its quality figures (``CF_Q...`` cards, see
+    :mod:`~ccdflow.framework.builders.frame_qa`; ``timings["qa"]`` their cost).
+    """
+    refuse_dead_readout(ccd, meta)  # all NaN or all one value: no product of 0 finite pixels
+    needed = needed_calibrations(config, meta.frame_type)
     summaries = {k: r.summary() for k, r in (receipts or {}).items() if k in needed}
     context = StepContext(meta, config.instrument, receipts=summaries, absent=dict(absent or {}))
     for kind in needed:
@@ -185,7 +239,7 @@ def reduce_frame(
     cal_frames = {k: masters[k].ccd if k in masters else None for k in needed}
     ccd = run_recipe(manager, ccd, config, context, cal_frames)
     stamp_product(
-        ccd.header, meta.file, config,
+        ccd.header, raw_name, config,
         {k: (m.path, m.checksum, m.caldb_id) for k, m in masters.items() if k in needed},
         raw_checksum=raw_checksum,
         receipts=summaries, frame_type=meta.frame_type,
@@ -193,7 +247,9 @@ def reduce_frame(
     # the filter as the header map read it, whatever the camera's keyword: `stack` compares it
     cards.FILT.put(ccd.header, card_text(meta.filter or ""))
     start = time.perf_counter()
-    checksum = write_ccd(ccd, out_path)
+    # measured once here, on the frame in memory (the night, `reduce` and the API alike); a
+    # re-run reads them back from the cards
+    frame_qa.write_cards(ccd.header, frame_qa.measure(ccd))
     if timings is not None:
-        timings.update(context.timings, read=read_seconds, write=time.perf_counter() - start)
-    return ccd, checksum
+        timings.update(context.timings, qa=time.perf_counter() - start)
+    return ccd

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ccdflow.framework.engine.calibration_policy import check_policy
 from ccdflow.framework.engine.config_errors import describe_validation
 from ccdflow.framework.engine.errors import ConfigError, did_you_mean
+from ccdflow.framework.engine.frame_qa_limits import FrameQaLimits, with_frame_qa
 from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.master_options import MasterOptions, layered_master_settings
 from ccdflow.framework.engine.step import Step, StepParams
@@ -38,6 +39,9 @@ class SiteConfig(BaseModel):
     masters: dict[str, MasterOptions] = Field(
         default_factory=dict, description="Calibration type -> how masters are built this night "
         "(over the instrument's ``masters:``; e.g. {dark: {method: median}}).")
+    frame_qa: FrameQaLimits | None = Field(
+        None, description="Frame QA limits for this night, value by value over the instrument's "
+        "``frame_qa:`` (e.g. {fwhm_max: 6.0}).")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -156,6 +160,7 @@ class ResolvedConfig:
         recipe = [e.model_dump(mode="json") for e in self.instrument.recipe_for(frame_type) or []]
         instrument.pop("caldb", None)
         instrument.pop("masters", None)  # how masters are combined: in each master's identity
+        instrument.pop("frame_qa", None)  # judges the product's figures, never changes them
         names = {entry["step"] for entry in recipe}
         instrument["steps"] = {k: v for k, v in instrument.get("steps", {}).items() if k in names}
         data = {"instrument": instrument, "frame_type": frame_type, "recipe": recipe,
@@ -273,6 +278,7 @@ def build(
     master_layers = [("instrument file" if file_layer else "instrument plugin", inst_source, inst.masters),
                      *(("site/night file", p, site.masters) for p, site in site_files)]
     inst = with_master_options(inst, [site.masters for _, site in site_files])
+    inst = with_frame_qa(inst, [site.frame_qa for _, site in site_files])
     resolved = resolve(
         steps=manager.steps,
         instrument=inst,

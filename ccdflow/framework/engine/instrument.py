@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ccdflow.framework.engine.caltype import ALWAYS_MATCHED, SETUP_FIELDS
 from ccdflow.framework.engine.dark_law import TemperatureLaw
+from ccdflow.framework.engine.frame_qa_limits import FrameQaLimits
 from ccdflow.framework.engine.gain_config import Assumed, GainTable, ReadNoiseTable, check_assumptions
 from ccdflow.framework.engine.header_spec import HeaderMap, Strict
 from ccdflow.framework.engine.master_options import MasterOptions, MasterSettings
@@ -151,6 +152,10 @@ class Instrument(Strict):
         default_factory=dict, description="Calibration type -> how the night builds its masters "
         "(method, clip, fallback, warn_below, min_frames); a type or value not listed keeps the "
         "type's default (sigma-clipped mean, minmax fallback, warning below 5 frames).")
+    frame_qa: FrameQaLimits = Field(
+        default_factory=FrameQaLimits, description="Thresholds that flag a reduced science frame "
+        "in the night report (FWHM, ellipticity, noise ratio, stars, saturated and masked "
+        "fractions) and the pixel scale; a value not given keeps the default (docs/frame-qa.md).")
 
     @model_validator(mode="after")
     def _assumptions_apply(self) -> Instrument:

@@ -63,8 +63,9 @@ def run_recipe(
     each absent calibration gets its ``CF_<tag>N`` card."""
     ccd.header = header_of(ccd)
     needs = calibration_needs(config, context.meta.frame_type)
+    # a required one absent for a recorded reason too: the Python API's "none given, no caldb"
     absent = {**needs.not_taken, **{k: v for k, v in context.absent.items()
-                                    if k in needs.optional and calibrations.get(k) is None}}
+                                    if k in needs.wanted and calibrations.get(k) is None}}
     for name, params in recipe_steps(config, context.meta.frame_type):
         step_cls = manager.step(name)
         if params.skip:

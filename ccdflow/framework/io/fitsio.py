@@ -185,9 +185,18 @@ def read_ccd(path: str | Path, hdu: int | str = 0, unit: str = "adu", *,
     except (OSError, EOFError, IndexError, KeyError, TypeError) as exc:
         raise UnprocessableInputError(f"cannot read pixels ({exc})", path=str(path)) from None
     raw_integers = "BLANK" not in header and header.get("BITPIX") in (8, 16, 32, 64)
+    return raw_frame(data, header, unit, integers=raw_integers)
+
+
+def raw_frame(data: np.ndarray, header: fits.Header, unit: str = "adu", *,
+              integers: bool = False) -> CCDData:
+    """Raw float32 pixels and their header as the frame every recipe starts from (a file's, or
+    one handed over in memory): scaling cards removed, NaN/inf masked. ``integers``: the
+    pixels were integers without BLANK, so nothing can be non-finite (no scan needed).
+    ``header`` is changed in place."""
     for key in ("BZERO", "BSCALE", "BLANK"):
         header.remove(key, ignore_missing=True)
-    if raw_integers:  # no BLANK, so nothing can be non-finite
+    if integers:  # no BLANK, so nothing can be non-finite
         return CCDData(data, unit=unit, header=header)
     # NaN/inf (and BLANK, which astropy turns into NaN) are masked here, once, so every step
     # and every combine leaves them out; the values stay NaN so nothing mistakes them for data.

@@ -1,0 +1,197 @@
+"""The Python API (``import ccdflow``) and `ccdflow reduce` against the night: one tiny simulated
+night reduced by `ccdflow night`'s pipeline, then the same science frame reduced by
+``ccdflow.reduce_frame`` and by `ccdflow reduce`, which must give the night's product."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData
+
+import ccdflow
+from ccdflow.framework.engine.errors import ConfigError, UnprocessableInputError
+from ccdflow.framework.io.fitsio import read_product
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    from ccdflow.testing.night import reduce_simulated_night, simulated_spec
+
+    return reduce_simulated_night(tmp_path_factory.mktemp("api"), simulated_spec())
+
+
+def science_raw(night) -> Path:
+    return next(night.raw_dir.glob("*_sci_*.fits"))
+
+
+def provenance(header: fits.Header) -> dict[str, object]:
+    """Every ccdflow card and the HISTORY: what says how a product was made."""
+    cards = {k: header[k] for k in header if k.startswith("CF_")}
+    return {**cards, "HISTORY": [str(h) for h in header.get("HISTORY", [])]}
+
+
+def same_product(a: CCDData, b: CCDData) -> None:
+    assert np.array_equal(a.data, b.data, equal_nan=True)
+    assert np.array_equal(a.uncertainty.array, b.uncertainty.array, equal_nan=True)
+    assert np.array_equal(a.flags, b.flags)
+    assert provenance(a.header) == provenance(b.header)
+
+
+def tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_import_is_light_and_lists_the_api():
+    code = ("import sys, ccdflow\n"
+            "print(sorted(m for m in ('astropy', 'numpy', 'pydantic', 'sqlalchemy') if m in sys.modules))\n"
+            "print(dir(ccdflow))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.splitlines()
+    assert out[0] == "[]"
+    for name in ("CalDB", "build_master", "reduce_frame", "run_night"):
+        assert name in out[1]
+    with pytest.raises(AttributeError, match="no attribute 'reduce'"):
+        ccdflow.reduce  # noqa: B018
+
+
+def test_reduce_frame_with_the_caldb_is_the_nights_product_and_writes_nothing(night):
+    before = tree(night.out.parent)
+    product = ccdflow.reduce_frame(science_raw(night), caldb=night.caldb_url)
+    assert tree(night.out.parent) == before  # no file written, none touched, no ledger row
+    same_product(product, read_product(night.products[0]))
+    assert str(product.unit) == "electron"
+    assert product.header["CF_BIASI"] == night.master("bias")["caldb_id"]
+
+
+def test_a_given_file_the_caldb_knows_is_pinned_and_recorded_by_its_id(night):
+    bias = night.master("bias")
+    product = ccdflow.reduce_frame(science_raw(night), bias=bias["path"], caldb=night.caldb_url)
+    assert product.header["CF_BIASI"] == bias["caldb_id"]
+    assert np.array_equal(product.data, read_product(night.products[0]).data)
+
+
+def test_calibrations_in_memory_equal_the_same_calibrations_as_files(night, tmp_path):
+    """Masters built in memory by build_master, and the same masters written (out=) and given as
+    paths, reduce the raw frame (given as a file or as CCDData) to the same pixels."""
+    raw = night.raw_dir
+    bias = ccdflow.build_master("bias", sorted(raw.glob("*_bias_*.fits")), out=tmp_path / "bias.fits")
+    dark = ccdflow.build_master("dark", sorted(raw.glob("*_dark_*.fits")), bias=bias)
+    ccdflow.build_master("dark", sorted(raw.glob("*_dark_*.fits")), bias=tmp_path / "bias.fits",
+                         out=tmp_path / "dark.fits")
+    flat = ccdflow.build_master("flat", sorted(raw.glob("*_flat_*.fits")), bias=bias, dark=dark)
+    ccdflow.build_master("flat", sorted(raw.glob("*_flat_*.fits")), bias=tmp_path / "bias.fits",
+                         dark=tmp_path / "dark.fits", out=tmp_path / "flat.fits")
+    assert np.array_equal(dark.data, read_product(tmp_path / "dark.fits").data)
+    assert dark.header["CF_BIASF"] == "in-memory"
+
+    in_memory = ccdflow.reduce_frame(science_raw(night), bias=bias, dark=dark, flat=flat)
+    as_files = ccdflow.reduce_frame(science_raw(night), bias=tmp_path / "bias.fits",
+                                    dark=tmp_path / "dark.fits", flat=tmp_path / "flat.fits")
+    with fits.open(science_raw(night)) as hdul:
+        raw_ccd = CCDData(hdul[0].data, unit="adu", header=hdul[0].header)
+        raw_in_memory = ccdflow.reduce_frame(raw_ccd, bias=tmp_path / "bias.fits",
+                                             dark=tmp_path / "dark.fits", flat=tmp_path / "flat.fits")
+    for other in (as_files, raw_in_memory):
+        assert np.array_equal(in_memory.data, other.data, equal_nan=True)
+        assert np.array_equal(in_memory.uncertainty.array, other.uncertainty.array)
+        assert np.array_equal(in_memory.flags, other.flags)
+    assert in_memory.header["CF_DARKF"] == "in-memory" and as_files.header["CF_DARKF"] == "dark.fits"
+    from ccdflow.framework.builders.reduction import data_sha256
+
+    assert in_memory.header["CF_DARKS"] == data_sha256(dark)
+    assert raw_in_memory.header["CF_RAW"] == "in-memory"
+    assert as_files.header["CF_RAW"] == science_raw(night).name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bias.fits", "dark.fits", "flat.fits"]
+
+
+def test_without_caldb_a_calibration_not_given_is_skipped_and_said(night, caplog):
+    with caplog.at_level(logging.WARNING, "ccdflow.api"):
+        product = ccdflow.reduce_frame(science_raw(night), bias=night.master("bias")["path"])
+    header = product.header
+    assert header["CF_BIAS"] == "DONE" and header["CF_DARK"] == "SKIPPED"
+    assert header["CF_DARKN"] == "none given, and no caldb to choose one from"
+    assert "no dark applied" in caplog.text and "no flat applied" in caplog.text
+
+
+def test_params_override_like_p_and_unknown_names_are_refused(night):
+    product = ccdflow.reduce_frame(science_raw(night), caldb=night.caldb_url,
+                                   params={"cosmicray.skip": True})
+    assert product.header["CF_CRAY"] == "SKIPPED"
+    with pytest.raises(ConfigError, match="did you mean"):
+        ccdflow.reduce_frame(science_raw(night), calibrations={"darkk": night.master("dark")["path"]})
+    with pytest.raises(ConfigError, match="uses no flat"):  # a calibration given is never ignored
+        ccdflow.build_master("bias", sorted(night.raw_dir.glob("*_bias_*.fits")),
+                             flat=night.master("flat")["path"])
+
+
+def test_a_missing_gain_is_the_named_error_not_a_default(night, tmp_path):
+    raw = tmp_path / "no_gain.fits"
+    shutil.copy(science_raw(night), raw)
+    with fits.open(raw, mode="update") as hdul:
+        for key in ("EGAIN", "GAIN"):
+            hdul[0].header.remove(key, ignore_missing=True)
+    with pytest.raises(UnprocessableInputError, match="gain") as caught:
+        ccdflow.reduce_frame(raw, caldb=night.caldb_url)
+    assert "EGAIN or GAIN" in str(caught.value)
+
+
+def test_reduce_command_products_equal_the_nights_and_one_bad_file_does_not_stop_it(night, tmp_path):
+    bad = tmp_path / "broken.fits"
+    bad.write_bytes(b"SIMPLE  = not a FITS file")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "ccdflow", "reduce", str(science_raw(night)), str(bad),
+                           "--out", str(out), "--caldb", night.caldb_url.removeprefix("sqlite:///")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "failed" in proc.stderr and "broken.fits" in proc.stderr  # progress and errors
+    assert "1 reduced, 1 failed" in proc.stdout  # the summary
+    logged = (out / "ccdflow.log").read_text()  # the command log: one line per frame
+    assert "reduced " in logged and "failed " in logged and "broken.fits" in logged
+    assert "exit status 1" in logged
+    product = out / "reduced" / night.products[0].name  # named as the night names it
+    same_product(read_product(product), read_product(night.products[0]))
+    from ccdflow.framework.io.fitsio import sha256_file
+
+    assert sha256_file(product) == sha256_file(night.products[0])  # the very same bytes
+    db = ccdflow.CalDB(night.caldb_url)
+    try:  # recorded in the ledger beside the night's own product
+        used = [u["path"] for u in db.used_by(night.master("flat")["caldb_id"])]
+    finally:
+        db.close()
+    assert str(product) in used and str(night.products[0]) in used
+
+
+def test_caldb_best_says_why_and_history_and_add(night, tmp_path):
+    with ccdflow.CalDB(night.caldb_url) as db:
+        choice = db.best(science_raw(night), "dark")
+        assert choice.id == night.master("dark")["caldb_id"]
+        assert "selected dark" in choice.why() and "cost" in choice.why()
+        assert [p["id"] for p in db.history("bias")] == [night.master("bias")["caldb_id"]]
+    with pytest.raises(Exception, match="create it with"):
+        ccdflow.CalDB(tmp_path / "none.sqlite")
+    with ccdflow.CalDB(tmp_path / "new.sqlite", create=True) as db:
+        added = db.add(night.master("bias")["path"])
+        assert added.created and db.get(added.id)["type"] == "bias"
+
+
+@pytest.mark.parametrize(("args", "status", "says"), [
+    (["-p", "cosmicray.nosuch=1"], 2, "configuration error"),
+    (["--caldb", "missing.sqlite"], 3, "no caldb at"),
+], ids=["bad-param", "no-caldb"])
+def test_reduce_command_refuses_before_any_work(night, tmp_path, args, status, says):
+    proc = subprocess.run([sys.executable, "-m", "ccdflow", "reduce", str(science_raw(night)),
+                           "--out", str(tmp_path / "out"), *args], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == status and says in proc.stderr, proc.stdout + proc.stderr
+    assert not (tmp_path / "out").exists()
