@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-WATCHED_VARIABLES = ("CCDFLOW", "PYTHON", "PATH", "HOME", "XDG_", "DASK", "PG", "DATABASE")
+WATCHED_VARIABLES = ("CCDFLOW", "PYTHONPATH", "PATH", "HOME", "XDG_", "DASK", "PG", "DATABASE")
 
 
 def _user_folders() -> list[Path]:
@@ -54,7 +54,8 @@ def snapshot() -> dict[str, Any]:
         "ccdflow entry points": points,
         **{f"files in {f}": _files(f) for f in _user_folders()},
         # variables that steer ccdflow or where things are found; a library's own variable set at
-        # import dies with this process, these would change what later tests see
+        # import (distributed sets PYTHONHASHSEED for its workers) dies with this process; these
+        # would change what later tests see
         "environment": {k: v for k, v in os.environ.items() if k.startswith(WATCHED_VARIABLES)},
         "working directory": os.getcwd(),
         "untracked files in the checkout": _checkout_changes(),
