@@ -23,7 +23,9 @@ they add and scaled by the temperature law, UNCERT gains the overscan term and i
 bias, MASK holds DQ bits, the BPM finds hot pixels against a local background and cosmic rays
 are found beside flagged pixels; every file and master identity changed. Then the four reduced
 frames again: their darks are scaled by the law the caldb's darks at -20 and -14 C measure;
-and once more: they carry CF_FILT, the filter `stack` compares.
+and once more: they carry CF_FILT, the filter `stack` compares. Re-recorded for issue 15 (the
+morning): the four reduced frames carry their quality figures (CF_Q... cards); SCI, UNCERT and
+MASK pixels, CF_CHASH and every master are unchanged.
 """
 
 from __future__ import annotations
