@@ -98,8 +98,11 @@ def calibration_cell(entry: dict[str, Any]) -> str:
         # table and the problems box show them once)
         parts += [f'<span class="suspect" title="{e(line)}">{e(line.split(" (")[0])}</span>'
                   for line in c.get("skipped", [])]
-    parts += [f'<span class="skipped" title="{e(why)}">{e(kind)}: none (see Calibrations '
-              "not applied)</span>" for kind, why in (entry.get("calibrations_absent") or {}).items()]
+    # a calibration the camera's file says it never takes is normal (grey); one that was wanted
+    # and not found is for attention (orange), as in the problems box
+    parts += [f'<span class="{"up-to-date" if why.startswith("not taken") else "skipped"}" '
+              f'title="{e(why)}">{e(kind)}: none (see Calibrations not applied)</span>'
+              for kind, why in (entry.get("calibrations_absent") or {}).items()]
     return "<br>".join(parts)
 
 
