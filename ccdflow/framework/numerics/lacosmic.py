@@ -62,7 +62,7 @@ def _bad_pixels(data: np.ndarray, inmask: np.ndarray | None, satlevel: float, se
     dilate(np.ascontiguousarray(mask), 1, out)
     saturated = data >= np.float32(satlevel)
     if saturated.any():
-        saturated &= median_filter(data, 3, separable) > np.float32(satlevel / 10.0)
+        saturated &= median_filter(data, 3 if separable else 2, separable) > np.float32(satlevel / 10.0)
         once, twice = np.empty_like(mask), np.empty_like(mask)
         dilate(saturated.view(np.uint8), 2, once)
         dilate(once, 2, twice)
@@ -71,7 +71,8 @@ def _bad_pixels(data: np.ndarray, inmask: np.ndarray | None, satlevel: float, se
 
 
 def detect_cosmics(
-    indat: np.ndarray, inmask: np.ndarray | None = None, invar: np.ndarray | None = None, *,
+    indat: np.ndarray, inmask: np.ndarray | None = None, inbkg: np.ndarray | None = None,
+    invar: np.ndarray | None = None, *,
     sigclip: float = 4.5, sigfrac: float = 0.3, objlim: float = 5.0, gain: float = 1.0,
     readnoise: float = 6.5, satlevel: float = 65536.0, niter: int = 4, sepmed: bool = True,
     cleantype: str = "meanmask", fsmode: str = "median", **unused,
@@ -86,11 +87,17 @@ def detect_cosmics(
                          f"{SUPPORTED['cleantype']}, not {fsmode!r}, {cleantype!r}: use astroscrappy")
     gain32 = _f32(gain)
     data = np.ascontiguousarray(np.asarray(indat) * gain32, dtype=np.float32)
+    bkg = None if inbkg is None else np.ascontiguousarray(np.asarray(inbkg) * gain32, np.float32)
     if invar is not None:
         variance = np.ascontiguousarray(np.asarray(invar) * _f32(np.float32(gain) ** 2), np.float32)
     else:
-        variance = data + _f32(np.float32(readnoise) * np.float32(readnoise))
+        variance = data if bkg is None else data - bkg
+        variance = variance + _f32(np.float32(readnoise) * np.float32(readnoise))
+    if invar is not None and bkg is not None:
+        variance -= bkg
     mask = _bad_pixels(data, inmask, satlevel, sepmed)
+    if bkg is not None:
+        data -= bkg
     levels: list[float] = []  # the background medians: only if a window has no good pixel
     first_values: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # before cleaning
 
@@ -101,11 +108,13 @@ def detect_cosmics(
     limit, low = _f32(sigclip), _f32(np.float32(sigfrac) * np.float32(sigclip))
     for _ in range(niter):
         # noise: sqrt of the median-filtered variance, floored at 1e-5
-        median_filter(variance, 3, sepmed, noise, scratch)
+        median_filter(variance, 3 if sepmed else 2, sepmed, noise, scratch)
+        if bkg is not None:
+            noise += bkg
         np.maximum(noise, np.float32(0.00001), out=noise)
         np.sqrt(noise, out=noise)
         laplacian_to_noise(data, noise, s)
-        median_filter(s, 3, sepmed, sp, scratch)
+        median_filter(s, 3 if sepmed else 2, sepmed, sp, scratch)
         np.subtract(s, sp, out=sp)
         median_filter(data, 2 if sepmed else 1, sepmed, fine, scratch)
         median_filter(fine, 4 if sepmed else 3, sepmed, fine_med, scratch)
@@ -120,6 +129,8 @@ def detect_cosmics(
             if clean_mean(values, crmask, mask, 0.0, False):
                 levels = levels or _background_levels(data, variance, mask, first_values)
                 clean_mean(values, crmask, mask, levels[k], True)
+    if bkg is not None:
+        data += bkg
     data /= np.float32(gain32)
     return crmask, data
 
