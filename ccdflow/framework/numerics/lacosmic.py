@@ -27,7 +27,7 @@ def supports(**options) -> bool:
     return all(options.get(name, allowed[0]) in allowed for name, allowed in SUPPORTED.items())
 
 
-def _f32(value: float) -> float:
+def _f32(value: float | np.floating) -> float:
     """``value`` as astroscrappy holds it (a C float) and hands it back to numpy."""
     return float(np.float32(value))
 

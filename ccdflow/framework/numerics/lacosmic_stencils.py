@@ -25,7 +25,8 @@ def _at(x, y2, x2):  # pragma: no cover - compiled
 @njit(cache=True)
 def _edge_sub_laplacian(x, y2, x2, ny2, nx2):  # pragma: no cover - compiled
     """Laplacian of the replicated frame at (y2, x2) anywhere (used for the frame's outer pixels,
-    whose sub-pixels may be inside), grouped as astroscrappy's build computes them (measured: tests/test_lacosmic_engine.py)."""
+    whose sub-pixels may be inside), grouped as astroscrappy's build computes them (measured
+    against its laplaceconvolve: tests/test_lacosmic_engine.py)."""
     four = np.float32(4.0) * _at(x, y2, x2)
     if y2 == 0:  # top row and its corners: double, rounded once
         total = np.float64(four)
