@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _dilated(src, j, i, half):  # pragma: no cover - compiled
     """astroscrappy's dilate3 (half 1) or dilate5 (half 2: 5x5 without its corners) at (j, i)."""
     ny, nx = src.shape

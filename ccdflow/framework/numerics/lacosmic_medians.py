@@ -14,12 +14,12 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _lo(a, b):  # pragma: no cover - compiled
     return a if a < b else b
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _hi(a, b):  # pragma: no cover - compiled
     return b if a < b else a
 

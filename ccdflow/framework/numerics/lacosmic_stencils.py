@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _at(x, y2, x2):  # pragma: no cover - compiled
     """Value of the 2x block-replicated frame at (y2, x2)."""
     return x[y2 // 2, x2 // 2]
@@ -50,12 +50,12 @@ def _edge_sub_laplacian(x, y2, x2, ny2, nx2):  # pragma: no cover - compiled
     return (four - down) - (_at(x, y2, x2 - 1) + up)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _positive(v):  # pragma: no cover - compiled
     return v if not v < 0 else np.float32(0.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rebinned(tl, bl, br, tr):  # pragma: no cover - compiled
     """astroscrappy's 2x2 average of the clipped Laplacian, its sums paired as it pairs them."""
     return ((_positive(tl) + _positive(br)) + (_positive(bl) + _positive(tr))) * np.float32(0.25)
