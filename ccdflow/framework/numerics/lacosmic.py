@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ccdflow.framework.numerics.lacosmic_masks import candidates, clean_mean, dilate, grown
+from ccdflow.framework.numerics.lacosmic_masks import candidates, clean_mean, dilate, grown, noise_of
 from ccdflow.framework.numerics.lacosmic_medians import median_filter
 from ccdflow.framework.numerics.lacosmic_stencils import laplacian_to_noise
 
@@ -57,13 +57,13 @@ def _bad_pixels(data: np.ndarray, inmask: np.ndarray | None, satlevel: float, se
                 ) -> np.ndarray:
     """astroscrappy's update_mask: ``inmask`` grown by 3x3, with saturated stars (pixels at
     ``satlevel`` whose 7x7 median exceeds a tenth of it) grown twice by 5x5."""
-    mask = np.zeros(data.shape, np.uint8) if inmask is None else np.asarray(inmask, np.uint8)
-    out = np.empty_like(mask)
-    dilate(np.ascontiguousarray(mask), 1, out)
+    out = np.zeros(data.shape, np.uint8)
+    if inmask is not None:
+        dilate(np.ascontiguousarray(inmask, np.uint8), 1, out)
     saturated = data >= np.float32(satlevel)
     if saturated.any():
         saturated &= median_filter(data, 3 if separable else 2, separable) > np.float32(satlevel / 10.0)
-        once, twice = np.empty_like(mask), np.empty_like(mask)
+        once, twice = np.empty_like(out), np.empty_like(out)
         dilate(saturated.view(np.uint8), 2, once)
         dilate(once, 2, twice)
         out |= twice
@@ -104,27 +104,22 @@ def detect_cosmics(
     shape = data.shape
     crmask = np.zeros(shape, bool)
     noise, s, sp, fine, fine_med, scratch = (np.empty(shape, np.float32) for _ in range(6))
-    first, second = np.empty(shape, bool), np.empty(shape, bool)
+    first, second = np.empty(shape, np.uint8), np.empty(shape, np.uint8)
     limit, low = _f32(sigclip), _f32(np.float32(sigfrac) * np.float32(sigclip))
     for _ in range(niter):
-        # noise: sqrt of the median-filtered variance, floored at 1e-5
-        median_filter(variance, 3 if sepmed else 2, sepmed, noise, scratch)
-        if bkg is not None:
-            noise += bkg
-        np.maximum(noise, np.float32(0.00001), out=noise)
-        np.sqrt(noise, out=noise)
+        median_filter(variance, 3 if sepmed else 2, sepmed, sp, scratch)
+        noise_of(sp, data if bkg is None else bkg, bkg is not None, noise)
         laplacian_to_noise(data, noise, s)
         median_filter(s, 3 if sepmed else 2, sepmed, sp, scratch)
-        np.subtract(s, sp, out=sp)
         median_filter(data, 2 if sepmed else 1, sepmed, fine, scratch)
         median_filter(fine, 4 if sepmed else 3, sepmed, fine_med, scratch)
-        candidates(sp, fine, fine_med, noise, mask, limit, _f32(objlim), first)
+        candidates(s, sp, fine, fine_med, noise, mask, limit, _f32(objlim), first)
         grown(first, mask, sp, limit, second)
         if grown(second, mask, sp, low, first) == 0:
             break
-        new = np.flatnonzero(first & ~crmask)
+        new = np.flatnonzero(first.view(bool) & ~crmask)
         first_values.append((new, data.ravel()[new], variance.ravel()[new]))
-        crmask |= first
+        crmask |= first.view(bool)
         for k, values in enumerate((data, variance)):
             if clean_mean(values, crmask, mask, 0.0, False):
                 levels = levels or _background_levels(data, variance, mask, first_values)

@@ -27,9 +27,37 @@ def _dilated(src, j, i, half):  # pragma: no cover - compiled
     return False
 
 
+@njit(cache=True, inline="always")
+def _kept(hit, j, i, out, keep, sp, limit):  # pragma: no cover - compiled
+    value = np.uint8(hit != 0) & np.uint8(keep[j, i] == 0) & np.uint8(sp[j, i] > limit)
+    out[j, i] = value
+    return value
+
+
+@njit(cache=True)
+def _dilated3_row(src, j, out, keep, sp, limit):  # pragma: no cover - compiled
+    """Row ``j`` of ``src`` dilated by 3x3 (astroscrappy's border: the input), kept where
+    ``keep`` is 0 and ``sp`` exceeds ``limit``; the inner loop is branch-free (vectorised)."""
+    ny, nx = src.shape
+    count = 0
+    if j == 0 or j == ny - 1:
+        for i in range(nx):
+            count += _kept(src[j, i], j, i, out, keep, sp, limit)
+        return count
+    count += _kept(src[j, 0], j, 0, out, keep, sp, limit)
+    for i in range(1, nx - 1):
+        hit = (src[j - 1, i - 1] | src[j - 1, i] | src[j - 1, i + 1] | src[j, i - 1] | src[j, i]
+               | src[j, i + 1] | src[j + 1, i - 1] | src[j + 1, i] | src[j + 1, i + 1])
+        count += _kept(hit, j, i, out, keep, sp, limit)
+    if nx > 1:
+        count += _kept(src[j, nx - 1], j, nx - 1, out, keep, sp, limit)
+    return count
+
+
 @njit(cache=True, parallel=True)
 def dilate(src, half, out):  # pragma: no cover - compiled
-    """``out`` = ``src`` dilated once by astroscrappy's dilate3 (half 1) or dilate5 (half 2)."""
+    """``out`` = ``src`` (uint8) dilated once by astroscrappy's dilate3 (half 1) or dilate5
+    (half 2)."""
     ny, nx = src.shape
     for j in prange(ny):
         for i in range(nx):
@@ -37,32 +65,43 @@ def dilate(src, half, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, parallel=True)
-def candidates(sp, fine, fine_med, noise, mask, sigclip, objlim, out):  # pragma: no cover - compiled
-    """Pixels whose Laplacian excess ``sp`` passes ``sigclip`` and beats the fine structure
-    ((fine - fine_med) / noise, floored at 0.01) by ``objlim``, outside ``mask``."""
+def noise_of(median_variance, bkg, with_bkg, out):  # pragma: no cover - compiled
+    """``out`` = sqrt(median-filtered variance (+ ``bkg``), floored at 1e-5)."""
+    ny, nx = out.shape
+    floor = np.float32(0.00001)
+    for j in prange(ny):
+        for i in range(nx):
+            v = median_variance[j, i]
+            if with_bkg:
+                v += bkg[j, i]
+            out[j, i] = np.sqrt(floor if v < floor else v)
+
+
+@njit(cache=True, parallel=True)
+def candidates(s, sp, fine, fine_med, noise, mask, sigclip, objlim, out):  # pragma: no cover - compiled
+    """``sp`` (holding the median of ``s``) becomes the Laplacian excess ``s`` - median; ``out``
+    = pixels where it passes ``sigclip`` and beats the fine structure ((fine - fine_med) /
+    noise, floored at 0.01) by ``objlim``, outside ``mask``."""
     ny, nx = sp.shape
     floor = np.float32(0.01)
     for j in prange(ny):
         for i in range(nx):
+            excess = s[j, i] - sp[j, i]
+            sp[j, i] = excess
             f = (fine[j, i] - fine_med[j, i]) / noise[j, i]
             if f < floor:
                 f = floor
-            out[j, i] = sp[j, i] > sigclip and not mask[j, i] and sp[j, i] / f > objlim
+            out[j, i] = (excess > sigclip) & (mask[j, i] == 0) & (excess / f > objlim)
 
 
 @njit(cache=True, parallel=True)
 def grown(src, mask, sp, limit, out):  # pragma: no cover - compiled
-    """``src`` dilated by 3x3, kept outside ``mask`` where ``sp`` exceeds ``limit``; returns the
-    number of pixels set."""
-    ny, nx = src.shape
+    """``src`` (uint8) dilated by 3x3, kept outside ``mask`` where ``sp`` exceeds ``limit``;
+    returns the number of pixels set."""
+    ny = src.shape[0]
     counts = np.zeros(ny, np.int64)  # per row: a parfor reduction needs no shared variable
     for j in prange(ny):
-        n = 0
-        for i in range(nx):
-            hit = sp[j, i] > limit and not mask[j, i] and _dilated(src, j, i, 1)
-            out[j, i] = hit
-            n += hit
-        counts[j] = n
+        counts[j] = _dilated3_row(src, j, out, mask, sp, limit)
     return counts.sum()
 
 
