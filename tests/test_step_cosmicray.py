@@ -101,6 +101,21 @@ def test_uncertainty_carried_and_used_as_variance_when_asked():
     np.testing.assert_array_equal(out.mask, ref.mask)
 
 
+def test_engines_give_the_same_step_result_and_the_header_says_which_ran():
+    data, _ = star_field_with_hits()
+    ccd = CCDData(data, unit="adu", uncertainty=StdDevUncertainty(np.sqrt(np.abs(data) / 1.5 + 16)))
+    meta = make_meta(shape=data.shape, gain=1.5, read_noise=6.0)
+    ours = cosmicray(ccd, meta, clean=True)
+    theirs = cosmicray(ccd, meta, clean=True, engine="astroscrappy")
+    assert (ours.header["CF_CRENG"], theirs.header["CF_CRENG"]) == ("ccdflow", "astroscrappy")
+    np.testing.assert_array_equal(ours.mask, theirs.mask)
+    np.testing.assert_array_equal(ours.data, theirs.data)
+    assert ours.header["CF_NCR"] == theirs.header["CF_NCR"] > 0
+    # what ccdflow's engine does not compute runs astroscrappy, and says so
+    assert cosmicray(ccd, meta, fsmode="convolve").header["CF_CRENG"] == "astroscrappy"
+    assert cosmicray(ccd, meta, cleantype="idw").header["CF_CRENG"] == "astroscrappy"
+
+
 def test_gmos_cutout_has_exactly_its_two_known_cosmic_rays(real_data):
     path = real_data / GMOS
     with fits.open(path) as hdul:
