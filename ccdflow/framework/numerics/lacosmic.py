@@ -12,6 +12,11 @@ differs: the 2x block-replicated Laplacian is a 5-point stencil on the frame's g
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numba
 import numpy as np
 
 from ccdflow.framework.numerics.lacosmic_masks import candidates, clean_mean, dilate, grown, noise_of
@@ -25,6 +30,26 @@ SUPPORTED = {"fsmode": ("median",), "cleantype": ("meanmask",)}
 def supports(**options) -> bool:
     """Whether :func:`detect_cosmics` computes these astroscrappy options (else use astroscrappy)."""
     return all(options.get(name, allowed[0]) in allowed for name, allowed in SUPPORTED.items())
+
+
+#: Rows a thread takes at a time: dynamic scheduling, so a core busy elsewhere does not stall
+#: the others at the end of a static half.
+ROWS_PER_CHUNK = 16
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """numba's threads for one call: ``threads``, else OMP_NUM_THREADS when set (astroscrappy's
+    OpenMP would use that many: Dask's worker processes set 1, one frame per core), else
+    numba's; never more than numba started. Restored afterwards."""
+    previous = numba.get_num_threads()
+    wanted = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or previous
+    numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    try:
+        with numba.parallel_chunksize(ROWS_PER_CHUNK):
+            yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def _f32(value: float | np.floating) -> float:
@@ -75,16 +100,27 @@ def detect_cosmics(
     invar: np.ndarray | None = None, *,
     sigclip: float = 4.5, sigfrac: float = 0.3, objlim: float = 5.0, gain: float = 1.0,
     readnoise: float = 6.5, satlevel: float = 65536.0, niter: int = 4, sepmed: bool = True,
-    cleantype: str = "meanmask", fsmode: str = "median", **unused,
+    cleantype: str = "meanmask", fsmode: str = "median", threads: int | None = None, **unused,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(cosmic-ray mask, cleaned image) as ``astroscrappy.detect_cosmics`` returns them.
 
     ``unused``: the PSF options, which only ``fsmode="convolve"`` reads. Raises ValueError
     for the options :func:`supports` declines rather than computing something else.
+    ``threads``: see :func:`_threads`.
     """
     if not supports(fsmode=fsmode, cleantype=cleantype):
         raise ValueError(f"ccdflow's L.A.Cosmic has fsmode {SUPPORTED['fsmode']} and cleantype "
                          f"{SUPPORTED['cleantype']}, not {fsmode!r}, {cleantype!r}: use astroscrappy")
+    with _threads(threads):
+        return _detect(indat, inmask, inbkg, invar, sigclip, sigfrac, objlim, gain, readnoise,
+                       satlevel, niter, sepmed)
+
+
+def _detect(indat: np.ndarray, inmask: np.ndarray | None, inbkg: np.ndarray | None,
+            invar: np.ndarray | None, sigclip: float, sigfrac: float, objlim: float, gain: float,
+            readnoise: float, satlevel: float, niter: int, sepmed: bool
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`detect_cosmics` with its options checked."""
     gain32 = _f32(gain)
     data = np.ascontiguousarray(np.asarray(indat) * gain32, dtype=np.float32)
     bkg = None if inbkg is None else np.ascontiguousarray(np.asarray(inbkg) * gain32, np.float32)
