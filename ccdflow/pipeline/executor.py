@@ -17,7 +17,11 @@ class SerialExecutor:
 
     description = "serial"
 
-    def map_unordered(self, fn: Callable[..., Any], items: Iterable[tuple]) -> Iterator[Any]:
+    def map_unordered(self, fn: Callable[..., Any], items: Iterable[tuple],
+                      lost: Callable[[Callable[..., Any], tuple, BaseException], Any] | None = None
+                      ) -> Iterator[Any]:
+        """``fn(*args)`` for each item, in order (``lost`` is the Dask executor's: a crash here
+        is this process's)."""
         for args in items:
             yield fn(*args)
 
@@ -71,12 +75,24 @@ class DaskExecutor:
             self.close(interrupted=True)
             raise
 
-    def map_unordered(self, fn: Callable[..., Any], items: Iterable[tuple]) -> Iterator[Any]:
-        from distributed import as_completed
+    def map_unordered(self, fn: Callable[..., Any], items: Iterable[tuple],
+                      lost: Callable[[Callable[..., Any], tuple, BaseException], Any] | None = None
+                      ) -> Iterator[Any]:
+        """``fn(*args)`` for each item, as they finish; a task whose input killed every worker
+        that ran it yields ``lost(fn, args, exc)`` (default: its failed report entry, see
+        :mod:`ccdflow.pipeline.lost`) and the others go on."""
+        from distributed import KilledWorker, as_completed
 
-        futures = [self.client.submit(fn, *args, pure=False) for args in items]
+        from ccdflow.pipeline.lost import lost_result
+
+        lost = lost or lost_result
+
+        futures = {self.client.submit(fn, *args, pure=False): args for args in items}
         for future in as_completed(futures):
-            yield future.result()
+            try:
+                yield future.result()
+            except KilledWorker as exc:  # the task's input killed every worker that ran it
+                yield lost(fn, futures[future], exc)
             future.release()
 
     def close(self, interrupted: bool = False) -> None:
