@@ -100,11 +100,14 @@ def detect_cosmics(
     invar: np.ndarray | None = None, *,
     sigclip: float = 4.5, sigfrac: float = 0.3, objlim: float = 5.0, gain: float = 1.0,
     readnoise: float = 6.5, satlevel: float = 65536.0, niter: int = 4, sepmed: bool = True,
-    cleantype: str = "meanmask", fsmode: str = "median", threads: int | None = None, **unused,
+    cleantype: str = "meanmask", fsmode: str = "median", psfmodel: str = "gauss",
+    psffwhm: float = 2.5, psfsize: int = 7, psfk: np.ndarray | None = None, psfbeta: float = 4.765,
+    verbose: bool = False, threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(cosmic-ray mask, cleaned image) as ``astroscrappy.detect_cosmics`` returns them.
 
-    ``unused``: the PSF options, which only ``fsmode="convolve"`` reads. Raises ValueError
+    The PSF options are accepted for astroscrappy's signature: only ``fsmode="convolve"``,
+    which this engine declines, reads them; ``verbose`` prints nothing. Raises ValueError
     for the options :func:`supports` declines rather than computing something else.
     ``threads``: see :func:`_threads`.
     """

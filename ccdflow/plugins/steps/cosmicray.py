@@ -155,7 +155,7 @@ def off_saturated_edges(crmask: np.ndarray, saturated: np.ndarray | None) -> np.
 def detect_cosmic_rays(
     data: np.ndarray, mask: np.ndarray | None, *, gain: float, read_noise: float, satlevel: float,
     variance: np.ndarray | None = None, edge_pad: int | None = None,
-    saturated: np.ndarray | None = None, engine: str = "astroscrappy", **options,
+    saturated: np.ndarray | None = None, engine: str = "ccdflow", **options,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(cosmic-ray mask, cleaned data) from astroscrappy on the frame reflected by ``edge_pad``.
 
