@@ -87,7 +87,8 @@ def _bad_pixels(data: np.ndarray, inmask: np.ndarray | None, satlevel: float, se
         dilate(np.ascontiguousarray(inmask, np.uint8), 1, out)
     saturated = data >= np.float32(satlevel)
     if saturated.any():
-        saturated &= median_filter(data, 3 if separable else 2, separable) > np.float32(satlevel / 10.0)
+        tenth = np.float32(_f32(satlevel) / 10.0)  # astroscrappy: a C float over 10.0, as float32
+        saturated &= median_filter(data, 3 if separable else 2, separable) > tenth
         once, twice = np.empty_like(out), np.empty_like(out)
         dilate(saturated.view(np.uint8), 2, once)
         dilate(once, 2, twice)
