@@ -117,7 +117,8 @@ def siril_task(task: str, raw: dict[str, Path], work: Path, masters: dict[str, P
     script = {
         "bias": "stack bias rej s 3 3 -nonorm -out=master\n",
         "dark": "stack dark rej s 3 3 -nonorm -out=master\n",
-        "flat": f"preprocess flat -bias={masters.get('bias', '')}\nstack pp_flat rej s 3 3 -norm=mul -out=master\n",
+        "flat": f"preprocess flat -bias={masters.get('bias', '')}\n"
+                "stack pp_flat rej s 3 3 -norm=mul -out=master\n",
         "science": f"preprocess science -dark={masters.get('dark', '')} -flat={masters.get('flat', '')}\n",
     }[task]
     return siril(convert + script, work)
