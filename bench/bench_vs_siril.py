@@ -27,6 +27,7 @@ Without siril-cli the script says how to install it and exits.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -90,10 +92,11 @@ def simulate(root: Path, size: int, n: int, n_dark: int) -> dict[str, Path]:
     return folders
 
 
-def measure(cmd: list[str], cwd: Path | None = None) -> dict[str, float]:
+def measure(cmd: list[str], cwd: Path | None = None, pythonpath: str | None = None) -> dict[str, float]:
     """Wall, CPU (user + system) and peak RSS (MiB, largest process) from GNU time."""
+    env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
     out = subprocess.run(["/usr/bin/time", "-f", "TIME %e %U %S %M", *cmd], capture_output=True, text=True,
-                         cwd=cwd)
+                         cwd=cwd, env=env)
     line = [s for s in out.stderr.splitlines() if s.startswith("TIME ")]
     if out.returncode or not line:
         raise RuntimeError(f"{cmd[:4]} failed ({out.returncode}): {out.stderr[-3000:]}{out.stdout[-3000:]}")
@@ -124,18 +127,20 @@ def siril_task(task: str, raw: dict[str, Path], work: Path, masters: dict[str, P
     return siril(convert + script, work)
 
 
-def ccdflow_task(task: str, raw: dict[str, Path], work: Path, masters: dict[str, Path]) -> dict[str, float]:
-    """The same task as one ``ccdflow`` command."""
+def ccdflow_task(task: str, raw: dict[str, Path], work: Path, masters: dict[str, Path],
+                 pythonpath: str | None = None) -> dict[str, float]:
+    """The same task as one ``ccdflow`` command (``pythonpath``: another checkout's code)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     exe = [sys.executable, "-m", "ccdflow"]
     cals = [a for k in ("bias", "dark", "flat") if k in masters for a in (f"--{k}", str(masters[k]))]
     if task == "science":
         files = sorted(map(str, raw["science"].glob("*.fits")))
-        return measure([*exe, "reduce", *files, "--out", str(work), *cals, "-p", "cosmicray.skip=true"])
+        return measure([*exe, "reduce", *files, "--out", str(work), *cals, "-p", "cosmicray.skip=true"],
+                       pythonpath=pythonpath)
     cals = {"bias": [], "dark": cals[:2], "flat": cals[:4]}[task]
     return measure([*exe, "master", task, str(raw[task]), "--method", "mean", "--clip", "sigma", *cals,
-                    "--out", str(work / "master.fits")])
+                    "--out", str(work / "master.fits")], pythonpath=pythonpath)
 
 
 def agreement(task: str, work: dict[str, Path], siril_bias: Path | None) -> str:
@@ -177,6 +182,9 @@ def main() -> None:
     parser.add_argument("--n-dark", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tasks", default="bias,dark,flat,science")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="another ccdflow checkout (e.g. `git archive` of a commit) run as a third "
+                             "contender, 'ccdflow@baseline', for before/after in the same run")
     args = parser.parse_args()
     if shutil.which("siril-cli") is None:
         print("siril-cli not found: install Siril (Debian/Ubuntu: apt-get install -y siril; "
@@ -187,19 +195,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         root = Path(tmp)
         raw = simulate(root / "raw", args.size, args.n, args.n_dark)
-        masters: dict[str, dict[str, Path]] = {"siril": {}, "ccdflow": {}}
+        contenders: dict[str, Any] = {"siril": siril_task, "ccdflow": ccdflow_task}
+        if args.baseline:
+            contenders["ccdflow@baseline"] = functools.partial(ccdflow_task, pythonpath=args.baseline)
+        masters: dict[str, dict[str, Path]] = {c: {} for c in contenders}
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         notes = []
         for r in range(args.repeat):
             for task in tasks:  # interleaved: Siril then ccdflow, task by task, round by round
-                work = {c: root / f"{c}-{task}" for c in ("siril", "ccdflow")}
-                for contender, run in (("siril", siril_task), ("ccdflow", ccdflow_task)):
+                work = {c: root / f"{c}-{task}" for c in contenders}
+                for contender, run in contenders.items():
                     runs.setdefault((task, contender), []).append(
                         run(task, raw, work[contender], masters[contender]))
                 if r == 0:
                     notes.append(agreement(task, work, masters["siril"].get("bias")))
                     if task != "science":
-                        for c in ("siril", "ccdflow"):
+                        for c in contenders:
                             keep = root / f"{c}-master-{task}.fits"
                             shutil.copy(work[c] / "master.fits", keep)
                             masters[c][task] = keep
@@ -214,11 +225,13 @@ def main() -> None:
         n = args.n_dark if task == "dark" else args.n
         fps = f"{n / m['wall']:.2f}" if task == "science" else ""
         print(f"| {task} | {contender} | {m['wall']:.2f} | {m['cpu']:.2f} | {m['rss']:.0f} | {fps} |")
-    print("\nratios ccdflow / Siril (below 1: ccdflow better)")
+    print("\nratios to Siril (below 1: ccdflow better)")
     for task in tasks:
-        a, b = med[task, "ccdflow"], med[task, "siril"]
-        print(f"- {task}: wall {a['wall'] / b['wall']:.2f}, CPU {a['cpu'] / b['cpu']:.2f}, "
-              f"peak RSS {a['rss'] / b['rss']:.2f}")
+        b = med[task, "siril"]
+        for c in [c for c in contenders if c != "siril"]:
+            a = med[task, c]
+            print(f"- {task}, {c}: wall {a['wall'] / b['wall']:.2f}, CPU {a['cpu'] / b['cpu']:.2f}, "
+                  f"peak RSS {a['rss'] / b['rss']:.2f}")
     print("\nagreement\n" + "\n".join(f"- {n}" for n in notes))
 
 
