@@ -129,7 +129,8 @@ def siril_task(task: str, raw: dict[str, Path], work: Path, masters: dict[str, P
 
 def ccdflow_task(task: str, raw: dict[str, Path], work: Path, masters: dict[str, Path],
                  pythonpath: str | None = None) -> dict[str, float]:
-    """The same task as one ``ccdflow`` command (``pythonpath``: another checkout's code)."""
+    """The same task as one ``ccdflow`` command (``pythonpath``: another checkout's code), run in
+    ``work``: ``python -m`` looks in its folder first, so a checkout there would win."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     exe = [sys.executable, "-m", "ccdflow"]
@@ -137,10 +138,10 @@ def ccdflow_task(task: str, raw: dict[str, Path], work: Path, masters: dict[str,
     if task == "science":
         files = sorted(map(str, raw["science"].glob("*.fits")))
         return measure([*exe, "reduce", *files, "--out", str(work), *cals, "-p", "cosmicray.skip=true"],
-                       pythonpath=pythonpath)
+                       work, pythonpath)
     cals = {"bias": [], "dark": cals[:2], "flat": cals[:4]}[task]
     return measure([*exe, "master", task, str(raw[task]), "--method", "mean", "--clip", "sigma", *cals,
-                    "--out", str(work / "master.fits")], pythonpath=pythonpath)
+                    "--out", str(work / "master.fits")], work, pythonpath)
 
 
 def agreement(task: str, work: dict[str, Path], siril_bias: Path | None) -> str:
