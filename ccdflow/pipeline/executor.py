@@ -122,9 +122,11 @@ def _local_cluster(n: int, dashboard: str | None) -> Any:
 
     The scheduler always serves HTTP (health and metrics, and the dashboard when bokeh is
     installed): on 127.0.0.1 at a free port unless ``dashboard`` says where (a bare ``:PORT`` is
-    taken as 127.0.0.1:PORT, where Dask would listen on every interface). Workers log errors
-    only: their warnings are about their own housekeeping (and every task they were running when
-    a run is interrupted); the failures that matter come back in the tasks' results.
+    taken as 127.0.0.1:PORT, where Dask would listen on every interface). Worker processes
+    log only what is critical: their warnings and errors are about their own housekeeping and
+    connections (every task they were running when a run is interrupted; a heartbeat that meets
+    a closing scheduler, printed with its traceback on the user's console under load); the
+    failures that matter come back in the tasks' results.
     """
     import logging
 
@@ -133,7 +135,7 @@ def _local_cluster(n: int, dashboard: str | None) -> Any:
     address = "127.0.0.1:0" if dashboard is None else (
         f"127.0.0.1{dashboard}" if dashboard.startswith(":") else dashboard)
     return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                        dashboard_address=address, silence_logs=logging.ERROR)
+                        dashboard_address=address, silence_logs=logging.CRITICAL)
 
 
 @contextmanager
