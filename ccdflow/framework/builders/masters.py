@@ -24,7 +24,6 @@ from ccdflow.framework.io import cards
 from ccdflow.framework.io.fitsio import sha256_file
 from ccdflow.framework.io.fitswrite import atomic_write, ccd_to_hdulist
 from ccdflow.framework.io.spool import Spool, combine_frames
-from ccdflow.framework.numerics.combine import warm_up
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
@@ -133,11 +132,7 @@ def build_master(
     """
     check_group(kind, metas, config)
     caltype = calibration_type(kind)
-    # refuse before any work when it cannot be done
-    first_clip, first_counts, _ = choose_rejection(clip, len(metas), fallback)
-    if len(metas) >= 3:  # the engine loads while the inputs are read (a pair has its own)
-        warm_up(len(metas), method=method, clip=first_clip, sigma_low=sigma_low, sigma_high=sigma_high,
-                **first_counts)
+    choose_rejection(clip, len(metas), fallback)  # refuse before any work when it cannot be done
     with Spool(len(metas), scratch_dir) as spool:
         pre = preprocess_into(spool, kind, metas, manager, config, calibrations, progress,
                               skip_bad=excluded is not None, checksums=input_checksums,

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -287,21 +286,3 @@ def combine(
     finally:
         kernels.set_num_threads(previous)
     return out
-
-
-def warm_up(n: int, **options: object) -> threading.Thread:
-    """Start loading the compiled engine for ``n`` frames with these :func:`combine` options
-    on a thread, and return it.
-
-    A fresh process pays ~0.4-0.7 s before its first combine (numba's import, its cached
-    machine code, the error calibration for ``n``), which a caller can overlap with reading its
-    inputs; the combine that follows finds it all loaded. A problem is left for that combine to
-    raise."""
-    def run() -> None:
-        with contextlib.suppress(Exception):  # the real call reports it
-            combine([np.zeros((2, 2), np.float32)] * n, **options)  # type: ignore[arg-type]
-
-    thread = threading.Thread(target=run, name="ccdflow-combine-warm-up")
-    thread.start()
-    return thread
-
