@@ -103,8 +103,10 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
     from ccdflow.framework.builders.masters import write_master
     from ccdflow.framework.calibrations import calibration_type
     from ccdflow.framework.io import cards
+    from ccdflow.framework.numerics.memory import release_freed_memory
     from ccdflow.pipeline.master_build import combine
 
+    release_freed_memory()  # one master, then exit: its peak memory is what the user sees
     t0 = time.perf_counter()
     check_register_target(register, caldb_url, out)
     manager, config, metas = scan_inputs(ctx, files, instrument, instrument_files, config_files, params,

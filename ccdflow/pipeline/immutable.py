@@ -19,9 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from ccdflow.caldb.models import Calibration
 from ccdflow.framework.engine.errors import CcdflowError
 from ccdflow.framework.io.fitsio import sha256_file
 from ccdflow.pipeline.naming import short_hash
@@ -38,6 +35,10 @@ def master_identity(kind: str, input_sha256s: Sequence[str], recipe_hash: str,
 
 def registered(db: Any, path: Path) -> dict[str, Any] | None:
     """The caldb record of the file at ``path`` (resolved), if any."""
+    from sqlalchemy import select  # the caldb's: `ccdflow master` without one never loads it
+
+    from ccdflow.caldb.models import Calibration
+
     with db.sessions.read() as session:
         cal = session.scalars(select(Calibration).where(Calibration.path == str(path.resolve()))
                               .order_by(Calibration.id)).first()
@@ -84,11 +85,11 @@ class RegisteredFileError(CcdflowError):
 def refuse_registered(out: Path, caldb_url: str | None) -> None:
     """Refuse to write ``out`` when the caldb (``caldb_url``, resolved like ``--caldb``) has a
     record of that file: `ccdflow master --out` must not change a registered calibration."""
-    from ccdflow.caldb import CalDB
-    from ccdflow.caldb.connection import resolve_url
-
     if not out.exists():
         return
+    from ccdflow.caldb import CalDB  # only when there is a file the caldb could know
+    from ccdflow.caldb.connection import resolve_url
+
     url = resolve_url(caldb_url)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         return  # no caldb yet, so nothing is registered

@@ -37,10 +37,13 @@ def master_stats(
     if finite.size == 0:
         return {}
     median = float(np.median(finite))
-    deviation = np.abs(finite - np.float32(median))
-    mad = 1.4826 * float(np.median(deviation))
-    if mad > 0:
+    # one scratch array, reused: a master's statistics were its build's peak memory
+    deviation = np.subtract(finite, np.float32(median))
+    mad = 1.4826 * float(np.median(np.abs(deviation, out=deviation), overwrite_input=True))
+    if mad > 0:  # the median reordered the scratch: the same deviations again, in finite's order
+        np.abs(np.subtract(finite, np.float32(median), out=deviation), out=deviation)
         finite = finite[deviation < 3 * mad]
+    del deviation
     stats: dict[str, tuple] = {
         cards.MED.keyword: (round(median, 5), cards.MED.comment),
         cards.NOISE.keyword: (round(float(np.std(finite, dtype=np.float64)), 5), cards.NOISE.comment),

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.nddata import CCDData
 
-from ccdflow.framework.builders import frame_qa
 from ccdflow.framework.calibrations import calibration_type, for_frame_type
 from ccdflow.framework.engine.caltype import SETUP_FIELDS
 from ccdflow.framework.engine.config import ResolvedConfig
@@ -249,6 +248,8 @@ def reduce_ccd(
     start = time.perf_counter()
     # measured once here, on the frame in memory (the night, `reduce` and the API alike); a
     # re-run reads them back from the cards
+    from ccdflow.framework.builders import frame_qa  # astropy.modeling, scipy: science frames only
+
     frame_qa.write_cards(ccd.header, frame_qa.measure(ccd))
     if timings is not None:
         timings.update(context.timings, qa=time.perf_counter() - start)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ccdflow.framework.engine.errors import DiskFullError, UnprocessableInputError
 from ccdflow.framework.numerics.combine import Combined, combine
+from ccdflow.framework.numerics.combine_sources import release_pages
 
 #: Band budget when neither the caller nor the combine engine chooses one.
 DEFAULT_MEMORY_LIMIT = 512 * 2**20
@@ -70,6 +71,8 @@ class Spool:
         if n_nonfinite or mask is not None:
             np.copyto(out, np.float32(0), where=bad)
         flags[i] = bad
+        release_pages(out)  # written: the page cache holds it until the combine reads it
+        release_pages(flags[i])
         return n_nonfinite
 
     @property

@@ -38,7 +38,13 @@ from typing import Literal
 import numpy as np
 
 from ccdflow.framework.engine.errors import AlgorithmError, ConfigError
-from ccdflow.framework.numerics.combine_sources import FitsSource, describe, fits_source, read_band
+from ccdflow.framework.numerics.combine_sources import (
+    FitsSource,
+    describe,
+    fits_source,
+    read_band,
+    release_pages,
+)
 
 __all__ = ["Combined", "FitsSource", "combine", "fits_source"]
 
@@ -267,6 +273,7 @@ def combine(
                             target[...] = 0
                         else:
                             np.copyto(target, m[r0:r1], casting="unsafe")
+                            release_pages(m[r0:r1])
                 if want_rejected:
                     rej_band[:, :npix] = 0
                 kernels.combine_band(

@@ -29,15 +29,32 @@ RETAIN_BYTES = 1 << 30
 @functools.cache
 def retain_freed_memory() -> bool:
     """Ask glibc to keep freed arrays for reuse; True when it is in effect (once per process)."""
+    if os.environ.get("CCDFLOW_RETAIN_MEMORY", "1") == "0":
+        return False
     return _set_thresholds(RETAIN_BYTES)
 
 
-def _set_thresholds(nbytes: int) -> bool:
-    if os.environ.get("CCDFLOW_RETAIN_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+#: ``ccdflow master``'s threshold: arrays this large and above go back to the kernel when freed.
+RELEASE_BYTES = 4 << 20
+
+
+@functools.cache
+def release_freed_memory() -> bool:
+    """The opposite, for a process that builds one product and exits (``ccdflow master``): a
+    fixed mmap threshold, so freed frames go back to the kernel at once. glibc's own threshold
+    grows to 32 MiB after the first large free, after which each preprocessing thread keeps the
+    frames it freed in its own arena; measured on a 10-flat 2k master: peak RSS 870 -> 645 MiB,
+    same wall time (the faults cost little against reading and hashing the inputs)."""
+    return _set_thresholds(RELEASE_BYTES, trim=False)
+
+
+def _set_thresholds(nbytes: int, trim: bool = True) -> bool:
+    if not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, nbytes)) and bool(mallopt(_M_TRIM_THRESHOLD, nbytes))
+    mmap_set = bool(mallopt(_M_MMAP_THRESHOLD, nbytes))
+    return mmap_set and (not trim or bool(mallopt(_M_TRIM_THRESHOLD, nbytes)))
