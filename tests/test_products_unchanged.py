@@ -25,7 +25,10 @@ are found beside flagged pixels; every file and master identity changed. Then th
 frames again: their darks are scaled by the law the caldb's darks at -20 and -14 C measure;
 and once more: they carry CF_FILT, the filter `stack` compares. Re-recorded for issue 15 (the
 morning): the four reduced frames carry their quality figures (CF_Q... cards); SCI, UNCERT and
-MASK pixels, CF_CHASH and every master are unchanged.
+MASK pixels, CF_CHASH and every master are unchanged. Then again for issue 16: the cosmic-ray
+step runs ccdflow's own L.A.Cosmic engine (bit-identical masks and cleaned pixels to
+astroscrappy's) and says so in CF_CRENG; its `engine` parameter enters CF_CHASH. SCI, UNCERT and
+MASK pixels and the masters unchanged.
 """
 
 from __future__ import annotations
