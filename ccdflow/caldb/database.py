@@ -108,8 +108,7 @@ class CalDB(ProductRecords, QualityRecords):
         """Ingest one master file after its QA against the previous good master of its setup
         (caldb/qa.py); the same content twice returns the existing id."""
         fields = read_master(path, manager, kind, instrument, raw_shape)
-        with self.sessions.read() as session:
-            known = session.scalar(select(Calibration.id).where(Calibration.sha256 == fields["sha256"]))
+        known = self.id_of(fields["sha256"])
         if known is not None:
             return AddResult(fields["path"], known, False)
         qa = review(self, fields, rule_for_master(manager, fields["instrument"], fields["type"]))
@@ -117,6 +116,14 @@ class CalDB(ProductRecords, QualityRecords):
         if result.created:
             result.quality, result.qa = fields.get("quality") or "good", qa
         return result
+
+    def id_of(self, sha256: str) -> int | None:
+        """The id of the registered master with these bytes, or None (the same content is never
+        registered twice)."""
+        with self.sessions.read() as session:
+            found: int | None = session.scalar(select(Calibration.id).where(
+                Calibration.sha256 == sha256).order_by(Calibration.id))
+            return found
 
     def add_many(self, paths: Iterable[str | Path], manager: PluginManager, **options) -> list[AddResult]:
         """Ingest each file in its own transaction; a bad file is reported, others go in."""

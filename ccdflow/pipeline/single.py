@@ -72,7 +72,7 @@ class Setup:
                 self._masters[kind] = MasterRef.from_ccd(kind, value)
             else:
                 ref = MasterRef.load(kind, value)
-                ref.caldb_id = None if self.db is None else caldb_id_of(self.db, ref.checksum)
+                ref.caldb_id = None if self.db is None else self.db.id_of(ref.checksum)
                 self._masters[kind] = ref
         return self._masters[kind]
 
@@ -98,18 +98,6 @@ class Reduced:
     product_id: int | None
     calibrations: dict[str, dict[str, Any]]
     absent: dict[str, str]
-
-
-def caldb_id_of(db: CalDB, checksum: str) -> int | None:
-    """The caldb id of the master with these bytes, if it is registered."""
-    from sqlalchemy import select
-
-    from ccdflow.caldb.models import Calibration
-
-    with db.sessions.read() as session:
-        found: int | None = session.scalar(select(Calibration.id).where(
-            Calibration.sha256 == checksum).order_by(Calibration.id))
-        return found
 
 
 def read_raw(raw: str | Path | CCDData, setup: Setup

@@ -121,7 +121,8 @@ def master_groups(kind: str, metas: Sequence[FrameMeta], rule: MatchRule) -> lis
     caltype = calibration_type(kind)
     keyed: dict[tuple, list[FrameMeta]] = {}
     for meta in metas:
-        key = tuple(getattr(meta, f) for f in (*SETUP_FIELDS, *caltype.also_match))
+        # the type's own key (a plugin type may override it), as the night's group_key has it
+        key = (*(getattr(meta, f) for f in SETUP_FIELDS), *caltype.group_key(meta, rule))
         keyed.setdefault(key, []).append(meta)
     return [part for group in keyed.values() for part in caltype.split_group(group, rule)]
 
