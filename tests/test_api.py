@@ -4,11 +4,14 @@ night reduced by `ccdflow night`'s pipeline, then the same science frame reduced
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +198,107 @@ def test_reduce_command_refuses_before_any_work(night, tmp_path, args, status, s
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == status and says in proc.stderr, proc.stdout + proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def reduce_run(night, tmp_path: Path, name: str, raws: list[Path], workers: int
+               ) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    """`ccdflow reduce RAWS --json --workers N` with its own copy of the night's caldb (the same
+    ledger before each run, so the same product ids)."""
+    caldb = tmp_path / f"{name}.sqlite"
+    shutil.copy(night.caldb_url.removeprefix("sqlite:///"), caldb)
+    out = tmp_path / name
+    proc = subprocess.run([sys.executable, "-m", "ccdflow", "reduce", *map(str, raws), "--out", str(out),
+                           "--caldb", str(caldb), "--json", "--workers", str(workers)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return proc, json.loads(proc.stdout), out
+
+
+def raws_with_failures(night, folder: Path) -> list[Path]:
+    """Good raw frames (later observations of the night's science frame) and three that fail:
+    one of a filter without a flat (its error raised in the worker, after the read, where a
+    serial run meets it), one cut short and one that is no FITS file (both refused before any
+    reduction)."""
+    folder.mkdir()
+    raws = []
+    for i, kind in enumerate(["good", "no_flat", "good", "cut", "good", "broken"]):
+        raw = folder / f"{kind}_{i}.fits"
+        if kind == "broken":
+            raw.write_bytes(b"SIMPLE  = not a FITS file")
+        else:
+            with fits.open(science_raw(night)) as hdul:
+                hdul[0].header["DATE-OBS"] = f"{hdul[0].header['DATE-OBS'][:14]}{10 + i}:00"
+                if kind == "no_flat":
+                    hdul[0].header["FILTER"] = "R"
+                hdul.writeto(raw)
+            if kind == "cut":
+                raw.write_bytes(raw.read_bytes()[:2880 * 3])
+        raws.append(raw)
+    return raws
+
+
+def comparable(entry: dict) -> dict:
+    """A --json entry without what differs between two runs (timings, folders, tracebacks)."""
+    return {k: (Path(v).name if k == "path" else v) for k, v in entry.items()
+            if k not in ("seconds", "traceback", "detail")}
+
+
+def logged_frames(out: Path) -> list[str]:
+    """The command log's frame lines, without their times and folders."""
+    lines = [line.split(" ", 1)[1] for line in (out / "ccdflow.log").read_text().splitlines()
+             if ": reduced " in line or ": failed " in line]
+    return [line.replace(str(out), "OUT") for line in lines]
+
+
+def test_reduce_workers_make_the_serial_runs_products_entries_ledger_and_log(night, tmp_path):
+    raws = raws_with_failures(night, tmp_path / "raw")
+    serial, serial_json, serial_out = reduce_run(night, tmp_path, "serial", raws, 1)
+    parallel, parallel_json, parallel_out = reduce_run(night, tmp_path, "parallel", raws, 2)
+    for proc in (serial, parallel):
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert [comparable(e) for e in parallel_json["products"]] == \
+        [comparable(e) for e in serial_json["products"]]
+    assert [(Path(e["raw"]).stem, e["status"]) for e in parallel_json["products"]] == [
+        ("cut_3", "failed"), ("broken_5", "failed"),  # refused when listed and scanned
+        ("good_0", "reduced"), ("good_2", "reduced"), ("good_4", "reduced"),  # as products are named
+        ("no_flat_1", "failed")]
+    from ccdflow.framework.io.fitsio import sha256_file
+
+    for entry in parallel_json["products"]:
+        if entry["status"] == "reduced":  # the very same bytes, as the entry and ledger say
+            assert sha256_file(entry["path"]) == entry["sha256"]
+            assert sha256_file(serial_out / "reduced" / Path(entry["path"]).name) == entry["sha256"]
+    assert logged_frames(parallel_out) == logged_frames(serial_out)
+    with ccdflow.CalDB(tmp_path / "parallel.sqlite") as db:  # the rows the parent wrote, in order
+        rows = [u for u in db.used_by(night.master("flat")["caldb_id"]) if str(parallel_out) in u["path"]]
+    assert len(rows) == 3
+
+
+def test_reduce_workers_stop_cleanly_on_sigterm(night, tmp_path):
+    """SIGTERM while worker processes reduce: exit 143, one message, no traceback, no temporary
+    file, no worker left running."""
+    raws = []
+    for i in range(40):
+        raw = tmp_path / f"sci_{i:02d}.fits"
+        with fits.open(science_raw(night)) as hdul:
+            hdul[0].header["DATE-OBS"] = f"{hdul[0].header['DATE-OBS'][:11]}{1 + i // 60:02d}:{i % 60:02d}:00"
+            hdul.writeto(raw)
+        raws.append(raw)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "ccdflow", "reduce", *map(str, raws), "--out", str(out),
+                             "--workers", "2", "--bias", night.master("bias")["path"],
+                             "-p", "cosmicray.skip=true"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while not list((out / "reduced").glob("*.fits")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # the workers are writing products
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr.lower(), stderr
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert len(list((out / "reduced").glob("*.fits"))) < len(raws)  # stopped before the end
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

@@ -38,10 +38,14 @@ log = logging.getLogger("ccdflow.reduce")
                    "products. Without one, a calibration not given is not applied: its step is "
                    "SKIPPED and the product's header says why (CF_<type>N, HISTORY).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Frames reduced side by side in this many worker processes [default: the "
+                   "machine's cores, at most one per file; 1: one after another in this process].")
 @config_options
 @command_log("outdir")
 def command(files: tuple[Path, ...], outdir: Path, bias: str | None, dark: str | None, flat: str | None,
-            bpm: str | None, caldb_url: str | None, as_json: bool, instrument: str | None,
+            bpm: str | None, caldb_url: str | None, as_json: bool, workers: int | None,
+            instrument: str | None,
             instrument_files: tuple[str, ...], config_files: tuple[str, ...],
             params: tuple[str, ...]) -> None:
     """Reduce raw FILES one by one with the recipe of their frame type, as `ccdflow night` does.
@@ -57,6 +61,7 @@ def command(files: tuple[Path, ...], outdir: Path, bias: str | None, dark: str |
       ccdflow reduce raw/sci_001.fits --out out --caldb caldb.sqlite
       ccdflow reduce raw/sci_*.fits --out out --bias mb.fits --dark md.fits --flat mf_V.fits
       ccdflow reduce raw/sci_001.fits --out out --caldb caldb.sqlite -p cosmicray.skip=true
+      ccdflow reduce raw/sci_*.fits --out out --caldb caldb.sqlite --workers 1
 
     \b
     Exit status:
@@ -80,7 +85,7 @@ def command(files: tuple[Path, ...], outdir: Path, bias: str | None, dark: str |
     setup = Setup(manager, forced, tuple(config_files), tuple(params), db, dict(given))
     outdir.mkdir(parents=True, exist_ok=True)
     with signals_interrupt() as check_signals, lock_outdir(outdir.resolve(), "reduce"):
-        entries = reduce_files(setup, files, outdir.resolve(), as_json, check_signals)
+        entries = reduce_files(setup, files, outdir.resolve(), as_json, check_signals, workers)
     failed = [e for e in entries if e["status"] == "failed"]
     if as_json:
         click.echo(json.dumps({"products": entries, "reduced": len(entries) - len(failed),
@@ -93,15 +98,16 @@ def command(files: tuple[Path, ...], outdir: Path, bias: str | None, dark: str |
 
 
 def reduce_files(setup: Any, files: tuple[Path, ...], outdir: Path, quiet: bool,
-                 check_signals: Any) -> list[dict[str, Any]]:
+                 check_signals: Any, workers: int | None = None) -> list[dict[str, Any]]:
     """One entry per file (as the night report's science entries): reduced, or failed with the
-    error's name and reason; only a caldb lost or a full disk stops the run."""
-    from ccdflow.cli.master_inputs import progress_bar
+    error's name and reason; only a caldb lost or a full disk stops the run. With more than one
+    worker, frames are reduced in worker processes (:mod:`ccdflow.pipeline.single_workers`)
+    and the entries, log lines and ledger rows are the same, in the same order."""
     from ccdflow.framework.engine.errors import CcdflowError
     from ccdflow.framework.headers.scan import discover_fits_files
-    from ccdflow.pipeline.naming import inside
     from ccdflow.pipeline.plan import plan_products
-    from ccdflow.pipeline.single import meta_of, reduce_one
+    from ccdflow.pipeline.single import meta_of
+    from ccdflow.pipeline.single_workers import can_fork, default_workers
     from ccdflow.pipeline.tasks import failed
 
     paths, problems = discover_fits_files(files)
@@ -114,25 +120,109 @@ def reduce_files(setup: Any, files: tuple[Path, ...], outdir: Path, quiet: bool,
             metas.append(meta_of(path, setup.manager, setup.instrument))
         except CcdflowError as exc:
             entries.append(_failed(failed({"raw": path}, exc, start), quiet))
-    with progress_bar(not quiet, len(metas), "reduce") as advance:
-        for meta, rel in plan_products(metas, None):
+    planned = list(plan_products(metas, None))
+    n = default_workers(len(planned)) if workers is None else min(workers, len(planned))
+    run = _in_workers if n > 1 and can_fork() else _in_process
+    return entries + run(setup, planned, outdir, quiet, check_signals, n)
+
+
+def _in_process(setup: Any, planned: list[tuple[Any, str]], outdir: Path, quiet: bool,
+                check_signals: Any, _workers: int) -> list[dict[str, Any]]:
+    """The frames one after another in this process."""
+    from ccdflow.cli.master_inputs import progress_bar
+    from ccdflow.pipeline.naming import inside
+    from ccdflow.pipeline.single import reduce_one
+    from ccdflow.pipeline.tasks import failed
+
+    entries = []
+    with progress_bar(not quiet, len(planned), "reduce") as advance:
+        for meta, rel in planned:
             check_signals()
             start = time.perf_counter()
             entry: dict[str, Any] = {"raw": meta.path, "product": rel, "frame_type": meta.frame_type}
             try:
                 out = inside(outdir, outdir / "reduced" / rel)
                 done = reduce_one(setup, meta.file, out)
-                log.info("reduced %s -> %s (%s)%s", meta.path, out,
-                         ", ".join(f"{k} {Path(c['path']).name}" for k, c in done.calibrations.items()),
-                         "".join(f"; no {k}: {why}" for k, why in done.absent.items()), extra=FILE_ONLY)
-                entries.append({**entry, "status": "reduced", "path": str(out), "sha256": done.sha256,
-                                "product_id": done.product_id, "calibrations": done.calibrations,
-                                "calibrations_absent": done.absent,
-                                "seconds": round(time.perf_counter() - start, 3)})
+                entries.append(_reduced(entry, out, done.sha256, done.product_id, done.calibrations,
+                                        done.absent, start))
             except Exception as exc:  # one bad frame never stops the others
                 entries.append(_failed(failed(entry, exc, start), quiet))
             advance(str(meta.path))
     return entries
+
+
+def _in_workers(setup: Any, planned: list[tuple[Any, str]], outdir: Path, quiet: bool,
+                check_signals: Any, workers: int) -> list[dict[str, Any]]:
+    """The frames in ``workers`` processes: calibrations chosen here first (as a serial run
+    chooses them), then each result taken in the files' order, recorded in the ledger and
+    logged here."""
+    from ccdflow.cli.master_inputs import progress_bar
+    from ccdflow.pipeline.naming import inside
+    from ccdflow.pipeline.single import choose_masters, record_product, used_masters
+    from ccdflow.pipeline.single_workers import FramePool, Planned
+    from ccdflow.pipeline.tasks import failed, is_fatal
+
+    entries: list[dict[str, Any] | None] = []
+    plan: list[Planned] = []
+    for meta, rel in planned:  # an OUT name refused is the frame's failure, as in a serial run
+        check_signals()
+        start = time.perf_counter()
+        entry: dict[str, Any] = {"raw": meta.path, "product": rel, "frame_type": meta.frame_type}
+        try:
+            out = inside(outdir, outdir / "reduced" / rel)
+        except Exception as exc:
+            entries.append(failed(entry, exc, start))
+            continue
+        try:
+            config = setup.config(meta.instrument)
+            chosen: Any = choose_masters(setup, config, meta)
+        except Exception as exc:  # raised in the worker after the read, where serial meets it
+            if is_fatal(exc):  # the caldb is gone: no frame can be recorded
+                raise
+            chosen = exc
+        plan.append(Planned(meta, rel, out, chosen))
+        entries.append(None)
+    with FramePool(setup, plan, workers) as pool, \
+            progress_bar(not quiet, len(planned), "reduce") as advance:
+        results = iter(zip(plan, pool.results(), strict=True))
+        for i, early in enumerate(entries):
+            check_signals()
+            if early is not None:
+                entries[i] = _failed(early, quiet)
+                advance(str(early["raw"]))
+                continue
+            item, future = next(results)
+            start = time.perf_counter()
+            entry = {"raw": item.meta.path, "product": item.rel, "frame_type": item.meta.frame_type}
+            try:
+                result = future.result()
+                for record in result["log"]:
+                    logging.getLogger(record.name).handle(record)
+                if "failed" in result:
+                    entries[i] = _failed(result["failed"], quiet)
+                else:
+                    assert not isinstance(item.chosen, Exception)  # the worker raised it: failed
+                    masters, receipts, absent = item.chosen
+                    meta = result["meta"]
+                    product_id = record_product(setup, meta, item.out, result["sha256"], receipts,
+                                                result["raw_sha256"], setup.config(meta.instrument))
+                    entries[i] = _reduced(entry, item.out, result["sha256"], product_id,
+                                          used_masters(masters), absent, start - result["seconds"])
+            except Exception as exc:  # a worker lost, or the ledger row refused
+                entries[i] = _failed(failed(entry, exc, start), quiet)
+            advance(str(item.meta.path))
+    return [e for e in entries if e is not None]
+
+
+def _reduced(entry: dict[str, Any], out: Path, sha256: str | None, product_id: int | None,
+             calibrations: dict[str, Any], absent: dict[str, str], start: float) -> dict[str, Any]:
+    """A frame reduced: its log line and entry."""
+    log.info("reduced %s -> %s (%s)%s", entry["raw"], out,
+             ", ".join(f"{k} {Path(c['path']).name}" for k, c in calibrations.items()),
+             "".join(f"; no {k}: {why}" for k, why in absent.items()), extra=FILE_ONLY)
+    return {**entry, "status": "reduced", "path": str(out), "sha256": sha256, "product_id": product_id,
+            "calibrations": calibrations, "calibrations_absent": absent,
+            "seconds": round(time.perf_counter() - start, 3)}
 
 
 def _failed(entry: dict[str, Any], quiet: bool) -> dict[str, Any]:

@@ -184,20 +184,50 @@ def choose_masters(setup: Setup, config: ResolvedConfig, meta: FrameMeta
     return masters, receipts, absent
 
 
+#: The calibrations of one frame as :func:`choose_masters` returns them (masters, receipts, why
+#: each other one is absent), or the error choosing them raised.
+Chosen: TypeAlias = "tuple[dict[str, MasterRef], dict[str, Receipt], dict[str, str]] | Exception"
+
+
 def reduce_one(setup: Setup, raw: str | Path | CCDData, out: Path | None = None) -> Reduced:
     """Reduce one raw frame; write it to ``out`` (atomically) when given, and record it in the
     caldb's ledger when there is a caldb and a file."""
+    done, receipts, raw_sha, config = make_product(setup, raw, out)
+    if done.path is not None:
+        done.product_id = record_product(setup, done.meta, done.path, done.sha256, receipts, raw_sha,
+                                         config)
+    return done
+
+
+def make_product(setup: Setup, raw: str | Path | CCDData, out: Path | None, chosen: Chosen | None = None
+                 ) -> tuple[Reduced, dict[str, Receipt], str, ResolvedConfig]:
+    """Read, reduce and write one frame, without touching the ledger: (the product, the caldb
+    receipts, the raw's SHA-256, the configuration) for :func:`record_product`. ``chosen``: the
+    frame's calibrations as the process driving worker processes chose them, or the error that
+    choice raised (raised here after the read, where a serial run meets it); None: chosen here."""
     meta, ccd, raw_name, raw_sha = read_raw(raw, setup)
     config = setup.config(meta.instrument)
-    masters, receipts, absent = choose_masters(setup, config, meta)
+    if chosen is None:
+        chosen = choose_masters(setup, config, meta)
+    elif isinstance(chosen, Exception):
+        raise chosen
+    masters, receipts, absent = chosen
     ccd = reduce_ccd(ccd, meta, setup.manager, config, masters, receipts=receipts,
                      raw_name=raw_name, raw_checksum=raw_sha, absent=absent)
-    sha256 = product_id = None
-    if out is not None:
-        sha256 = write_ccd(ccd, out)
-        if setup.db is not None:
-            product_id = setup.db.record_product(out, meta, receipts, sha256=sha256, raw_sha256=raw_sha,
-                                                 config_hash=config.recipe_hash(meta.frame_type))
-    used = {k: {"path": str(m.path), "sha256": m.checksum, "caldb_id": m.caldb_id}
+    sha256 = None if out is None else write_ccd(ccd, out)
+    return Reduced(ccd, meta, out, sha256, None, used_masters(masters), absent), receipts, raw_sha, config
+
+
+def used_masters(masters: dict[str, MasterRef]) -> dict[str, dict[str, Any]]:
+    """What a product's entry says of each master that made it: path, SHA-256, caldb id."""
+    return {k: {"path": str(m.path), "sha256": m.checksum, "caldb_id": m.caldb_id}
             for k, m in masters.items()}
-    return Reduced(ccd, meta, out, sha256, product_id, used, absent)
+
+
+def record_product(setup: Setup, meta: FrameMeta, out: Path, sha256: str | None,
+                   receipts: dict[str, Receipt], raw_sha: str, config: ResolvedConfig) -> int | None:
+    """The ledger row id of the product written to ``out`` (None: no caldb)."""
+    if setup.db is None:
+        return None
+    return setup.db.record_product(out, meta, receipts, sha256=sha256, raw_sha256=raw_sha,
+                                   config_hash=config.recipe_hash(meta.frame_type))
