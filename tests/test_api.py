@@ -302,3 +302,36 @@ def test_reduce_workers_stop_cleanly_on_sigterm(night, tmp_path):
     assert len(list((out / "reduced").glob("*.fits"))) < len(raws)  # stopped before the end
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_reduce_workers_a_frame_that_kills_its_worker_fails_alone(night, tmp_path, monkeypatch):
+    """A frame whose worker dies (a crash, the out-of-memory killer) each time it runs is
+    reported as lost; the frame that was running beside it, and every later one, is reduced."""
+    from ccdflow.cli.reduce_cmd import reduce_files
+    from ccdflow.framework.engine.plugins import get_plugin_manager
+    from ccdflow.pipeline import single_workers
+    from ccdflow.pipeline.single import Setup
+
+    raws = []
+    for i, name in enumerate(["a", "b", "c_killer", "d", "e"]):
+        raw = tmp_path / f"{name}.fits"
+        with fits.open(science_raw(night)) as hdul:
+            hdul[0].header["DATE-OBS"] = f"{hdul[0].header['DATE-OBS'][:14]}{10 + i}:00"
+            hdul.writeto(raw)
+        raws.append(raw)
+    made = single_workers.make_product
+
+    def crashing(setup, raw, out, chosen):
+        if "killer" in str(raw):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return made(setup, raw, out, chosen)
+
+    monkeypatch.setattr(single_workers, "make_product", crashing)  # the forked workers' too
+    setup = Setup(get_plugin_manager(), "generic", params=("cosmicray.skip=true",),
+                  given={"bias": night.master("bias")["path"]})
+    entries = reduce_files(setup, tuple(raws), tmp_path / "out", True, lambda: None, 2)
+    assert [(Path(e["raw"]).stem, e["status"]) for e in entries] == [
+        ("a", "reduced"), ("b", "reduced"), ("c_killer", "failed"), ("d", "reduced"), ("e", "reduced")]
+    assert entries[2]["error"] == "WorkerDiedError" and "died, 2 times" in entries[2]["reason"]
+    assert sorted(p.name for p in (tmp_path / "out" / "reduced").iterdir()) == \
+        ["a.fits", "b.fits", "d.fits", "e.fits"]

@@ -191,11 +191,12 @@ def _in_workers(setup: Any, planned: list[tuple[Any, str]], outdir: Path, quiet:
                 entries[i] = _failed(early, quiet)
                 advance(str(early["raw"]))
                 continue
-            item, future = next(results)
+            item, result = next(results)
             start = time.perf_counter()
             entry = {"raw": item.meta.path, "product": item.rel, "frame_type": item.meta.frame_type}
             try:
-                result = future.result()
+                if isinstance(result, Exception):  # fatal, or lost with the workers that ran it
+                    raise result
                 for record in result["log"]:
                     logging.getLogger(record.name).handle(record)
                 if "failed" in result:

@@ -24,12 +24,15 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ccdflow.framework.engine.frame import FrameMeta
 from ccdflow.pipeline.single import Chosen, Setup, make_product
+
+log = logging.getLogger("ccdflow.reduce")
 
 
 @dataclass
@@ -48,6 +51,8 @@ _SETUP: Setup | None = None
 _PLAN: list[Planned] = []
 #: A worker is writing a frame: SIGTERM unwinds it (temporary file removed) rather than ending it.
 _BUSY = False
+#: Which frames a worker has started (shared memory): those a dead worker was reducing.
+_STARTED: Any = None
 
 
 def can_fork() -> bool:
@@ -61,38 +66,87 @@ def default_workers(n_files: int) -> int:
     return max(1, min(cores, n_files))
 
 
+#: How many times a frame may be running in a worker that died (killed, out of memory) before
+#: it is reported as failed: the frame that killed it and the one beside it cannot be told apart.
+ATTEMPTS = 2
+
+
 class FramePool:
     """The workers of one run: every planned frame is submitted at once (the fork happens
     here, before the caller starts its progress bar thread); :meth:`results` yields them in
-    the plan's order."""
+    the plan's order. A worker that dies breaks the pool: a pool of one worker takes the frames
+    not done, one at a time (so a frame that kills its worker is told from the one beside it,
+    and a worker short of memory has it all), and a frame that was running in dead workers
+    :data:`ATTEMPTS` times fails by itself."""
 
     def __init__(self, setup: Setup, plan: list[Planned], workers: int) -> None:
-        global _SETUP, _PLAN
+        global _SETUP, _PLAN, _STARTED
         _SETUP, _PLAN = setup, plan
+        _STARTED = multiprocessing.RawArray("b", len(plan))  # shared with the forked workers
         _preload()
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_worker_started)
-        self.futures: list[Future[dict[str, Any]]] = [self.pool.submit(_reduce_planned, i)
-                                                      for i in range(len(plan))]
+        self.attempts = [0] * len(plan)
+        self.pools: list[ProcessPoolExecutor] = []
+        self.futures: list[Future[dict[str, Any]] | None] = [None] * len(plan)
+        self._submit(list(range(len(plan))), workers)
 
-    def results(self) -> Iterator[Future[dict[str, Any]]]:
-        """Each frame's future, in the plan's order (its ``result()`` raises what a serial run
-        would have raised out of the frame: a fatal error, or the pool's own failure)."""
-        yield from self.futures
+    def _submit(self, indices: list[int], workers: int) -> None:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_worker_started)
+        self.pools.append(pool)
+        for i in indices:
+            _STARTED[i] = 0
+            self.futures[i] = pool.submit(_reduce_planned, i)
+
+    def results(self) -> Iterator[dict[str, Any] | Exception]:
+        """Each frame's results in the plan's order (a frame lost with dead workers: its failed
+        entry, as the night's :mod:`~ccdflow.pipeline.lost`), or the exception a serial run
+        would have raised out of the frame (a fatal error)."""
+        for i, future in enumerate(self.futures):
+            while True:
+                assert future is not None
+                try:
+                    yield future.result()
+                except BrokenProcessPool as exc:
+                    if self._restarted(i):
+                        future = self.futures[i]
+                        continue
+                    yield {"failed": _lost(_PLAN[i], exc), "log": []}
+                except Exception as exc:
+                    yield exc
+                break
+
+    def _restarted(self, first: int) -> bool:
+        """After a worker died: a pool of one worker for the frames from ``first`` on that are
+        not done. False when frame ``first`` has used its attempts (it fails; the others go on)."""
+        self.pools[-1].shutdown(wait=True)  # every future of the broken pool is settled now
+        again = []
+        for i in range(first, len(self.futures)):
+            future = self.futures[i]
+            if future is None or not isinstance(future.exception(), BrokenProcessPool):
+                continue
+            self.attempts[i] += bool(_STARTED[i])
+            if self.attempts[i] < ATTEMPTS:
+                again.append(i)
+        log.warning("a worker process died (killed, or out of memory?); %d frame(s) started again, "
+                    "one at a time", len(again))
+        if again:
+            self._submit(again, 1)
+        return first in again
 
     def close(self, interrupted: bool) -> None:
         """Wait for the workers to end; interrupted, stop them first (SIGTERM: a frame being
         written is unwound and its temporary file removed)."""
         global _SETUP, _PLAN
-        processes = list((getattr(self.pool, "_processes", None) or {}).values())
-        if interrupted:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                if process.is_alive():
-                    process.terminate()
-            for process in processes:
-                process.join(timeout=30)
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        for pool in self.pools:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            if interrupted:
+                pool.shutdown(wait=False, cancel_futures=True)
+                for process in processes:
+                    if process.is_alive():
+                        process.terminate()
+                for process in processes:
+                    process.join(timeout=30)
+            pool.shutdown(wait=True, cancel_futures=True)
         _SETUP, _PLAN = None, []
 
     def __enter__(self) -> FramePool:
@@ -100,6 +154,17 @@ class FramePool:
 
     def __exit__(self, kind: type | None, *exc: object) -> None:
         self.close(interrupted=kind is not None)
+
+
+def _lost(item: Planned, exc: BaseException) -> dict[str, Any]:
+    """The failed entry of a frame that was running each time a worker died."""
+    from ccdflow.pipeline.tasks import one_line
+
+    reason = (f"the worker process reducing it died, {ATTEMPTS} times ({type(exc).__name__}: "
+              f"{one_line(str(exc))}); this input crashes the process that reads it or needs more "
+              "memory than a worker has")
+    return {"raw": item.meta.path, "product": item.rel, "frame_type": item.meta.frame_type,
+            "status": "failed", "error": "WorkerDiedError", "reason": reason, "seconds": 0.0}
 
 
 def _preload() -> None:
@@ -151,6 +216,7 @@ def _reduce_planned(index: int) -> dict[str, Any]:
     kept = next(h for h in logging.getLogger("ccdflow").handlers if isinstance(h, _Kept))
     kept.records = []
     start = time.perf_counter()
+    _STARTED[index] = 1
     _BUSY = True
     try:
         done, _, raw_sha, _ = make_product(_SETUP, item.meta.file, item.out, item.chosen)
