@@ -51,6 +51,7 @@ class Preprocessed:
     #: master bias), the same in each, which the combine's scatter cannot see (None: none carried).
     carried_sum: np.ndarray | None = None
     n_carried: int = 0
+    _common: np.ndarray | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def carry(self, error: np.ndarray) -> None:
@@ -63,10 +64,13 @@ class Preprocessed:
 
     def common_error(self) -> np.ndarray | None:
         """The calibrations' error every input shares: the mean of what the inputs carried (a
-        common offset passes whole through a mean, a clipped mean and a median alike)."""
-        if self.carried_sum is None or self.n_carried == 0:
-            return None
-        return (self.carried_sum / self.n_carried).astype(np.float32)
+        common offset passes whole through a mean, a clipped mean and a median alike). The
+        float64 sum is divided in place and given up: the first call's result is kept."""
+        if self._common is None and self.carried_sum is not None and self.n_carried:
+            self._common = np.divide(self.carried_sum, self.n_carried, out=self.carried_sum
+                                     ).astype(np.float32)
+            self.carried_sum = None
+        return self._common
 
 
 def preprocess_into(
