@@ -149,7 +149,7 @@ def build_master(
         used_clip, counts, fallback_note = choose_rejection(clip, len(kept), fallback)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            frames, masks = [spool.data[i] for i in kept], [spool.mask[i] for i in kept]
+            frames, masks = [spool.data[i] for i in kept], spool.masks_or_none(kept)
             scales = [pre.scales[i] for i in kept] if pre.scales else None
             error_note = None
             if used_clip == "minmax" and len(kept) == 2 and fallback_note:  # unbiased for a pair

@@ -132,7 +132,7 @@ def preprocess_into(
             del ccd  # what is parked is pixels, mask and carried: the frame's other planes go now
             n_nonfinite = spool.put(i, pixels, mask, str(meta.path))
             del pixels, mask
-            if spool.mask[i].all():
+            if spool.masked[i] and spool.mask[i].all():
                 raise UnprocessableInputError("no finite, unmasked pixel after preprocessing",
                                               path=str(meta.path))
             if carried is not None:
