@@ -168,9 +168,12 @@ def _lost(item: Planned, exc: BaseException) -> dict[str, Any]:
 
 
 def _preload() -> None:
-    """Import, once before the fork, what every worker's first frame would import itself."""
+    """Import and load, once before the fork, what every worker's first frame would import and
+    load itself (the same wall time when each worker has a core, less CPU when it has not)."""
     from ccdflow.framework.builders import frame_qa  # noqa: F401
-    from ccdflow.framework.numerics import kernels  # noqa: F401
+    from ccdflow.framework.numerics import kernels
+
+    kernels.warm_up()
 
 
 def _worker_started() -> None:

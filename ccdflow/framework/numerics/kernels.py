@@ -106,3 +106,15 @@ def deviation_array(x: np.ndarray, gain: float, read_noise_e: float,
     x1 = _flat32(x, x)
     _deviation(x1, np.float32(gain), np.float32(read_noise_e) ** 2, _flat32(carried, x1), out.reshape(-1))
     return out
+
+
+def warm_up() -> None:
+    """Load every kernel's compiled float32 code (numba's cache, ~0.3 s the first time in a
+    process) on a few pixels: a driver that forks workers calls it once, and they inherit it
+    instead of each loading it on its first frame."""
+    x = np.ones(8, np.float32)
+    subtract_scaled_arrays(x, x, x, x, 1.0)
+    subtract_scaled_arrays(x, None, x, None, 1.0)
+    divide_arrays(x, x, x, x, 0.5)
+    divide_arrays(x, None, x, None, 0.5)
+    deviation_array(x, 1.0, 1.0, x)
