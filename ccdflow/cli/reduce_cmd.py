@@ -195,7 +195,7 @@ def _in_workers(setup: Any, planned: list[tuple[Any, str]], outdir: Path, quiet:
             start = time.perf_counter()
             entry = {"raw": item.meta.path, "product": item.rel, "frame_type": item.meta.frame_type}
             try:
-                if isinstance(result, Exception):  # fatal, or lost with the workers that ran it
+                if isinstance(result, Exception):  # raised out of the worker (a full disk)
                     raise result
                 for record in result["log"]:
                     logging.getLogger(record.name).handle(record)
@@ -209,7 +209,7 @@ def _in_workers(setup: Any, planned: list[tuple[Any, str]], outdir: Path, quiet:
                                                 result["raw_sha256"], setup.config(meta.instrument))
                     entries[i] = _reduced(entry, item.out, result["sha256"], product_id,
                                           used_masters(masters), absent, start - result["seconds"])
-            except Exception as exc:  # a worker lost, or the ledger row refused
+            except Exception as exc:  # the ledger row refused; a fatal error is raised again
                 entries[i] = _failed(failed(entry, exc, start), quiet)
             advance(str(item.meta.path))
     return [e for e in entries if e is not None]
