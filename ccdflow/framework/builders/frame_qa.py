@@ -2,11 +2,13 @@
 
 What a person checks first the morning after (BANZAI's per-frame QC, Siril's statistics): the
 sky level and its noise against the noise the UNCERT plane promises, the number of stars, their
-FWHM and ellipticity (photutils), and how much of the frame the DQ plane flags. The figures go
-into the product as ``CF_Q...`` cards, so a re-run that finds the product up to date reads them
-back instead of measuring again; the instrument's ``frame_qa:`` limits judge them
+FWHM and ellipticity, and how much of the frame the DQ plane flags. The figures go into the
+product as ``CF_Q...`` cards, so a re-run that finds the product up to date reads them back
+instead of measuring again; the instrument's ``frame_qa:`` limits judge them
 (:mod:`ccdflow.framework.engine.frame_qa_limits`). Every figure is in the product's units.
-See docs/frame-qa.md for the method and why each choice.
+photutils' detection and astropy's profiles are computed by ccdflow's own compiled passes, to
+the same figures (0.04 s a 2048 x 2048 frame instead of 0.3, and no photutils import). See
+docs/frame-qa.md for the method and why each choice.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 Split from :mod:`ccdflow.framework.builders.frame_qa`, which finds the sources; see
 docs/frame-qa.md for which stars and why. The candidates' centroids and widths are photutils'
-``SourceCatalog`` moments (the same formulas on the candidates' cutouts only: a catalog of the
+``SourceCatalog`` moments (the same formulas on the candidates' boxes only: a catalog of the
 whole segmentation, and importing photutils, cost more than the fits), the fits astropy's
 ``Gaussian2D`` and ``Moffat2D`` through their compiled twins
-(:mod:`ccdflow.framework.numerics.profiles`) and scipy's least_squares.
+(:mod:`ccdflow.framework.numerics.profiles`) and MINPACK's Levenberg-Marquardt as scipy's
+``least_squares(method="lm")`` runs it.
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ class DqBits:
 
 
 class Sources(NamedTuple):
-    """The detected sources: ``labels`` (scipy.ndimage.label's, 0 none) and per label whether
-    it is kept (at least the detection's pixels), its box (row, column start and stop), the peak
-    of the frame minus the first level, its pixels and those with a positive UNCERT. The kept
-    labels in raster order are photutils' consecutive ones."""
+    """The detected sources: ``labels`` (numbered as scipy.ndimage.label does, 0 none) and per
+    label whether it is kept (at least the detection's pixels), its box (row, column start and
+    stop), the peak of the frame minus the first level, its pixels and those with a positive
+    UNCERT. The kept labels in raster order are photutils' consecutive ones."""
 
     labels: np.ndarray
     kept: np.ndarray
