@@ -18,6 +18,10 @@ peak RSS of the largest process):
   -dark= -flat=`` (its dark holds the bias); ccdflow ``reduce --bias --dark --flat
   -p cosmicray.skip=true``, which also writes UNCERT and MASK. Reported as frames per second.
 
+With ``--floor``, a third contender shows what no Python tool gets under (bench/floor_python.py):
+for a master, a numba tool's start-up alone; for the science frames, plain numpy calibration
+writing the same three planes with their SHA-256 (ccdflow's masters).
+
 Each contender uses its own masters, built from the same raw files in the first round.
 Agreement: the products' difference (Siril's [0, 1] floats times 65535; flats each over their
 median; ccdflow's science electrons over the gain) against the noise ccdflow's UNCERT states.
@@ -144,6 +148,19 @@ def ccdflow_task(task: str, raw: dict[str, Path], work: Path, masters: dict[str,
                     "--out", str(work / "master.fits")], work, pythonpath)
 
 
+def floor_task(task: str, raw: dict[str, Path], work: Path, masters: dict[str, Path]) -> dict[str, float]:
+    """The Python floor (bench/floor_python.py) of a task: start-up alone for a master, plain
+    numpy calibration with ccdflow's masters for the science frames."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    script = str(Path(__file__).with_name("floor_python.py"))
+    if task != "science":
+        return measure([sys.executable, script, "start"], work)
+    files = sorted(map(str, raw["science"].glob("*.fits")))
+    cals = [str(masters[k]) for k in ("bias", "dark", "flat")]
+    return measure([sys.executable, script, "science", str(work), *cals, *files], work)
+
+
 def agreement(task: str, work: dict[str, Path], siril_bias: Path | None) -> str:
     """Difference statistics of the two products against the noise ccdflow states (std of the
     difference, and 1.4826 MAD: robust to the few pixels the two rejections treat apart)."""
@@ -186,6 +203,9 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="DIR",
                         help="another ccdflow checkout (e.g. `git archive` of a commit) run as a third "
                              "contender, 'ccdflow@baseline', for before/after in the same run")
+    parser.add_argument("--floor", action="store_true",
+                        help="add 'python floor' (bench/floor_python.py): a numba tool's start-up for "
+                             "the masters, plain numpy calibration for the science frames")
     args = parser.parse_args()
     if shutil.which("siril-cli") is None:
         print("siril-cli not found: install Siril (Debian/Ubuntu: apt-get install -y siril; "
@@ -200,6 +220,9 @@ def main() -> None:
         if args.baseline:
             contenders["ccdflow@baseline"] = functools.partial(ccdflow_task, pythonpath=args.baseline)
         masters: dict[str, dict[str, Path]] = {c: {} for c in contenders}
+        if args.floor:  # last, with ccdflow's masters (the same dict)
+            contenders["python floor"] = floor_task
+            masters["python floor"] = masters["ccdflow"]
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         notes = []
         for r in range(args.repeat):
@@ -211,7 +234,7 @@ def main() -> None:
                 if r == 0:
                     notes.append(agreement(task, work, masters["siril"].get("bias")))
                     if task != "science":
-                        for c in contenders:
+                        for c in [c for c in contenders if c != "python floor"]:
                             keep = root / f"{c}-master-{task}.fits"
                             shutil.copy(work[c] / "master.fits", keep)
                             masters[c][task] = keep

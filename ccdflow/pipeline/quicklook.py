@@ -203,12 +203,11 @@ def _draw(data: np.ndarray | None, bits: np.ndarray | None, counts: dict[str, in
 def _save_indexed(fig: Any, path: Path, dpi: int) -> None:
     """A 256-colour PNG: noise does not compress, so RGBA costs 2.5 MB for a 1k x 1k frame where
     a palette of greys and the DQ colours costs 0.9 MB (a 300-frame night keeps ~60 of them)."""
-    import io
-
     from PIL import Image
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    image = Image.open(buffer).convert("RGB")
+    fig.set_dpi(dpi)
+    fig.canvas.draw()  # the figure's own pixels: no PNG of it encoded only to be decoded again
+    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
+    # zlib's default level: optimize=True took 3x as long for 2 % fewer bytes (measured, issue 16)
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-        path, format="PNG", optimize=True)
+        path, format="PNG")

@@ -33,23 +33,41 @@ def master_stats(
     MAD steps on integer data hide real changes); the calibration type adds its own (a bias's
     or flat's ``CF_LEVEL``, a dark's ``CF_DKRT``) from the median and the inputs' levels.
     """
-    finite = data[np.isfinite(data)]  # float32: its median is exact; sums below in float64
+    good = np.isfinite(data)
+    finite = data if good.all() else data[good]  # float32: its median is exact; sums in float64
+    del good
     if finite.size == 0:
         return {}
-    median = float(np.median(finite))
     # one scratch array, reused: a master's statistics were its build's peak memory
-    deviation = np.subtract(finite, np.float32(median))
+    scratch = finite.copy()
+    median = float(np.median(scratch, overwrite_input=True))
+    deviation = np.subtract(finite, np.float32(median), out=scratch)
     mad = 1.4826 * float(np.median(np.abs(deviation, out=deviation), overwrite_input=True))
     if mad > 0:  # the median reordered the scratch: the same deviations again, in finite's order
         np.abs(np.subtract(finite, np.float32(median), out=deviation), out=deviation)
         finite = finite[deviation < 3 * mad]
-    del deviation
+    del deviation, scratch
     stats: dict[str, tuple] = {
         cards.MED.keyword: (round(median, 5), cards.MED.comment),
-        cards.NOISE.keyword: (round(float(np.std(finite, dtype=np.float64)), 5), cards.NOISE.comment),
+        cards.NOISE.keyword: (round(_std(finite), 5), cards.NOISE.comment),
     }
     stats.update(calibration_type(kind).stats(median, metas, input_levels))
     return {k: v for k, v in stats.items() if math.isfinite(v[0])}
+
+
+def _std(values: np.ndarray, piece: int = 1 << 20) -> float:
+    """``np.std(values, dtype=np.float64)`` without its float64 copy of the whole array (32 MiB
+    for a 2k master, 128 MiB for a 4k one): the deviations are squared and summed a piece at a
+    time. The sums' order differs from numpy's pairwise one by float64 rounding only."""
+    n = values.size
+    mean = float(np.sum(values, dtype=np.float64)) / n
+    total = 0.0
+    for start in range(0, n, piece):
+        deviation = values[start:start + piece].astype(np.float64)
+        deviation -= mean
+        total += float(np.sum(np.square(deviation, out=deviation)))  # not BLAS: its thread count
+        # would change the bits between a serial run and a Dask worker
+    return math.sqrt(total / n)
 
 
 def master_header(kind: str, metas: Sequence[FrameMeta], last_header: fits.Header, method: str,

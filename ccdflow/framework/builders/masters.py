@@ -149,7 +149,7 @@ def build_master(
         used_clip, counts, fallback_note = choose_rejection(clip, len(kept), fallback)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            frames, masks = [spool.data[i] for i in kept], [spool.mask[i] for i in kept]
+            frames, masks = [spool.data[i] for i in kept], spool.masks_or_none(kept)
             scales = [pre.scales[i] for i in kept] if pre.scales else None
             error_note = None
             if used_clip == "minmax" and len(kept) == 2 and fallback_note:  # unbiased for a pair
@@ -169,6 +169,8 @@ def build_master(
     common = None if models_noise else pre.common_error()
     data, error = result.data, with_common_error(result.error, common)
     mask = result.n_used == 0
+    shared_error = common is not None
+    del result, common  # the arrays below replace these: not two copies alive at once
     if mask.all():
         raise UnprocessableInputError(f"no pixel of the master {kind} has a usable input (inputs "
                                       f"{', '.join(str(metas[i].path) for i in kept)})")
@@ -187,7 +189,7 @@ def build_master(
         cards.FALLB.put(header, fallback_note[:68])
     if error_note:
         header.add_history(error_note)
-    if common is not None:
+    if shared_error:
         header.add_history("UNCERT: + the calibrations' error every input shares, in quadrature")
     if used_clip == "sigma":
         header.add_history(f"sigma clip: {sigma_low:g} below, {sigma_high:g} above the median (MAD-std)")
@@ -196,15 +198,16 @@ def build_master(
         cards.FEWIN.put(header, few[:68])
         header.add_history(few)
     cards.NNAN.put(header, pre.n_nonfinite)
-    data = np.where(mask, np.float32(0), data).astype(np.float32, copy=False)
+    data = np.asarray(data, np.float32)  # the combine's own array (or the type's): set in place
+    data[mask] = 0
     stats = master_stats(kind, data[~mask] if mask.any() else data, metas, pre.levels)
     stats.update(channel_stats(lambda pixels, ms, lv: master_stats(kind, pixels, ms, lv), data, mask,
                                pre.header, metas, pre.levels, pre.channel_levels))
     cards.MASKF.put(stats, round(float(mask.mean()), 7))
     for key, (value, comment) in stats.items():
         header[key] = (value, comment)
-    return CCDData(data, unit="adu", header=header,
-                   uncertainty=StdDevUncertainty(np.nan_to_num(error).astype(np.float32)),
+    error = np.nan_to_num(np.asarray(error, np.float32), copy=False)
+    return CCDData(data, unit="adu", header=header, uncertainty=StdDevUncertainty(error, copy=False),
                    mask=mask if mask.any() else None,
                    flags=dq.flag(None, mask, dq.NO_DATA) if mask.any() else None)
 
@@ -239,7 +242,9 @@ def with_common_error(error: np.ndarray, common: np.ndarray | None) -> np.ndarra
     inputs carry is exactly the calibrations' error (see Preprocessed.common_error)."""
     if common is None:
         return error
-    return np.sqrt(np.square(error, dtype=np.float32) + np.square(common)).astype(np.float32)
+    error = np.square(error, dtype=np.float32)  # a new array: the caller's is left as it was
+    error += np.square(common)
+    return np.sqrt(error, out=error)
 
 
 def write_master(ccd: CCDData, path: str | Path) -> str:
@@ -247,8 +252,7 @@ def write_master(ccd: CCDData, path: str | Path) -> str:
     a dark's RATE image) and return its SHA-256."""
     hdul = ccd_to_hdulist(ccd)
     hdul.extend(calibration_type(str(ccd.header[cards.MTYPE.keyword])).extra_hdus(ccd))
-    atomic_write(hdul, path)
-    return sha256_file(path)
+    return atomic_write(hdul, path)  # hashed as written
 
 
 def few_inputs_warning(kind: str, n: int, warn_below: int) -> str:

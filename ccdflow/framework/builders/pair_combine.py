@@ -32,8 +32,8 @@ def combine_pair(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray | None
     (their master value is then the lower, as a plain minmax would give everywhere)."""
     scale = [1.0, 1.0] if scales is None else list(scales)
     a, b = (np.asarray(f, np.float32) * np.float32(s) for f, s in zip(frames, scale, strict=True))
-    good_a, good_b = (np.isfinite(x) & (np.zeros(x.shape, bool) if m is None else ~np.asarray(m, bool))
-                      for x, m in ((a, masks[0]), (b, masks[1])))
+    good_a, good_b = (np.isfinite(x) if m is None else np.isfinite(x) & ~np.asarray(m, bool)
+                      for x, m in ((a, masks[0]), (b, masks[1])))  # None: nothing masked
     both = good_a & good_b
     diff = np.where(both, a - b, np.nan)
     pooled = float(1.4826 * np.nanmedian(np.abs(diff - np.nanmedian(diff)))) if both.any() else np.nan

@@ -51,22 +51,27 @@ class Preprocessed:
     #: master bias), the same in each, which the combine's scatter cannot see (None: none carried).
     carried_sum: np.ndarray | None = None
     n_carried: int = 0
+    _common: np.ndarray | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def carry(self, error: np.ndarray) -> None:
-        """Add one input's carried uncertainty (thread-safe: inputs are preprocessed in threads)."""
+        """Add one input's carried uncertainty (thread-safe: inputs are preprocessed in threads);
+        ``error``'s NaNs are zeroed in place."""
         with self._lock:
             if self.carried_sum is None:
                 self.carried_sum = np.zeros(error.shape, np.float64)
-            self.carried_sum += np.nan_to_num(error)
+            self.carried_sum += np.nan_to_num(error, copy=False)  # the caller's own: no copy
             self.n_carried += 1
 
     def common_error(self) -> np.ndarray | None:
         """The calibrations' error every input shares: the mean of what the inputs carried (a
-        common offset passes whole through a mean, a clipped mean and a median alike)."""
-        if self.carried_sum is None or self.n_carried == 0:
-            return None
-        return (self.carried_sum / self.n_carried).astype(np.float32)
+        common offset passes whole through a mean, a clipped mean and a median alike). The
+        float64 sum is divided in place and given up: the first call's result is kept."""
+        if self._common is None and self.carried_sum is not None and self.n_carried:
+            self._common = np.divide(self.carried_sum, self.n_carried, out=self.carried_sum
+                                     ).astype(np.float32)
+            self.carried_sum = None
+        return self._common
 
 
 def preprocess_into(
@@ -113,7 +118,7 @@ def preprocess_into(
             overscan = [float(ccd.header[k]) for k in ccd.header if k.startswith("CF_OS")]
             out.levels[i] = float(np.mean(overscan)) if overscan else 0.0
             ccd = caltype.prepare_input(ccd, meta)
-            pixels = ccd.data
+            pixels, mask, header = ccd.data, ccd.mask, ccd.header
             carried = None if ccd.uncertainty is None else np.asarray(ccd.uncertainty.array, np.float32)
             if normalised:  # inputs scaled to one level (one per colour channel), from their pixels
                 out.levels[i], levels, mosaic = input_levels(ccd, meta)
@@ -121,10 +126,13 @@ def preprocess_into(
                 out.scales[i] = 1.0 / out.levels[i] if mosaic is None else 1.0
                 pixels = normalised_input(ccd, levels, mosaic)
                 if carried is not None:
-                    carried = normalised_input(CCDData(carried, unit=ccd.unit, header=ccd.header),
-                                               levels, mosaic) * np.float32(out.scales[i])
-            n_nonfinite = spool.put(i, pixels, ccd.mask, str(meta.path))
-            if spool.mask[i].all():
+                    carried = normalised_input(CCDData(carried, unit=ccd.unit, header=header),
+                                               levels, mosaic)
+                    carried *= np.float32(out.scales[i])
+            del ccd  # what is parked is pixels, mask and carried: the frame's other planes go now
+            n_nonfinite = spool.put(i, pixels, mask, str(meta.path))
+            del pixels, mask
+            if spool.masked[i] and spool.mask[i].all():
                 raise UnprocessableInputError("no finite, unmasked pixel after preprocessing",
                                               path=str(meta.path))
             if carried is not None:
@@ -136,7 +144,7 @@ def preprocess_into(
 
             out.left_out[i] = one_line_reason(exc)
             return 0, None
-        return n_nonfinite, ccd.header
+        return n_nonfinite, header
 
     pool = ThreadPoolExecutor(max(1, threads or min(4, os.cpu_count() or 1)))
     try:

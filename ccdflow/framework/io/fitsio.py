@@ -220,5 +220,6 @@ def read_product(path: str | Path, *, content: bytes | None = None) -> CCDData:
         flags = dq.from_file(hdul["MASK"].data, hdul["MASK"].header) if "MASK" in hdul else None
     return CCDData(
         data, unit=unit, header=header, mask=None if flags is None else flags != 0, flags=flags,
-        uncertainty=None if uncert is None else StdDevUncertainty(np.asarray(uncert, np.float32)),
+        # a native float32 copy of the file's big-endian plane: astropy's default copy is a third
+        uncertainty=None if uncert is None else StdDevUncertainty(np.array(uncert, np.float32), copy=False),
     )

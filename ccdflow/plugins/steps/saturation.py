@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from astropy.nddata import CCDData
 from pydantic import Field
-from scipy.ndimage import binary_dilation
 
 from ccdflow.framework import dq
 from ccdflow.framework.engine.errors import NoWorkError, UnprocessableInputError
@@ -30,6 +29,8 @@ def saturation_mask(data: np.ndarray, level: float, grow_columns: int = 0) -> np
     """Pixels at or above ``level``, grown by ``grow_columns`` along axis 0 (the columns)."""
     mask = np.asarray(data) >= level
     if grow_columns and mask.any():
+        from scipy.ndimage import binary_dilation  # only here: every command loads this step
+
         mask = binary_dilation(mask, structure=np.ones((2 * grow_columns + 1, 1), bool))
     return mask
 

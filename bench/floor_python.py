@@ -1,0 +1,75 @@
+"""The least a Python process does for bench_vs_siril's tasks: the floor under ccdflow's figures.
+
+    python bench/floor_python.py start
+    python bench/floor_python.py science OUT BIAS DARK FLAT RAW...
+
+``start``: what any numba-based Python tool pays before its first pixel: the interpreter,
+numpy, astropy.io.fits and numba imported, and one cached ``njit`` function called (numba
+loads LLVM and its cache on the first call). No master can be built in less time or memory by
+such a tool; Siril, in C, pays almost none of it.
+
+``science``: each raw frame read and hashed (SHA-256, as provenance needs), calibrated with
+numpy (bias and dark subtracted, gain applied, divided by the flat; Poisson plus read noise as
+UNCERT; saturated pixels as MASK) and written as SCI, UNCERT and MASK with astropy, then the
+product hashed. No headers beyond astropy's, no checks, no frame QA, one process: what a
+product with ccdflow's planes and checksums costs in plain numpy. Masters are ccdflow's
+(``SCI`` extension) or any single-image FITS file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+
+
+def start() -> None:
+    t0 = time.perf_counter()
+    import numba
+    import numpy as np
+    from astropy.io import fits  # noqa: F401
+
+    @numba.njit(cache=True, nogil=True)
+    def total(values: np.ndarray) -> float:
+        s = 0.0
+        for v in values:
+            s += v
+        return s
+
+    total(np.ones(4, np.float32))
+    print(f"start: {time.perf_counter() - t0:.3f} s")
+
+
+def science(out: str, bias_path: str, dark_path: str, flat_path: str, raws: list[str]) -> None:
+    import numpy as np
+    from astropy.io import fits
+
+    def image(path: str) -> np.ndarray:
+        with fits.open(path) as hdul:
+            hdu = hdul["SCI"] if "SCI" in hdul else hdul[0]
+            return np.asarray(hdu.data, np.float32)
+
+    bias, dark, flat = image(bias_path), image(dark_path), image(flat_path)
+    gain, read_noise = np.float32(1.5), np.float32(3.5)
+    for path in raws:
+        with open(path, "rb") as fh:
+            hashlib.sha256(fh.read()).hexdigest()
+        raw = fits.getdata(path).astype(np.float32)
+        electrons = (raw - bias - dark) * gain
+        uncert = np.sqrt(np.maximum(electrons, 0) + read_noise**2) / flat
+        sci = electrons / flat
+        mask = (raw >= 65535).astype(np.uint8)
+        target = os.path.join(out, os.path.basename(path))
+        fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(sci, name="SCI"), fits.ImageHDU(uncert, name="UNCERT"),
+                      fits.ImageHDU(mask, name="MASK")]).writeto(target + ".tmp", overwrite=True)
+        os.replace(target + ".tmp", target)
+        with open(target, "rb") as fh:
+            hashlib.sha256(fh.read()).hexdigest()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "start":
+        start()
+    else:
+        science(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:])
