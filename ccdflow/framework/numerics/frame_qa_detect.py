@@ -15,6 +15,22 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _scan(row, bad, threshold, start, stop, first, i, runs, n):  # pragma: no cover - compiled
+    """Columns ``start:stop`` of row ``i`` pixel by pixel, ``first`` the start of the run in
+    progress (-1: none); the runs ended are appended to ``runs`` from its ``n``-th. Returns the
+    run in progress and the new count."""
+    for j in range(start, stop):
+        hit = row[j] > threshold and not bad[j]
+        if hit and first < 0:
+            first = j
+        elif not hit and first >= 0:
+            runs[n, 0], runs[n, 1], runs[n, 2] = i, first, j
+            n += 1
+            first = -1
+    return first, n
+
+
 @njit(cache=True, nogil=True)
 def _row_runs(row, bad, threshold, i, runs, n):  # pragma: no cover - compiled
     """Row ``i``'s runs appended to ``runs`` from its ``n``-th (room for them made by the
@@ -27,22 +43,8 @@ def _row_runs(row, bad, threshold, i, runs, n):  # pragma: no cover - compiled
         for j in range(64):  # a constant count (and a loop to ``whole``): ~6x faster
             found += (row[start + j] > threshold) & (not bad[start + j])
         if found or first >= 0:
-            for j in range(start, start + 64):
-                hit = row[j] > threshold and not bad[j]
-                if hit and first < 0:
-                    first = j
-                elif not hit and first >= 0:
-                    runs[n, 0], runs[n, 1], runs[n, 2] = i, first, j
-                    n += 1
-                    first = -1
-    for j in range(whole, nx):
-        hit = row[j] > threshold and not bad[j]
-        if hit and first < 0:
-            first = j
-        elif not hit and first >= 0:
-            runs[n, 0], runs[n, 1], runs[n, 2] = i, first, j
-            n += 1
-            first = -1
+            first, n = _scan(row, bad, threshold, start, start + 64, first, i, runs, n)
+    first, n = _scan(row, bad, threshold, whole, nx, first, i, runs, n)
     if first >= 0:
         runs[n, 0], runs[n, 1], runs[n, 2] = i, first, nx
         n += 1
