@@ -248,7 +248,7 @@ def reduce_ccd(
     start = time.perf_counter()
     # measured once here, on the frame in memory (the night, `reduce` and the API alike); a
     # re-run reads them back from the cards
-    from ccdflow.framework.builders import frame_qa  # astropy.modeling, scipy: science frames only
+    from ccdflow.framework.builders import frame_qa  # numba kernels, scipy.optimize: science only
 
     frame_qa.write_cards(ccd.header, frame_qa.measure(ccd))
     if timings is not None:
