@@ -163,15 +163,17 @@ def channel_levels(data: np.ndarray, good: np.ndarray, mosaic: Mosaic | None,
                    statistic: str = "median") -> dict[str, float]:
     """``statistic`` (median or mean) of the good pixels of each colour channel; one entry ''
     for a monochrome frame. A channel without a good pixel gets NaN."""
-    reduce = np.median if statistic == "median" else np.mean
+    def reduce(values: np.ndarray) -> float:  # ``values`` is a copy: the median may reorder it
+        if not values.size:
+            return float("nan")
+        if statistic == "median":
+            return float(np.median(values, overwrite_input=True))
+        return float(np.mean(values))
+
     if mosaic is None:
-        values = data[good]
-        return {"": float(reduce(values)) if values.size else float("nan")}
-    out = {}
-    for channel in CHANNELS:
-        values = np.concatenate([data[r, c][good[r, c]] for r, c in mosaic.views(channel)])
-        out[channel] = float(reduce(values)) if values.size else float("nan")
-    return out
+        return {"": reduce(data[good])}
+    return {channel: reduce(np.concatenate([data[r, c][good[r, c]] for r, c in mosaic.views(channel)]))
+            for channel in CHANNELS}
 
 
 def divide_channels(data: np.ndarray, levels: dict[str, float], mosaic: Mosaic | None) -> None:
