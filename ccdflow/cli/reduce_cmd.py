@@ -131,7 +131,7 @@ def _in_process(setup: Any, planned: list[tuple[Any, str]], outdir: Path, quiet:
     """The frames one after another in this process."""
     from ccdflow.cli.master_inputs import progress_bar
     from ccdflow.pipeline.naming import inside
-    from ccdflow.pipeline.single import reduce_one
+    from ccdflow.pipeline.single import frame_entry, reduce_one
     from ccdflow.pipeline.tasks import failed
 
     entries = []
@@ -139,7 +139,7 @@ def _in_process(setup: Any, planned: list[tuple[Any, str]], outdir: Path, quiet:
         for meta, rel in planned:
             check_signals()
             start = time.perf_counter()
-            entry: dict[str, Any] = {"raw": meta.path, "product": rel, "frame_type": meta.frame_type}
+            entry = frame_entry(meta, rel)
             try:
                 out = inside(outdir, outdir / "reduced" / rel)
                 done = reduce_one(setup, meta.file, out)
@@ -158,7 +158,7 @@ def _in_workers(setup: Any, planned: list[tuple[Any, str]], outdir: Path, quiet:
     logged here."""
     from ccdflow.cli.master_inputs import progress_bar
     from ccdflow.pipeline.naming import inside
-    from ccdflow.pipeline.single import choose_masters, record_product, used_masters
+    from ccdflow.pipeline.single import choose_masters, frame_entry, record_product, used_masters
     from ccdflow.pipeline.single_workers import FramePool, Planned
     from ccdflow.pipeline.tasks import failed, is_fatal
 
@@ -167,7 +167,7 @@ def _in_workers(setup: Any, planned: list[tuple[Any, str]], outdir: Path, quiet:
     for meta, rel in planned:  # an OUT name refused is the frame's failure, as in a serial run
         check_signals()
         start = time.perf_counter()
-        entry: dict[str, Any] = {"raw": meta.path, "product": rel, "frame_type": meta.frame_type}
+        entry = frame_entry(meta, rel)
         try:
             out = inside(outdir, outdir / "reduced" / rel)
         except Exception as exc:
@@ -193,7 +193,7 @@ def _in_workers(setup: Any, planned: list[tuple[Any, str]], outdir: Path, quiet:
                 continue
             item, result = next(results)
             start = time.perf_counter()
-            entry = {"raw": item.meta.path, "product": item.rel, "frame_type": item.meta.frame_type}
+            entry = frame_entry(item.meta, item.rel)
             try:
                 if isinstance(result, Exception):  # raised out of the worker (a full disk)
                     raise result

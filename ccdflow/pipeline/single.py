@@ -218,6 +218,12 @@ def make_product(setup: Setup, raw: str | Path | CCDData, out: Path | None, chos
     return Reduced(ccd, meta, out, sha256, None, used_masters(masters), absent), receipts, raw_sha, config
 
 
+def frame_entry(meta: FrameMeta, rel: str) -> dict[str, Any]:
+    """The start of a frame's ``--json`` entry (the night report's science entries): raw file,
+    product name, frame type; the outcome is added to it."""
+    return {"raw": meta.path, "product": rel, "frame_type": meta.frame_type}
+
+
 def used_masters(masters: dict[str, MasterRef]) -> dict[str, dict[str, Any]]:
     """What a product's entry says of each master that made it: path, SHA-256, caldb id."""
     return {k: {"path": str(m.path), "sha256": m.checksum, "caldb_id": m.caldb_id}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ccdflow.framework.engine.frame import FrameMeta
-from ccdflow.pipeline.single import Chosen, Setup, make_product
+from ccdflow.pipeline.single import Chosen, Setup, frame_entry, make_product
 
 log = logging.getLogger("ccdflow.reduce")
 
@@ -163,8 +163,8 @@ def _lost(item: Planned, exc: BaseException) -> dict[str, Any]:
     reason = (f"the worker process reducing it died, {ATTEMPTS} times ({type(exc).__name__}: "
               f"{one_line(str(exc))}); this input crashes the process that reads it or needs more "
               "memory than a worker has")
-    return {"raw": item.meta.path, "product": item.rel, "frame_type": item.meta.frame_type,
-            "status": "failed", "error": "WorkerDiedError", "reason": reason, "seconds": 0.0}
+    return {**frame_entry(item.meta, item.rel), "status": "failed", "error": "WorkerDiedError",
+            "reason": reason, "seconds": 0.0}
 
 
 def _preload() -> None:
@@ -226,8 +226,7 @@ def _reduce_planned(index: int) -> dict[str, Any]:
         return {"meta": done.meta, "sha256": done.sha256, "raw_sha256": raw_sha,
                 "seconds": time.perf_counter() - start, "log": kept.records}
     except Exception as exc:
-        entry = {"raw": item.meta.path, "product": item.rel, "frame_type": item.meta.frame_type}
-        return {"failed": failed(entry, exc, start), "log": kept.records}
+        return {"failed": failed(frame_entry(item.meta, item.rel), exc, start), "log": kept.records}
     except KeyboardInterrupt:  # SIGTERM from the driver: the frame's temporary file is gone
         sys.stdout.flush()
         os._exit(128 + signal.SIGTERM)
