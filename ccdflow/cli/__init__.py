@@ -7,11 +7,15 @@ groups and :func:`main` all use it, so a caldb that cannot be opened reads the s
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib
 import logging
+import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -258,3 +262,20 @@ def main() -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+    exit_finished()
+
+
+def exit_finished() -> NoReturn:
+    """End a command that succeeded without Python's interpreter teardown: freeing every module
+    and object took 0.2-0.4 s of a `ccdflow master` run (a tenth of a master's wall time) and
+    changes nothing the run wrote. The atexit handlers (log files, coverage) still run and the
+    standard streams are flushed; with any other non-daemon thread alive the ordinary exit joins
+    it instead."""
+    main_thread = threading.main_thread()
+    if any(t.is_alive() and not t.daemon and t is not main_thread for t in threading.enumerate()):
+        sys.exit(0)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to deliver
+            stream.flush()
+    os._exit(0)

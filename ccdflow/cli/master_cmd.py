@@ -6,6 +6,7 @@ Calibrations the recipe needs (a bias for darks, bias and dark for flats) come f
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,6 +119,9 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
         note(selection.note(kind))
     cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path}, metas[0],
                                      caldb_url)
+    # what is alive now (modules, configuration, headers, masters) lives to the end: out of the
+    # collector's sight, its full passes no longer walk it for every input's headers (~5 % of CPU)
+    gc.freeze()
     with progress_bar(not as_json, len(metas), f"master {kind}") as advance:
         ccd = combine(kind, metas, manager, config, cals, absent, method=method, clip=clip,
                       fallback=fallback, memory_limit=memory_limit, scratch_dir=out.resolve().parent,

@@ -213,7 +213,8 @@ def make_product(setup: Setup, raw: str | Path | CCDData, out: Path | None, chos
         raise chosen
     masters, receipts, absent = chosen
     ccd = reduce_ccd(ccd, meta, setup.manager, config, masters, receipts=receipts,
-                     raw_name=raw_name, raw_checksum=raw_sha, absent=absent)
+                     raw_name=raw_name, raw_checksum=raw_sha, absent=absent,
+                     owns_pixels=True)  # read_raw read or copied the pixels for this call
     sha256 = None if out is None else write_ccd(ccd, out)
     return Reduced(ccd, meta, out, sha256, None, used_masters(masters), absent), receipts, raw_sha, config
 

@@ -25,6 +25,7 @@ from ccdflow.framework.engine.step import StepContext
 from ccdflow.framework.io.fitsio import read_ccd, read_file_hashed
 from ccdflow.framework.io.spool import Spool
 from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
+from ccdflow.framework.numerics.kernels import add_finite
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
@@ -55,12 +56,12 @@ class Preprocessed:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def carry(self, error: np.ndarray) -> None:
-        """Add one input's carried uncertainty (thread-safe: inputs are preprocessed in threads);
-        ``error``'s NaNs are zeroed in place."""
+        """Add one input's carried uncertainty, NaN as 0 (thread-safe: inputs are preprocessed
+        in threads)."""
         with self._lock:
             if self.carried_sum is None:
                 self.carried_sum = np.zeros(error.shape, np.float64)
-            self.carried_sum += np.nan_to_num(error, copy=False)  # the caller's own: no copy
+            add_finite(self.carried_sum, error)
             self.n_carried += 1
 
     def common_error(self) -> np.ndarray | None:
@@ -112,7 +113,8 @@ def preprocess_into(
             ccd = read_ccd(meta.file, hdu=meta.pixel_hdu(config.instrument.data_hdu), content=content)
             del content
             refuse_dead_readout(ccd, meta)
-            context = StepContext(meta, config.instrument, absent=dict(absent or {}))
+            # the frame was read for this recipe alone: its steps may overwrite its arrays
+            context = StepContext(meta, config.instrument, absent=dict(absent or {}), owns_pixels=True)
             ccd = run_recipe(manager, ccd, config, context, calibrations)
             # keywords first: raw cards astropy cannot parse (a decimal comma) are never parsed
             overscan = [float(ccd.header[k]) for k in ccd.header if k.startswith("CF_OS")]

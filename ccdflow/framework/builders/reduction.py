@@ -195,7 +195,7 @@ def reduce_frame(
     ccd = read_ccd(meta.file, hdu=meta.pixel_hdu(config.instrument.data_hdu), content=raw_content)
     read_seconds = time.perf_counter() - start
     ccd = reduce_ccd(ccd, meta, manager, config, masters, receipts=receipts, timings=timings,
-                     raw_name=meta.file, raw_checksum=raw_checksum, absent=absent)
+                     raw_name=meta.file, raw_checksum=raw_checksum, absent=absent, owns_pixels=True)
     start = time.perf_counter()
     checksum = write_ccd(ccd, out_path)
     if timings is not None:
@@ -215,6 +215,7 @@ def reduce_ccd(
     receipts: Mapping[str, Any] | None = None,
     timings: dict[str, float] | None = None,
     absent: Mapping[str, str] | None = None,
+    owns_pixels: bool = False,
 ) -> CCDData:
     """Run the frame type's recipe on raw pixels with the given masters and stamp the product's
     provenance; nothing is read or written (the night, `ccdflow reduce` and the Python API
@@ -227,11 +228,14 @@ def reduce_ccd(
     reason. ``raw_name`` and ``raw_checksum`` are what ``CF_RAW``/``CF_RAWS`` record. The
     product carries its quality figures (``CF_Q...`` cards, see
     :mod:`~ccdflow.framework.builders.frame_qa`; ``timings["qa"]`` their cost).
+    ``owns_pixels``: ``ccd``'s arrays were made for this call and no caller keeps them, so the
+    steps may overwrite them (:class:`StepContext`); a caller's own frame is never changed.
     """
     refuse_dead_readout(ccd, meta)  # all NaN or all one value: no product of 0 finite pixels
     needed = needed_calibrations(config, meta.frame_type)
     summaries = {k: r.summary() for k, r in (receipts or {}).items() if k in needed}
-    context = StepContext(meta, config.instrument, receipts=summaries, absent=dict(absent or {}))
+    context = StepContext(meta, config.instrument, receipts=summaries, absent=dict(absent or {}),
+                          owns_pixels=owns_pixels)
     for kind in needed:
         if kind in masters:
             check_master(kind, masters[kind], meta)

@@ -42,6 +42,10 @@ class StepContext:
 
     ``absent`` says, per calibration type the recipe wants but is not given, why (not taken by
     the camera, optional and none matched): the reason the step is SKIPPED with.
+
+    ``owns_pixels`` says the frame's arrays belong to this run alone (read for it, referenced by
+    no caller): a step may then write its results into them instead of new arrays, which spares
+    a frame-sized allocation (and its page faults) per plane. A step that ignores it is as right.
     """
 
     meta: FrameMeta
@@ -50,6 +54,7 @@ class StepContext:
     timings: dict[str, float] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
     absent: dict[str, str] = field(default_factory=dict)
+    owns_pixels: bool = False
 
 
 P = TypeVar("P", bound=StepParams)

@@ -18,6 +18,7 @@ import numpy as np
 from ccdflow.framework.engine.errors import DiskFullError, UnprocessableInputError
 from ccdflow.framework.numerics.combine import Combined, combine
 from ccdflow.framework.numerics.combine_sources import release_pages
+from ccdflow.framework.numerics.kernels import park_frame
 
 #: Band budget when neither the caller nor the combine engine chooses one.
 DEFAULT_MEMORY_LIMIT = 512 * 2**20
@@ -64,16 +65,13 @@ class Spool:
             raise UnprocessableInputError(
                 f"preprocessed shape {data.shape} differs from the other inputs' "
                 f"{store.shape[1:]} ({first})", path=path)
-        bad = ~np.isfinite(data)
-        n_nonfinite = int(np.count_nonzero(bad))
-        if mask is not None:
-            bad |= np.asarray(mask, bool)
+        if mask is not None and np.shape(mask) != data.shape:
+            raise ValueError(f"mask shape {np.shape(mask)} differs from the frame's {data.shape}")
         out = store[i]
-        out[...] = data
-        self.masked[i] = bool(bad.any())
-        if self.masked[i]:  # else the reserved file's zeros already say "none masked"
-            np.copyto(out, np.float32(0), where=bad)
-            flags[i] = bad
+        # the reserved file's zeros say "none masked" until a pixel is excluded
+        n_nonfinite, n_bad = park_frame(data, mask, out, flags[i])
+        self.masked[i] = n_bad > 0
+        if self.masked[i]:
             release_pages(flags[i])
         release_pages(out)  # written: the page cache holds it until the combine reads it
         return n_nonfinite

@@ -35,11 +35,14 @@ def _with_master_mask(flags: np.ndarray | None, cal: CCDData) -> dict[str, np.nd
 
 def subtract_scaled(
     ccd: CCDData, cal: CCDData, scale: float = 1.0, *, what: str = "calibration",
-    path: str | None = None,
+    path: str | None = None, in_place: bool = False,
 ) -> CCDData:
-    """``ccd - scale * cal``; variances add (the calibration's scaled by scale**2)."""
+    """``ccd - scale * cal``; variances add (the calibration's scaled by scale**2).
+
+    ``in_place``: the frame's data and uncertainty arrays may hold the results (a step passes
+    ``context.owns_pixels``); the calibration is never written."""
     _check_shapes(ccd, cal, what, path)
-    data, std = subtract_scaled_arrays(ccd.data, _std(ccd), cal.data, _std(cal), scale)
+    data, std = subtract_scaled_arrays(ccd.data, _std(ccd), cal.data, _std(cal), scale, in_place)
     return CCDData(
         data, unit=ccd.unit, header=header_of(ccd), **_with_master_mask(dq.of(ccd), cal),
         uncertainty=None if std is None else StdDevUncertainty(std, copy=False),
@@ -47,15 +50,17 @@ def subtract_scaled(
 
 
 def divide_by_flat(
-    ccd: CCDData, flat: CCDData, min_value: float, *, path: str | None = None
+    ccd: CCDData, flat: CCDData, min_value: float, *, path: str | None = None, in_place: bool = False
 ) -> tuple[CCDData, int]:
     """``ccd / flat`` where flat >= min_value; elsewhere the pixel is flagged FLAT_LOW and left
     undivided.
 
     Relative errors add in quadrature. Returns the product and the number of masked pixels.
+    ``in_place`` as for :func:`subtract_scaled`.
     """
     _check_shapes(ccd, flat, "flat", path)
-    data, std, bad, n_bad = divide_arrays(ccd.data, _std(ccd), flat.data, _std(flat), min_value)
+    data, std, bad, n_bad = divide_arrays(ccd.data, _std(ccd), flat.data, _std(flat), min_value,
+                                          in_place)
     if n_bad == bad.size:
         f = np.asarray(flat.data, np.float32)
         raise UnprocessableInputError(

@@ -15,4 +15,5 @@ class BiasSubtractor(Step[StepParams]):
     description = "Subtract the master bias."
 
     def run(self, ccd: CCDData, params: StepParams, calibrations, context: StepContext) -> CCDData:
-        return subtract_scaled(ccd, calibrations["bias"], what="master bias", path=context.meta.path)
+        return subtract_scaled(ccd, calibrations["bias"], what="master bias", path=context.meta.path,
+                              in_place=context.owns_pixels)

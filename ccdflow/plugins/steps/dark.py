@@ -85,6 +85,7 @@ class DarkSubtractor(Step[DarkParams]):
             temp = temperature_scaling(law, context.meta.temperature,
                                        None if dark_temp is None else float(dark_temp))
         scale = exposure * (1.0 if temp is None else temp.factor)
-        out = subtract_scaled(ccd, dark, scale, what="master dark", path=context.meta.path)
+        out = subtract_scaled(ccd, dark, scale, what="master dark", path=context.meta.path,
+                             in_place=context.owns_pixels)
         _record(out, scale, exposure, temp)
         return out

@@ -50,6 +50,7 @@ class FlatDivider(Step[FlatParams]):
             )
         if abs(median - 1.0) > 0.05:  # accept un-normalised masters by normalising here
             flat = _normalised(flat, context.meta.path)
-        out, masked = divide_by_flat(ccd, flat, params.min_value, path=context.meta.path)
+        out, masked = divide_by_flat(ccd, flat, params.min_value, path=context.meta.path,
+                                     in_place=context.owns_pixels)
         out.header["CF_FLMSK"] = (masked, "pixels masked where the flat is too low")
         return out
