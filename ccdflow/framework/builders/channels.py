@@ -31,13 +31,6 @@ from ccdflow.framework.headers.bayer import (
 Levels = dict[str, float]
 
 
-def _good(data: np.ndarray, mask: Any) -> np.ndarray:
-    good = np.isfinite(data)
-    if mask is not None:
-        good &= ~np.asarray(mask, bool)
-    return good
-
-
 def _refuse_unusable(levels: Levels, what: str, path: str | None) -> None:
     bad = {c or "all": v for c, v in levels.items() if not np.isfinite(v) or v <= 0}
     if bad:
@@ -51,9 +44,11 @@ def input_levels(ccd: CCDData, meta: FrameMeta) -> tuple[float, Levels, Mosaic |
     """A preprocessed input's median over its good pixels, its per-channel medians ({'': median}
     on a monochrome sensor) and its mosaic. A level <= 0 or NaN is refused."""
     mosaic = mosaic_of(ccd.header, ccd.shape[0], meta.path)
-    data, good = np.asarray(ccd.data), _good(ccd.data, ccd.mask)
-    overall = channel_levels(data, good, None)
-    levels = overall if mosaic is None else channel_levels(data, good, mosaic)
+    # no good-pixel array and no copy of the good pixels: the median skips NaN, inf and masked
+    # pixels where they lie (36-50 -> ~12 ms a 2k frame)
+    data, mask = np.asarray(ccd.data), None if ccd.mask is None else np.asarray(ccd.mask, bool)
+    overall = channel_levels(data, mask, None)
+    levels = overall if mosaic is None else channel_levels(data, mask, mosaic)
     _refuse_unusable(overall, "flat", meta.path)
     _refuse_unusable(levels, "flat", meta.path)
     return overall[""], levels, mosaic
@@ -75,12 +70,15 @@ def normalise_master(data: np.ndarray, error: np.ndarray, mask: np.ndarray, head
     inputs' header has a Bayer pattern (each channel's median is then 1)."""
     mosaic = mosaic_of(header, data.shape[0])
     if mosaic is None:
-        norm = float(np.nanmedian(data[~mask]))
+        # np.nanmedian(data[~mask]) bit for bit (NaN left out, inf kept), without the copy
+        from ccdflow.framework.numerics.exact_median import median_of  # numba: when used
+
+        norm = median_of([data], [mask], finite_only=False)
         if not np.isfinite(norm) or norm <= 0:
             raise UnprocessableInputError(f"combined flat has median {norm:.4g}; cannot normalise "
                                           f"(inputs {inputs})")
         return data / np.float32(norm), error / np.float32(norm)
-    levels = channel_levels(data, ~mask & np.isfinite(data), mosaic)
+    levels = channel_levels(data, mask, mosaic)
     _refuse_unusable(levels, f"combined flat (inputs {inputs})", None)
     data, error = np.array(data, np.float32), np.array(error, np.float32)
     divide_channels(data, levels, mosaic)

@@ -38,15 +38,17 @@ def master_stats(
     del good
     if finite.size == 0:
         return {}
-    # one scratch array, reused: a master's statistics were its build's peak memory
-    scratch = finite.copy()
-    median = float(np.median(scratch, overwrite_input=True))
-    deviation = np.subtract(finite, np.float32(median), out=scratch)
-    mad = 1.4826 * float(np.median(np.abs(deviation, out=deviation), overwrite_input=True))
-    if mad > 0:  # the median reordered the scratch: the same deviations again, in finite's order
-        np.abs(np.subtract(finite, np.float32(median), out=deviation), out=deviation)
+    from ccdflow.framework.numerics.exact_median import median_of  # numba: when used
+
+    # the medians are taken in place (median_of: np.median's values bit for bit, nothing
+    # reordered), so the one array this needs is the deviations, kept in finite's order
+    median = median_of([finite])
+    deviation = np.subtract(finite, np.float32(median))
+    np.abs(deviation, out=deviation)
+    mad = 1.4826 * median_of([deviation], finite_only=False)  # inf kept, as np.median keeps it
+    if mad > 0:
         finite = finite[deviation < 3 * mad]
-    del deviation, scratch
+    del deviation
     stats: dict[str, tuple] = {
         cards.MED.keyword: (round(median, 5), cards.MED.comment),
         cards.NOISE.keyword: (round(_std(finite), 5), cards.NOISE.comment),

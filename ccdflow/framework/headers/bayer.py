@@ -159,21 +159,28 @@ def channel_keyword(keyword: str, channel: str) -> str:
     return keyword[:7] + channel
 
 
-def channel_levels(data: np.ndarray, good: np.ndarray, mosaic: Mosaic | None,
+def channel_levels(data: np.ndarray, mask: np.ndarray | None, mosaic: Mosaic | None,
                    statistic: str = "median") -> dict[str, float]:
     """``statistic`` (median or mean) of the good pixels of each colour channel; one entry ''
-    for a monochrome frame. A channel without a good pixel gets NaN."""
-    def reduce(values: np.ndarray) -> float:  # ``values`` is a copy: the median may reorder it
-        if not values.size:
-            return float("nan")
-        if statistic == "median":
-            return float(np.median(values, overwrite_input=True))
-        return float(np.mean(values))
+    for a monochrome frame. A pixel is good when finite and not in ``mask`` (True = bad; None:
+    every finite pixel). A channel without a good pixel gets NaN.
 
-    if mosaic is None:
-        return {"": reduce(data[good])}
-    return {channel: reduce(np.concatenate([data[r, c][good[r, c]] for r, c in mosaic.views(channel)]))
-            for channel in CHANNELS}
+    The median is taken where the pixels lie (:func:`median_of`: no copy of a channel's good
+    pixels, ~4x faster on a 2k flat) and is ``np.median``'s of them bit for bit."""
+    from ccdflow.framework.numerics.exact_median import median_of  # numba: not on every import
+
+    whole = (slice(None), slice(None))
+    cuts = {"": [whole]} if mosaic is None else {c: mosaic.views(c) for c in CHANNELS}
+    if statistic == "median":
+        return {channel: median_of([data[v] for v in views],
+                                   None if mask is None else [mask[v] for v in views])
+                for channel, views in cuts.items()}
+    good = np.isfinite(data) if mask is None else np.isfinite(data) & ~mask
+    means = {}
+    for channel, views in cuts.items():
+        values = np.concatenate([data[r, c][good[r, c]] for r, c in views])
+        means[channel] = float(np.mean(values)) if values.size else float("nan")
+    return means
 
 
 def divide_channels(data: np.ndarray, levels: dict[str, float], mosaic: Mosaic | None) -> None:
