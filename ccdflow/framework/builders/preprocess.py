@@ -25,7 +25,7 @@ from ccdflow.framework.engine.step import StepContext
 from ccdflow.framework.io.fitsio import read_ccd, read_file_hashed
 from ccdflow.framework.io.spool import Spool
 from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
-from ccdflow.framework.numerics.kernels import add_finite
+from ccdflow.framework.numerics.frame_passes import add_finite
 
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
@@ -55,13 +55,13 @@ class Preprocessed:
     _common: np.ndarray | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def carry(self, error: np.ndarray) -> None:
-        """Add one input's carried uncertainty, NaN as 0 (thread-safe: inputs are preprocessed
-        in threads)."""
+    def carry(self, error: np.ndarray, scale: float = 1.0) -> None:
+        """Add one input's carried uncertainty times ``scale`` (the combine's scale of that
+        input), NaN as 0; thread-safe: inputs are preprocessed in threads."""
         with self._lock:
             if self.carried_sum is None:
                 self.carried_sum = np.zeros(error.shape, np.float64)
-            add_finite(self.carried_sum, error)
+            add_finite(self.carried_sum, error, scale)
             self.n_carried += 1
 
     def common_error(self) -> np.ndarray | None:
@@ -127,18 +127,17 @@ def preprocess_into(
                 out.channel_levels[i] = levels if mosaic is not None else {}
                 out.scales[i] = 1.0 / out.levels[i] if mosaic is None else 1.0
                 pixels = normalised_input(ccd, levels, mosaic)
-                if carried is not None:
+                if carried is not None:  # scaled as the combine scales the input: in carry()
                     carried = normalised_input(CCDData(carried, unit=ccd.unit, header=header),
                                                levels, mosaic)
-                    carried *= np.float32(out.scales[i])
             del ccd  # what is parked is pixels, mask and carried: the frame's other planes go now
-            n_nonfinite = spool.put(i, pixels, mask, str(meta.path))
+            n_nonfinite = spool.put(i, pixels, mask, str(meta.path), consume=True)  # ours: del below
             del pixels, mask
             if spool.masked[i] and spool.mask[i].all():
                 raise UnprocessableInputError("no finite, unmasked pixel after preprocessing",
                                               path=str(meta.path))
             if carried is not None:
-                out.carry(carried)
+                out.carry(carried, out.scales[i] if normalised else 1.0)
         except (UnprocessableInputError, AlgorithmError) as exc:
             if not skip_bad:
                 raise

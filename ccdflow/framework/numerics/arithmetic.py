@@ -25,12 +25,20 @@ def _std(ccd: CCDData) -> np.ndarray | None:
     return None if ccd.uncertainty is None else np.asarray(ccd.uncertainty.array, np.float32)
 
 
-def _with_master_mask(flags: np.ndarray | None, cal: CCDData) -> dict[str, np.ndarray | None]:
-    """``mask`` and ``flags`` for the result: the frame's DQ bits plus NO_DATA where the master
-    has none (its mask, whatever its reasons: in the frame the reason is the missing calibration)."""
+def _with_master_mask(ccd: CCDData, flags: np.ndarray | None, cal: CCDData
+                      ) -> dict[str, np.ndarray | None]:
+    """``mask`` and ``flags`` for the result: the frame's DQ bits (``flags``) plus NO_DATA where
+    the master has none (its mask, whatever its reasons: in the frame the reason is the missing
+    calibration). Bits left as the frame had them keep its mask: no new boolean plane."""
     if cal.mask is not None:
         flags = dq.flag(flags, np.asarray(cal.mask, bool), dq.NO_DATA)
-    return {"mask": None if flags is None else flags != 0, "flags": flags}
+    if flags is None:
+        return {"mask": None, "flags": None}
+    if flags is ccd.flags and ccd.mask is not None:  # dq.of checked that they agree
+        return {"mask": ccd.mask, "flags": flags}
+    mask = flags != 0
+    dq.remember_pair(mask, flags)
+    return {"mask": mask, "flags": flags}
 
 
 def subtract_scaled(
@@ -44,7 +52,7 @@ def subtract_scaled(
     _check_shapes(ccd, cal, what, path)
     data, std = subtract_scaled_arrays(ccd.data, _std(ccd), cal.data, _std(cal), scale, in_place)
     return CCDData(
-        data, unit=ccd.unit, header=header_of(ccd), **_with_master_mask(dq.of(ccd), cal),
+        data, unit=ccd.unit, header=header_of(ccd), **_with_master_mask(ccd, dq.of(ccd), cal),
         uncertainty=None if std is None else StdDevUncertainty(std, copy=False),
     )
 
@@ -68,6 +76,6 @@ def divide_by_flat(
             "is it normalised, or a zero/empty flat?", path=path,
         )
     flags = dq.flag(dq.of(ccd), bad if n_bad else None, dq.FLAT_LOW)
-    result = CCDData(data, unit=ccd.unit, header=header_of(ccd), **_with_master_mask(flags, flat),
+    result = CCDData(data, unit=ccd.unit, header=header_of(ccd), **_with_master_mask(ccd, flags, flat),
                      uncertainty=None if std is None else StdDevUncertainty(std, copy=False))
     return result, n_bad

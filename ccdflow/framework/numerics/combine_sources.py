@@ -133,8 +133,44 @@ def read_band(source: np.ndarray | FitsSource, r0: int, r1: int, out: np.ndarray
         source.read_band(r0, r1, out, raw)
     else:
         rows = source[r0:r1]
-        np.copyto(out, rows, casting="unsafe")
-        release_pages(rows)
+        if not pread_view(rows, out):
+            np.copyto(out, rows, casting="unsafe")
+            release_pages(rows)
+
+
+def file_position(view: np.ndarray) -> tuple[str, int] | None:
+    """(file, byte offset) of a contiguous view into an np.memmap, or None for anything else."""
+    mm, filename = getattr(view, "_mmap", None), getattr(view, "filename", None)
+    if not isinstance(mm, mmap.mmap) or not filename or not view.flags.c_contiguous:
+        return None
+    anchor = ctypes.c_char.from_buffer(mm)  # the map's first byte, to locate the view in it
+    try:
+        start = view.ctypes.data - ctypes.addressof(anchor)
+    finally:
+        del anchor  # an export left alive would keep the map from closing
+    map_offset = int(getattr(view, "offset", 0) or 0)
+    return filename, start + map_offset - map_offset % mmap.ALLOCATIONGRANULARITY
+
+
+def pread_view(view: np.ndarray, out: np.ndarray) -> bool:
+    """Copy a contiguous view of a file map into ``out`` (same dtype and size, contiguous) with
+    ``pread`` from the file instead of through the map: the kernel copies from its page cache
+    with no page faults, and nothing is left mapped to release (a 20-frame 2k spool read back by
+    the combine: 80k faults). False (nothing read) when the view is not such a view."""
+    where = file_position(view) if out.flags.c_contiguous and out.dtype == view.dtype else None
+    if where is None or out.nbytes != view.nbytes:
+        return False
+    fd = os.open(where[0], os.O_RDONLY)
+    try:
+        target, position = out.reshape(-1).view(np.uint8).data, where[1]
+        while len(target):
+            got = os.preadv(fd, [target], position)
+            if got <= 0:
+                raise OSError(f"{where[0]}: short read at byte {position}")
+            target, position = target[got:], position + got
+    finally:
+        os.close(fd)
+    return True
 
 
 def release_pages(view: np.ndarray) -> None:

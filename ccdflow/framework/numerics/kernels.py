@@ -28,6 +28,17 @@ def _subtract(x, s1, c, s2, scale, out, out_std, with_std):  # pragma: no cover 
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+def _subtract_new(x, c, s2, scale, out, out_std):  # pragma: no cover - compiled
+    # the frame has no error yet (a raw frame's bias): its zeros are not read. Kept apart from
+    # _subtract, whose compiled code (and so its rounding under fastmath) stays as it was
+    scale2 = scale * scale
+    for i in range(x.size):
+        out[i] = x[i] - scale * c[i]
+    for i in range(x.size):
+        out_std[i] = np.sqrt(scale2 * s2[i] * s2[i])
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def _divide(x, s1, f, s2, min_value, out, out_std, bad, with_std):  # pragma: no cover - compiled
     one = np.float32(1.0)
     if with_std:  # branch-free loops so they vectorise; NaN flats fail the >= test
@@ -64,76 +75,6 @@ def _deviation(x, gain, rn2, carried, out):  # pragma: no cover - compiled
         out[i] = np.sqrt((e + rn2) * inv_g2 + carried[i] * carried[i])
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _add_finite(total, values, big):  # pragma: no cover - compiled
-    for i in range(values.size):
-        v = values[i]
-        if v != v:
-            v = np.float32(0.0)
-        elif v > big:
-            v = big
-        elif v < -big:
-            v = -big
-        total[i] += np.float64(v)
-
-
-def add_finite(total: np.ndarray, values: np.ndarray) -> None:
-    """``total += np.nan_to_num(values)`` for a float64 ``total`` and float32 ``values`` in one
-    pass, without numpy's float64 copy of ``values`` (a 2k frame: 32 MiB allocated and zeroed per
-    input of a master) and without changing ``values``."""
-    _add_finite(total.reshape(-1), _flat32(values, values), np.float32(np.finfo(np.float32).max))
-
-
-@njit(cache=True, nogil=True)
-def _park(data, mask, has_mask, out, flags):  # pragma: no cover - compiled
-    n_nonfinite = 0
-    n_bad = 0
-    zero = np.float32(0.0)
-    for y in range(data.shape[0]):
-        for x in range(data.shape[1]):
-            v = data[y, x]
-            finite = np.isfinite(v)
-            if not finite:
-                n_nonfinite += 1
-            if finite and not (has_mask and mask[y, x]):
-                out[y, x] = v
-            else:
-                out[y, x] = zero
-                flags[y, x] = True
-                n_bad += 1
-    return n_nonfinite, n_bad
-
-
-def park_frame(data: np.ndarray, mask: np.ndarray | None, out: np.ndarray, flags: np.ndarray
-               ) -> tuple[int, int]:
-    """Copy ``data`` (float32) into ``out`` with its NaN/inf and masked pixels zeroed, and set
-    ``flags`` True there only (``flags`` starts all False: a spool's zero-filled file, whose
-    pages a frame with nothing masked never touches). One pass instead of numpy's six (isfinite,
-    invert, or, any, count, copy), each with a frame-sized temporary. Returns (non-finite count,
-    excluded count)."""
-    data = np.asarray(data, np.float32)
-    has_mask = mask is not None
-    m = np.asarray(mask, bool) if has_mask else np.zeros((1, 1), bool)
-    n_nonfinite, n_bad = _park(data, m, has_mask, out, flags)
-    return int(n_nonfinite), int(n_bad)
-
-
-@njit(cache=True, nogil=True)
-def _mask_agrees(mask, flags):  # pragma: no cover - compiled
-    for i in range(mask.size):  # noqa: SIM110 - a loop numba compiles, stopping at the first
-        if mask[i] != (flags[i] != 0):
-            return False
-    return True
-
-
-def mask_agrees(mask: np.ndarray, flags: np.ndarray) -> bool:
-    """``np.array_equal(mask, flags != 0)`` for a bool mask and uint16 DQ bits of one shape,
-    without the comparison's frame-sized temporary, stopping at the first disagreement: every
-    step of a recipe asks it of the frame it is given."""
-    m, f = np.ascontiguousarray(mask).reshape(-1), np.ascontiguousarray(flags).reshape(-1)
-    return bool(_mask_agrees(m.view(np.uint8), f))
-
-
 def _flat32(a: np.ndarray | None, like: np.ndarray) -> np.ndarray:
     """A contiguous 1-D float32 view (a copy only for another dtype or layout); zeros for None
     (calloc'ed: reading them costs no memory traffic)."""
@@ -161,8 +102,12 @@ def subtract_scaled_arrays(x: np.ndarray, s1: np.ndarray | None, c: np.ndarray, 
     out = _target(x, x, in_place)
     std = _target(s1, x, in_place) if with_std else None
     x1 = _flat32(x, x)
-    _subtract(x1, _flat32(s1, x1), _flat32(c, x1), _flat32(s2, x1), np.float32(scale), out.reshape(-1),
-              out.reshape(-1) if std is None else std.reshape(-1), with_std)
+    if s1 is None and std is not None and s2 is not None:
+        _subtract_new(x1, _flat32(c, x1), _flat32(s2, x1), np.float32(scale), out.reshape(-1),
+                      std.reshape(-1))
+    else:
+        _subtract(x1, _flat32(s1, x1), _flat32(c, x1), _flat32(s2, x1), np.float32(scale),
+                  out.reshape(-1), out.reshape(-1) if std is None else std.reshape(-1), with_std)
     return out, std
 
 
@@ -199,7 +144,7 @@ def warm_up() -> None:
     x = np.ones(8, np.float32)
     subtract_scaled_arrays(x, x, x, x, 1.0)
     subtract_scaled_arrays(x, None, x, None, 1.0)
+    subtract_scaled_arrays(x, None, x, x, 1.0)
     divide_arrays(x, x, x, x, 0.5)
     divide_arrays(x, None, x, None, 0.5)
     deviation_array(x, 1.0, 1.0, x)
-    add_finite(np.zeros(8), x)

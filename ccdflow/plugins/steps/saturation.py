@@ -9,6 +9,7 @@ from pydantic import Field
 from ccdflow.framework import dq
 from ccdflow.framework.engine.errors import NoWorkError, UnprocessableInputError
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
+from ccdflow.framework.numerics.frame_passes import count_at_least
 
 
 class SaturationParams(StepParams):
@@ -27,6 +28,8 @@ class SaturationParams(StepParams):
 
 def saturation_mask(data: np.ndarray, level: float, grow_columns: int = 0) -> np.ndarray:
     """Pixels at or above ``level``, grown by ``grow_columns`` along axis 0 (the columns)."""
+    if not count_at_least(data, level):  # the usual frame: one read, and a mask nobody wrote
+        return np.zeros(np.shape(data), bool)
     mask = np.asarray(data) >= level
     if grow_columns and mask.any():
         from scipy.ndimage import binary_dilation  # only here: every command loads this step
@@ -65,10 +68,13 @@ class SaturationMasker(Step[SaturationParams]):
 
     def run(self, ccd: CCDData, params: SaturationParams, calibrations, context: StepContext) -> CCDData:
         level = saturation_level(ccd, params, context)
-        saturated = saturation_mask(ccd.data, level, params.grow_columns)
+        n_at = count_at_least(ccd.data, level)
+        saturated = saturation_mask(ccd.data, level, params.grow_columns) if n_at else np.zeros(
+            ccd.shape, bool)
         header = header_of(ccd)
         header["CF_SATLV"] = (level, "saturation level used (raw ADU)")
-        header["CF_NSAT"] = (np.count_nonzero(saturated), "pixels masked as saturated (with growth)")
+        n_sat = n_at if params.grow_columns == 0 or not n_at else int(np.count_nonzero(saturated))
+        header["CF_NSAT"] = (n_sat, "pixels masked as saturated (with growth)")
         if params.grow_columns:
             header["CF_SATGR"] = (params.grow_columns, "saturation mask grown along columns (px)")
         mask, flags = dq.flagged(ccd, saturated, dq.SATURATED)
