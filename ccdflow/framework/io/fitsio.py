@@ -121,6 +121,22 @@ def _read_int16(source: str | Path | bytes, hdu: fits.hdu.base._BaseHDU) -> np.n
     return out
 
 
+def _read_float32(source: bytes, hdu: fits.hdu.base._BaseHDU) -> np.ndarray | None:
+    """A plain float32 image (a ccdflow product's SCI or UNCERT) from the file's bytes in one
+    byte-swapping copy (astropy reads a big-endian copy, then the native one is a second);
+    None for anything else (scaled, another BITPIX, compressed), which astropy reads."""
+    h = hdu.header
+    if (not isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) or isinstance(hdu, fits.CompImageHDU)
+            or h.get("BITPIX") != -32 or h.get("NAXIS") != 2 or h.get("BSCALE", 1) != 1
+            or h.get("BZERO", 0) != 0 or source[:6] != b"SIMPLE"):
+        return None
+    shape = (h["NAXIS2"], h["NAXIS1"])
+    count, start = shape[0] * shape[1], hdu.fileinfo()["datLoc"]
+    if len(source) < start + 4 * count:
+        return None  # truncated: astropy's read says so
+    return np.frombuffer(source, ">f4", count=count, offset=start).astype(np.float32).reshape(shape)
+
+
 def read_file_hashed(path: str | Path) -> tuple[bytes, str]:
     """A file's bytes and their SHA-256, from one read: what a product records as its raw
     checksum is then exactly what was reduced, even if the file is rewritten meanwhile."""
@@ -214,12 +230,16 @@ def read_product(path: str | Path, *, content: bytes | None = None) -> CCDData:
     ``mask = flags != 0``."""
     with fits.open(path if content is None else io.BytesIO(content), memmap=False) as hdul:
         header = hdul[0].header.copy()
-        data = np.asarray(hdul["SCI"].data, dtype=np.float32)
+
+        def plane(name: str) -> np.ndarray:  # native float32, one copy of the file's bytes
+            direct = None if content is None else _read_float32(content, hdul[name])
+            return np.array(hdul[name].data, np.float32) if direct is None else direct
+
+        data = plane("SCI")
         unit = header.get("BUNIT", "adu")
-        uncert = hdul["UNCERT"].data if "UNCERT" in hdul else None
+        uncert = plane("UNCERT") if "UNCERT" in hdul else None
         flags = dq.from_file(hdul["MASK"].data, hdul["MASK"].header) if "MASK" in hdul else None
     return CCDData(
         data, unit=unit, header=header, mask=None if flags is None else flags != 0, flags=flags,
-        # a native float32 copy of the file's big-endian plane: astropy's default copy is a third
-        uncertainty=None if uncert is None else StdDevUncertainty(np.array(uncert, np.float32), copy=False),
+        uncertainty=None if uncert is None else StdDevUncertainty(uncert, copy=False),
     )
