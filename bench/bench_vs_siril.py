@@ -226,11 +226,17 @@ def main() -> None:
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         notes = []
         for r in range(args.repeat):
-            for task in tasks:  # interleaved: Siril then ccdflow, task by task, round by round
+            for task in tasks:  # interleaved, task by task, round by round
                 work = {c: root / f"{c}-{task}" for c in contenders}
-                for contender, run in contenders.items():
+                # the order rotates each round: a process started right after another's large
+                # free pays more for its fresh pages on this VM (~0.3 s on a 3 s master), so no
+                # contender always follows the same one ("python floor" stays last: it uses
+                # ccdflow's masters, made in round 0)
+                order = [c for c in contenders if c != "python floor"]
+                k = r % len(order)
+                for contender in [*order[k:], *order[:k], *[c for c in contenders if c not in order]]:
                     runs.setdefault((task, contender), []).append(
-                        run(task, raw, work[contender], masters[contender]))
+                        contenders[contender](task, raw, work[contender], masters[contender]))
                 if r == 0:
                     notes.append(agreement(task, work, masters["siril"].get("bias")))
                     if task != "science":

@@ -127,6 +127,7 @@ def combine(kind: str, metas: Sequence[FrameMeta], manager: PluginManager, confi
                        sigma_low=options["sigma_low"], sigma_high=options["sigma_high"],
                        warn_below=settings.warn_below, min_frames=settings.min_frames,
                        calibration_paths={k: f for k, m in cals.items() if (f := _file(m))},
+                       calibration_checksums={k: m.checksum for k, m in cals.items()},
                        scratch_dir=scratch_dir, progress=progress, absent=absent)
     for k, m in cals.items():  # the checksum read, and the caldb id when the caldb chose it
         stamp_calibration(ccd.header, k, m.path, m.checksum, m.caldb_id)

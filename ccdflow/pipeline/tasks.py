@@ -120,6 +120,7 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
                            method=options["method"], sigma_low=options["sigma_low"],
                            sigma_high=options["sigma_high"], scratch_dir=spec.masters_dir,
                            calibration_paths={k: str(m.path) for k, m in cals.items()},
+                           calibration_checksums={k: m.checksum for k, m in cals.items()},
                            input_checksums=checksums, excluded=excluded, absent=absent,
                            warn_below=settings.warn_below, min_frames=settings.min_frames)
         cards.MKEY.put(ccd.header, identity)

@@ -75,7 +75,8 @@ def _std(values: np.ndarray, piece: int = 1 << 20) -> float:
 def master_header(kind: str, metas: Sequence[FrameMeta], last_header: fits.Header, method: str,
                   clip: str, config: ResolvedConfig, calibration_paths: Mapping[str, str],
                   checksums: Sequence[str] | None = None,
-                  left_out: Mapping[int, str] | None = None) -> fits.Header:
+                  left_out: Mapping[int, str] | None = None,
+                  calibration_checksums: Mapping[str, str] | None = None) -> fits.Header:
     """The header of a master combined from ``metas`` minus the indices in ``left_out``.
 
     ``CF_Innnn``/``CF_Snnnn`` list every input of the group, so the ledger knows the same group
@@ -127,8 +128,8 @@ def master_header(kind: str, metas: Sequence[FrameMeta], last_header: fits.Heade
     for i, reason in sorted(left_out.items()):
         # a long-string card without a comment: the whole reason, however long
         cards.LEFT_OUT.at(i + 1).put(header, f"{header[cards.INPUT.at(i + 1).keyword]}: {printable(reason)}")
-    for cal, path in calibration_paths.items():
-        stamp_calibration(header, cal, path)
+    for cal, path in calibration_paths.items():  # the SHA-256 of the bytes read, when known
+        stamp_calibration(header, cal, path, (calibration_checksums or {}).get(cal))
     return header
 
 

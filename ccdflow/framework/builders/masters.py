@@ -95,6 +95,7 @@ def build_master(
     method: Literal["median", "mean"] = "median",
     clip: Literal["sigma", "minmax", "none"] = "sigma",
     calibration_paths: Mapping[str, str] | None = None,
+    calibration_checksums: Mapping[str, str] | None = None,
     memory_limit: int | None = None,
     fallback: Fallback = "refuse",
     scratch_dir: str | Path | None = None,
@@ -122,6 +123,9 @@ def build_master(
     to the list, the master is built from the rest (the rejection chosen for how many remain)
     and says what it left out (``CF_NEXCL``, ``CF_Xnnnn``). None left: UnprocessableInputError
     with every frame and reason.
+
+    ``calibration_checksums`` (SHA-256 per calibration, of the bytes its pixels were read from)
+    saves hashing the calibration files again for their cards.
 
     ``absent`` says why each calibration the inputs' recipe wants but is not given is absent
     (not taken, optional and none matched): the step is SKIPPED with that reason, which the
@@ -180,7 +184,7 @@ def build_master(
     data, error = caltype.finish_master(data, error, mask)
     header = master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
                            [c or sha256_file(m.file) for c, m in zip(pre.checksums, metas, strict=True)],
-                           pre.left_out)
+                           pre.left_out, calibration_checksums)
     for key in [k for k in header if k.startswith("CF_ON")]:  # the overscan step's level variance
         # copied from the last input: what is left in the master is the inputs' over their count
         header[key] = (float(f"{float(header[key]) / len(kept):.4g}"),
