@@ -8,7 +8,6 @@ is read exactly once per combine and memory stays at the band size.
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 import warnings
@@ -143,11 +142,9 @@ def file_position(view: np.ndarray) -> tuple[str, int] | None:
     mm, filename = getattr(view, "_mmap", None), getattr(view, "filename", None)
     if not isinstance(mm, mmap.mmap) or not filename or not view.flags.c_contiguous:
         return None
-    anchor = ctypes.c_char.from_buffer(mm)  # the map's first byte, to locate the view in it
-    try:
-        start = view.ctypes.data - ctypes.addressof(anchor)
-    finally:
-        del anchor  # an export left alive would keep the map from closing
+    if getattr(view, "mode", None) == "c":  # copy-on-write: what it holds may not be the file's
+        return None
+    start = view.ctypes.data - _map_address(mm)
     map_offset = int(getattr(view, "offset", 0) or 0)
     return filename, start + map_offset - map_offset % mmap.ALLOCATIONGRANULARITY
 
@@ -185,13 +182,19 @@ def release_pages(view: np.ndarray) -> None:
     mm = getattr(view, "_mmap", None)
     if not isinstance(mm, mmap.mmap) or not view.flags.c_contiguous or view.nbytes == 0:
         return
-    anchor = ctypes.c_char.from_buffer(mm)  # the map's first byte, to locate the view in it
-    try:
-        start = view.ctypes.data - ctypes.addressof(anchor)
-    finally:
-        del anchor  # an export left alive would keep the map from closing
+    start = view.ctypes.data - _map_address(mm)
     first = start - start % mmap.PAGESIZE
     mm.madvise(mmap.MADV_DONTNEED, first, start + view.nbytes - first)
+
+
+def _map_address(mm: mmap.mmap) -> int:
+    """The address of a map's first byte, to locate a view in it; a read-only map too (ctypes'
+    ``from_buffer`` refuses one, and np.load(..., mmap_mode="r") gives such maps). The buffer
+    export ends before returning: one left alive would keep the map from closing."""
+    anchor = np.frombuffer(mm, np.uint8, count=1)
+    address = int(anchor.ctypes.data)
+    del anchor
+    return address
 
 
 def describe(source: np.ndarray | FitsSource, index: int) -> str:
