@@ -143,7 +143,8 @@ def _image_header(ccd: CCDData) -> fits.Header:
     file's image header would."""
     if ccd.data is None or np.ndim(ccd.data) != 2:
         raise UnprocessableInputError("the raw frame in memory is not a 2-D image")
-    header = fits.Header(ccd.header)
+    # Header(header) shares the caller's Card objects, which update() would then rewrite
+    header = ccd.header.copy() if isinstance(ccd.header, fits.Header) else fits.Header(ccd.header)
     header.update(NAXIS=2, NAXIS1=ccd.data.shape[1], NAXIS2=ccd.data.shape[0])
     return header
 

@@ -227,7 +227,9 @@ def raw_frame(data: np.ndarray, header: fits.Header, unit: str = "adu", *,
 def read_product(path: str | Path, *, content: bytes | None = None) -> CCDData:
     """Read a file written by :func:`write_ccd` back into CCDData (from ``content``, its bytes,
     when the caller has them); the DQ bits in ``flags`` (:func:`ccdflow.framework.dq.from_file`),
-    ``mask = flags != 0``."""
+    ``mask = flags != 0``. A gzip'ed or bzip2'ed file's bytes are decompressed first, as astropy
+    does for a file it opens by name."""
+    content = None if content is None else _uncompressed(content)
     with fits.open(path if content is None else io.BytesIO(content), memmap=False) as hdul:
         header = hdul[0].header.copy()
 
