@@ -61,12 +61,14 @@ def unchanged(ccd: CCDData, before: dict[str, np.ndarray | None]) -> None:
             assert now[key].dtype == value.dtype and np.array_equal(now[key], value, equal_nan=True), key
 
 
-def caller_raw(night, masked: bool = True) -> CCDData:
+def caller_raw(night, masked: bool = True) -> CCDData:  # masked: a mask and an inf
     """The science raw as a caller might hold it: float32, contiguous, writable, with a mask of
     their own: exactly what a step could write into if the API handed it on."""
     with fits.open(next(night.raw_dir.glob("*_sci_*.fits"))) as hdul:
         data = np.ascontiguousarray(hdul[0].data, np.float32)
         header = hdul[0].header.copy()
+    if masked:  # the reading masks an inf and writes NaN there: into its own copy
+        data[20, 30] = np.inf
     mask = np.zeros(data.shape, bool)
     mask[5:8, 9:12] = masked
     return CCDData(data, unit="adu", header=header, mask=mask)
