@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -262,7 +263,19 @@ def main() -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
-    exit_finished()
+    if _run_as_command():
+        exit_finished()
+
+
+def _run_as_command() -> bool:
+    """True when this process is the `ccdflow` command (the console script or `python -m
+    ccdflow`), not a notebook or another program that called :func:`main`: only the command's
+    own process may end without Python's teardown."""
+    entry = sys.modules.get("__main__")
+    spec = getattr(entry, "__spec__", None)
+    if spec is not None and spec.name == "ccdflow.__main__":
+        return True
+    return Path(str(getattr(entry, "__file__", "") or "")).stem == "ccdflow"
 
 
 def exit_finished() -> NoReturn:
