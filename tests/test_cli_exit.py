@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
 
@@ -77,41 +79,52 @@ def test_a_closed_stdout_before_start_is_no_traceback():
     assert proc.returncode == 0 and proc.stderr == ""
 
 
-def test_atexit_handlers_of_user_code_still_run():
-    code = ("import atexit, sys\n"
-            "atexit.register(lambda: print('bye', flush=True))\n"
-            "atexit.register(lambda: sys.stderr.write('err-bye\\n'))  # written, never flushed\n"
-            "sys.argv = ['ccdflow', '--version']\n"
-            "from ccdflow.cli import main\n"
-            "main()\n"
-            "print('not reached')\n")
-    done = run(code=code)
+def command_script(tmp_path: Path, setup: str) -> subprocess.CompletedProcess[str]:
+    """Run ``setup`` then ccdflow's main() from a script named ``ccdflow``, as the console
+    script is: the process that may end without teardown."""
+    script = tmp_path / "ccdflow"
+    script.write_text(f"import sys\n{setup}\nfrom ccdflow.cli import main\n"
+                      "sys.argv = ['ccdflow', '--version']\nmain()\nprint('not reached')\n")
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=ENV,
+                          timeout=120)
+
+
+def test_atexit_handlers_of_user_code_still_run(tmp_path):
+    done = command_script(tmp_path, "import atexit\n"
+                          "atexit.register(lambda: print('bye', flush=True))\n"
+                          "atexit.register(lambda: sys.stderr.write('err-bye\\n'))  # never flushed")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [done.stdout.splitlines()[0], "bye"]
-    assert done.stdout.startswith("ccdflow, version ") and "not reached" not in done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("ccdflow, version ") and lines[1:] == ["bye"]  # main() did not return
     assert done.stderr == "err-bye\n"
 
 
-def test_output_printed_without_flush_is_delivered():
-    code = ("import sys\n"
-            "sys.stdout.write('x' * 200000)  # buffered: only exit_finished's flush sends it\n"
-            "sys.argv = ['ccdflow', '--version']\n"
-            "from ccdflow.cli import main\n"
-            "main()\n")
-    done = run(code=code)
-    assert done.returncode == 0 and done.stdout.startswith("x" * 200000)
-    assert done.stdout.endswith("\n") and "version" in done.stdout
-
-
-def test_a_live_non_daemon_thread_is_joined_not_cut_off():
-    code = ("import sys, threading, time\n"
-            "def late():\n"
-            "    time.sleep(0.5)\n"
-            "    print('thread done', flush=True)\n"
-            "threading.Thread(target=late).start()\n"
-            "sys.argv = ['ccdflow', '--version']\n"
-            "from ccdflow.cli import main\n"
-            "main()\n")
-    done = run(code=code)
+@pytest.mark.parametrize(("body", "ending"), [
+    # exit_finished itself: the buffered output flushed, atexit run, nothing after it
+    ("sys.stdout.write('x' * 200000)\nfrom ccdflow.cli import exit_finished\nexit_finished()\n",
+     "x" * 200000 + "bye\n"),
+    # main() called by a program (not the ccdflow command) returns to it
+    ("sys.argv = ['ccdflow', '--version']\nfrom ccdflow.cli import main\nmain()\nprint('after main')\n",
+     "\nafter main\nbye\n"),
+], ids=["exit_finished", "main-in-a-program"])
+def test_a_program_with_an_atexit_handler(body, ending):
+    done = run(code="import atexit, sys\natexit.register(lambda: print('bye'))\n" + body
+               + "print('not reached')\n" * ("exit_finished()" in body))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "thread done"
+    assert done.stdout.endswith(ending) and "not reached" not in done.stdout
+
+
+def test_output_printed_without_flush_is_delivered(tmp_path):
+    done = command_script(tmp_path, "sys.stdout.write('x' * 200000)")
+    assert done.returncode == 0 and done.stdout.startswith("x" * 200000)
+    assert done.stdout.endswith("\n") and "version" in done.stdout and "not reached" not in done.stdout
+
+
+def test_a_live_non_daemon_thread_is_joined_not_cut_off(tmp_path):
+    done = command_script(tmp_path, "import threading, time\n"
+                          "def late():\n"
+                          "    time.sleep(0.5)\n"
+                          "    print('thread done', flush=True)\n"
+                          "threading.Thread(target=late).start()")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "thread done" and "not reached" not in done.stdout
