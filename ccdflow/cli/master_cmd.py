@@ -7,6 +7,7 @@ Calibrations the recipe needs (a bias for darks, bias and dark for flats) come f
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,6 +103,7 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
                     exptime: float | None = None, temperature: float | None = None) -> None:
     from ccdflow.framework.builders.master_selection import select_frames
     from ccdflow.framework.builders.masters import write_master
+    from ccdflow.framework.builders.preprocess import warm_kernels
     from ccdflow.framework.calibrations import calibration_type
     from ccdflow.framework.io import cards
     from ccdflow.framework.numerics.memory import release_freed_memory
@@ -117,8 +119,13 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
     metas = selection.frames
     if selection.left_out:
         note(selection.note(kind))
+    # the kernels load on a thread while the masters are read and hashed (their I/O and SHA-256
+    # leave the interpreter free): 0.1 s of a 20-flat master's 2.7 s
+    warm = threading.Thread(target=warm_kernels, name="ccdflow-warm-kernels", daemon=True)
+    warm.start()
     cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path}, metas[0],
                                      caldb_url)
+    warm.join()
     # what is alive now (modules, configuration, headers, masters) lives to the end: out of the
     # collector's sight, its full passes no longer walk it for every input's headers (~5 % of CPU)
     gc.freeze()

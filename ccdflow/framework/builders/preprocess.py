@@ -4,6 +4,7 @@ out, and the error the calibrations applied to every input share) comes back in 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -27,10 +28,12 @@ from ccdflow.framework.io.spool import Spool
 from ccdflow.framework.numerics.dead_readout import refuse_dead_readout
 from ccdflow.framework.numerics.frame_passes import add_finite
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from ccdflow.framework.engine.plugins import PluginManager
 
-__all__ = ["Preprocessed", "preprocess_into"]
+__all__ = ["Preprocessed", "preprocess_into", "warm_kernels"]
 
 
 @dataclass
@@ -73,6 +76,22 @@ class Preprocessed:
                                      ).astype(np.float32)
             self.carried_sum = None
         return self._common
+
+
+def warm_kernels() -> None:
+    """Load the compiled kernels preprocessing calls (numba's cache: ~0.3 s on the first call
+    in a process, under numba's compiler lock, so both preprocessing threads would wait for it).
+    ``ccdflow master`` runs this on a thread while the masters it applies are read and hashed,
+    which leave the interpreter free. A failure here only means the kernel loads (and raises)
+    on its first real call."""
+    from ccdflow.framework.numerics import exact_median, frame_passes, kernels
+
+    try:
+        kernels.warm_up()
+        frame_passes.warm_up()
+        exact_median.median_of([np.ones((4, 4), np.float32)])
+    except Exception:  # noqa: BLE001 - see above: the real call reports it
+        log.debug("kernel warm-up failed; kernels load on first use", exc_info=True)
 
 
 def preprocess_into(

@@ -111,3 +111,14 @@ def count_at_least(data: np.ndarray, level: float) -> int:
         return int(np.count_nonzero(values >= level))
     # numpy compares a float32 array with a Python number in float32 (NEP 50): so does this
     return int(_count_at_least(values, np.float32(level)))
+
+
+def warm_up() -> None:
+    """Load these kernels' compiled code (numba's cache) on a few pixels, as
+    :func:`ccdflow.framework.numerics.kernels.warm_up` does for the arithmetic."""
+    x = np.ones((4, 4), np.float32)
+    park_frame(x, None, x, np.zeros(x.shape, bool))
+    park_frame(x, np.zeros(x.shape, bool), x.copy(), np.zeros(x.shape, bool))
+    add_finite(np.zeros(x.size), x, 1.0)
+    count_at_least(x, 1.0)
+    mask_agrees(np.zeros(x.shape, bool), np.zeros(x.shape, np.uint16))
