@@ -65,9 +65,10 @@ def normalised_input(ccd: CCDData, levels: Levels, mosaic: Mosaic | None) -> np.
 
 
 def normalise_master(data: np.ndarray, error: np.ndarray, mask: np.ndarray, header: fits.Header,
-                     inputs: str) -> tuple[np.ndarray, np.ndarray]:
+                     inputs: str, *, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The combined master and its error divided by its median, per colour channel when the
-    inputs' header has a Bayer pattern (each channel's median is then 1)."""
+    inputs' header has a Bayer pattern (each channel's median is then 1). ``in_place``: the
+    caller's float32 ``data`` and ``error`` (a master just combined) are divided themselves."""
     mosaic = mosaic_of(header, data.shape[0])
     if mosaic is None:
         # np.nanmedian(data[~mask]) bit for bit (NaN left out, inf kept), without the copy
@@ -77,10 +78,15 @@ def normalise_master(data: np.ndarray, error: np.ndarray, mask: np.ndarray, head
         if not np.isfinite(norm) or norm <= 0:
             raise UnprocessableInputError(f"combined flat has median {norm:.4g}; cannot normalise "
                                           f"(inputs {inputs})")
+        if in_place and data.dtype == error.dtype == np.float32:
+            data /= np.float32(norm)
+            error /= np.float32(norm)
+            return data, error
         return data / np.float32(norm), error / np.float32(norm)
     levels = channel_levels(data, mask, mosaic)
     _refuse_unusable(levels, f"combined flat (inputs {inputs})", None)
-    data, error = np.array(data, np.float32), np.array(error, np.float32)
+    if not (in_place and data.dtype == error.dtype == np.float32):
+        data, error = np.array(data, np.float32), np.array(error, np.float32)
     divide_channels(data, levels, mosaic)
     divide_channels(error, levels, mosaic)
     return data, error

@@ -179,8 +179,8 @@ def build_master(
         raise UnprocessableInputError(f"no pixel of the master {kind} has a usable input (inputs "
                                       f"{', '.join(str(metas[i].path) for i in kept)})")
     if caltype.normalised:  # to a median of 1, per colour channel on a Bayer sensor
-        data, error = normalise_master(data, error, mask, pre.header,
-                                       ", ".join(str(metas[i].path) for i in kept))
+        data, error = normalise_master(data, error, mask, pre.header,  # the combine's own arrays
+                                       ", ".join(str(metas[i].path) for i in kept), in_place=True)
     data, error = caltype.finish_master(data, error, mask)
     header = master_header(kind, metas, pre.header, method, used_clip, config, calibration_paths or {},
                            [c or sha256_file(m.file) for c, m in zip(pre.checksums, metas, strict=True)],
