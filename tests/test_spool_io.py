@@ -169,3 +169,21 @@ def test_a_copy_on_write_map_is_read_as_it_is_in_memory(tmp_path: Path) -> None:
     band = np.empty((4, 70), np.float32)
     read_band(cow, 0, 4, band)
     assert np.all(band[2:4] == -7.0) and np.array_equal(band[:2], values[:2])
+
+
+def test_a_full_disk_while_a_frame_is_written_is_a_named_error(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the spool's space could not be reserved (no fallocate), a disk that fills while a
+    consumed frame is written gives DiskFullError naming the folder, not a bare OSError."""
+    import errno
+
+    import ccdflow.framework.io.spool as spool_module
+    from ccdflow.framework.engine.errors import DiskFullError
+
+    def full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with Spool(2, tmp_path) as spool:
+        monkeypatch.setattr(spool_module.os, "pwrite", full)
+        with pytest.raises(DiskFullError, match=f"no space left in {tmp_path}"):
+            spool.put(0, np.ones((16, 16), np.float32), None, "f0.fits", consume=True)

@@ -155,12 +155,19 @@ class Spool:
 
 
 def _pwrite_all(path: str, data: np.ndarray, position: int) -> None:
+    """Write ``data``'s bytes at ``position``; a full disk (where the space could not be
+    reserved beforehand, see ``Spool._map``) is a DiskFullError naming the folder."""
+    view = data.reshape(-1).view(np.uint8).data
     fd = os.open(path, os.O_WRONLY)
     try:
-        view = data.reshape(-1).view(np.uint8).data
         while len(view):
             done = os.pwrite(fd, view, position)
             view, position = view[done:], position + done
+    except OSError as exc:
+        if exc.errno not in DiskFullError.ERRNOS:
+            raise
+        raise DiskFullError.in_folder(Path(path).parent.parent, needed=len(view),
+                                      what="a combine spool frame") from None
     finally:
         os.close(fd)
 
