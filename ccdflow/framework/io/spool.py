@@ -72,18 +72,18 @@ class Spool:
         if mask is not None and np.shape(mask) != data.shape:
             raise ValueError(f"mask shape {np.shape(mask)} differs from the frame's {data.shape}")
         out = store[i]
-        where = file_position(out)
-        in_place = (consume and where is not None and data.dtype == np.float32
-                    and data.flags.c_contiguous and data.flags.writeable)
+        # a frame given up is cleaned where it lies and written to the file at out's place
+        where = file_position(out) if (consume and data.dtype == np.float32 and data.flags.c_contiguous
+                                       and data.flags.writeable) else None
         # the reserved file's zeros say "none masked" until a pixel is excluded
-        n_nonfinite, n_bad = park_frame(data, mask, data if in_place else out, flags[i])
+        n_nonfinite, n_bad = park_frame(data, mask, out if where is None else data, flags[i])
         self.masked[i] = n_bad > 0
         if self.masked[i]:
             release_pages(flags[i])
-        if in_place and where is not None:
-            _pwrite_all(where[0], data, where[1])
-        else:
+        if where is None:
             release_pages(out)  # written: the page cache holds it until the combine reads it
+        else:
+            _pwrite_all(where[0], data, where[1])
         return n_nonfinite
 
     def masks_or_none(self, indices: Sequence[int]) -> list[np.ndarray | None]:

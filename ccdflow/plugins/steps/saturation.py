@@ -28,14 +28,21 @@ class SaturationParams(StepParams):
 
 def saturation_mask(data: np.ndarray, level: float, grow_columns: int = 0) -> np.ndarray:
     """Pixels at or above ``level``, grown by ``grow_columns`` along axis 0 (the columns)."""
-    if not count_at_least(data, level):  # the usual frame: one read, and a mask nobody wrote
-        return np.zeros(np.shape(data), bool)
-    mask = np.asarray(data) >= level
-    if grow_columns and mask.any():
-        from scipy.ndimage import binary_dilation  # only here: every command loads this step
+    return _saturated(data, level, grow_columns)[0]
 
-        mask = binary_dilation(mask, structure=np.ones((2 * grow_columns + 1, 1), bool))
-    return mask
+
+def _saturated(data: np.ndarray, level: float, grow_columns: int) -> tuple[np.ndarray, int]:
+    """The mask of :func:`saturation_mask` and how many pixels it holds."""
+    n_at = count_at_least(data, level)
+    if not n_at:  # the usual frame: one read, and a mask nobody wrote
+        return np.zeros(np.shape(data), bool), 0
+    mask = np.asarray(data) >= level
+    if not grow_columns:
+        return mask, n_at
+    from scipy.ndimage import binary_dilation  # only here: every command loads this step
+
+    mask = binary_dilation(mask, structure=np.ones((2 * grow_columns + 1, 1), bool))
+    return mask, int(np.count_nonzero(mask))
 
 
 def saturation_level(ccd: CCDData, params: SaturationParams, context: StepContext) -> float:
@@ -68,12 +75,9 @@ class SaturationMasker(Step[SaturationParams]):
 
     def run(self, ccd: CCDData, params: SaturationParams, calibrations, context: StepContext) -> CCDData:
         level = saturation_level(ccd, params, context)
-        n_at = count_at_least(ccd.data, level)
-        saturated = saturation_mask(ccd.data, level, params.grow_columns) if n_at else np.zeros(
-            ccd.shape, bool)
+        saturated, n_sat = _saturated(ccd.data, level, params.grow_columns)
         header = header_of(ccd)
         header["CF_SATLV"] = (level, "saturation level used (raw ADU)")
-        n_sat = n_at if params.grow_columns == 0 or not n_at else int(np.count_nonzero(saturated))
         header["CF_NSAT"] = (n_sat, "pixels masked as saturated (with growth)")
         if params.grow_columns:
             header["CF_SATGR"] = (params.grow_columns, "saturation mask grown along columns (px)")
