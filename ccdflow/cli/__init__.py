@@ -248,6 +248,11 @@ def main() -> None:
     written, its status decided), SIGINT and SIGTERM are ignored: Python's shutdown puts the
     default handlers back, and a signal then killed a finished run with no message (-15).
     """
+    as_command = _run_as_command()
+    if as_command:  # before any command imports numpy: ccdflow.cli.process_tuning
+        from ccdflow.cli.process_tuning import single_threaded_blas
+
+        single_threaded_blas()
     signal.signal(signal.SIGTERM, _terminate)
     try:
         status = cli.main(standalone_mode=False)
@@ -263,7 +268,7 @@ def main() -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
-    if _run_as_command():
+    if as_command:
         exit_finished()
 
 

@@ -6,7 +6,6 @@ Calibrations the recipe needs (a bias for darks, bias and dark for flats) come f
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import click
 
 from ccdflow.cli import ErrorsToExitGroup
 from ccdflow.cli.command_log import command_log
+from ccdflow.cli.process_tuning import collector_paused
 
 if TYPE_CHECKING:
     from ccdflow.framework.builders.masters import Fallback
@@ -80,7 +80,8 @@ def _master_command(kind: str) -> click.Command:
     @click.pass_context
     @command_log("out", beside=True)
     def run(ctx: click.Context, /, files: tuple[str, ...], **opts: Any) -> None:
-        build_and_write(ctx, kind, files, **opts)
+        with collector_paused():  # from the imports to the write: ccdflow.cli.process_tuning
+            build_and_write(ctx, kind, files, **opts)
 
     run.__doc__ = (f"Combine the raw {kind} frames of FILES (directories are searched) into a master "
                    f"{kind}. Frames of other types are left out (stderr says how many); the "
@@ -126,9 +127,6 @@ def build_and_write(ctx: click.Context, kind: str, files: tuple[str, ...], *, ou
     cals, absent = load_calibrations(config, kind, {"bias": bias_path, "dark": dark_path}, metas[0],
                                      caldb_url)
     warm.join()
-    # what is alive now (modules, configuration, headers, masters) lives to the end: out of the
-    # collector's sight, its full passes no longer walk it for every input's headers (~5 % of CPU)
-    gc.freeze()
     with progress_bar(not as_json, len(metas), f"master {kind}") as advance:
         ccd = combine(kind, metas, manager, config, cals, absent, method=method, clip=clip,
                       fallback=fallback, memory_limit=memory_limit, scratch_dir=out.resolve().parent,
