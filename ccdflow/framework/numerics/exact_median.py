@@ -29,12 +29,17 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
+from ccdflow.framework.numerics.median_bracket import middle_keys
+
 _BINS = 1 << 16
 _LOW = _BINS - 1
 _SIGN = 0x80000000
 _ALL = 0xFFFFFFFF
 _EXPONENT = 0x7F800000
 _ABS = 0x7FFFFFFF
+_FINITE = (0x00800000, 0xFF7FFFFF)  # the keys of -FLT_MAX and +FLT_MAX: qualifying are between
+_NOT_NAN = (0x007FFFFF, 0xFF800000)  # those of -inf and +inf (NaN's lie outside either pair)
+_ONE_PASS_FROM = 1 << 16  # values; below, the sample is most of the frame: two passes are cheap
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -152,6 +157,12 @@ def median_of(views: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | 
     # the kernels read the bits; a mask-less view gets a dummy mask it never reads
     parts = [(_as_2d(v.view(np.uint32)), np.zeros((1, 1), bool) if m is None else _as_2d(m), m is not None)
              for v, m in zip(views, masks, strict=True)]
+    if sum(b.size for b, _, _ in parts) >= _ONE_PASS_FROM:
+        found = middle_keys(parts, *(_FINITE if finite_only else _NOT_NAN))
+        if found is not None:
+            n, key_a, key_b = found
+            lower = _value(key_a >> 16, key_a & _LOW)
+            return _numpy_mean(lower, None) if n % 2 else _numpy_mean(lower, _value(key_b >> 16, key_b & _LOW))
     hist = np.zeros(_BINS, np.int64)
     n = sum(_count_high(b, f, has, finite_only, hist) for b, f, has in parts)
     if n == 0:

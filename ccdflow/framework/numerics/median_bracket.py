@@ -1,0 +1,224 @@
+"""The middle keys of a frame's good pixels in one read: a sample brackets them, one pass keeps
+the bracket's keys, a select in that small buffer names them (issue 16).
+
+:mod:`exact_median`'s radix select reads the frame twice (a histogram of the top 16 key bits,
+then of the low 16 bits in the median's bin). Here a sorted, deterministic sample of the
+qualifying keys (~16k, stratified with a fixed jitter so a Bayer mosaic cannot alias it) gives
+a lower and an upper key ``lo <= hi`` that hold the middle ranks between them unless the sample
+is off by more than ``_Z`` binomial standard deviations. One pass then counts the qualifying
+pixels, those below ``lo``, those equal to ``lo`` and to ``hi`` (so heavy ties at the bracket
+cost no buffer), and copies the keys strictly between into a buffer (a few percent of a flat);
+the ranks land in one of those classes and, in the buffer, ``np.partition`` names them exactly.
+Nothing here is an estimate: when a rank falls outside the bracket, or the buffer would
+overflow, :func:`middle_keys` returns None and the caller takes its two-pass path.
+
+The pass is two loops a chunk of a row: the first computes keys and counts without a branch
+(vectorised), the second compacts the flagged keys, skipping 32-pixel groups with no hit; a
+strided view (a Bayer channel) is first copied a chunk at a time so the first loop stays
+vectorised. The keys are :mod:`exact_median`'s (the same order-preserving map of the bits), so
+the values it turns them back into are bit for bit the ones its radix path finds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit
+from numpy.lib.stride_tricks import as_strided
+from numba.cpython.unsafe.numbers import trailing_zeros
+
+_SIGN = 0x80000000
+_ABS = 0x7FFFFFFF
+_NAN = 0x7FC00000
+_CHUNK = 4096  # columns a pass handles at a time: the keys and flags stay in L1
+_SAMPLE = 16384  # sampled positions: the bracket's width goes as 1/sqrt of it
+_Z = 6.0  # the bracket's margin in binomial standard deviations of the sample's middle rank
+_SLACK = 2.0  # the buffer holds this many times the keys the sample expects in the bracket
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _key(bits):  # pragma: no cover - compiled
+    """exact_median's key of a float32's bits, without a branch: flip the sign bit of a
+    positive, every bit of a negative."""
+    b = np.int64(bits)
+    return b ^ (_SIGN | (_ABS * (b >> 31)))
+
+
+@njit(cache=True, nogil=True)
+def _sample(bits, mask, has_mask, kmin, kmax, m, out, c):  # pragma: no cover - compiled
+    """Add to ``out[c:]`` the qualifying keys at ``m`` positions of ``bits``, one in each of
+    ``m`` equal stretches of its flat index at a fixed pseudo-random offset; the new ``c``."""
+    rows, cols = bits.shape
+    size = rows * cols
+    state = np.uint64(0x9E3779B97F4A7C15)
+    for k in range(m):
+        state = state * np.uint64(6364136223846793005) + np.uint64(1442695040888963407)
+        u = (state >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+        p = min(int((k + u) * size / m), size - 1)
+        i = p // cols
+        j = p - i * cols
+        key = _key(bits[i, j])
+        if kmin <= key <= kmax and not (has_mask and mask[i, j]):
+            out[c] = key
+            c += 1
+    return c
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _classify(bits, mask, has_mask, every, kmin, kmax, lo, hi, keys, flags, width, acc):  # pragma: no cover
+    """Count a chunk's qualifying keys (acc[0]), those below ``lo`` (1), equal to ``lo`` (2)
+    and to ``hi`` (3); ``keys`` gets the keys, ``flags`` 1 where one is strictly inside. In
+    uint32 with unsigned range tests and the counts packed in 16-bit fields of one sum (a
+    chunk is < 65536 pixels): twice the lanes of int64 compares, one reduction instead of four."""
+    span = np.uint32(kmax - kmin)
+    low = np.uint32(kmin)
+    lo32 = np.uint32(lo)
+    hi32 = np.uint32(hi)
+    above_lo = np.uint32(lo + 1)
+    inner = np.uint32(hi - lo - 1 if hi > lo else 0)  # no key strictly inside [lo, lo]
+    skip = np.uint32(every - 1)  # every == 2: the odd columns of a row read twice as wide
+    packed = 0
+    for j in range(width):
+        b = bits[j]
+        key = np.uint32(b ^ (np.uint32(_SIGN) | (np.uint32(_ABS) * (b >> np.uint32(31)))))
+        q = (np.uint32(key - low) <= span) & ((np.uint32(j) & skip) == 0)
+        if has_mask:  # the same test on every pixel: predicted
+            q &= ~mask[j]
+        packed += np.int64(q) * (1 | (np.int64(key < lo32) << 16) | (np.int64(key == lo32) << 32)
+                                 | (np.int64(key == hi32) << 48))
+        keys[j] = key
+        flags[j] = q & (np.uint32(key - above_lo) < inner)
+    acc[0] += packed & 0xFFFF
+    acc[1] += (packed >> 16) & 0xFFFF
+    acc[2] += (packed >> 32) & 0xFFFF
+    acc[3] += packed >> 48
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _compact(keys, words, width, buf, c):  # pragma: no cover - compiled
+    """Append the flagged ``keys`` to ``buf[c:]``; the new ``c``. ``words`` are the flags 8 at
+    a time; a multiply gathers 8 flag bytes into 8 bits (bit k from byte k: little-endian), so
+    the loop visits each group of 64 once and then only its hits (a few percent)."""
+    for w0 in range(0, (width + 63) // 64 * 8, 8):
+        hits = np.uint64(0)
+        for k in range(8):
+            hits |= ((words[w0 + k] * np.uint64(0x0102040810204080)) >> np.uint64(56)) << np.uint64(8 * k)
+        base = w0 * 8
+        while hits:
+            buf[c] = keys[base + trailing_zeros(hits)]
+            c += 1
+            hits &= hits - np.uint64(1)
+    return c
+
+
+@njit(cache=True, nogil=True)
+def _bracket(bits, mask, has_mask, every, cols, kmin, kmax, lo, hi, buf, acc):  # pragma: no cover
+    """The pass over ``cols`` columns of ``bits``: add their counts to ``acc[:4]`` and their
+    keys strictly between ``lo`` and ``hi`` to ``buf[acc[4]:]``; ``acc[5] = 1`` and stop when
+    they might not fit."""
+    rows = bits.shape[0]
+    contiguous = bits.strides[1] == 4 and (not has_mask or mask.strides[1] == 1)
+    keys = np.empty(_CHUNK, np.uint32)
+    words = np.zeros(_CHUNK // 8, np.uint64)
+    flags = words.view(np.uint8)
+    row_bits = np.empty(_CHUNK, np.uint32)
+    row_mask = np.zeros(_CHUNK, np.bool_)
+    c = acc[4]
+    for i in range(rows):
+        for j0 in range(0, cols, _CHUNK):
+            width = min(_CHUNK, cols - j0)
+            if c + width > buf.size:
+                acc[5] = 1
+                return
+            if width < _CHUNK:
+                flags[width:] = 0  # the last group's tail: no hit
+            if contiguous:
+                _classify(bits[i, j0:j0 + width], mask[i, j0:j0 + width] if has_mask else row_mask,
+                          has_mask, every, kmin, kmax, lo, hi, keys, flags, width, acc)
+            else:
+                if has_mask:  # a masked pixel's bits or'ed with a quiet NaN's are a NaN: left out
+                    for j in range(width):
+                        row_bits[j] = bits[i, j0 + j] | (np.uint32(mask[i, j0 + j]) * np.uint32(_NAN))
+                else:
+                    for j in range(width):
+                        row_bits[j] = bits[i, j0 + j]
+                _classify(row_bits, row_mask, False, 1, kmin, kmax, lo, hi, keys, flags, width, acc)
+            c = _compact(keys, words, width, buf, c)
+    acc[4] = c
+
+
+def _as_read(bits: np.ndarray, mask: np.ndarray, has_mask: bool) -> list[tuple]:
+    """A part as the pass reads it: (bits, mask, has_mask, every, cols), ``every`` the column
+    step it keeps and ``cols`` the columns it reads. A view of every second column (a Bayer
+    channel) is read as the rows it lies in, the other columns left out by the pass: a
+    contiguous read vectorises, a strided one (copied a chunk at a time) does not, and the wide
+    read is faster for all its twice as many pixels. Its rows but the last are given as one
+    C-contiguous array (numba then knows a row's step is one element); the last row, whose
+    stretch would run past the array's end, is read as it is."""
+    rows, cols = bits.shape
+    row_step = bits.strides[0]
+    if rows < 2 or cols < 2 or bits.strides[1] != 8 or row_step <= 0 or row_step % 4 or \
+            (has_mask and (mask.strides[1] != 2 or mask.strides[0] != row_step // 4)):
+        return [(bits, mask, has_mask, 1, cols)]
+    wide = (rows - 1, row_step // 4)
+    head = (as_strided(bits, wide, (row_step, 4), writeable=False),
+            as_strided(mask, wide, (row_step // 4, 1), writeable=False) if has_mask else mask)
+    return [(*head, has_mask, 2, 2 * cols - 1),
+            (bits[rows - 1:], mask[rows - 1:] if has_mask else mask, has_mask, 1, cols)]
+
+
+def middle_keys(parts: Sequence[tuple[np.ndarray, np.ndarray, bool]], kmin: int, kmax: int,
+                ) -> tuple[int, int, int] | None:
+    """The qualifying count and the keys at its ranks ``(n - 1) // 2`` and ``n // 2`` over
+    ``parts`` (exact_median's 2-D uint32 bits, mask, has_mask), a key qualifying when in
+    ``[kmin, kmax]`` and not masked; None when the sample's bracket misses or overflows (or
+    the sample finds no qualifying value), for the caller's exact two-pass path."""
+    total = sum(b.size for b, _, _ in parts)
+    sample = np.empty(_SAMPLE + len(parts), np.int64)
+    m = 0
+    for b, f, has in parts:
+        if b.size:
+            m = _sample(b, f, has, kmin, kmax, max(1, round(_SAMPLE * b.size / total)), sample, m)
+    if m == 0:
+        return None
+    sample = np.sort(sample[:m])
+    half = _Z * math.sqrt(m) / 2 + 1
+    low, high = max(int(m / 2 - half), 0), min(int(m / 2 + half) + 1, m - 1)
+    lo, hi = int(sample[low]), int(sample[high])
+    buf = np.empty(int(_SLACK * total * (high - low) / m) + 2 * _CHUNK, np.uint32)
+    acc = np.zeros(6, np.int64)
+    for b, f, has in parts:
+        for read in _as_read(b, f, has):
+            _bracket(*read, kmin, kmax, lo, hi, buf, acc)
+    n, below, eq_lo, eq_hi, between, overflow = (int(x) for x in acc)
+    if overflow or n == 0:
+        return None
+    if hi == lo:
+        eq_hi = 0  # one key: counted once
+    inside = buf[:between]
+    done = -1  # the index ``inside`` was last partitioned at
+    found: list[int] = []
+    for rank in sorted({(n - 1) // 2, n // 2}):
+        r = rank - below
+        if r < 0:
+            return None
+        if r < eq_lo:
+            found.append(lo)
+            continue
+        r -= eq_lo
+        if r < between:
+            if done >= 0 and r == done + 1:  # the rank after a partition's: the least above it
+                found.append(int(inside[r:].min()))
+            else:
+                inside.partition(r)  # numpy's SIMD select for one kth (a list of two: 20x slower)
+                done = r
+                found.append(int(inside[r]))
+            continue
+        r -= between
+        if r < eq_hi:
+            found.append(hi)
+            continue
+        return None
+    return n, found[0], found[-1]
