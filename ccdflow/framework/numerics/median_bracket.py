@@ -68,24 +68,24 @@ def _sample(bits, mask, has_mask, kmin, kmax, m, out, c):  # pragma: no cover - 
 
 @njit(cache=True, nogil=True, inline="always")
 def _classify(bits, mask, has_mask, every, kmin, kmax, lo, hi, keys, flags, width, acc):  # pragma: no cover
-    """Count a chunk's qualifying keys (acc[0]), those below ``lo`` (1), equal to ``lo`` (2)
-    and to ``hi`` (3); ``keys`` gets the keys, ``flags`` 1 where one is strictly inside. In
-    uint32 with unsigned range tests and the counts packed in 16-bit fields of one sum (a
-    chunk is < 65536 pixels): twice the lanes of int64 compares, one reduction instead of four."""
+    """Count the qualifying keys of ``width`` pixels ``every`` (a literal 1 or 2 where this is
+    inlined) apart (acc[0]), those below ``lo`` (1), equal to ``lo`` (2) and to ``hi`` (3);
+    ``keys`` gets the keys, ``flags`` 1 where one is strictly inside. In uint32 with unsigned
+    range tests and the counts packed in 16-bit fields of one sum (a chunk is < 65536 pixels):
+    twice the lanes of int64 compares, one reduction instead of four."""
     span = np.uint32(kmax - kmin)
     low = np.uint32(kmin)
     lo32 = np.uint32(lo)
     hi32 = np.uint32(hi)
     above_lo = np.uint32(lo + 1)
     inner = np.uint32(hi - lo - 1 if hi > lo else 0)  # no key strictly inside [lo, lo]
-    skip = np.uint32(every - 1)  # every == 2: the odd columns of a row read twice as wide
     packed = 0
     for j in range(width):
-        b = bits[j]
+        b = bits[every * j]
         key = np.uint32(b ^ (np.uint32(_SIGN) | (np.uint32(_ABS) * (b >> np.uint32(31)))))
-        q = (np.uint32(key - low) <= span) & ((np.uint32(j) & skip) == 0)
+        q = np.uint32(key - low) <= span
         if has_mask:  # the same test on every pixel: predicted
-            q &= ~mask[j]
+            q &= ~mask[every * j]
         packed += np.int64(q) * (1 | (np.int64(key < lo32) << 16) | (np.int64(key == lo32) << 32)
                                  | (np.int64(key == hi32) << 48))
         keys[j] = key
@@ -94,6 +94,19 @@ def _classify(bits, mask, has_mask, every, kmin, kmax, lo, hi, keys, flags, widt
     acc[1] += (packed >> 16) & 0xFFFF
     acc[2] += (packed >> 32) & 0xFFFF
     acc[3] += packed >> 48
+
+
+@njit(cache=True, nogil=True)
+def _classify_row(bits, mask, has_mask, kmin, kmax, lo, hi, keys, flags, width, acc):  # pragma: no cover
+    """:func:`_classify` of consecutive pixels, compiled on its own: inlined in the pass, with
+    its other loops, numba's loop was no longer vectorised (3x slower)."""
+    _classify(bits, mask, has_mask, 1, kmin, kmax, lo, hi, keys, flags, width, acc)
+
+
+@njit(cache=True, nogil=True)
+def _classify_pairs(bits, mask, has_mask, kmin, kmax, lo, hi, keys, flags, width, acc):  # pragma: no cover
+    """:func:`_classify` of every second pixel, compiled on its own (see above)."""
+    _classify(bits, mask, has_mask, 2, kmin, kmax, lo, hi, keys, flags, width, acc)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -134,9 +147,12 @@ def _bracket(bits, mask, has_mask, every, cols, kmin, kmax, lo, hi, buf, acc):  
                 return
             if width < _CHUNK:
                 flags[width:] = 0  # the last group's tail: no hit
-            if contiguous:
-                _classify(bits[i, j0:j0 + width], mask[i, j0:j0 + width] if has_mask else row_mask,
-                          has_mask, every, kmin, kmax, lo, hi, keys, flags, width, acc)
+            if every == 2:  # rows of a C-contiguous array, every second column kept
+                _classify_pairs(bits[i, 2 * j0:], mask[i, 2 * j0:] if has_mask else row_mask,
+                                has_mask, kmin, kmax, lo, hi, keys, flags, width, acc)
+            elif contiguous:
+                _classify_row(bits[i, j0:j0 + width], mask[i, j0:j0 + width] if has_mask else row_mask,
+                              has_mask, kmin, kmax, lo, hi, keys, flags, width, acc)
             else:
                 if has_mask:  # a masked pixel's bits or'ed with a quiet NaN's are a NaN: left out
                     for j in range(width):
@@ -144,28 +160,27 @@ def _bracket(bits, mask, has_mask, every, cols, kmin, kmax, lo, hi, buf, acc):  
                 else:
                     for j in range(width):
                         row_bits[j] = bits[i, j0 + j]
-                _classify(row_bits, row_mask, False, 1, kmin, kmax, lo, hi, keys, flags, width, acc)
+                _classify_row(row_bits, row_mask, False, kmin, kmax, lo, hi, keys, flags, width, acc)
             c = _compact(keys, words, width, buf, c)
     acc[4] = c
 
 
 def _as_read(bits: np.ndarray, mask: np.ndarray, has_mask: bool) -> list[tuple]:
-    """A part as the pass reads it: (bits, mask, has_mask, every, cols), ``every`` the column
-    step it keeps and ``cols`` the columns it reads. A view of every second column (a Bayer
-    channel) is read as the rows it lies in, the other columns left out by the pass: a
-    contiguous read vectorises, a strided one (copied a chunk at a time) does not, and the wide
-    read is faster for all its twice as many pixels. Its rows but the last are given as one
-    C-contiguous array (numba then knows a row's step is one element); the last row, whose
-    stretch would run past the array's end, is read as it is."""
+    """A part as the pass reads it: (bits, mask, has_mask, every, cols). A view of every
+    second column (a Bayer channel) is read by a loop whose step of two elements is a constant
+    (numba vectorises it; a strided view's runtime step it does not, and copying the view a
+    chunk at a time first was slower): its rows but the last are given as one C-contiguous
+    array of the whole rows they lie in, ``every = 2``; the last row, whose stretch would run
+    past its array's end, is read as it is."""
     rows, cols = bits.shape
-    row_step = bits.strides[0]
-    if rows < 2 or cols < 2 or bits.strides[1] != 8 or row_step <= 0 or row_step % 4 or \
-            (has_mask and (mask.strides[1] != 2 or mask.strides[0] != row_step // 4)):
+    step = bits.strides[0]
+    if rows < 2 or bits.strides[1] != 8 or step % 4 or step // 4 < 2 * cols - 1 or \
+            (has_mask and (mask.strides[1] != 2 or mask.strides[0] < 2 * cols - 1)):
         return [(bits, mask, has_mask, 1, cols)]
-    wide = (rows - 1, row_step // 4)
-    head = (as_strided(bits, wide, (row_step, 4), writeable=False),
-            as_strided(mask, wide, (row_step // 4, 1), writeable=False) if has_mask else mask)
-    return [(*head, has_mask, 2, 2 * cols - 1),
+    head_bits = as_strided(bits, (rows - 1, step // 4), (step, 4), writeable=False)
+    head_mask = (as_strided(mask, (rows - 1, mask.strides[0]), (mask.strides[0], 1), writeable=False)
+                 if has_mask else mask)
+    return [(head_bits, head_mask, has_mask, 2, cols),
             (bits[rows - 1:], mask[rows - 1:] if has_mask else mask, has_mask, 1, cols)]
 
 
