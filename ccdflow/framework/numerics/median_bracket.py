@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numba import njit
-from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.cpython.unsafe.numbers import trailing_zeros as _intrinsic_trailing_zeros
 from numpy.lib.stride_tricks import as_strided
 
+_trailing_zeros: Any = _intrinsic_trailing_zeros  # count of a uint64's low zero bits (numba only)
 _SIGN = 0x80000000
 _ABS = 0x7FFFFFFF
 _NAN = 0x7FC00000
@@ -83,7 +85,7 @@ def _classify(bits, mask, has_mask, every, kmin, kmax, lo, hi, keys, flags, widt
     hi32 = np.uint32(hi)
     above_lo = np.uint32(lo + 1)
     inner = np.uint32(hi - lo - 1 if hi > lo else 0)  # no key strictly inside [lo, lo]
-    packed = 0
+    packed = np.int64(0)
     for j in range(width):
         b = bits[every * j]
         key = np.uint32(b ^ (np.uint32(_SIGN) | (np.uint32(_ABS) * (b >> np.uint32(31)))))
@@ -124,7 +126,7 @@ def _compact(keys, words, width, buf, c):  # pragma: no cover - compiled
             hits |= ((words[w0 + k] * np.uint64(0x0102040810204080)) >> np.uint64(56)) << np.uint64(8 * k)
         base = w0 * 8
         while hits:
-            buf[c] = keys[base + trailing_zeros(hits)]
+            buf[c] = keys[base + _trailing_zeros(hits)]
             c += 1
             hits &= hits - np.uint64(1)
     return c
@@ -170,7 +172,8 @@ def _bracket(bits, mask, has_mask, every, cols, kmin, kmax, lo, hi, buf, acc):  
     acc[4] = c
 
 
-def _as_read(bits: np.ndarray, mask: np.ndarray, has_mask: bool) -> list[tuple]:
+def _as_read(bits: np.ndarray, mask: np.ndarray, has_mask: bool,
+             ) -> list[tuple[np.ndarray, np.ndarray, bool, int, int]]:
     """A part as the pass reads it: (bits, mask, has_mask, every, cols). A view of every
     second column (a Bayer channel) is read by a loop whose step of two elements is a constant
     (numba vectorises it; a strided view's runtime step it does not, and copying the view a
@@ -210,8 +213,8 @@ def middle_keys(parts: Sequence[tuple[np.ndarray, np.ndarray, bool]], kmin: int,
     buf = np.empty(int(_SLACK * total * (high - low) / m) + 2 * _CHUNK, np.uint32)
     acc = np.zeros(6, np.int64)  # qualifying, below lo, equal to lo, to hi, in buf; overflow
     for b, f, has in parts:
-        for read in _as_read(b, f, has):
-            _bracket(*read, kmin, kmax, lo, hi, buf, acc)
+        for rows, rows_mask, rows_has, every, cols in _as_read(b, f, has):
+            _bracket(rows, rows_mask, rows_has, every, cols, kmin, kmax, lo, hi, buf, acc)
     n, below, eq_lo, eq_hi, between, overflow = (int(x) for x in acc)
     if overflow or n == 0:
         return None
