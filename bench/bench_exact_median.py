@@ -1,9 +1,11 @@
 """What a flat input's level costs: ``np.median`` of a copy of the good pixels (the way
 ``channels.input_levels`` took it before issue 16) against the radix-select ``median_of``,
 on a 2048 x 2048 float32 flat (1 % mask, 0.1 % NaN), monochrome and Bayer (overall plus R, G,
-B), single thread; and the first call's cost in a fresh process, with numba's cache empty and
-filled. Prints CPU milliseconds per frame (median of ``--repeats`` warm runs) and checks that
-every level is numpy's, bit for bit.
+B), single thread; the one-pass path (``median_bracket``: a sample's bracket, one read) against
+the two-pass radix select it falls back to, per call (mono with and without a mask, a Bayer
+green and red channel); and the first call's cost in a fresh process, with numba's cache empty
+and filled. Prints CPU milliseconds per frame (median of ``--repeats`` warm runs) and checks
+that every level is numpy's, bit for bit.
 
     python bench/bench_exact_median.py
 """
@@ -22,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ccdflow.framework.headers.bayer import CHANNELS, Mosaic
+from ccdflow.framework.numerics import exact_median
 from ccdflow.framework.numerics.exact_median import median_of
 
 FIRST_CALL = """
@@ -29,7 +32,7 @@ import time, numpy as np
 t = time.perf_counter()
 from ccdflow.framework.builders.channels import channel_levels
 from ccdflow.framework.headers.bayer import Mosaic
-data = np.ones((64, 64), np.float32); mask = np.zeros(data.shape, bool)
+data = np.ones((512, 512), np.float32); mask = np.zeros(data.shape, bool)  # one-pass size
 i = time.perf_counter()
 channel_levels(data, mask, None); channel_levels(data, mask, Mosaic("RGGB")); channel_levels(data, None, None)
 print(f"{(i - t) * 1e3:.0f} {(time.perf_counter() - i) * 1e3:.0f}")
@@ -80,6 +83,22 @@ def first_call(cache_dir: str | None) -> str:
     return f"import {out[0]} ms, first levels (mono + Bayer, masked and not) {out[1]} ms"
 
 
+def one_pass_vs_two(data: np.ndarray, mask: np.ndarray, repeats: int) -> None:
+    """Per call: the two-pass radix select (the one pass switched off) against the default."""
+    green, red = Mosaic("RGGB").views("G"), Mosaic("RGGB").views("R")
+    calls = {"mono, mask": ([data], [mask]), "mono, no mask": ([data], None),
+             "Bayer G (2 views), mask": ([data[v] for v in green], [mask[v] for v in green]),
+             "Bayer R, mask": ([data[v] for v in red], [mask[v] for v in red])}
+    threshold = exact_median._ONE_PASS_FROM
+    for label, (views, masks) in calls.items():
+        exact_median._ONE_PASS_FROM = 1 << 62
+        two, want = cpu_ms(lambda v=views, m=masks: median_of(v, m), repeats), median_of(views, masks)
+        exact_median._ONE_PASS_FROM = threshold
+        one, got = cpu_ms(lambda v=views, m=masks: median_of(v, m), repeats), median_of(views, masks)
+        assert np.float64(got).tobytes() == np.float64(want).tobytes()
+        print(f"{label:24s} two passes {two:5.2f} ms   one pass {one:5.2f} ms   x{two / one:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=10)
@@ -92,6 +111,7 @@ def main() -> None:
         print(f"{label:11s} np.median(data[good]) {old:6.1f} ms   median_of {new:6.1f} ms   x{old / new:.1f}")
     no_mask = cpu_ms(lambda: median_of([data]), repeats)
     print(f"median_of without a mask {no_mask:.1f} ms")
+    one_pass_vs_two(data, mask, repeats)
     with tempfile.TemporaryDirectory() as empty:
         print("cold cache:", first_call(empty))
         print("warm cache:", first_call(empty))

@@ -179,17 +179,19 @@ def _as_read(bits: np.ndarray, mask: np.ndarray, has_mask: bool,
     (numba vectorises it; a strided view's runtime step it does not, and copying the view a
     chunk at a time first was slower): its rows but the last are given as one C-contiguous
     array of the whole rows they lie in, ``every = 2``; the last row, whose stretch would run
-    past its array's end, is read as it is."""
+    past its array's end, as a copy. Both have a mono frame's types: numba compiles the pass
+    once for all of them (~1.5 s, once per install)."""
     rows, cols = bits.shape
     step = bits.strides[0]
     if rows < 2 or cols < 1 or bits.strides[1] != 8 or step % 4 or step // 4 < 2 * cols - 1 or \
             (has_mask and (mask.strides[1] != 2 or mask.strides[0] < 2 * cols - 1)):
         return [(bits, mask, has_mask, 1, cols)]
-    head_bits = as_strided(bits, (rows - 1, step // 4), (step, 4), writeable=False)
-    head_mask = (as_strided(mask, (rows - 1, mask.strides[0]), (mask.strides[0], 1), writeable=False)
-                 if has_mask else mask)
-    return [(head_bits, head_mask, has_mask, 2, cols),
-            (bits[rows - 1:], mask[rows - 1:] if has_mask else mask, has_mask, 1, cols)]
+    # writable when the view is (only read: a read-only type would be one more compiled pass)
+    head_bits = as_strided(bits, (rows - 1, step // 4), (step, 4))
+    head_mask = as_strided(mask, (rows - 1, mask.strides[0]), (mask.strides[0], 1)) if has_mask else mask
+    tail_bits = np.ascontiguousarray(bits[rows - 1:])
+    tail_mask = np.ascontiguousarray(mask[rows - 1:]) if has_mask else mask
+    return [(head_bits, head_mask, has_mask, 2, cols), (tail_bits, tail_mask, has_mask, 1, cols)]
 
 
 def middle_keys(parts: Sequence[tuple[np.ndarray, np.ndarray, bool]], kmin: int, kmax: int,
