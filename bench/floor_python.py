@@ -2,6 +2,7 @@
 
     python bench/floor_python.py start
     python bench/floor_python.py science OUT BIAS DARK FLAT RAW...
+    python bench/floor_python.py io OUT RAW...
 
 ``start``: what any numba-based Python tool pays before its first pixel: the interpreter,
 numpy, astropy.io.fits and numba imported, and one cached ``njit`` function called (numba
@@ -14,6 +15,12 @@ UNCERT; saturated pixels as MASK) and written as SCI, UNCERT and MASK with astro
 product hashed. No headers beyond astropy's, no checks, no frame QA, one process: what a
 product with ccdflow's planes and checksums costs in plain numpy. Masters are ccdflow's
 (``SCI`` extension) or any single-image FITS file.
+
+``io``: only what provenance and the three planes oblige any tool to do, in any language: each
+raw file read and hashed, and a product of ccdflow's size (SCI and UNCERT float32, MASK int16,
+their headers) written to a temporary name, renamed and hashed, two frames at a time (the
+machine's cores). No numpy, no arithmetic, the bytes prepared once: a floor under any
+implementation of `reduce` with UNCERT, MASK and SHA-256 on this machine.
 """
 
 from __future__ import annotations
@@ -68,8 +75,42 @@ def science(out: str, bias_path: str, dark_path: str, flat_path: str, raws: list
             hashlib.sha256(fh.read()).hexdigest()
 
 
+def io(out: str, raws: list[str]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    block = 2880
+    with open(raws[0], "rb") as fh:  # the image's size from the first header's NAXISn cards
+        head = fh.read(block * 4).decode("ascii", "replace")
+    cards = {head[i:i + 8].strip(): head[i + 10:i + 80].split("/")[0].strip()
+             for i in range(0, len(head), 80)}
+    pixels = int(cards["NAXIS1"]) * int(cards["NAXIS2"])
+
+    def padded(n: int) -> int:
+        return -(-n // block) * block
+    size = 2 * block + 2 * (block + padded(4 * pixels)) + block + padded(2 * pixels)  # as ccdflow's
+    product = bytes(size)
+
+    def one(path: str) -> None:
+        with open(path, "rb") as fh:
+            hashlib.sha256(fh.read()).hexdigest()
+        target = os.path.join(out, os.path.basename(path))
+        digest = hashlib.sha256()
+        with open(target + ".tmp", "wb") as fh:
+            for i in range(0, size, 1 << 22):
+                piece = memoryview(product)[i:i + (1 << 22)]
+                fh.write(piece)
+                digest.update(piece)
+        os.replace(target + ".tmp", target)
+        digest.hexdigest()
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        list(pool.map(one, raws))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "start":
         start()
+    elif sys.argv[1] == "io":
+        io(sys.argv[2], sys.argv[3:])
     else:
         science(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:])
