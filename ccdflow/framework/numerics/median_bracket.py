@@ -25,6 +25,7 @@ map of the bits), so it turns them into the very values its radix path finds.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ _CHUNK = 4096  # columns a pass handles at a time: the keys and flags stay in L1
 _SAMPLE = 16384  # sampled positions: the bracket's width goes as 1/sqrt of it
 _Z = 6.0  # the bracket's margin in binomial standard deviations of the sample's middle rank
 _SLACK = 2.0  # the buffer holds this many times the keys the sample expects in the bracket
+_scratch = threading.local()  # per thread: the bracket's buffer, kept between calls (_buffer)
 _WIDEST = 0.125  # a bracket holding more of the sample (few qualifying values in it): two passes
 
 
@@ -194,6 +196,16 @@ def _as_read(bits: np.ndarray, mask: np.ndarray, has_mask: bool,
     return [(head_bits, head_mask, has_mask, 2, cols), (tail_bits, tail_mask, has_mask, 1, cols)]
 
 
+def _buffer(size: int) -> np.ndarray:
+    """``size`` uint32 of this thread's kept buffer (grown when short). A new one per call
+    would be new pages whenever the heap was trimmed in between (``ccdflow master`` gives
+    large frees back), each zeroed by the kernel on its first touch: ~1.6 MiB a 2k flat."""
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or buf.size < size:
+        buf = _scratch.buf = np.empty(size, np.uint32)
+    return buf[:size]
+
+
 def middle_keys(parts: Sequence[tuple[np.ndarray, np.ndarray, bool]], kmin: int, kmax: int,
                 ) -> tuple[int, int, int] | None:
     """The qualifying count and the keys at its ranks ``(n - 1) // 2`` and ``n // 2`` over
@@ -212,7 +224,7 @@ def middle_keys(parts: Sequence[tuple[np.ndarray, np.ndarray, bool]], kmin: int,
         return None
     sample = np.sort(sample[:m])
     lo, hi = int(sample[low]), int(sample[high])
-    buf = np.empty(int(_SLACK * total * (high - low) / m) + 2 * _CHUNK, np.uint32)
+    buf = _buffer(int(_SLACK * total * (high - low) / m) + 2 * _CHUNK)
     acc = np.zeros(6, np.int64)  # qualifying, below lo, equal to lo, to hi, in buf; overflow
     for b, f, has in parts:
         for rows, rows_mask, rows_has, every, cols in _as_read(b, f, has):
