@@ -194,3 +194,19 @@ def test_the_frames_ccdflow_reduces_take_the_one_pass_by_default():
 
 def test_warm_up_runs():
     exact_median.warm_up()
+
+
+def test_a_narrow_bracket_from_a_small_sample_is_right_or_falls_back(one_pass, monkeypatch):
+    """No margin and 64 samples: the middle lands below, inside and above the bracket in turn."""
+    monkeypatch.setattr(median_bracket, "_SAMPLE", 64)
+    monkeypatch.setattr(median_bracket, "_Z", 0.0)
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        data = rng.normal(0, 1, (300, 300 + seed)).astype(np.float32)
+        if seed % 3 == 0:
+            data = np.round(data * 2).astype(np.float32)  # ties at the bracket's ends
+        mask = rng.random(data.shape) < 0.1 if seed % 2 else None
+        views, masks = ([data[c] for c in GREEN], None if mask is None else [mask[c] for c in GREEN]) \
+            if seed % 4 == 1 else ([data], None if mask is None else [mask])
+        assert_same(median_of(views, masks), reference(views, masks))
+    assert any(o is None for o in one_pass) and any(o is not None for o in one_pass)

@@ -14,8 +14,8 @@ and a mask are read where they lie. ~8.7 ms a masked 2k frame against ~55 ms.
 A frame of 128k values or more reads once (:mod:`median_bracket`): a 16k sample brackets the
 middle ranks, one pass counts the values below and at the bracket's ends and keeps the keys
 inside it (~5 % of a flat), and a select in those names the middle keys; the same keys, so the
-same value. ~3.4 ms a masked 2k frame (2.5x the two passes), ~2.6 ms a Bayer green channel
-(1.9x). Should the sample mislead (the middle outside its bracket) or the bracket be too full,
+same value. ~3.4 ms a masked 2k frame (2.6x the two passes), ~2.5 ms a Bayer green channel
+(2.0x). Should the sample mislead (the middle outside its bracket) or the bracket be too full,
 the two passes run: the result is exact either way, only the time differs. Below 128k values
 the sample would cost what the saved pass does.
 
