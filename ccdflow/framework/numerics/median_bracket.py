@@ -18,8 +18,9 @@ lanes, unsigned range tests, the four counts packed in one sum) computes the key
 flags; the second turns 64 flags into a bit mask with eight multiplies and visits only its
 hits. A view of every second column (a Bayer channel) is read with a constant step of two
 (vectorised; its runtime stride is not). ~3.4 ms a masked 2k flat, ~2.5 ms a Bayer green
-channel (2.6x, 2.0x the radix path; bench/bench_exact_median.py). The keys are exact_median's (the same order-preserving
-map of the bits), so it turns them into the very values its radix path finds.
+channel (2.6x, 2.0x the radix path; bench/bench_exact_median.py). The keys are exact_median's
+(the same order-preserving map of the bits), so it turns them into the very values its radix
+path finds.
 """
 
 from __future__ import annotations
