@@ -133,18 +133,29 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         if not new:
             warnings.append(f"rebuilt with identical bytes to {path.name}; nothing added")
         return {**entry, "name": path.name, "path": str(path), "status": "built" if new else "up-to-date",
-                "sha256": sha, "clip": cards.CLIP.get(ccd.header), "warnings": warnings,
-                "assumed": cards.assumptions(ccd.header),  # a gain or read noise nobody measured
-                "calibrations": calibrations, "median": cards.MED.get(ccd.header),
-                "noise": cards.NOISE.get(ccd.header), "seconds": time.perf_counter() - start}
+                "sha256": sha, "warnings": warnings, **master_summary(ccd.header),
+                "calibrations": calibrations, "seconds": time.perf_counter() - start}
     except Exception as exc:  # one bad group never stops the night
         return failed(entry, exc, start)
 
 
-def _existing_master(db: Any, out: Path) -> dict[str, Any] | None:
+def master_summary(header: Any, bpm: bool = False) -> dict[str, Any]:
+    """What a night's entry says of a master (the summary, the report and the demo show it),
+    from its header: the same whether this run built the master or found it built."""
+    if bpm:
+        return {"median": None, "noise": None, "flagged": cards.MASKF.get(header)}
+    return {"clip": cards.CLIP.get(header), "median": cards.MED.get(header),
+            "noise": cards.NOISE.get(header),
+            "assumed": cards.assumptions(header)}  # a gain or read noise nobody measured
+
+
+def _existing_master(db: Any, out: Path, bpm: bool = False) -> dict[str, Any] | None:
     """The entry for a master already at ``out``: registered and intact -> up to date; on disk
     but not registered (a run killed between writing and registering) -> handed back as built,
-    so the caller registers it; registered but changed -> CalibrationChangedError."""
+    so the caller registers it; registered but changed -> CalibrationChangedError. Its summary
+    (median, noise...) is read from its header, as a build gives it."""
+    from astropy.io import fits
+
     from ccdflow.framework.engine.errors import CalibrationChangedError
     from ccdflow.framework.io.fitsio import sha256_file
     from ccdflow.pipeline.immutable import registered
@@ -152,7 +163,7 @@ def _existing_master(db: Any, out: Path) -> dict[str, Any] | None:
     record = registered(db, out)
     if record is None:
         if out.is_file():
-            return {"status": "built", "sha256": sha256_file(out),
+            return {"status": "built", "sha256": sha256_file(out), **master_summary(fits.getheader(out), bpm),
                     "warnings": ["found on disk unregistered (an interrupted run): registered now"]}
         return None
     if not out.is_file() or sha256_file(out) != record["sha256"]:
@@ -162,7 +173,7 @@ def _existing_master(db: Any, out: Path) -> dict[str, Any] | None:
     notes = ([f"caldb {record['id']} is marked {record['quality']}"
               f" ({record['quality_reason']})"] if record["quality"] != "good" else [])
     return {"status": "up-to-date", "caldb_id": record["id"], "sha256": record["sha256"],
-            "quality": record["quality"], "warnings": notes}
+            "quality": record["quality"], "warnings": notes, **master_summary(fits.getheader(out), bpm)}
 
 
 def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, Any],
@@ -186,7 +197,7 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
         out = inside(spec.outdir, spec.masters_dir / f"{group}_{identity}.fits")
         entry["path"] = str(out)
         if not spec.force:
-            done = _existing_master(env.db, out)
+            done = _existing_master(env.db, out, bpm=True)
             if done is not None:
                 return {**entry, **done, "seconds": time.perf_counter() - start}
         # MasterRef.load hashes the bytes it reads and refuses ones that changed since the build
@@ -197,8 +208,7 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
         cards.MKEY.put(header, identity, "build identity: the dark and flat used")
         path, sha, new = write_new(out, lambda tmp: write_bpm(mask, header, tmp))
         return {**entry, "name": path.name, "path": str(path), "status": "built" if new else "up-to-date",
-                "sha256": sha, "median": None, "noise": None, "flagged": cards.MASKF.get(header),
-                "seconds": time.perf_counter() - start}
+                "sha256": sha, **master_summary(header, bpm=True), "seconds": time.perf_counter() - start}
     except Exception as exc:  # a night without a BPM is still a night
         return failed(entry, exc, start)
 
