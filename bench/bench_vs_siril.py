@@ -26,11 +26,9 @@ any tool in any language pays for the science frames' provenance and planes alon
 and hashed, products of ccdflow's size written and hashed, two at a time, no arithmetic).
 
 **Warm memory** (default; ``--cold-memory`` turns it off): before each timed run a separate
-process touches and frees 2 GiB. On this VM the host takes back pages the guest has freed, and a
-process's first touch of such a page costs ~2 ms per MiB (measured: 320 MiB written to a new
-file in 0.05 s warm, 0.28-0.82 s cold). How much of that a run pays depends on what ran before
-it and how long ago, not on the software: system time of the same ccdflow flat varied
-0.5-1.5 s. Warm, every contender starts as on a machine that does not hand memory back.
+process touches and frees 2 GiB. On this VM a page the guest freed costs ~2 ms per MiB on its
+next first touch (320 MiB written to a new file: 0.05 s warm, 0.28-0.82 s cold), and how many a
+run meets depends on what ran before it, not on the software (bench/README.md, runs 6-10).
 
 Each contender uses its own masters, built from the same raw files in the first round.
 Agreement: the products' difference (Siril's [0, 1] floats times 65535; flats each over their
