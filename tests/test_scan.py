@@ -152,3 +152,45 @@ def test_an_unknown_files_reason_quotes_bad_and_long_cards_on_one_short_line(tmp
     assert "no instrument recognises this header (INSTRUME='1,5';" in reason
     comment = reason.split("COMMENT=")[1].split(";")[0]
     assert len(comment) <= 62 and comment.endswith("...'") and "\n" not in reason
+
+
+@pytest.mark.parametrize(("cards", "reason"), [
+    ({"CF_VERS": "0.1.0", "CF_MTYPE": "bias"}, "a ccdflow master bias (CF_MTYPE), not a raw frame"),
+    ({"CF_VERS": "0.1.0", "CF_RAW": "n1_sci_V_001.fits"},
+     "a ccdflow product reduced from n1_sci_V_001.fits (CF_RAW), not a raw frame"),
+    ({"CF_VERS": "0.1.0", "CF_PTYPE": "stack"}, "a ccdflow stack (CF_VERS 0.1.0), not a raw frame"),
+], ids=["master", "product", "stack"])
+def test_what_ccdflow_wrote_is_never_scanned_as_raw(builtin, tmp_path, cards, reason):
+    """A master keeps its inputs' IMAGETYP and a product its raw frame's: in the raw folder
+    (or an OUT inside it) either would pass for one more raw frame of that type."""
+    raw = frame(tmp_path / "raw.fits")
+    written = frame(tmp_path / "written.fits", **cards)
+    found = scan_paths([tmp_path], builtin)
+    assert [m.path for m in found.frames] == [raw]
+    assert [path for path, _ in found.unknown] == [written]
+    assert found.unknown[0][1].startswith(f"{written}: {reason}")  # the reason names the file
+    with pytest.raises(UnprocessableInputError, match="not a raw frame"):
+        scan_file(written, builtin)
+    assert scan_file(raw, builtin).path == raw
+
+
+def test_a_master_beside_its_biases_is_left_out_of_the_next_one(tmp_path):
+    """End to end: `ccdflow master bias` run twice on one folder, the first master written
+    into it, combines the same biases the second time (the master said left out, not used)."""
+    from click.testing import CliRunner
+
+    from ccdflow.cli import cli
+
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        hdr = fits.Header({"IMAGETYP": "Bias Frame", "EXPTIME": 0.0, "FILTER": "V", "CCD-TEMP": -10.0,
+                           "DATE-OBS": f"2026-01-01T01:0{i}:00", "GAIN": 1.5, "RDNOISE": 3.5})
+        fits.PrimaryHDU(np.round(rng.normal(1000, 2, (32, 32))).astype(np.uint16), hdr).writeto(
+            tmp_path / f"bias_{i}.fits")
+    runs = [CliRunner().invoke(cli, ["master", "bias", str(tmp_path), "--instrument", "generic", "--json",
+                                     "--out", str(tmp_path / name)]) for name in ("mb1.fits", "mb2.fits")]
+    assert all(r.exit_code == 0 for r in runs), [r.output for r in runs]
+    with fits.open(tmp_path / "mb1.fits") as one, fits.open(tmp_path / "mb2.fits") as two:
+        assert np.array_equal(one[0].data if one[0].data is not None else one[1].data,
+                              two[0].data if two[0].data is not None else two[1].data)
+    assert "mb1.fits: a ccdflow master bias (CF_MTYPE), not a raw frame" in runs[1].output

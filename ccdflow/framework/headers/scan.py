@@ -21,6 +21,7 @@ from ccdflow.framework.engine.instrument import Instrument
 from ccdflow.framework.engine.plugins import PluginManager, get_plugin_manager
 from ccdflow.framework.headers.card_values import read_card, shown
 from ccdflow.framework.headers.header_map import Headers, normalise
+from ccdflow.framework.io import cards
 from ccdflow.framework.io.fitsio import read_headers
 
 #: File name endings scanned when a directory is given.
@@ -170,6 +171,9 @@ def _scan_one(path: str, manager: PluginManager, chosen: Instrument | None) -> F
     if reason is not None:  # before opening: a FIFO would block the scan forever
         raise UnprocessableInputError(reason, path=path)
     headers = read_headers(path, complete=True)
+    written = ccdflow_output(headers)
+    if written is not None:  # its IMAGETYP is its inputs': it would pass for a raw frame
+        raise UnprocessableInputError(written, path=path)
     if chosen is None:
         name = manager.identify(headers)
         if name is None:
@@ -185,6 +189,24 @@ def _scan_one(path: str, manager: PluginManager, chosen: Instrument | None) -> F
         raise UnprocessableInputError(
             f"header cannot be read as {chosen.name!r}: {type(exc).__name__}: {exc}", path=path
         ) from None
+
+
+def ccdflow_output(headers: Headers) -> str | None:
+    """Why a file ccdflow wrote (``CF_VERS`` in its primary header: a master, a reduced product,
+    a stack) is not a raw frame, or None for any other file. A master keeps its inputs'
+    IMAGETYP and a product its raw frame's: scanned as raw, a master bias in the folder of the
+    biases would be combined into the next master as one more bias, a product reduced again."""
+    primary = headers.get(0)
+    if primary is None or cards.VERS.keyword not in primary:
+        return None
+    kind, raw = cards.MTYPE.get(primary), cards.RAW.get(primary)
+    if kind is not None:
+        return (f"a ccdflow master {kind} (CF_MTYPE), not a raw frame: a calibration is given "
+                "as one (--bias, --dark, --flat, --bpm) or chosen from the caldb")
+    if raw is not None:
+        return f"a ccdflow product reduced from {raw} (CF_RAW), not a raw frame: reduce the raw file"
+    what = primary.get("CF_PTYPE", "file")
+    return f"a ccdflow {what} (CF_VERS {primary[cards.VERS.keyword]}), not a raw frame"
 
 
 def describe_identity(headers: Headers, manager: PluginManager) -> str:
