@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.nddata import CCDData
+from astropy.nddata import CCDData, StdDevUncertainty
 
 import ccdflow
 from ccdflow.framework.builders import preprocess
@@ -147,3 +147,25 @@ def test_a_flat_master_preprocessed_in_place_is_the_same_master(night, monkeypat
     assert np.array_equal(owned.uncertainty.array, fresh.uncertainty.array, equal_nan=True)
     assert np.array_equal(owned.mask, fresh.mask)
     assert np.array_equal(owned.data, read_product(night.master("flat")["path"]).data, equal_nan=True)
+
+
+@pytest.mark.parametrize("owns", [True, False])
+def test_gain_multiplies_in_place_only_what_the_run_owns(owns):
+    from ccdflow.plugins.steps.gain import GainCorrector
+    from ccdflow.testing.fakes import fake_instrument, make_meta
+
+    rng = np.random.default_rng(2)
+    data = rng.normal(1000, 30, (32, 48)).astype(np.float32)
+    error = rng.uniform(1, 3, data.shape).astype(np.float32)
+    ccd = CCDData(data, unit="adu", header=fits.Header({"GAIN": 1.7}),
+                  uncertainty=StdDevUncertainty(error, copy=False))
+    before = snapshot(ccd)
+    context = StepContext(make_meta(gain=1.7), fake_instrument(), owns_pixels=owns)
+    out = GainCorrector().run(ccd, GainCorrector.Params(), {}, context)
+    gain = np.float32(1.7)
+    assert np.array_equal(out.data, before["data"] * gain)  # float32 either way: the same bits
+    assert np.array_equal(out.uncertainty.array, before["uncert"] * gain)
+    assert out.data.dtype == out.uncertainty.array.dtype == np.float32
+    assert (out.data is data and out.uncertainty.array is error) == owns
+    if not owns:
+        unchanged(ccd, before)
