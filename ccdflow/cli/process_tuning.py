@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 
 #: The thread-count variables of the BLAS libraries numpy and scipy ship with (OpenBLAS), and of
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
-def single_threaded_blas(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+def single_threaded_blas(environ: MutableMapping[str, str] = os.environ) -> None:
     """One BLAS thread unless the user chose otherwise. It must run before numpy is imported
     (the libraries read it when loaded); the processes a command starts (reduce's and the
     night's workers) inherit it."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -139,17 +139,23 @@ def master_task(spec: RunSpec, kind: str, group: str, metas: Sequence[FrameMeta]
         return failed(entry, exc, start)
 
 
-def master_summary(header: Any, bpm: bool = False) -> dict[str, Any]:
+Summary = Callable[[Any], dict[str, Any]]
+
+
+def master_summary(header: Any) -> dict[str, Any]:
     """What a night's entry says of a master (the summary, the report and the demo show it),
     from its header: the same whether this run built the master or found it built."""
-    if bpm:
-        return {"median": None, "noise": None, "flagged": cards.MASKF.get(header)}
     return {"clip": cards.CLIP.get(header), "median": cards.MED.get(header),
             "noise": cards.NOISE.get(header),
             "assumed": cards.assumptions(header)}  # a gain or read noise nobody measured
 
 
-def _existing_master(db: Any, out: Path, bpm: bool = False) -> dict[str, Any] | None:
+def bpm_summary(header: Any) -> dict[str, Any]:
+    """:func:`master_summary` of a bad-pixel mask: the fraction flagged, no level."""
+    return {"median": None, "noise": None, "flagged": cards.MASKF.get(header)}
+
+
+def _existing_master(db: Any, out: Path, summary: Summary = master_summary) -> dict[str, Any] | None:
     """The entry for a master already at ``out``: registered and intact -> up to date; on disk
     but not registered (a run killed between writing and registering) -> handed back as built,
     so the caller registers it; registered but changed -> CalibrationChangedError. Its summary
@@ -163,7 +169,7 @@ def _existing_master(db: Any, out: Path, bpm: bool = False) -> dict[str, Any] | 
     record = registered(db, out)
     if record is None:
         if out.is_file():
-            return {"status": "built", "sha256": sha256_file(out), **master_summary(fits.getheader(out), bpm),
+            return {"status": "built", "sha256": sha256_file(out), **summary(fits.getheader(out)),
                     "warnings": ["found on disk unregistered (an interrupted run): registered now"]}
         return None
     if not out.is_file() or sha256_file(out) != record["sha256"]:
@@ -173,7 +179,7 @@ def _existing_master(db: Any, out: Path, bpm: bool = False) -> dict[str, Any] | 
     notes = ([f"caldb {record['id']} is marked {record['quality']}"
               f" ({record['quality_reason']})"] if record["quality"] != "good" else [])
     return {"status": "up-to-date", "caldb_id": record["id"], "sha256": record["sha256"],
-            "quality": record["quality"], "warnings": notes, **master_summary(fits.getheader(out), bpm)}
+            "quality": record["quality"], "warnings": notes, **summary(fits.getheader(out))}
 
 
 def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, Any],
@@ -197,7 +203,7 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
         out = inside(spec.outdir, spec.masters_dir / f"{group}_{identity}.fits")
         entry["path"] = str(out)
         if not spec.force:
-            done = _existing_master(env.db, out, bpm=True)
+            done = _existing_master(env.db, out, bpm_summary)
             if done is not None:
                 return {**entry, **done, "seconds": time.perf_counter() - start}
         # MasterRef.load hashes the bytes it reads and refuses ones that changed since the build
@@ -208,7 +214,7 @@ def bpm_task(spec: RunSpec, group: str, dark: dict[str, Any], flat: dict[str, An
         cards.MKEY.put(header, identity, "build identity: the dark and flat used")
         path, sha, new = write_new(out, lambda tmp: write_bpm(mask, header, tmp))
         return {**entry, "name": path.name, "path": str(path), "status": "built" if new else "up-to-date",
-                "sha256": sha, **master_summary(header, bpm=True), "seconds": time.perf_counter() - start}
+                "sha256": sha, **bpm_summary(header), "seconds": time.perf_counter() - start}
     except Exception as exc:  # a night without a BPM is still a night
         return failed(entry, exc, start)
 

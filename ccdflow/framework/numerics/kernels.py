@@ -128,6 +128,12 @@ def divide_arrays(x: np.ndarray, s1: np.ndarray | None, f: np.ndarray, s2: np.nd
     return out, std, bad, int(n_bad)
 
 
+def scale_array(x: np.ndarray, factor: np.float32, in_place: bool = False) -> np.ndarray:
+    """``x * factor`` in float32 (``x`` cast first, as ``np.asarray(x, np.float32) * factor``);
+    ``in_place``: into ``x`` itself under :func:`_target`'s rule."""
+    return np.multiply(np.asarray(x, np.float32), factor, out=_target(x, x, in_place))
+
+
 def deviation_array(x: np.ndarray, gain: float, read_noise_e: float,
                     carried: np.ndarray | None = None) -> np.ndarray:
     """sqrt(max(g*x, 0) + rn^2) / g, in the data's units, added in quadrature to ``carried``."""

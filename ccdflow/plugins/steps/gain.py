@@ -7,6 +7,7 @@ from astropy.nddata import CCDData
 
 from ccdflow.framework.engine.errors import UnprocessableInputError
 from ccdflow.framework.engine.step import Step, StepContext, StepParams, header_of
+from ccdflow.framework.numerics.kernels import scale_array
 from ccdflow.plugins.steps.noise import record, resolve
 
 
@@ -23,19 +24,10 @@ class GainCorrector(Step[StepParams]):
         resolved = resolve(context, "gain", "the gain step")
         gain = np.float32(record(resolved, "gain", header))
         unc = None if ccd.uncertainty is None else ccd.uncertainty.__class__(
-            _times(ccd.uncertainty.array, gain, context.owns_pixels), copy=False)
+            scale_array(ccd.uncertainty.array, gain, context.owns_pixels), copy=False)
         # BUNIT becomes electron only here, with a gain from the header, the instrument's
         # numbers or its explicit `assume:` (then CF_AGAIN says so): never a default
         header["CF_GAINV"] = (float(gain), f"gain applied (e-/ADU): {resolved.source}"[:47])
-        return CCDData(_times(ccd.data, gain, context.owns_pixels), unit="electron", header=header,
+        return CCDData(scale_array(ccd.data, gain, context.owns_pixels), unit="electron", header=header,
                        mask=ccd.mask, uncertainty=unc)
 
-
-def _times(plane: np.ndarray, gain: np.float32, in_place: bool) -> np.ndarray:
-    """``plane * gain`` in float32; written into ``plane`` itself when the run owns it
-    (StepContext.owns_pixels) and it is a writable float32 array: the same products, two
-    frame-sized allocations fewer a frame."""
-    plane = np.asarray(plane)
-    if in_place and plane.dtype == np.float32 and plane.flags.writeable:
-        return np.multiply(plane, gain, out=plane)
-    return np.asarray(plane, np.float32) * gain
